@@ -1,0 +1,153 @@
+"""The data that flows through streamfuse (frozen, slotted dataclasses).
+
+Times: ``t0`` of a :class:`Chunk` is on the *device* clock; everything else (window bounds,
+arrival, label bounds after mapping) is on the *gateway* clock, in seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+F32 = npt.NDArray[np.float32]
+Mask = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A run of samples from one stream of one device.
+
+    ``data`` is ``float32[n, ch]`` (C-contiguous), sample ``i`` taken at device time
+    ``t0 + i / fs``. ``arrival`` is the gateway clock reading when the chunk arrived
+    (NaN until the shell stamps it).
+    """
+
+    device: str
+    modality: str
+    seq: int
+    t0: float
+    fs: float
+    data: F32
+    arrival: float = float("nan")
+
+    @property
+    def n(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def channels(self) -> int:
+        return int(self.data.shape[1])
+
+    @property
+    def duration(self) -> float:
+        return self.n / self.fs
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """Ground truth for ``[t_start, t_end)`` of one device, on the device clock."""
+
+    device: str
+    t_start: float
+    t_end: float
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """An undecoded MQTT message as the shells receive or replay it."""
+
+    topic: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One device's data for ``[t_start, t_end)`` on the gateway clock.
+
+    ``blocks[m]`` is ``float32[k, ch_m]`` resampled onto the common grid
+    ``t_start + j / fs`` (``j < k``); ``masks[m]`` is ``bool[k]``, True where the sample is
+    backed by data. A modality absent from the window is absent from ``blocks``.
+    ``quality[m]`` holds the gap fraction and lateness of each modality.
+    """
+
+    device: str
+    t_start: float
+    t_end: float
+    fs: float
+    blocks: Mapping[str, F32]
+    masks: Mapping[str, Mask]
+    quality: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    index: int = 0
+
+    @property
+    def k(self) -> int:
+        return int(round((self.t_end - self.t_start) * self.fs))
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(self.blocks)
+
+
+@dataclass(frozen=True, slots=True)
+class FusedWindow:
+    """The early-fusion matrix: every channel of every modality on one grid.
+
+    ``matrix`` is ``float32[k, C]``; ``channels[c]`` names column ``c`` as ``"modality:name"``;
+    ``mask`` is ``bool[k, C]`` (False where the column's modality had no data).
+    """
+
+    window: Window
+    matrix: F32
+    channels: tuple[str, ...]
+    mask: npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """What the engine says about one window."""
+
+    device: str
+    t_start: float
+    t_end: float
+    level: str
+    label: str | None
+    proba: Mapping[str, float]
+    model: str
+    rules: tuple[str, ...] = ()
+    latency: Mapping[str, float] = field(default_factory=dict)
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    modalities: tuple[str, ...] = ()
+    index: int = 0
+    arrival: float = float("nan")
+
+    def to_json_dict(self) -> dict[str, object]:
+        """A JSON-ready dict (the prediction topic's payload)."""
+        return {
+            "device": self.device,
+            "index": self.index,
+            "t_start": self.t_start,
+            "t_end": self.t_end,
+            "level": self.level,
+            "label": self.label,
+            "proba": dict(self.proba),
+            "model": self.model,
+            "rules": list(self.rules),
+            "modalities": list(self.modalities),
+            "latency_ms": {k: v * 1e3 for k, v in self.latency.items()},
+            "metrics": dict(self.metrics),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A message the engine refused, with why (an output so shells can log or count it)."""
+
+    reason: str
+    message: str
+    device: str | None = None
+    modality: str | None = None
+    seq: int | None = None
