@@ -1,0 +1,344 @@
+"""Wire format: a compact binary frame and a JSON form (see ``docs/wire-format.md``).
+
+Decoding validates everything before it allocates and raises :class:`PayloadError` with a
+``reason`` tag (a counter key) and a message naming the device, modality and seq.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .config import Limits, ModalitySpec
+from .errors import PayloadError
+from .types import Chunk, Label, Prediction
+
+MAGIC = b"SF"
+VERSION = 1
+HEADER = struct.Struct("<2sBB12sHHIQdd")
+HEADER_SIZE = HEADER.size  # 48 bytes
+assert HEADER_SIZE == 48
+
+_F32LE = np.dtype("<f4")
+DEFAULT_LIMITS = Limits()
+
+
+def encode_chunk(chunk: Chunk) -> bytes:
+    """The binary frame for ``chunk`` (header + little-endian float32, sample-major)."""
+    data = np.ascontiguousarray(chunk.data, dtype=_F32LE)
+    if data.ndim != 2:
+        raise ValueError(f"chunk data must be 2-D [samples, channels], got shape {data.shape}")
+    name = chunk.modality.encode("ascii")
+    if len(name) > 12:
+        raise ValueError(f"modality name {chunk.modality!r} is longer than 12 bytes")
+    n, ch = data.shape
+    head = HEADER.pack(MAGIC, VERSION, 0, name, ch, 0, n, chunk.seq, chunk.t0, chunk.fs)
+    return head + data.tobytes()
+
+
+def encode_chunk_json(chunk: Chunk) -> bytes:
+    """The JSON form of ``chunk`` (for hand-made clients and debugging)."""
+    return json.dumps(
+        {
+            "modality": chunk.modality,
+            "seq": chunk.seq,
+            "t0": chunk.t0,
+            "fs": chunk.fs,
+            "data": chunk.data.astype(float).tolist(),
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def encode_label(label: Label) -> bytes:
+    return json.dumps(
+        {"t_start": label.t_start, "t_end": label.t_end, "value": label.value},
+        separators=(",", ":"),
+    ).encode()
+
+
+def encode_prediction(prediction: Prediction) -> bytes:
+    return json.dumps(prediction.to_json_dict(), separators=(",", ":")).encode()
+
+
+def decode_chunk(
+    device: str,
+    modality: str,
+    payload: bytes,
+    modalities: Mapping[str, ModalitySpec],
+    limits: Limits = DEFAULT_LIMITS,
+) -> Chunk:
+    """Decode a data message published on ``{prefix}/{device}/{modality}``."""
+    if len(payload) > limits.max_payload_bytes:
+        raise PayloadError(
+            "oversize",
+            f"payload of {len(payload)} bytes exceeds the limit of {limits.max_payload_bytes}",
+            device=device,
+            modality=modality,
+        )
+    spec = modalities.get(modality)
+    if spec is None:
+        raise PayloadError(
+            "unknown_modality",
+            f"unknown modality {modality!r}; configured: {sorted(modalities)}",
+            device=device,
+            modality=modality,
+        )
+    if payload[:2] == MAGIC:
+        seq, t0, fs, data = _decode_binary(device, modality, payload, spec, limits)
+    elif payload.lstrip()[:1] == b"{":
+        seq, t0, fs, data = _decode_json(device, modality, payload, spec, limits)
+    elif not payload:
+        raise PayloadError("empty", "empty payload", device=device, modality=modality)
+    else:
+        raise PayloadError(
+            "unknown_format",
+            f"payload is neither a binary frame (starts with {MAGIC!r}) nor a JSON object "
+            f"(first bytes {payload[:8]!r})",
+            device=device,
+            modality=modality,
+        )
+    _check_times(device, modality, seq, t0, fs, limits)
+    if limits.nan_policy == "reject" and not np.isfinite(data).all():
+        bad = int(np.count_nonzero(~np.isfinite(data)))
+        raise PayloadError(
+            "nonfinite",
+            f"{bad} of {data.size} samples are NaN or infinite",
+            device=device,
+            modality=modality,
+            seq=seq,
+        )
+    return Chunk(device, modality, seq, t0, fs, data)
+
+
+def _decode_binary(
+    device: str, modality: str, payload: bytes, spec: ModalitySpec, limits: Limits
+) -> tuple[int, float, float, np.ndarray]:
+    if len(payload) < HEADER_SIZE:
+        raise PayloadError(
+            "truncated",
+            f"binary frame of {len(payload)} bytes is shorter than its {HEADER_SIZE}-byte header",
+            device=device,
+            modality=modality,
+        )
+    magic, version, flags, name, ch, reserved, n, seq, t0, fs = HEADER.unpack_from(payload)
+    if version != VERSION:
+        raise PayloadError(
+            "bad_version",
+            f"frame version {version} is not supported (this gateway reads version {VERSION})",
+            device=device,
+            modality=modality,
+            seq=seq,
+        )
+    if flags != 0 or reserved != 0:
+        raise PayloadError(
+            "bad_header",
+            f"flags ({flags}) and reserved ({reserved}) must be 0 in version 1",
+            device=device,
+            modality=modality,
+            seq=seq,
+        )
+    header_modality = name.rstrip(b"\0").decode("ascii", "replace")
+    if header_modality != modality:
+        raise PayloadError(
+            "modality_mismatch",
+            f"frame says modality {header_modality!r} but arrived on the {modality!r} topic",
+            device=device,
+            modality=modality,
+            seq=seq,
+        )
+    _check_shape(device, modality, seq, n, ch, spec, limits)
+    expected = HEADER_SIZE + 4 * n * ch
+    if len(payload) != expected:
+        raise PayloadError(
+            "truncated" if len(payload) < expected else "trailing_bytes",
+            f"frame of {n} samples x {ch} channels needs {expected} bytes, got {len(payload)}",
+            device=device,
+            modality=modality,
+            seq=seq,
+        )
+    data = np.frombuffer(payload, dtype=_F32LE, count=n * ch, offset=HEADER_SIZE)
+    return seq, t0, fs, data.reshape(n, ch).astype(np.float32)
+
+
+def _decode_json(
+    device: str, modality: str, payload: bytes, spec: ModalitySpec, limits: Limits
+) -> tuple[int, float, float, np.ndarray]:
+    try:
+        obj = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PayloadError(
+            "bad_json", f"invalid JSON: {exc}", device=device, modality=modality
+        ) from exc
+    if not isinstance(obj, dict):
+        raise PayloadError(
+            "bad_json", "JSON payload must be an object", device=device, modality=modality
+        )
+    missing = [k for k in ("seq", "t0", "fs", "data") if k not in obj]
+    if missing:
+        raise PayloadError(
+            "bad_field", f"JSON payload lacks {missing}", device=device, modality=modality
+        )
+    seq = obj["seq"]
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 2**64:
+        raise PayloadError(
+            "bad_field",
+            f"seq must be a non-negative integer, got {seq!r}",
+            device=device,
+            modality=modality,
+        )
+    if "modality" in obj and obj["modality"] != modality:
+        raise PayloadError(
+            "modality_mismatch",
+            f"payload says modality {obj['modality']!r} but arrived on the {modality!r} topic",
+            device=device,
+            modality=modality,
+            seq=seq,
+        )
+    t0, fs = (
+        _number(obj["t0"], "t0", device, modality, seq),
+        _number(obj["fs"], "fs", device, modality, seq),
+    )
+    rows = obj["data"]
+    if not isinstance(rows, list) or not rows:
+        raise PayloadError(
+            "bad_field", "data must be a non-empty list", device=device, modality=modality, seq=seq
+        )
+    if all(isinstance(r, list) for r in rows):
+        n, ch = len(rows), len(rows[0])
+        if any(len(r) != ch for r in rows):
+            raise PayloadError(
+                "bad_field",
+                "data rows have different lengths",
+                device=device,
+                modality=modality,
+                seq=seq,
+            )
+    elif spec.channels == 1:
+        n, ch, rows = len(rows), 1, [[v] for v in rows]
+    else:
+        raise PayloadError(
+            "bad_field",
+            f"data must be a list of rows of {spec.channels} values",
+            device=device,
+            modality=modality,
+            seq=seq,
+        )
+    _check_shape(device, modality, seq, n, ch, spec, limits)
+    try:
+        data = np.array(rows, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise PayloadError(
+            "bad_field", f"data holds non-numbers: {exc}", device=device, modality=modality, seq=seq
+        ) from exc
+    if data.shape != (n, ch):
+        raise PayloadError(
+            "bad_field", f"data has shape {data.shape}", device=device, modality=modality, seq=seq
+        )
+    return seq, t0, fs, data.astype(np.float32)
+
+
+def _number(v: Any, name: str, device: str, modality: str, seq: int) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise PayloadError(
+            "bad_field",
+            f"{name} must be a number, got {v!r}",
+            device=device,
+            modality=modality,
+            seq=seq,
+        )
+    return float(v)
+
+
+def _check_shape(
+    device: str, modality: str, seq: int, n: int, ch: int, spec: ModalitySpec, limits: Limits
+) -> None:
+    if ch != spec.channels:
+        raise PayloadError(
+            "channel_mismatch",
+            f"{ch} channels, but modality {modality!r} has {spec.channels} "
+            f"({', '.join(spec.channel_names)})",
+            device=device,
+            modality=modality,
+            seq=seq,
+        )
+    if n == 0:
+        raise PayloadError(
+            "empty", "chunk holds no samples", device=device, modality=modality, seq=seq
+        )
+    if n > limits.max_samples:
+        raise PayloadError(
+            "too_many_samples",
+            f"{n} samples exceed the limit of {limits.max_samples} per chunk",
+            device=device,
+            modality=modality,
+            seq=seq,
+        )
+
+
+def _check_times(
+    device: str, modality: str, seq: int, t0: float, fs: float, limits: Limits
+) -> None:
+    if not (math.isfinite(fs) and limits.min_fs <= fs <= limits.max_fs):
+        raise PayloadError(
+            "bad_rate",
+            f"sampling rate {fs!r} Hz is outside [{limits.min_fs}, {limits.max_fs}]",
+            device=device,
+            modality=modality,
+            seq=seq,
+        )
+    if not (math.isfinite(t0) and abs(t0) <= limits.max_abs_t0):
+        raise PayloadError(
+            "bad_t0",
+            f"device timestamp t0={t0!r} is not a finite time in seconds",
+            device=device,
+            modality=modality,
+            seq=seq,
+        )
+
+
+def decode_label(device: str, payload: bytes) -> Label:
+    """Decode a label message: ``{"t_start": s, "t_end": s, "value": "class"}`` (device clock)."""
+    if len(payload) > 4096:
+        raise PayloadError(
+            "oversize",
+            f"label payload of {len(payload)} bytes is too large",
+            device=device,
+            modality="label",
+        )
+    try:
+        obj = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PayloadError(
+            "bad_json", f"invalid label JSON: {exc}", device=device, modality="label"
+        ) from exc
+    if not isinstance(obj, dict) or not {"t_start", "t_end", "value"} <= obj.keys():
+        raise PayloadError(
+            "bad_field",
+            "label must be an object with t_start, t_end, value",
+            device=device,
+            modality="label",
+        )
+    t_start = _number(obj["t_start"], "t_start", device, "label", -1)
+    t_end = _number(obj["t_end"], "t_end", device, "label", -1)
+    value = obj["value"]
+    if not (math.isfinite(t_start) and math.isfinite(t_end) and t_end > t_start):
+        raise PayloadError(
+            "bad_field",
+            f"label needs finite t_start < t_end, got [{t_start}, {t_end})",
+            device=device,
+            modality="label",
+        )
+    if not isinstance(value, str) or not 0 < len(value) <= 64:
+        raise PayloadError(
+            "bad_field",
+            f"label value must be a short string, got {value!r}",
+            device=device,
+            modality="label",
+        )
+    return Label(device, t_start, t_end, value)

@@ -1,0 +1,91 @@
+"""MQTT topic layout: ``{prefix}/{device}/{modality}``, ``.../label``, ``.../prediction``."""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from .errors import TopicError
+
+DEFAULT_PREFIX = "streamfuse"
+LABEL = "label"
+PREDICTION = "prediction"
+RESERVED = frozenset({LABEL, PREDICTION, "status", "metrics"})
+
+_DEVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_MODALITY_RE = re.compile(r"^[a-z][a-z0-9_]{0,11}$")
+_PREFIX_LEVEL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class Topic(NamedTuple):
+    device: str
+    kind: str  # a modality name, "label" or "prediction"
+
+
+def check_device(device: str) -> str:
+    """Return ``device`` if it is a valid id (1–64 of ``A-Za-z0-9_.-``, no leading symbol)."""
+    if not isinstance(device, str) or not _DEVICE_RE.match(device):
+        raise TopicError(
+            "bad_device",
+            f"invalid device id {device!r}: use 1-64 characters of A-Z a-z 0-9 _ . -, "
+            "starting with a letter or digit",
+        )
+    return device
+
+
+def check_modality(modality: str) -> str:
+    """Return ``modality`` if it is a valid name (1–12 of ``a-z0-9_``, starting with a letter)."""
+    if not isinstance(modality, str) or not _MODALITY_RE.match(modality) or modality in RESERVED:
+        raise TopicError(
+            "bad_modality",
+            f"invalid modality name {modality!r}: use 1-12 characters of a-z 0-9 _, "
+            f"starting with a letter, not one of {sorted(RESERVED)}",
+        )
+    return modality
+
+
+def check_prefix(prefix: str) -> str:
+    """Return ``prefix`` if every level is plain (no wildcards, no empty levels)."""
+    levels = prefix.split("/") if isinstance(prefix, str) else [""]
+    if not all(_PREFIX_LEVEL_RE.match(level) for level in levels):
+        raise TopicError(
+            "bad_prefix",
+            f"invalid topic prefix {prefix!r}: levels of A-Z a-z 0-9 _ . - separated by '/', "
+            "no wildcards",
+        )
+    return prefix
+
+
+def data_topic(prefix: str, device: str, modality: str) -> str:
+    return f"{prefix}/{check_device(device)}/{check_modality(modality)}"
+
+
+def label_topic(prefix: str, device: str) -> str:
+    return f"{prefix}/{check_device(device)}/{LABEL}"
+
+
+def prediction_topic(prefix: str, device: str) -> str:
+    return f"{prefix}/{check_device(device)}/{PREDICTION}"
+
+
+def subscription(prefix: str) -> str:
+    """The one filter that covers every device's data and labels under ``prefix``."""
+    return f"{check_prefix(prefix)}/+/+"
+
+
+def parse(topic: str, prefix: str) -> Topic:
+    """Split ``topic`` into device and kind, or raise :class:`TopicError` saying why not."""
+    head = prefix + "/"
+    if not topic.startswith(head):
+        raise TopicError("bad_topic", f"topic {topic!r} is not under prefix {prefix!r}")
+    rest = topic[len(head) :].split("/")
+    if len(rest) != 2:
+        raise TopicError("bad_topic", f"topic {topic!r} must be {prefix}/<device>/<modality|label>")
+    device, kind = rest
+    check_device(device)
+    if kind not in (LABEL, PREDICTION):
+        if not _MODALITY_RE.match(kind):
+            raise TopicError(
+                "bad_modality", f"invalid modality {kind!r} in topic {topic!r}", device=device
+            )
+    return Topic(device, kind)
