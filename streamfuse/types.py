@@ -6,6 +6,7 @@ arrival, label bounds after mapping) is on the *gateway* clock, in seconds.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -139,6 +140,7 @@ class Prediction:
             "modalities": list(self.modalities),
             "latency_ms": {k: v * 1e3 for k, v in self.latency.items()},
             "metrics": dict(self.metrics),
+            "closed_at": self.arrival if math.isfinite(self.arrival) else None,
         }
 
 

@@ -1,0 +1,297 @@
+"""The sans-IO heart: :class:`Engine` turns messages, chunks and labels into predictions.
+
+The engine never reads a clock, a socket or a file. Shells pass the gateway clock reading
+``now`` with every item, so the same input log gives the same outputs, live or replayed. An
+optional ``timer`` (e.g. :func:`time.perf_counter`) only fills the per-stage latency of each
+prediction; it never changes what is predicted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+
+from river import base
+
+from . import codec, topics
+from .align.device import DeviceAligner
+from .config import EngineConfig
+from .errors import PayloadError
+from .features import DeviceFeatures
+from .fusion.levels import Decision, Evidence, FusionHub
+from .learn.models import make_model
+from .types import Chunk, FusedWindow, Label, Prediction, RawMessage, Rejection
+
+log = logging.getLogger("streamfuse.engine")
+
+Item = Chunk | Label | RawMessage
+Output = Prediction | Rejection
+
+#: how many rejections of one (device, reason) are logged before the rest are only counted
+LOG_FIRST = 5
+
+
+@dataclass(slots=True)
+class Pending:
+    """A predicted window waiting for its label (test-then-train)."""
+
+    t_start: float
+    t_end: float
+    evidence: Evidence
+    decisions: dict[str, Decision]
+
+
+@dataclass(slots=True)
+class DeviceSession:
+    """Everything the engine keeps about one device."""
+
+    device: str
+    aligner: DeviceAligner
+    features: DeviceFeatures
+    pending: deque[Pending] = field(default_factory=deque)
+    labels: deque[tuple[float, float, str]] = field(default_factory=lambda: deque(maxlen=512))
+    last_seen: float = -math.inf
+    windows: int = 0
+
+
+class Engine:
+    """Streams in, predictions out, one deterministic step at a time.
+
+    Parameters
+    ----------
+    config
+        Modalities, windows, limits and the model to use.
+    prefix
+        The MQTT topic prefix that :class:`RawMessage` topics are parsed under.
+    timer
+        A monotonic clock for per-stage latency figures only (``None``: no timing).
+    model_factory
+        Makes the classifier each level learns (default: ``config.model`` by name).
+    """
+
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        *,
+        prefix: str = topics.DEFAULT_PREFIX,
+        timer: Callable[[], float] | None = None,
+        model_factory: Callable[[], base.Classifier] | None = None,
+    ) -> None:
+        self.config = config or EngineConfig()
+        self.prefix = topics.check_prefix(prefix)
+        self._timer = timer
+        factory = model_factory or (lambda: make_model(self.config.model))
+        self.hub = FusionHub(factory, self.config.model)
+        self.sessions: dict[str, DeviceSession] = {}
+        self.counters: Counter[str] = Counter()
+        self.rejections: Counter[str] = Counter()
+        self._logged: Counter[tuple[str | None, str]] = Counter()
+        self._tick_every = self.config.hop_s / 4
+        self._last_tick = -math.inf
+
+    # ------------------------------------------------------------------ intake
+    def push(self, item: Item, now: float) -> list[Output]:
+        """Feed one item that arrived at gateway time ``now``; return what it caused."""
+        out: list[Output] = []
+        t0 = self._clock()
+        if isinstance(item, RawMessage):
+            try:
+                item = self._decode(item)
+                if item is None:
+                    self.counters["own_output_ignored"] += 1
+                    return out
+            except PayloadError as exc:
+                out.append(self._reject(exc))
+                item = None
+        t_decode = self._clock() - t0
+        if isinstance(item, Chunk):
+            self._on_chunk(item, now, out, t_decode)
+        elif isinstance(item, Label):
+            self._on_label(item, now)
+        if now - self._last_tick >= self._tick_every:
+            out.extend(self.tick(now))
+        return out
+
+    def push_many(self, items: Iterable[tuple[Item, float]]) -> list[Output]:
+        out: list[Output] = []
+        for item, now in items:
+            out.extend(self.push(item, now))
+        return out
+
+    def tick(self, now: float) -> list[Prediction]:
+        """Close windows whose lateness budget ran out by ``now`` on every device."""
+        self._last_tick = now
+        out: list[Prediction] = []
+        for session in self.sessions.values():
+            windows = session.aligner.advance(now)
+            if windows:
+                self._on_windows(session, windows, now, out, {})
+        return out
+
+    def flush(self) -> list[Prediction]:
+        """End of stream: close every open window of every device."""
+        out: list[Prediction] = []
+        for session in self.sessions.values():
+            windows = session.aligner.flush()
+            if windows:
+                self._on_windows(session, windows, math.nan, out, {})
+        return out
+
+    # ----------------------------------------------------------------- stages
+    def _decode(self, msg: RawMessage) -> Chunk | Label | None:
+        """Bytes to an item; ``None`` for our own outputs (prediction topics share the prefix)."""
+        device, kind = topics.parse(msg.topic, self.prefix)
+        if kind == topics.LABEL:
+            return codec.decode_label(device, msg.payload)
+        if kind == topics.PREDICTION:
+            return None
+        return codec.decode_chunk(
+            device, kind, msg.payload, self.config.modalities, self.config.limits
+        )
+
+    def _session(self, device: str) -> DeviceSession:
+        session = self.sessions.get(device)
+        if session is None:
+            session = DeviceSession(
+                device, DeviceAligner(device, self.config), DeviceFeatures(self.config)
+            )
+            self.sessions[device] = session
+            self.counters["devices"] += 1
+        return session
+
+    def _on_chunk(self, chunk: Chunk, now: float, out: list[Output], t_decode: float) -> None:
+        spec = self.config.modalities.get(chunk.modality)
+        if spec is None or chunk.channels != spec.channels:
+            out.append(
+                self._reject(
+                    PayloadError(
+                        "unknown_modality" if spec is None else "channel_mismatch",
+                        "chunk does not match the configured modalities",
+                        device=chunk.device,
+                        modality=chunk.modality,
+                        seq=chunk.seq,
+                    )
+                )
+            )
+            return
+        if math.isnan(chunk.arrival):
+            chunk = replace(chunk, arrival=now)
+        session = self._session(chunk.device)
+        session.last_seen = now
+        self.counters["chunks"] += 1
+        t0 = self._clock()
+        windows = session.aligner.add(chunk)
+        latency = {"decode": t_decode, "align": self._clock() - t0}
+        if windows:
+            self._on_windows(session, windows, now, out, latency)
+
+    def _on_windows(
+        self,
+        session: DeviceSession,
+        windows: list[FusedWindow],
+        now: float,
+        out: list[Output],
+        latency: dict[str, float],
+    ) -> None:
+        for fused in windows:
+            t0 = self._clock()
+            feats = session.features.update(fused.window)
+            t1 = self._clock()
+            evidence = self.hub.evidence(fused, feats)
+            decisions = self.hub.decide(evidence)
+            chosen = self.hub.published(decisions)
+            t2 = self._clock()
+            window = fused.window
+            session.windows += 1
+            self.counters["windows"] += 1
+            session.pending.append(Pending(window.t_start, window.t_end, evidence, decisions))
+            while len(session.pending) > self.config.max_pending:
+                session.pending.popleft()
+                self.counters["unlabelled_dropped"] += 1
+            lat = dict(latency)
+            if self._timer is not None:
+                lat["features"] = t1 - t0
+                lat["predict"] = t2 - t1
+            out.append(
+                Prediction(
+                    device=session.device,
+                    t_start=window.t_start,
+                    t_end=window.t_end,
+                    level=chosen.level,
+                    label=chosen.label,
+                    proba=chosen.proba,
+                    model=chosen.model,
+                    rules=chosen.rules,
+                    latency=lat if self._timer is not None else {},
+                    modalities=window.modalities,
+                    index=window.index,
+                    arrival=now,
+                )
+            )
+            self.counters["predictions"] += 1
+
+    def _on_label(self, label: Label, now: float) -> None:
+        session = self.sessions.get(label.device)
+        if session is None:
+            self.counters["labels_unknown_device"] += 1
+            return
+        g_start = session.aligner.to_gateway(label.t_start)
+        g_end = session.aligner.to_gateway(label.t_end)
+        if not (math.isfinite(g_start) and math.isfinite(g_end)):
+            self.counters["labels_unmapped"] += 1
+            return
+        self.counters["labels"] += 1
+        session.labels.append((g_start, g_end, label.value))
+        self._resolve(session)
+
+    def _resolve(self, session: DeviceSession) -> None:
+        """Learn from every pending window that the labels now cover."""
+        horizon = max(end for _, end, _ in session.labels)
+        tolerance = 0.5 / self.config.grid_fs
+        while session.pending and session.pending[0].t_end <= horizon + tolerance:
+            p = session.pending.popleft()
+            overlap: Counter[str] = Counter()
+            for start, end, value in session.labels:
+                ov = min(end, p.t_end) - max(start, p.t_start)
+                if ov > 0:
+                    overlap[value] += ov
+            if sum(overlap.values()) < 0.5 * (p.t_end - p.t_start):
+                self.counters["unlabelled"] += 1
+                continue
+            y = max(sorted(overlap), key=overlap.__getitem__)
+            self.hub.learn(p.evidence, y)
+            self.counters["learned"] += 1
+
+    # ------------------------------------------------------------- plumbing
+    def _reject(self, exc: PayloadError) -> Rejection:
+        self.rejections[exc.reason] += 1
+        self.counters["rejected"] += 1
+        key = (exc.device, exc.reason)
+        self._logged[key] += 1
+        if self._logged[key] <= LOG_FIRST:
+            log.warning(
+                "rejected message (%s): %s%s",
+                exc.reason,
+                exc,
+                " - further ones like it are only counted"
+                if self._logged[key] == LOG_FIRST
+                else "",
+            )
+        return Rejection(exc.reason, str(exc), exc.device, exc.modality, exc.seq)
+
+    def _clock(self) -> float:
+        return self._timer() if self._timer is not None else 0.0
+
+    def stats(self) -> dict[str, object]:
+        """Counters of the whole engine and of each device's alignment."""
+        align: Counter[str] = Counter()
+        for s in self.sessions.values():
+            align.update(s.aligner.counters)
+        return {
+            "engine": dict(self.counters),
+            "rejections": dict(self.rejections),
+            "align": dict(align),
+        }

@@ -1,0 +1,153 @@
+"""``streamfuse demo``: private broker + simulated wearables + gateway + live view, one command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import time
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from ..config import EngineConfig
+from ..engine import Engine
+from ..kernels import warmup
+from .app import Gateway, GatewaySettings
+from .broker import EmbeddedBroker
+from .monitor import Scoreboard, watch
+
+log = logging.getLogger("streamfuse.demo")
+
+PREFIX = "streamfuse"
+
+
+def render(
+    engine: Engine, gateway: Gateway, board: Scoreboard, elapsed: float, total: float
+) -> Group:
+    """The live view: one line of totals and one row per device."""
+    stats = engine.stats()
+    eng = stats["engine"]
+    assert isinstance(eng, dict)
+    head = Text.assemble(
+        ("streamfuse demo ", "bold"),
+        f"{elapsed:5.1f}/{total:.0f} s   windows {eng.get('windows', 0)}   "
+        f"published {gateway.published}   learned {eng.get('learned', 0)}   "
+        f"rejected {eng.get('rejected', 0)}\n",
+        f"online accuracy {board.accuracy:6.1%} over {board.scored} windows "
+        f"(majority class {board.majority_rate:6.1%})   "
+        f"latency close->receipt p50 {board.latency_ms(50):6.2f} ms  "
+        f"p99 {board.latency_ms(99):6.2f} ms",
+    )
+    table = Table(expand=False)
+    for col in ("device", "windows", "latest", "p", "modalities", "accuracy"):
+        table.add_column(col)
+    for device in sorted(board.devices):
+        b = board.devices[device]
+        latest = b.latest or {}
+        proba = latest.get("proba") or {}
+        label = latest.get("label")
+        p = proba.get(label, float("nan")) if isinstance(proba, dict) else float("nan")
+        table.add_row(
+            device,
+            str(b.predictions),
+            str(label),
+            f"{p:.2f}",
+            ",".join(latest.get("modalities", [])),  # type: ignore[arg-type]
+            f"{b.correct / b.scored:.0%}" if b.scored else "-",
+        )
+    return Group(head, table)
+
+
+def summary(
+    engine: Engine, gateway: Gateway, board: Scoreboard, elapsed: float
+) -> dict[str, object]:
+    return {
+        "elapsed_s": round(elapsed, 2),
+        "devices": len(board.devices),
+        "predictions_received": sum(b.predictions for b in board.devices.values()),
+        "predictions_published": gateway.published,
+        "scored_windows": board.scored,
+        "online_accuracy": board.accuracy,
+        "majority_class_rate": board.majority_rate,
+        "latency_ms": {"p50": board.latency_ms(50), "p99": board.latency_ms(99)},
+        "engine": engine.stats(),
+    }
+
+
+async def run_demo(args: argparse.Namespace) -> int:
+    from simulators.device import Fleet
+    from simulators.publisher import run_fleet
+
+    console = Console()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    with contextlib.ExitStack() as stack:
+        if args.broker:
+            url = args.broker
+        else:
+            broker = stack.enter_context(EmbeddedBroker(kind=args.broker_kind))
+            url = broker.url
+            console.print(f"private {broker.kind} broker on {url}")
+        console.print("compiling kernels (cached after the first run)...")
+        warmup()
+        engine = Engine(EngineConfig(model=args.model), prefix=PREFIX, timer=time.perf_counter)
+        gateway = Gateway(engine, GatewaySettings(broker_url=url, prefix=PREFIX))
+        board = Scoreboard()
+        done = asyncio.Event()
+        ready = asyncio.Event()
+        gw_task = asyncio.create_task(gateway.run(done), name="streamfuse[demo].gateway")
+        mon_task = asyncio.create_task(
+            watch(url, PREFIX, board, done, ready=ready), name="streamfuse[demo].monitor"
+        )
+        await asyncio.wait_for(gateway.connected.wait(), 10)
+        await asyncio.wait_for(ready.wait(), 10)
+        fleet = Fleet(args.devices, seed=args.seed, t_base=time.time())
+        sim_task = asyncio.create_task(
+            run_fleet(
+                url, fleet, prefix=PREFIX, speed=args.speed, duration=args.duration, stop_event=stop
+            ),
+            name="streamfuse[demo].simulators",
+        )
+        start = time.time()
+        total = args.duration / args.speed
+        live = None if args.no_live else Live(console=console, refresh_per_second=4)
+        if live is not None:
+            live.start()
+        try:
+            while not (stop.is_set() or sim_task.done()):
+                if live is not None:
+                    live.update(render(engine, gateway, board, time.time() - start, total))
+                await asyncio.sleep(0.25)
+            stop.set()
+            await sim_task
+            # let the last windows close (lateness budget) and their predictions arrive
+            await asyncio.sleep(engine.config.lateness_s + 0.5)
+            if live is not None:
+                live.update(render(engine, gateway, board, time.time() - start, total))
+        finally:
+            if live is not None:
+                live.stop()
+            done.set()
+            await asyncio.gather(gw_task, mon_task, return_exceptions=True)
+        result = summary(engine, gateway, board, time.time() - start)
+    console.print(
+        f"\n[bold]summary[/bold]: {result['devices']} devices, "
+        f"{result['predictions_received']} predictions received, online accuracy "
+        f"{board.accuracy:.1%} over {board.scored} labelled windows "
+        f"(majority class {board.majority_rate:.1%}), latency p50 {board.latency_ms(50):.2f} ms "
+        f"p99 {board.latency_ms(99):.2f} ms, rejected {engine.counters.get('rejected', 0)}"
+    )
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=2, default=str)
+    return 0
