@@ -24,9 +24,9 @@ def chunk(modality: str = "eeg", n: int = 26, seq: int = 3) -> Chunk:
     return Chunk("dev1", modality, seq, 1234.5, MODS[modality].fs, data)
 
 
-def reason(payload: bytes, modality: str = "eeg", limits: Limits = Limits()) -> str:
+def reason(payload: bytes, modality: str = "eeg", limits: Limits | None = None) -> str:
     with pytest.raises(PayloadError) as info:
-        codec.decode_chunk("dev1", modality, payload, MODS, limits)
+        codec.decode_chunk("dev1", modality, payload, MODS, limits or Limits())
     assert str(info.value)  # says something
     return info.value.reason
 
