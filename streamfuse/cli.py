@@ -97,7 +97,26 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--duration", type=_positive(), default=30.0)
     sim.add_argument("--speed", type=_positive(), default=1.0)
     sim.add_argument("--seed", type=int, default=0)
+
+    demo.set_defaults(run=_run_demo)
+    gw.set_defaults(run=lambda a: asyncio.run(_gateway(a)))
+    sim.set_defaults(run=lambda a: asyncio.run(_simulate(a)))
+    for module in COMMAND_MODULES:
+        import importlib
+
+        importlib.import_module(module).register(sub)
     return parser
+
+
+#: modules that add their own subcommands: each has ``register(subparsers)``, which adds a parser
+#: whose ``run`` default takes the parsed arguments and returns an exit code.
+COMMAND_MODULES: list[str] = []
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from .gateway.demo import run_demo
+
+    return asyncio.run(run_demo(args))
 
 
 def _install_signals(stop: asyncio.Event) -> None:
@@ -166,21 +185,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import StreamfuseError
 
     try:
-        if args.command == "demo":
-            from .gateway.demo import run_demo
-
-            return asyncio.run(run_demo(args))
-        if args.command == "gateway":
-            return asyncio.run(_gateway(args))
-        if args.command == "simulate":
-            return asyncio.run(_simulate(args))
+        return int(args.run(args))
     except StreamfuseError as exc:
         print(f"streamfuse: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    parser.error(f"unknown command {args.command!r}")
-    return EXIT_USAGE
 
 
 if __name__ == "__main__":
