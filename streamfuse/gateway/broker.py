@@ -414,8 +414,8 @@ class EmbeddedBroker:
             self._spawn()
             try:
                 self._wait_ready(time.sleep, self._probe)
-            except BrokerError:
-                if attempt < attempts and not self.running:
+            except BaseException as exc:  # Ctrl-C while waiting must not leave the child
+                if isinstance(exc, BrokerError) and attempt < attempts and not self.running:
                     self.logger.warning("broker failed on port %s; retrying", self._port)
                     self._cleanup()
                     continue
