@@ -137,6 +137,9 @@ def _install_signals(stop: asyncio.Event) -> None:
 async def _gateway(args: argparse.Namespace) -> int:
     import time
 
+    from .gateway.broker import parse_broker_url
+
+    parse_broker_url(args.broker)  # fail fast, before compiling anything
     from .config import EngineConfig
     from .engine import Engine
     from .gateway.app import Gateway, GatewaySettings

@@ -1,0 +1,92 @@
+"""The sans-IO engine: determinism, test-then-train, and isolation of bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from streamfuse import codec, topics
+from streamfuse.engine import Engine
+from streamfuse.types import Chunk, Prediction, RawMessage, Rejection
+from tests.streams import device_messages, merge
+
+
+def run(messages: list[tuple[RawMessage, float]], engine: Engine | None = None) -> list:
+    engine = engine or Engine()
+    out = engine.push_many(messages)
+    out.extend(engine.flush())
+    return out
+
+
+def predictions(outputs: list) -> list[Prediction]:
+    return [o for o in outputs if isinstance(o, Prediction)]
+
+
+def test_same_pushes_give_identical_outputs() -> None:
+    msgs = merge(device_messages("a", 30, seed=1), device_messages("b", 30, seed=2))
+    first, second = run(msgs), run(msgs)
+    assert len(predictions(first)) > 40
+    assert first == second  # dataclass equality: every field, every probability
+
+
+def test_windows_are_predicted_and_learned() -> None:
+    engine = Engine()
+    out = run(device_messages("a", 60, seed=3), engine)
+    preds = predictions(out)
+    # 2 s windows every 1 s over 60 s of data: about 59 windows, all with all three modalities
+    assert 55 <= len(preds) <= 61
+    assert all(p.modalities == ("ecg", "eeg", "acc") for p in preds[1:-1])
+    assert all(p.t_end - p.t_start == 2.0 for p in preds)
+    assert engine.counters["learned"] >= 50
+    # the model learns the two states: late predictions are mostly right
+    late = [p for p in preds if p.t_start >= 1000 + 30]
+    right = sum(
+        p.label == ("calm" if ((p.t_start - 1000) // 10) % 2 == 0 else "busy") for p in late
+    )
+    assert right / len(late) > 0.75
+
+
+def test_bad_input_is_rejected_counted_and_isolated() -> None:
+    good = merge(device_messages("a", 20, seed=4), device_messages("b", 20, seed=5))
+    clean = run(good)
+    nan = Chunk("evil", "eeg", 9, 0.0, 256.0, np.full((26, 8), np.nan, np.float32))
+    frame = codec.encode_chunk(Chunk("evil", "acc", 3, 0.0, 50.0, np.zeros((5, 3), np.float32)))
+    junk = [
+        (RawMessage(topics.data_topic("streamfuse", "evil", "ecg"), b"\x00garbage\xff"), 1005.0),
+        (RawMessage(topics.data_topic("streamfuse", "evil", "acc"), frame[:-7]), 1006.0),
+        (
+            RawMessage(topics.data_topic("streamfuse", "evil", "eeg"), codec.encode_chunk(nan)),
+            1007.0,
+        ),
+        (RawMessage("streamfuse/evil/spo2", frame), 1008.0),
+        (RawMessage("streamfuse/evil/label", b"{oops"), 1009.0),
+    ]
+    engine = Engine()
+    dirty = run(sorted(good + junk, key=lambda m: m[1]), engine)
+    rejected = [o for o in dirty if isinstance(o, Rejection)]
+    assert [r.reason for r in rejected] == [
+        "unknown_format",
+        "truncated",
+        "nonfinite",
+        "unknown_modality",
+        "bad_json",
+    ]
+    assert all(r.device == "evil" for r in rejected)
+    assert rejected[2].seq == 9 and rejected[2].modality == "eeg"
+    assert engine.rejections == {
+        "unknown_format": 1,
+        "truncated": 1,
+        "nonfinite": 1,
+        "unknown_modality": 1,
+        "bad_json": 1,
+    }
+    # the honest devices' predictions are exactly those of the run without the junk
+    assert predictions(dirty) == predictions(clean)
+
+
+def test_prediction_json_is_valid_even_after_flush() -> None:
+    out = predictions(run(device_messages("a", 5, seed=6)))
+    last = out[-1].to_json_dict()
+    assert last["closed_at"] is None or math.isfinite(last["closed_at"])  # type: ignore[arg-type]
+    assert codec.encode_prediction(out[-1]).startswith(b"{")
