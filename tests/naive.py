@@ -1,0 +1,303 @@
+"""Slow, obviously-correct references for the Numba kernels (one section per owner)."""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------------------------------------
+# features (issue 4): plain references for streamfuse.features.qrs.qrs_kernel and
+# streamfuse.features.acc.step_kernel, written over whole arrays with no ring buffers.
+
+
+def naive_qrs_peaks(bp, fs, win, confirm, refractory, twave, learn, delay, learn_cap=64, rr_n=8):
+    """R-peak locations from a whole band-passed ECG, following the streaming rules."""
+    n_total = len(bp)
+    d = [0.0] * n_total
+    for n in range(4, n_total):
+        d[n] = (2.0 * bp[n] + bp[n - 1] - bp[n - 3] - 2.0 * bp[n - 4]) * (fs / 8.0)
+    y = []
+    for n in range(n_total):
+        lo = max(0, n - win + 1)
+        y.append(sum(d[j] * d[j] for j in range(lo, n + 1)) / win)
+
+    def localize(hi):
+        best, arg = -1.0, hi
+        for j in range(hi - (win + 2) + 1, hi + 1):
+            if j >= 0 and abs(bp[j]) > best:
+                best, arg = abs(bp[j]), j
+        return max(arg - delay, 0)
+
+    st = {"spki": 0.0, "npki": 0.0, "last": -1, "last_slope": 0.0, "noise": None, "rr": []}
+    peaks = []
+
+    def accept(val, loc, slope, searchback):
+        w = 0.25 if searchback else 0.125
+        st["spki"] = w * val + (1 - w) * st["spki"]
+        if st["last"] >= 0:
+            st["rr"] = (st["rr"] + [loc - st["last"]])[-rr_n:]
+        st["last"], st["last_slope"], st["noise"] = loc, slope, None
+        peaks.append(loc)
+
+    def classify(val, loc, slope):
+        last = st["last"]
+        thr1 = st["npki"] + 0.25 * (st["spki"] - st["npki"])
+        outside = last < 0 or loc - last >= refractory
+        beat = outside and val > thr1
+        if beat and last >= 0 and loc - last < twave and slope < 0.5 * st["last_slope"]:
+            beat = False
+        if beat:
+            accept(val, loc, slope, False)
+            return
+        st["npki"] = 0.125 * val + 0.875 * st["npki"]
+        best = st["noise"][0] if st["noise"] else 0.0
+        if outside and val > best:
+            st["noise"] = (val, loc, slope)
+
+    cand = None  # (index, value, location, slope)
+    buffered = []
+    for n in range(n_total):
+        if cand is not None and n - cand[0] > confirm:
+            _, val, loc, slope = cand
+            cand = None
+            if n <= learn:
+                if len(buffered) < learn_cap:
+                    buffered.append((val, loc, slope))
+            else:
+                classify(val, loc, slope)
+        m = n - 1
+        if m >= 1 and y[m] > y[m - 1] and y[m] >= y[n] and y[m] > 0.0:
+            if cand is None or y[m] > cand[1]:
+                slope = max(abs(d[j]) for j in range(max(0, m - win + 1), m + 1))
+                cand = (m, y[m], localize(m - 2), slope)
+        if n == learn:
+            st["spki"] = max(y[: learn + 1]) / 3.0
+            st["npki"] = 0.5 * sum(y[: learn + 1]) / (learn + 1)
+            for c in buffered:
+                classify(*c)
+        if n > learn and st["last"] >= 0 and st["rr"] and st["noise"] is not None:
+            rr_mean = sum(st["rr"]) / len(st["rr"])
+            thr1 = st["npki"] + 0.25 * (st["spki"] - st["npki"])
+            if n - st["last"] > 1.66 * rr_mean and st["noise"][0] > 0.5 * thr1:
+                val, loc, slope = st["noise"]
+                accept(val, loc, slope, True)
+    return peaks
+
+
+def naive_steps(bp, valid, min_amp, min_gap):
+    """Step indices: valid local maxima over an adaptive threshold, ``min_gap`` apart."""
+    steps, level = [], 0.0
+    prev = [0.0 if not v else x for x, v in zip(bp, valid, strict=True)]
+    for n in range(2, len(bp)):
+        p1, p2 = prev[n - 1], prev[n - 2]
+        if valid[n] and p1 > p2 and p1 >= bp[n]:
+            if p1 > max(min_amp, 0.5 * level) and (not steps or (n - 1) - steps[-1] >= min_gap):
+                steps.append(n - 1)
+                level = 0.8 * level + 0.2 * p1 if level > 0 else p1
+    return steps
+
+
+# --- learn/metrics.py ------------------------------------------------------------------------
+
+
+def naive_auc(scores, labels):
+    """AUC as the share of (positive, negative) pairs ranked right (ties count half)."""
+    pos = [s for s, y in zip(scores, labels, strict=True) if y]
+    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
+    if not pos or not neg:
+        return float("nan")
+    won = 0.0
+    for p in pos:
+        for q in neg:
+            won += 1.0 if p > q else 0.5 if p == q else 0.0
+    return won / (len(pos) * len(neg))
+
+
+def naive_binary_metrics(y_true, y_pred, positive):
+    """Precision, recall, F1, specificity of ``positive`` vs the rest, and accuracy."""
+    tp = sum(1 for t, p in zip(y_true, y_pred, strict=True) if t == positive and p == positive)
+    fp = sum(1 for t, p in zip(y_true, y_pred, strict=True) if t != positive and p == positive)
+    fn = sum(1 for t, p in zip(y_true, y_pred, strict=True) if t == positive and p != positive)
+    tn = sum(1 for t, p in zip(y_true, y_pred, strict=True) if t != positive and p != positive)
+    nan = float("nan")
+    precision = tp / (tp + fp) if tp + fp else nan
+    recall = tp / (tp + fn) if tp + fn else nan
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else nan
+    return {
+        "accuracy": sum(1 for t, p in zip(y_true, y_pred, strict=True) if t == p) / len(y_true),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "specificity": tn / (tn + fp) if tn + fp else nan,
+    }
+
+
+# --- learn/fuzzy_kernels.py --------------------------------------------------------------------
+# (imports are local so this section stands alone in the shared file)
+
+
+def naive_standardize(x, mask, mean, m2, cnt):
+    import math
+
+    z = []
+    for j in range(len(x)):
+        v = 0.0
+        if mask[j] and cnt[j] > 1 and m2[j] / cnt[j] > 1e-12:
+            v = (x[j] - mean[j]) / math.sqrt(m2[j] / cnt[j])
+        z.append(v)
+    return z
+
+
+def naive_firing(z, mask, centers, radii, n_rules):
+    """Normalised firing: product of Gaussians, divided by the sum (via logs, as the kernel)."""
+    import math
+
+    logs = []
+    for i in range(n_rules):
+        s = sum(((z[j] - centers[i][j]) / radii[i][j]) ** 2 for j in range(len(z)) if mask[j])
+        logs.append(-0.5 * s)
+    if not logs:
+        return []
+    m = max(logs)
+    e = [math.exp(v - m) for v in logs]
+    return [v / sum(e) for v in e]
+
+
+def naive_ts_predict(x, mask, mean, m2, cnt, centers, radii, theta, n_rules):
+    """Takagi–Sugeno output: firing-weighted sum of each rule's linear consequent."""
+    n_out = theta.shape[2]
+    if n_rules == 0:
+        return [0.0] * n_out
+    z = naive_standardize(x, mask, mean, m2, cnt)
+    lam = naive_firing(z, mask, centers, radii, n_rules)
+    out = []
+    for o in range(n_out):
+        total = 0.0
+        for i in range(n_rules):
+            local = theta[i][0][o] + sum(z[j] * theta[i][j + 1][o] for j in range(len(z)))
+            total += lam[i] * local
+        out.append(total)
+    return out
+
+
+def naive_ts_learn(st, x, mask, y, p):
+    """One learning step of the evolving TS model on a dict of numpy arrays ``st`` (in place).
+
+    ``p`` is a dict: radius, rho, min_radius, coverage, replace, omega, forget, utility,
+    min_age, merge. Mirrors :func:`streamfuse.learn.fuzzy_kernels.learn_kernel` step by step
+    with plain loops and numpy linear algebra.
+    """
+    import math
+
+    import numpy as np
+
+    d = len(x)
+    cap = st["centers"].shape[0]
+    for j in range(d):
+        if mask[j]:
+            st["cnt"][j] += 1
+            delta = x[j] - st["mean"][j]
+            st["mean"][j] += delta / st["cnt"][j]
+            st["m2"][j] += delta * (x[j] - st["mean"][j])
+    z = np.array(naive_standardize(x, mask, st["mean"], st["m2"], st["cnt"]))
+    st["k"] += 1
+    k = st["k"]
+    keys = ("centers", "radii", "scatter", "theta", "cov", "support", "birth", "usum")
+
+    def remove(i):
+        for key in keys:
+            a = st[key]
+            a[i : st["n"] - 1] = a[i + 1 : st["n"]].copy()
+        st["n"] -= 1
+
+    def add():
+        n = st["n"]
+        lam = naive_firing(z, mask, st["centers"], st["radii"], n)
+        st["theta"][n] = sum(
+            (lam[i] * st["theta"][i] for i in range(n)), np.zeros(st["theta"].shape[1:])
+        )
+        st["centers"][n] = z
+        st["radii"][n] = p["radius"]
+        st["scatter"][n] = p["radius"] ** 2
+        st["cov"][n] = p["omega"] * np.eye(d + 1)
+        st["support"][n] = 1.0
+        st["birth"][n] = k
+        st["usum"][n] = 0.0
+        st["n"] = n + 1
+
+    def rms(i):
+        u = [((z[j] - st["centers"][i][j]) / st["radii"][i][j]) ** 2 for j in range(d) if mask[j]]
+        return math.sqrt(sum(u) / len(u)) if u else 0.0
+
+    event = 0
+    if st["n"] == 0:
+        add()
+        event = 1
+    else:
+        n = st["n"]
+        dens = [sum(st["centers"][i][j] ** 2 for j in range(d) if mask[j]) for i in range(n)]
+        dx = sum(z[j] ** 2 for j in range(d) if mask[j])
+        dists = [rms(i) for i in range(n)]
+        nearest = int(np.argmin(dists))
+        extreme = dx < min(dens) or dx > max(dens)
+        if extreme and dists[nearest] < p["replace"]:
+            for j in range(d):
+                if mask[j]:
+                    st["centers"][nearest][j] = z[j]
+            event = 2
+        elif extreme or dists[nearest] > p["coverage"]:
+            if n >= cap:
+                util = [st["usum"][i] / (k - st["birth"][i] + 1.0) for i in range(n)]
+                remove(int(np.argmin(util)))
+            add()
+            event = 1
+    n = st["n"]
+    lam = naive_firing(z, mask, st["centers"], st["radii"], n)
+    win = int(np.argmax(lam))
+    st["support"][win] += 1
+    for j in range(d):
+        if mask[j]:
+            dev = z[j] - st["centers"][win][j]
+            st["scatter"][win][j] += (dev * dev - st["scatter"][win][j]) / st["support"][win]
+            r = p["rho"] * st["radii"][win][j] + (1 - p["rho"]) * math.sqrt(st["scatter"][win][j])
+            st["radii"][win][j] = max(r, p["min_radius"])
+    xe = np.concatenate([[1.0], z])
+    for i in range(n):
+        st["usum"][i] += lam[i]
+        if lam[i] < 1e-9:
+            continue
+        c = st["cov"][i]
+        cx = c @ xe
+        g = lam[i] / (p["forget"] + lam[i] * xe @ cx)
+        err = y - xe @ st["theta"][i]
+        st["theta"][i] += g * np.outer(cx, err)
+        st["cov"][i] = (c - g * np.outer(cx, cx)) / p["forget"]
+    i = 0
+    while i < st["n"] and st["n"] > 1:
+        age = k - st["birth"][i]
+        if age >= p["min_age"] and st["usum"][i] / (age + 1.0) < p["utility"]:
+            remove(i)
+            win = win - 1 if win > i else 0 if win == i else win
+        else:
+            i += 1
+    if p["merge"] > 0:
+        for i in range(st["n"]):
+            if i == win:
+                continue
+            half = 0.5 * (st["radii"][win] + st["radii"][i])
+            dist = math.sqrt(np.mean(((st["centers"][win] - st["centers"][i]) / half) ** 2))
+            if d > 0 and dist < p["merge"]:
+                keep, drop = min(i, win), max(i, win)
+                sk, sd = st["support"][keep], st["support"][drop]
+                w = sk + sd
+                st["centers"][keep] = (sk * st["centers"][keep] + sd * st["centers"][drop]) / w
+                st["scatter"][keep] = (sk * st["scatter"][keep] + sd * st["scatter"][drop]) / w
+                st["radii"][keep] = np.sqrt(
+                    (sk * st["radii"][keep] ** 2 + sd * st["radii"][drop] ** 2) / w
+                )
+                st["theta"][keep] = (sk * st["theta"][keep] + sd * st["theta"][drop]) / w
+                if sd > sk:
+                    st["cov"][keep] = st["cov"][drop]
+                st["support"][keep] = w
+                st["birth"][keep] = min(st["birth"][keep], st["birth"][drop])
+                st["usum"][keep] += st["usum"][drop]
+                remove(drop)
+                break
+    return event
