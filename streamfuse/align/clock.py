@@ -1,0 +1,196 @@
+"""Device clock -> gateway clock, estimated causally from (device time, arrival time) pairs.
+
+Model: ``gateway(d) = d + a + b * (d - d_ref)``, ``a`` the offset at ``d_ref`` (the first
+device time seen in the current epoch) and ``b`` the drift (80 ppm -> ``b = 8e-5``).
+
+Estimation. Every observation is the device time at which a chunk could first be sent (the end
+of its span, ``t0 + n / fs``) and its arrival on the gateway clock. Network delay is one-sided
+(it only makes arrivals later), so the apparent offset ``y = arrival - d`` is the true offset
+plus a non-negative delay. Points are reduced to the minimum ``y`` per ``bin_s`` of device time
+over a sliding ``horizon_s`` (bounded memory, forgets old drift), and the line is the lower
+envelope of those minima (:mod:`streamfuse.kernels.clockfit`): the LP minimum-delay skew
+estimator of Moon et al. (1999). Until the bins span ``min_span_s`` the drift is held at 0 and
+the offset is the running minimum of ``y``.
+
+What cannot be observed: a *constant* part of the network delay (the minimum delay) is
+indistinguishable from clock offset, so "gateway time" here means "device time mapped by the
+true offset and drift, plus the path's minimum delay". Tests define their truth that way.
+
+Clock jumps (device reboot, clock set): an observation whose residual against the current line
+exceeds ``jump_s`` in either direction is held as an *outlier*. When at least ``confirm``
+outliers agree with each other (apparent offsets within ``jump_s / 10``) and have kept arriving
+for ``confirm_s`` seconds, the model resets to a new epoch fitted on them; a single in-model
+observation instead releases them (a network stall or a stale redelivery, not a jump).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+from ..kernels.clockfit import envelope_fit
+from ..kernels.ring import EMPTY
+
+log = logging.getLogger("streamfuse.align.clock")
+
+OK = "ok"
+OUTLIER = "outlier"
+RESET = "reset"
+
+
+class ClockModel:
+    """Causal minimum-delay clock model of one device clock.
+
+    Parameters
+    ----------
+    bin_s : float
+        Device-time width of the bins whose minima feed the envelope fit.
+    horizon_s : float
+        How much device time the fit looks back.
+    min_span_s : float
+        Bins must span this long before drift is estimated.
+    jump_s : float
+        Residual beyond which an observation is treated as a possible clock jump.
+    confirm : int
+        Agreeing outliers needed to accept a jump.
+    confirm_s : float
+        Gateway time over which those outliers must have arrived.
+
+    Examples
+    --------
+    >>> m = ClockModel()
+    >>> for i in range(200):
+    ...     d = 0.25 * (i + 1)
+    ...     _ = m.observe(d, 2.0 + d * (1 + 80e-6) + 0.001 * (i % 7))
+    >>> round((m.to_gateway(60.0) - (2.0 + 60.0 * (1 + 80e-6))) * 1e6)
+    0
+    """
+
+    def __init__(
+        self,
+        *,
+        bin_s: float = 0.5,
+        horizon_s: float = 120.0,
+        min_span_s: float = 10.0,
+        jump_s: float = 1.0,
+        confirm: int = 6,
+        confirm_s: float = 1.0,
+    ) -> None:
+        self.bin_s = bin_s
+        self.horizon_s = horizon_s
+        self.min_span_s = min_span_s
+        self.jump_s = jump_s
+        self.confirm = confirm
+        self.confirm_s = confirm_s
+        nb = max(2, int(math.ceil(horizon_s / bin_s)))
+        self._bx = np.zeros(nb)
+        self._by = np.zeros(nb)
+        self._bid = np.full(nb, EMPTY, np.int64)
+        self._xs = np.zeros(nb)
+        self._ys = np.zeros(nb)
+        self._hull = np.zeros(nb, np.int64)
+        self._newest = int(EMPTY)
+        self._pending: list[tuple[float, float]] = []
+        self.resets = 0
+        self.epoch = 0
+        self.d_ref = math.nan
+        self.offset = math.nan
+        self.drift = 0.0
+        self._ymin = math.inf
+
+    # -- mapping -------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        """True once at least one observation has been accepted."""
+        return math.isfinite(self.offset)
+
+    def to_gateway(self, t_device: float) -> float:
+        """Map a device time to the gateway clock (NaN before the first observation)."""
+        return t_device + self.offset + self.drift * (t_device - self.d_ref)
+
+    def to_device(self, t_gateway: float) -> float:
+        """Inverse of :meth:`to_gateway`."""
+        return self.d_ref + (t_gateway - self.d_ref - self.offset) / (1.0 + self.drift)
+
+    def residual(self, t_device: float, arrival: float) -> float:
+        """How much later than the model predicts ``arrival`` is (the apparent delay)."""
+        return arrival - self.to_gateway(t_device)
+
+    # -- estimation ----------------------------------------------------------------------
+    def observe(self, t_device: float, arrival: float) -> str:
+        """Take one (device time, arrival) pair; returns ``"ok"``, ``"outlier"`` or ``"reset"``.
+
+        ``"outlier"``: held as a possible clock jump (the caller should hold the chunk too);
+        ``"ok"`` after outliers releases them (already folded into the fit); ``"reset"``:
+        a new epoch began, fitted on the held observations and this one.
+        """
+        if not self.ready:
+            self._start_epoch(t_device)
+            self._add(t_device, arrival)
+            return OK
+        r = self.residual(t_device, arrival)
+        if abs(r) <= self.jump_s:
+            for d, a in self._pending:
+                if self.residual(d, a) > 0:
+                    self._add(d, a)
+            self._pending.clear()
+            self._add(t_device, arrival)
+            return OK
+        self._pending.append((t_device, arrival))
+        if len(self._pending) > 8 * self.confirm:
+            del self._pending[0]
+        ys = sorted(a - d for d, a in self._pending)
+        agree = sum(1 for y in ys if y - ys[0] <= self.jump_s / 10)
+        span = self._pending[-1][1] - self._pending[0][1]
+        if agree >= self.confirm and span >= self.confirm_s:
+            held = self._pending
+            self._pending = []
+            self._clear()
+            self._start_epoch(min(d for d, _ in held))
+            for d, a in held:
+                self._add(d, a)
+            self.resets += 1
+            self.epoch += 1
+            log.info(
+                "clock jump accepted: new offset %.6f s after %d agreeing observations",
+                self.offset,
+                len(held),
+            )
+            return RESET
+        return OUTLIER
+
+    def _clear(self) -> None:
+        self._bid.fill(EMPTY)
+        self._newest = int(EMPTY)
+        self.offset = math.nan
+        self.drift = 0.0
+        self._ymin = math.inf
+
+    def _start_epoch(self, t_device: float) -> None:
+        self.d_ref = t_device
+
+    def _add(self, t_device: float, arrival: float) -> None:
+        x = t_device - self.d_ref
+        y = arrival - t_device
+        k = int(math.floor(x / self.bin_s))
+        nb = self._bid.shape[0]
+        if k <= self._newest - nb:
+            return  # older than the horizon
+        s = k % nb
+        if self._bid[s] == k and self._by[s] <= y:
+            return  # not a new minimum: the fit cannot change
+        self._bid[s] = k
+        self._bx[s] = x
+        self._by[s] = y
+        self._newest = max(self._newest, k)
+        a, b, n, span = envelope_fit(
+            self._bx, self._by, self._bid, self._newest, self._xs, self._ys, self._hull
+        )
+        if span < self.min_span_s:
+            # offset only: the minimum apparent offset seen in this epoch so far
+            self._ymin = min(self._ymin, y)
+            self.offset, self.drift = self._ymin, 0.0
+        else:
+            self.offset, self.drift = float(a), float(b)
