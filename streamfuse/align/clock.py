@@ -72,7 +72,7 @@ class ClockModel:
         self,
         *,
         bin_s: float = 0.5,
-        horizon_s: float = 120.0,
+        horizon_s: float = 300.0,
         min_span_s: float = 10.0,
         jump_s: float = 1.0,
         confirm: int = 6,
