@@ -63,7 +63,7 @@ def naive_qrs_peaks(bp, fs, win, confirm, refractory, twave, learn, delay, learn
             else:
                 classify(val, loc, slope)
         m = n - 1
-        if m >= 1 and y[m] > y[m - 1] and y[m] >= y[n] and y[m] > 0.0:
+        if m >= 1 and y[m] > y[m - 1] and y[m] >= y[n] and y[m] > 1e-10:
             if cand is None or y[m] > cand[1]:
                 slope = max(abs(d[j]) for j in range(max(0, m - win + 1), m + 1))
                 cand = (m, y[m], localize(m - 2), slope)

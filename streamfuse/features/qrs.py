@@ -56,6 +56,8 @@ _I_LEARN_COUNT = 7  # candidates buffered during the learning phase
 _NI = 8
 
 _RR_N = 8
+#: integrated-signal floor (units²/s²): below it a flat line's rounding noise, not a beat
+_MIN_ENERGY = 1e-10
 _LEARN_CAP = 64
 
 
@@ -167,7 +169,7 @@ def qrs_kernel(
         ist[_I_N] = n + 1
 
         # learning phase statistics
-        if n < learn:
+        if n <= learn:
             if y > fst[_F_LEARN_MAX]:
                 fst[_F_LEARN_MAX] = y
             fst[_F_LEARN_SUM] += y
@@ -191,7 +193,7 @@ def qrs_kernel(
         # local maximum of the integrated signal at n - 1
         p1 = fst[_F_PREV1]
         p2 = fst[_F_PREV2]
-        if n >= 2 and p1 > p2 and p1 >= y and p1 > 0.0:
+        if n >= 2 and p1 > p2 and p1 >= y and p1 > _MIN_ENERGY:
             m = n - 1
             if ist[_I_CAND_IDX] < 0 or p1 > fst[_F_CAND_VAL]:
                 ist[_I_CAND_IDX] = m

@@ -1,0 +1,149 @@
+"""Streaming QRS detector: MIT-BIH record 100 accuracy, chunk-size invariance, naive reference."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy import signal
+
+from streamfuse.errors import ConfigError
+from streamfuse.features.qrs import StreamingQRSDetector
+from tests import naive
+from tests.conftest import need_data
+
+# beat annotation codes of the MIT-BIH database (non-beat codes such as '+' are rhythm notes)
+BEAT_CODES = set("NLRBAaJSVrFejnE/fQ?")
+
+
+@pytest.fixture(scope="module")
+def record100(data_dir):
+    wfdb = pytest.importorskip("wfdb")
+    need_data(data_dir, "wfdb_sample_data", "100.dat")
+    base = str(data_dir / "wfdb_sample_data" / "100")
+    with warnings.catch_warnings():
+        # wfdb calls a pandas API that pandas deprecated; not ours to fix
+        warnings.filterwarnings("ignore", message="The inplace keyword", category=Warning)
+        rec = wfdb.rdrecord(base, channels=[0])
+        ann = wfdb.rdann(base, "atr")
+    assert rec.sig_name == ["MLII"]
+    beats = np.array([s for s, c in zip(ann.sample, ann.symbol, strict=True) if c in BEAT_CODES])
+    return rec.p_signal[:, 0].astype(np.float64), float(rec.fs), beats
+
+
+def stream(x: np.ndarray, fs: float, chunk_s: float) -> np.ndarray:
+    """Feed ``x`` in chunks of ``chunk_s`` seconds (boundaries rounded to samples)."""
+    det = StreamingQRSDetector(fs)
+    bounds = np.unique(np.round(np.arange(0.0, x.size / fs + chunk_s, chunk_s) * fs).astype(int))
+    bounds = np.clip(bounds, 0, x.size)
+    out = [det.update(x[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+    return np.concatenate(out)
+
+
+def match(ref: np.ndarray, det: np.ndarray, tol: int) -> int:
+    """True positives: one-to-one matches of detections to references within ``tol`` samples."""
+    used = np.zeros(det.size, dtype=bool)
+    tp = 0
+    for r in ref:
+        lo, hi = np.searchsorted(det, [r - tol, r + tol + 1])
+        cands = [k for k in range(lo, hi) if not used[k]]
+        if cands:
+            k = min(cands, key=lambda k: abs(int(det[k]) - int(r)))
+            used[k] = True
+            tp += 1
+    return tp
+
+
+@pytest.mark.data
+def test_mitbih_100_sensitivity_and_positive_predictivity(record100):
+    x, fs, beats = record100
+    peaks = stream(x, fs, 0.1)
+    assert np.all(np.diff(peaks) > 0)
+    tp = match(beats, peaks, int(round(0.150 * fs)))
+    se = tp / beats.size
+    ppv = tp / peaks.size
+    assert beats.size == 2273
+    assert se >= 0.995, f"sensitivity {se:.4f}"
+    assert ppv >= 0.995, f"positive predictivity {ppv:.4f}"
+
+
+@pytest.mark.data
+def test_mitbih_100_chunk_size_invariance(record100):
+    x, fs, _ = record100
+    ref = stream(x, fs, 0.1)
+    for chunk_s in (0.01, 1.0):
+        got = stream(x, fs, chunk_s)
+        assert got.size == ref.size, chunk_s
+        assert np.max(np.abs(got - ref)) <= 1, chunk_s
+
+
+def _synthetic(
+    fs: float, seconds: float, seed: int, small: float = 0.45
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spiky beats with drifting RR, a T wave, a few tiny beats, baseline wander and noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * fs)) / fs
+    x = 0.3 * np.sin(2 * np.pi * 0.2 * t) + 0.03 * rng.standard_normal(t.size)
+    tb = 0.4
+    i = 0
+    times = []
+    while tb < seconds - 0.5:
+        times.append(tb)
+        amp = small if i % 9 == 8 else 1.0  # every ninth beat is small (search-back)
+        x += amp * np.exp(-((t - tb) ** 2) / (2 * 0.012**2))
+        x += 0.3 * np.exp(-((t - tb - 0.3) ** 2) / (2 * 0.05**2))
+        tb += 0.75 + 0.1 * np.sin(i / 5.0) + 0.02 * rng.standard_normal()
+        i += 1
+    return x, np.array(times)
+
+
+def _naive(x: np.ndarray, fs: float) -> list[int]:
+    det = StreamingQRSDetector(fs)
+    zi = signal.sosfilt_zi(det._sos) * x[0]
+    bp, _ = signal.sosfilt(det._sos, x, zi=zi)
+    return naive.naive_qrs_peaks(
+        list(bp), fs, det._win, det._confirm, det._refractory, det._twave, det._learn, det._delay
+    )
+
+
+@pytest.mark.parametrize(("fs", "seed"), [(250.0, 0), (360.0, 1), (128.0, 2)])
+def test_kernel_matches_naive_reference_on_synthetic(fs, seed):
+    x, _ = _synthetic(fs, 40.0, seed)
+    got = stream(x, fs, 0.037)
+    ref = _naive(x, fs)
+    assert got.tolist() == ref
+    assert len(ref) > 40  # beats found, including the small ones via search-back
+
+
+@pytest.mark.data
+def test_kernel_matches_naive_reference_on_record(record100):
+    x, fs, _ = record100
+    seg = x[: int(60 * fs)]
+    assert stream(seg, fs, 0.1).tolist() == _naive(seg, fs)
+
+
+def test_small_beats_are_recovered_by_search_back():
+    fs = 250.0
+    x, truth = _synthetic(fs, 60.0, 5)
+    peaks = stream(x, fs, 0.1)
+    tp = match(np.round(truth * fs).astype(int), peaks, int(0.1 * fs))
+    assert tp >= truth.size - 1
+    assert peaks.size <= truth.size + 1  # the T waves are not counted
+
+
+def test_flat_and_empty_input():
+    det = StreamingQRSDetector(250.0)
+    assert det.update(np.zeros(0)).size == 0
+    assert det.update(np.full(5000, 0.7)).size == 0
+    assert det.samples_seen == 5000
+
+
+def test_validation_messages():
+    with pytest.raises(ConfigError, match="at least 50 Hz"):
+        StreamingQRSDetector(20.0)
+    det = StreamingQRSDetector(250.0)
+    with pytest.raises(ValueError, match="1-D"):
+        det.update(np.zeros((10, 2)))
+    with pytest.raises(ValueError, match="finite"):
+        det.update(np.array([0.0, np.nan]))
