@@ -301,3 +301,64 @@ def naive_ts_learn(st, x, mask, y, p):
                 remove(drop)
                 break
     return event
+
+
+# --- align (issue 3): plain references for streamfuse.kernels.{ring,align,clockfit} ----------
+
+
+def naive_resample(samples, p0, step, k):
+    """Resample a stream given as ``{position: row}`` onto ``p0 + j * step`` (``j < k``).
+
+    Linear interpolation when ``step <= 1 + 1e-3``, otherwise a normalised tent of half-width
+    ``step``. Returns ``(out float64[k, ch], valid bool[k])``; invalid rows are 0.
+    """
+    import math
+
+    import numpy as np
+
+    ch = len(next(iter(samples.values())))
+    out = np.zeros((k, ch))
+    valid = np.zeros(k, bool)
+    for j in range(k):
+        p = p0 + j * step
+        if step <= 1.0 + 1e-3:
+            i = math.floor(p)
+            f = p - i
+            need = [i] if f == 0 else [i, i + 1]
+            if all(n in samples for n in need):
+                a = np.asarray(samples[i], float)
+                b = np.asarray(samples[need[-1]], float)
+                out[j] = a + f * (b - a)
+                valid[j] = True
+        else:
+            taps = [
+                (i, 1 - abs(i - p) / step)
+                for i in range(math.ceil(p - step), math.floor(p + step) + 1)
+                if abs(i - p) < step
+            ]
+            if taps and all(i in samples for i, _ in taps):
+                wsum = sum(w for _, w in taps)
+                out[j] = sum(w * np.asarray(samples[i], float) for i, w in taps) / wsum
+                valid[j] = True
+    return out, valid
+
+
+def naive_lower_envelope(x, y):
+    """The LP minimum-delay line: maximise a + b * mean(x) s.t. a + b * x_i <= y_i, by trying
+    every line through two points (and the flat line through the lowest point)."""
+    import math
+
+    import numpy as np
+
+    xm = float(np.mean(x))
+    best = (float(np.min(y)), 0.0) if len(x) == 1 else None
+    best_val = -math.inf
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            if x[j] == x[i]:
+                continue
+            b = (y[j] - y[i]) / (x[j] - x[i])
+            a = y[i] - b * x[i]
+            if np.all(a + b * np.asarray(x) <= np.asarray(y) + 1e-12) and a + b * xm > best_val:
+                best, best_val = (a, b), a + b * xm
+    return best
