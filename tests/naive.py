@@ -133,16 +133,48 @@ def naive_binary_metrics(y_true, y_pred, positive):
 # (imports are local so this section stands alone in the shared file)
 
 
-def naive_standardize(x, mask, mean, m2, cnt):
+def naive_standardize(x, mask, ref_mean, ref_std):
+    return [(x[j] - ref_mean[j]) / ref_std[j] if mask[j] and ref_std[j] > 0 else 0.0
+            for j in range(len(x))]
+
+
+def naive_rescale(st, tol):
+    """Move the reference scaler to the running stats if they drifted, rewriting every rule so
+    the model, as a function of raw features, is unchanged (explicit matrices)."""
     import math
 
-    z = []
-    for j in range(len(x)):
-        v = 0.0
-        if mask[j] and cnt[j] > 1 and m2[j] / cnt[j] > 1e-12:
-            v = (x[j] - mean[j]) / math.sqrt(m2[j] / cnt[j])
-        z.append(v)
-    return z
+    import numpy as np
+
+    d = len(st["mean"])
+    std = [math.sqrt(st["m2"][j] / st["cnt"][j]) if st["cnt"][j] > 1 else 0.0 for j in range(d)]
+    ok = [std[j] ** 2 > 1e-12 for j in range(d)]
+    drift = any(ok[j] and (st["ref_std"][j] == 0
+                           or abs(st["mean"][j] - st["ref_mean"][j]) > tol * st["ref_std"][j]
+                           or abs(std[j] - st["ref_std"][j]) > tol * st["ref_std"][j])
+                for j in range(d))
+    if not drift:
+        return
+    fresh = [ok[j] and st["ref_std"][j] == 0 for j in range(d)]
+    s = np.array([std[j] / st["ref_std"][j] if ok[j] and not fresh[j] else 1.0 for j in range(d)])
+    delta = np.array([(st["mean"][j] - st["ref_mean"][j]) / st["ref_std"][j]
+                      if ok[j] and not fresh[j] else 0.0 for j in range(d)])
+    a = np.eye(d + 1)
+    a[0, 1:] = delta
+    a[1:, 1:] = np.diag(s)
+    for i in range(st["n"]):
+        for j in range(d):
+            if fresh[j]:
+                st["centers"][i][j] = (st["ref_mean"][j] - st["mean"][j]) / std[j]
+            else:
+                st["centers"][i][j] = (st["centers"][i][j] - delta[j]) / s[j]
+                st["radii"][i][j] /= s[j]
+                st["scatter"][i][j] /= s[j] ** 2
+        st["theta"][i] = a @ st["theta"][i]
+        st["cov"][i] = a @ st["cov"][i] @ a.T
+    for j in range(d):
+        if ok[j]:
+            st["ref_mean"][j] = st["mean"][j]
+            st["ref_std"][j] = std[j]
 
 
 def naive_firing(z, mask, centers, radii, n_rules):
@@ -160,12 +192,12 @@ def naive_firing(z, mask, centers, radii, n_rules):
     return [v / sum(e) for v in e]
 
 
-def naive_ts_predict(x, mask, mean, m2, cnt, centers, radii, theta, n_rules):
+def naive_ts_predict(x, mask, ref_mean, ref_std, centers, radii, theta, n_rules):
     """Takagi–Sugeno output: firing-weighted sum of each rule's linear consequent."""
     n_out = theta.shape[2]
     if n_rules == 0:
         return [0.0] * n_out
-    z = naive_standardize(x, mask, mean, m2, cnt)
+    z = naive_standardize(x, mask, ref_mean, ref_std)
     lam = naive_firing(z, mask, centers, radii, n_rules)
     out = []
     for o in range(n_out):
@@ -181,8 +213,8 @@ def naive_ts_learn(st, x, mask, y, p):
     """One learning step of the evolving TS model on a dict of numpy arrays ``st`` (in place).
 
     ``p`` is a dict: radius, rho, min_radius, coverage, replace, omega, forget, utility,
-    min_age, merge. Mirrors :func:`streamfuse.learn.fuzzy_kernels.learn_kernel` step by step
-    with plain loops and numpy linear algebra.
+    min_age, merge, rescale. Mirrors :func:`streamfuse.learn.fuzzy_kernels.learn_kernel`
+    step by step with plain loops and numpy linear algebra.
     """
     import math
 
@@ -196,7 +228,8 @@ def naive_ts_learn(st, x, mask, y, p):
             delta = x[j] - st["mean"][j]
             st["mean"][j] += delta / st["cnt"][j]
             st["m2"][j] += delta * (x[j] - st["mean"][j])
-    z = np.array(naive_standardize(x, mask, st["mean"], st["m2"], st["cnt"]))
+    naive_rescale(st, p["rescale"])
+    z = np.array(naive_standardize(x, mask, st["ref_mean"], st["ref_std"]))
     st["k"] += 1
     k = st["k"]
     keys = ("centers", "radii", "scatter", "theta", "cov", "support", "birth", "usum")
