@@ -9,7 +9,7 @@ import pytest
 from scipy import signal
 
 from streamfuse.errors import ConfigError
-from streamfuse.features.qrs import StreamingQRSDetector
+from streamfuse.features.qrs import StreamingQRSDetector, sosfilt_kernel
 from tests import naive
 from tests.conftest import need_data
 
@@ -147,3 +147,18 @@ def test_validation_messages():
         det.update(np.zeros((10, 2)))
     with pytest.raises(ValueError, match="finite"):
         det.update(np.array([0.0, np.nan]))
+
+
+def test_sosfilt_kernel_matches_scipy_in_chunks():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(3000)
+    sos = signal.butter(3, [2.0, 40.0], btype="bandpass", fs=250.0, output="sos")
+    zi0 = signal.sosfilt_zi(sos) * x[0]
+    ref, _ = signal.sosfilt(sos, x, zi=zi0)
+    zi = zi0.copy()
+    got = np.empty_like(x)
+    for a in range(0, x.size, 71):
+        out = np.empty(min(71, x.size - a))
+        sosfilt_kernel(sos, zi, x[a : a + 71], out)
+        got[a : a + out.size] = out
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
