@@ -1,0 +1,169 @@
+"""Late fusion: one online classifier per modality, decisions combined per window.
+
+Each modality's model sees only that modality's features. Decisions combine by
+
+- ``"weighted"``: a weighted average of the class probabilities, the weights from each model's
+  online performance, Hedge-style (Freund & Schapire 1997): ``w_m ∝ exp(-eta * L_m)`` with
+  ``L_m`` the discounted cumulative log-loss ``L_m <- discount * L_m + loss``, each loss scored
+  on the prediction made *before* the model learns from that window (prequential);
+- ``"vote"``: a majority vote of the models' decided classes (``proba`` holds vote shares).
+
+A modality absent from a window is skipped: the weights of the present ones are renormalised
+and the absent model neither predicts nor learns.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Hashable, Mapping
+
+from river import base
+
+from streamfuse.errors import ConfigError
+
+log = logging.getLogger("streamfuse.fusion.late")
+
+FeaturesByModality = Mapping[str, Mapping[str, float]]
+
+_P_FLOOR = 1e-6
+
+
+def _argmax(proba: Mapping[Hashable, float]) -> Hashable | None:
+    """Most probable class; ties go to the smallest ``repr`` (deterministic)."""
+    if not proba:
+        return None
+    return min(proba, key=lambda c: (-proba[c], repr(c)))
+
+
+class LateFusion:
+    """One model per modality; combined by Hedge-weighted averaging or majority vote.
+
+    Parameters
+    ----------
+    factory
+        ``factory(modality)`` returns a fresh river classifier for that modality; called the
+        first time a modality appears in :meth:`learn`.
+    combine
+        ``"weighted"`` (default) or ``"vote"``.
+    eta
+        Hedge learning rate (larger trusts the best model sooner).
+    discount
+        Discount on past losses per update (1 keeps the whole history).
+
+    Examples
+    --------
+    >>> from river import dummy
+    >>> late = LateFusion(lambda m: dummy.PriorClassifier())
+    >>> late.learn({"ecg": {"hr": 70.0}, "eeg": {"alpha": 0.2}}, "rest")
+    >>> proba, weights = late.predict_proba({"ecg": {"hr": 71.0}})
+    >>> proba, weights
+    ({'rest': 1.0}, {'ecg': 1.0})
+
+    """
+
+    def __init__(self, factory: Callable[[str], base.Classifier], *, combine: str = "weighted",
+                 eta: float = 1.0, discount: float = 0.98) -> None:
+        if combine not in ("weighted", "vote"):
+            raise ConfigError(f"LateFusion: combine={combine!r}; pass 'weighted' or 'vote'")
+        if not eta > 0:
+            raise ConfigError(f"LateFusion: eta={eta!r}; pass a float > 0, e.g. 1.0")
+        if not 0 < discount <= 1:
+            raise ConfigError(f"LateFusion: discount={discount!r}; pass a float in (0, 1]")
+        self.factory = factory
+        self.combine = combine
+        self.eta = eta
+        self.discount = discount
+        self.models: dict[str, base.Classifier] = {}
+        self.losses: dict[str, float] = {}
+
+    @staticmethod
+    def _present(features: FeaturesByModality) -> list[str]:
+        return sorted(m for m, f in features.items() if f)
+
+    def weights(self, modalities: list[str] | None = None) -> dict[str, float]:
+        """Hedge weights over ``modalities`` (default: every modality with a model), sum 1."""
+        mods = sorted(self.models) if modalities is None else sorted(modalities)
+        mods = [m for m in mods if m in self.losses]
+        if not mods:
+            return {}
+        if self.combine == "vote":
+            return {m: 1.0 / len(mods) for m in mods}
+        best = min(self.losses[m] for m in mods)
+        raw = {m: math.exp(-self.eta * (self.losses[m] - best)) for m in mods}
+        total = sum(raw.values())
+        return {m: v / total for m, v in raw.items()}
+
+    def _member_probas(self, features: FeaturesByModality) -> dict[str, dict[Hashable, float]]:
+        out = {}
+        for m in self._present(features):
+            model = self.models.get(m)
+            if model is None:
+                continue
+            p = model.predict_proba_one(dict(features[m]))
+            if p:
+                out[m] = p
+        return out
+
+    def predict_proba(
+        self, features_by_modality: FeaturesByModality
+    ) -> tuple[dict[Hashable, float], dict[str, float]]:
+        """Combined class probabilities and the weights used (over the modalities that spoke).
+
+        Parameters
+        ----------
+        features_by_modality
+            ``{modality: {feature: value}}``; a modality missing (or empty) is skipped.
+
+        Returns
+        -------
+        (dict, dict)
+            Probabilities over the union of the members' classes, and each contributing
+            modality's weight (summing to 1); both empty when no member can predict yet.
+        """
+        members = self._member_probas(features_by_modality)
+        weights = self.weights(list(members))
+        if not weights:
+            return {}, {}
+        proba: dict[Hashable, float] = {}
+        if self.combine == "vote":
+            for m, p in members.items():
+                c = _argmax(p)
+                proba[c] = proba.get(c, 0.0) + weights[m]
+        else:
+            for m, p in members.items():
+                for c, v in p.items():
+                    proba[c] = proba.get(c, 0.0) + weights[m] * float(v)
+        total = sum(proba.values())
+        if total > 0:
+            proba = {c: v / total for c, v in proba.items()}
+        return proba, weights
+
+    def predict_one(self, features_by_modality: FeaturesByModality) -> Hashable | None:
+        """The combined decision (ties: smallest ``repr``), or None before any learning."""
+        return _argmax(self.predict_proba(features_by_modality)[0])
+
+    def learn(self, features_by_modality: FeaturesByModality, y: Hashable) -> None:
+        """Score, then train, the model of every modality present in this window.
+
+        Parameters
+        ----------
+        features_by_modality
+            As in :meth:`predict_proba`.
+        y
+            The window's label.
+        """
+        present = self._present(features_by_modality)
+        known = [self.losses[m] for m in present if m in self.losses]
+        start = sum(known) / len(known) if known else 0.0
+        for m in present:
+            x = dict(features_by_modality[m])
+            model = self.models.get(m)
+            if model is None:
+                model = self.models[m] = self.factory(m)
+                self.losses[m] = start
+                log.debug("late fusion: new model for modality %s", m)
+            p = model.predict_proba_one(x)
+            loss = -math.log(max(float(p.get(y, 0.0)), _P_FLOOR)) if p else math.log(2.0)
+            self.losses[m] = self.discount * self.losses[m] + loss
+            model.learn_one(x, y)

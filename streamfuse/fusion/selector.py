@@ -1,0 +1,117 @@
+"""Pick the fusion level to publish from each level's recent prequential score.
+
+Every labelled window scores each level's prediction (made before the label arrived). The
+selector keeps the last ``horizon`` scores of each level and publishes the level with the best
+mean: lowest log-loss (``score="log_loss"``) or highest accuracy (``score="accuracy"``). Ties
+go to the level listed first in ``levels``; a level with no score yet ranks last. ``pinned``
+overrides the choice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Hashable, Mapping, Sequence
+
+from streamfuse.errors import ConfigError
+
+log = logging.getLogger("streamfuse.fusion.selector")
+
+_P_FLOOR = 1e-15
+
+
+def window_score(score: str, y_true: Hashable, proba: Mapping[Hashable, float]) -> float:
+    """One window's score for one level: its log-loss, or 1/0 for a right/wrong decision.
+
+    The decision is the most probable class (ties: smallest ``repr``); an empty ``proba``
+    scores as wrong (accuracy) or as ``-log(1e-15)`` (log-loss).
+    """
+    if score == "log_loss":
+        return -math.log(max(float(proba.get(y_true, 0.0)), _P_FLOOR))
+    if not proba:
+        return 0.0
+    decided = min(proba, key=lambda c: (-proba[c], repr(c)))
+    return 1.0 if decided == y_true else 0.0
+
+
+class LevelSelector:
+    """Tracks each fusion level's rolling prequential score and says which is best.
+
+    Parameters
+    ----------
+    levels
+        Level names in tie-break order, e.g. ``("early", "intermediate", "late")``.
+    horizon
+        How many recent labelled windows the score covers.
+    score
+        ``"log_loss"`` (lower is better) or ``"accuracy"`` (higher is better).
+    pinned
+        A level to publish regardless of scores, or None.
+
+    Examples
+    --------
+    >>> sel = LevelSelector(("early", "late"), horizon=2, score="accuracy")
+    >>> sel.update("a", {"early": {"a": 0.4, "b": 0.6}, "late": {"a": 0.9, "b": 0.1}})
+    >>> sel.best(), sel.scores()
+    ('late', {'early': 0.0, 'late': 1.0})
+
+    """
+
+    def __init__(self, levels: Sequence[str], *, horizon: int = 50, score: str = "log_loss",
+                 pinned: str | None = None) -> None:
+        levels = tuple(levels)
+        if not levels or len(set(levels)) != len(levels):
+            raise ConfigError(f"LevelSelector: levels={levels!r}; pass distinct level names")
+        if not isinstance(horizon, int) or horizon < 1:
+            raise ConfigError(f"LevelSelector: horizon={horizon!r}; pass an int >= 1, e.g. 50")
+        if score not in ("log_loss", "accuracy"):
+            raise ConfigError(f"LevelSelector: score={score!r}; pass 'log_loss' or 'accuracy'")
+        self.levels = levels
+        self.horizon = horizon
+        self.score = score
+        self._recent: dict[str, deque[float]] = {lv: deque(maxlen=horizon) for lv in levels}
+        self.pinned: str | None = None
+        self.pin(pinned)
+
+    def pin(self, level: str | None) -> None:
+        """Publish ``level`` from now on (None returns to choosing by score)."""
+        if level is not None and level not in self.levels:
+            raise ConfigError(f"LevelSelector: cannot pin {level!r}; choose one of "
+                              f"{list(self.levels)}")
+        self.pinned = level
+
+    def update(self, y_true: Hashable,
+               probas_by_level: Mapping[str, Mapping[Hashable, float]]) -> None:
+        """Score one labelled window for every level that predicted it.
+
+        Parameters
+        ----------
+        y_true
+            The window's label.
+        probas_by_level
+            ``{level: proba}`` as predicted before the label; unknown levels raise, levels
+            absent from the mapping are not scored for this window.
+        """
+        for level, proba in probas_by_level.items():
+            if level not in self._recent:
+                raise ConfigError(f"LevelSelector: unknown level {level!r}; known: "
+                                  f"{list(self.levels)}")
+            self._recent[level].append(window_score(self.score, y_true, proba))
+
+    def scores(self) -> dict[str, float]:
+        """Mean score of each level over its last ``horizon`` windows (NaN if none yet)."""
+        return {lv: (sum(q) / len(q) if q else math.nan) for lv, q in self._recent.items()}
+
+    def best(self) -> str:
+        """The level to publish: the pinned one, else the best recent score."""
+        if self.pinned is not None:
+            return self.pinned
+        sign = 1.0 if self.score == "log_loss" else -1.0
+        scores = self.scores()
+
+        def key(i: int) -> tuple[int, float, int]:
+            s = scores[self.levels[i]]
+            return (1, 0.0, i) if math.isnan(s) else (0, sign * s, i)
+
+        return self.levels[min(range(len(self.levels)), key=key)]

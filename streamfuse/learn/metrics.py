@@ -1,0 +1,205 @@
+"""Prequential (test-then-train) classification metrics.
+
+:class:`PrequentialMetrics` keeps a cumulative confusion matrix (accuracy, precision, recall,
+F1, specificity) and the last ``window`` (scores, label) pairs for an exact, rank-based AUC
+(Mann–Whitney statistic with mid-ranks for ties; river's ``ROCAUC`` approximates with a few
+thresholds instead). With ``positive`` set, precision/recall/F1/specificity/AUC are those of
+that class against the rest; without it they are macro averages over the classes seen (AUC
+over the classes that have both positives and negatives in the window).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Hashable, Mapping
+
+import numpy as np
+from numba import njit
+
+from streamfuse.errors import ConfigError
+
+log = logging.getLogger("streamfuse.learn.metrics")
+
+NAN = float("nan")
+
+
+@njit(cache=True)
+def auc_kernel(scores, labels, ranks):
+    """Exact ROC AUC of ``scores`` for boolean ``labels`` (mid-ranks for ties); NaN when one
+    class is absent. ``ranks`` is a preallocated float64 work array of the same length."""
+    n = scores.shape[0]
+    n_pos = 0
+    for i in range(n):
+        if labels[i]:
+            n_pos += 1
+    n_neg = n - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return np.nan
+    order = np.argsort(scores, kind="mergesort")
+    i = 0
+    while i < n:
+        j = i
+        while j + 1 < n and scores[order[j + 1]] == scores[order[i]]:
+            j += 1
+        mid = 0.5 * (i + j) + 1.0
+        for t in range(i, j + 1):
+            ranks[order[t]] = mid
+        i = j + 1
+    r_pos = 0.0
+    for i in range(n):
+        if labels[i]:
+            r_pos += ranks[i]
+    return (r_pos - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+
+
+def auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Exact ROC AUC (validating wrapper of :func:`auc_kernel`).
+
+    Parameters
+    ----------
+    scores
+        float64[n] scores, higher meaning "more positive"; finite.
+    labels
+        bool[n], True for positives.
+
+    Returns
+    -------
+    float
+        The AUC, or NaN when ``labels`` lacks positives or negatives.
+    """
+    s = np.asarray(scores)
+    y = np.asarray(labels)
+    if s.ndim != 1 or y.shape != s.shape:
+        raise ValueError(f"scores and labels must be 1-D of equal length, got shapes {s.shape} "
+                         f"and {y.shape}")
+    if s.dtype != np.float64:
+        s = s.astype(np.float64)
+    if y.dtype != np.bool_:
+        y = y.astype(np.bool_)
+    if not np.all(np.isfinite(s)):
+        raise ValueError("scores contain NaN or inf; replace them (e.g. np.nan_to_num) first")
+    return float(auc_kernel(np.ascontiguousarray(s), np.ascontiguousarray(y),
+                            np.empty(s.shape[0])))
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den > 0 else NAN
+
+
+class PrequentialMetrics:
+    """Accuracy, precision, recall, F1, specificity and windowed exact AUC, updated online.
+
+    Parameters
+    ----------
+    positive
+        The class treated as positive; ``None`` for macro averages over classes.
+    window
+        How many recent (scores, label) pairs the AUC covers.
+
+    Examples
+    --------
+    >>> m = PrequentialMetrics(positive="stress", window=500)
+    >>> m.update("stress", {"stress": 0.8, "rest": 0.2})
+    >>> m.update("rest", {"stress": 0.3, "rest": 0.7})
+    >>> m.update("rest", {"stress": 0.6, "rest": 0.4})
+    >>> m.get()["auc"], round(m.get()["accuracy"], 3)
+    (1.0, 0.667)
+
+    """
+
+    KEYS = ("auc", "accuracy", "f1", "precision", "recall", "specificity")
+
+    def __init__(self, positive: Hashable | None = None, window: int = 500) -> None:
+        if not isinstance(window, int) or window < 1:
+            raise ConfigError(f"PrequentialMetrics: window={window!r}; pass an int >= 1, e.g. 500")
+        self.positive = positive
+        self.window = window
+        self._classes: list[Hashable] = []
+        self._cm: dict[tuple[Hashable, Hashable], int] = {}
+        self._n = 0
+        self._recent: deque[tuple[Hashable, dict[Hashable, float]]] = deque(maxlen=window)
+
+    @property
+    def n(self) -> int:
+        """How many labelled predictions were scored."""
+        return self._n
+
+    def _see(self, c: Hashable) -> None:
+        if c is not None and c not in self._classes:
+            self._classes.append(c)
+
+    def update(self, y_true: Hashable, proba: Mapping[Hashable, float],
+               y_pred: Hashable | None = None) -> None:
+        """Score one prediction against its label.
+
+        Parameters
+        ----------
+        y_true
+            The label.
+        proba
+            Class probabilities the model gave before seeing the label (may be empty).
+        y_pred
+            The decided class; by default the most probable one (ties: first in ``proba``).
+        """
+        if y_pred is None and proba:
+            y_pred = max(proba, key=proba.__getitem__)
+        self._see(y_true)
+        self._see(y_pred)
+        for c in proba:
+            self._see(c)
+        key = (y_true, y_pred)
+        self._cm[key] = self._cm.get(key, 0) + 1
+        self._n += 1
+        self._recent.append((y_true, {k: float(v) for k, v in proba.items()}))
+
+    def _counts(self, c: Hashable) -> tuple[int, int, int, int]:
+        tp = fp = fn = tn = 0
+        for (t, p), k in self._cm.items():
+            if t == c and p == c:
+                tp += k
+            elif p == c:
+                fp += k
+            elif t == c:
+                fn += k
+            else:
+                tn += k
+        return tp, fp, fn, tn
+
+    def _class_auc(self, c: Hashable) -> float:
+        n = len(self._recent)
+        scores = np.empty(n)
+        labels = np.empty(n, dtype=np.bool_)
+        for i, (t, p) in enumerate(self._recent):
+            scores[i] = p.get(c, 0.0)
+            labels[i] = t == c
+        return float(auc_kernel(scores, labels, np.empty(n)))
+
+    def _one(self, c: Hashable) -> dict[str, float]:
+        tp, fp, fn, tn = self._counts(c)
+        precision = _ratio(tp, tp + fp)
+        recall = _ratio(tp, tp + fn)
+        f1 = _ratio(2 * tp, 2 * tp + fp + fn)
+        return {"precision": precision, "recall": recall, "f1": f1,
+                "specificity": _ratio(tn, tn + fp), "auc": self._class_auc(c)}
+
+    def get(self) -> dict[str, float]:
+        """The current figures (NaN where undefined, e.g. AUC before both classes were seen).
+
+        Returns
+        -------
+        dict
+            ``auc``, ``accuracy``, ``f1``, ``precision``, ``recall``, ``specificity`` and ``n``.
+        """
+        correct = sum(k for (t, p), k in self._cm.items() if t == p)
+        out = {"accuracy": _ratio(correct, self._n)}
+        if self.positive is not None:
+            out.update(self._one(self.positive))
+        else:
+            per = [self._one(c) for c in self._classes]
+            for key in ("precision", "recall", "f1", "specificity", "auc"):
+                vals = [p[key] for p in per if not math.isnan(p[key])]
+                out[key] = sum(vals) / len(vals) if vals else NAN
+        out["n"] = float(self._n)
+        return {k: out[k] for k in (*self.KEYS, "n")}
