@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: modules that add their own subcommands: each has ``register(subparsers)``, which adds a parser
 #: whose ``run`` default takes the parsed arguments and returns an exit code.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["streamfuse.replay.commands"]
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -1,0 +1,236 @@
+"""The ``record``, ``replay`` and ``evaluate`` subcommands (registered by :mod:`streamfuse.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+log = logging.getLogger("streamfuse.replay.commands")
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``record``, ``replay`` and ``evaluate`` to the ``streamfuse`` command line."""
+    rec = sub.add_parser(
+        "record",
+        help="store every message under a prefix in an MCAP session file",
+        description="Subscribe to {prefix}/# and write each message (topic, payload, arrival "
+        "time on this machine's clock) to an MCAP file, flushing a chunk at least every "
+        "--flush-s seconds so a killed recorder leaves a readable file.",
+    )
+    rec.add_argument("--broker", default="mqtt://127.0.0.1:1883", metavar="URL")
+    rec.add_argument("--prefix", default="streamfuse")
+    rec.add_argument("--out", required=True, type=Path, help="MCAP file to write")
+    rec.add_argument("--duration", type=_positive, default=None, help="stop after S seconds")
+    rec.add_argument("--flush-s", type=_positive, default=1.0, help="chunk flush period (1 s)")
+    rec.set_defaults(run=run_record)
+
+    rp = sub.add_parser(
+        "replay",
+        help="replay a session or recording through the engine (or onto a broker)",
+        description="SOURCE is an MCAP session (.mcap), an EDF/BDF file, a WFDB record (.hea) "
+        "or a CSV-like text file. By default it goes offline through the engine as fast as "
+        "possible, each item pushed with its recorded (or derived) arrival time, so outputs "
+        "are deterministic. With --to-broker its messages are republished at --speed x real "
+        "time instead.",
+    )
+    rp.add_argument("source", type=Path, metavar="SOURCE")
+    rp.add_argument("--speed", type=_positive, default=1.0, help="x real time (--to-broker)")
+    rp.add_argument("--to-broker", default=None, metavar="URL", help="republish to this broker")
+    rp.add_argument("--out", type=Path, default=None, help="write predictions as JSON lines")
+    rp.add_argument("--prefix", default=None, help="topic prefix (default: from the session)")
+    rp.add_argument("--mapping", default="auto", help="channel map for files: eegmat | auto")
+    rp.add_argument("--device", default=None, help="device id for files (default: file stem)")
+    rp.add_argument("--fs", type=_positive, default=None, help="CSV sampling rate")
+    rp.add_argument("--time-column", default=None, help="CSV time column (seconds)")
+    rp.add_argument("--model", default="logreg")
+    rp.add_argument("--level", default="intermediate")
+    rp.add_argument("--window-s", type=_positive, default=None)
+    rp.add_argument("--hop-s", type=_positive, default=None)
+    rp.add_argument("--grid-fs", type=_positive, default=None)
+    rp.add_argument("--no-progress", action="store_true")
+    rp.set_defaults(run=run_replay)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="compare fusion levels on a real dataset, prequentially",
+        description="eegmat: each subject one device, rest then arithmetic on one timeline, "
+        "window labels arriving after --label-delay-s; levels eeg, ecg, early, intermediate, "
+        "late, selected; metrics mean +- sd over subjects.",
+    )
+    ev.add_argument("--dataset", choices=["eegmat"], default="eegmat")
+    ev.add_argument("--data-dir", type=Path, required=True)
+    ev.add_argument("--out", type=Path, required=True, help="results JSON")
+    ev.add_argument("--plot", type=Path, default=None, help="comparison PNG")
+    ev.add_argument("--model", default="logreg")
+    ev.add_argument("--window-s", type=_positive, default=8.0)
+    ev.add_argument("--hop-s", type=_positive, default=4.0)
+    ev.add_argument("--grid-fs", type=_positive, default=250.0)
+    ev.add_argument("--label-delay-s", type=float, default=None, help="default: one window")
+    ev.add_argument("--subjects", type=int, default=None, help="first N subjects only")
+    ev.add_argument("--levels", default=None, help="comma-separated subset of the levels")
+    ev.add_argument("--no-progress", action="store_true")
+    ev.set_defaults(run=run_evaluate)
+
+
+@contextmanager
+def _progress(enabled: bool, description: str, total: int | None) -> Iterator:
+    """A rich progress bar on stderr (a no-op advance when disabled or not a terminal)."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda *_a, **_k: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=total)
+
+        def advance(n: int = 1, description: str | None = None) -> None:
+            bar.update(task, advance=n, description=description or bar.tasks[0].description)
+
+        yield advance
+
+
+def run_record(args: argparse.Namespace) -> int:
+    from .recorder import record
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await record(
+            args.broker, args.prefix, args.out, stop=stop, duration=args.duration,
+            flush_s=args.flush_s,
+        )  # fmt: skip
+
+    n = asyncio.run(main())
+    print(f"recorded {n} messages into {args.out}")
+    return 0
+
+
+def _session_prefix(path: Path) -> str:
+    from .. import topics
+    from .mcap_io import read_session
+
+    for m in read_session(path):
+        levels = m.message.topic.split("/")
+        if len(levels) >= 3:
+            return "/".join(levels[:-2])
+    return topics.DEFAULT_PREFIX
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from .. import topics
+    from ..config import EngineConfig
+    from .readers import EEGMAT_MAP, read_file
+    from .replay import recording_items, session_items
+
+    source: Path = args.source
+    is_session = source.suffix.lower() == ".mcap"
+    prefix = args.prefix or (_session_prefix(source) if is_session else topics.DEFAULT_PREFIX)
+    extra = {
+        k: v
+        for k, v in (("window_s", args.window_s), ("hop_s", args.hop_s), ("grid_fs", args.grid_fs))
+        if v is not None
+    }
+    if is_session:
+        items = list(session_items(source))
+        config = EngineConfig(model=args.model, level=args.level, **extra)
+    else:
+        mapping = EEGMAT_MAP if args.mapping == "eegmat" else None
+        kw = {}
+        if source.suffix.lower() not in (".edf", ".bdf", ".hea"):
+            kw = {"fs": args.fs, "time_column": args.time_column}
+        recording = read_file(source, mapping, **kw)
+        device = args.device or topics.check_device(source.stem.replace(" ", "_"))
+        items = list(recording_items(recording, device))
+        config = EngineConfig(
+            modalities=recording.modalities(), model=args.model, level=args.level, **extra
+        )
+    span = items[-1][1] - items[0][1] if items else 0.0
+
+    if args.to_broker:
+        from .replay import republish
+
+        with _progress(not args.no_progress, f"republishing at {args.speed:g}x", len(items)) as adv:
+            n = asyncio.run(
+                republish(args.to_broker, items, prefix=prefix, speed=args.speed, on_item=adv)
+            )
+        print(f"republished {n} messages ({span:.1f} s of recording) to {args.to_broker}")
+        return 0
+
+    from ..engine import Engine
+    from .replay import replay_offline
+
+    engine = Engine(config, prefix=prefix)
+    t0 = time.perf_counter()
+    with _progress(not args.no_progress, "replaying", len(items)) as adv:
+        predictions, rejections = replay_offline(engine, items, on_item=adv)
+    wall = time.perf_counter() - t0
+    if args.out:
+        with args.out.open("w", encoding="utf-8") as fh:
+            for p in predictions:
+                fh.write(json.dumps(p.to_json_dict(), sort_keys=True) + "\n")
+    speed = span / wall if wall > 0 else float("inf")
+    print(
+        f"replayed {len(items)} items ({span:.1f} s) in {wall:.2f} s ({speed:.0f}x real time): "
+        f"{len(predictions)} predictions, {len(rejections)} rejected"
+        + (f"; written to {args.out}" if args.out else "")
+    )
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import LEVELS, EvalSettings, evaluate_eegmat, plot, table
+
+    levels = tuple(args.levels.split(",")) if args.levels else LEVELS
+    unknown = sorted(set(levels) - set(LEVELS))
+    if unknown:
+        print(f"streamfuse: error: unknown levels {unknown}; choose from {LEVELS}", file=sys.stderr)
+        return 2
+    settings = EvalSettings(
+        window_s=args.window_s,
+        hop_s=args.hop_s,
+        grid_fs=args.grid_fs,
+        label_delay_s=args.label_delay_s,
+        model=args.model,
+        levels=levels,
+        subjects=args.subjects,
+    )
+    t0 = time.perf_counter()
+    with _progress(not args.no_progress, "evaluating", None) as adv:
+        results = evaluate_eegmat(
+            args.data_dir, settings, on_subject=lambda name: adv(0, f"evaluating {name}")
+        )
+    results["wall_s"] = round(time.perf_counter() - t0, 2)
+    args.out.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    if args.plot:
+        plot(results, args.plot)
+    print(table(results))
+    print(f"\nwritten {args.out}" + (f" and {args.plot}" if args.plot else ""))
+    return 0

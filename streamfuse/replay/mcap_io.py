@@ -1,0 +1,152 @@
+"""Sessions on disk: raw MQTT messages (topic, payload, arrival) in an MCAP file.
+
+One MCAP channel per MQTT topic, message encoding ``streamfuse`` (the payload is the wire
+format of ``docs/wire-format.md``, stored as received), ``log_time`` the gateway-clock arrival in
+integer nanoseconds. The writer closes a chunk at least every ``flush_s`` seconds of arrival time
+and flushes it to the OS, so a recorder that is killed leaves a file readable up to its last
+completed chunk; :func:`read_session` reads such a file to that point and says so in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from mcap.exceptions import McapError
+from mcap.records import Channel, Header, Message
+from mcap.stream_reader import StreamReader
+from mcap.writer import CompressionType, Writer
+
+from ..errors import DataSourceError
+from ..types import RawMessage
+
+log = logging.getLogger("streamfuse.replay.mcap_io")
+
+ENCODING = "streamfuse"
+PROFILE = "streamfuse"
+
+
+def to_ns(t: float) -> int:
+    """Seconds (float) to integer nanoseconds, rounded to the nearest nanosecond."""
+    return int(round(t * 1e9))
+
+
+def from_ns(ns: int) -> float:
+    return ns / 1e9
+
+
+@dataclass(frozen=True, slots=True)
+class SessionMessage:
+    """One recorded message: the raw MQTT message and its gateway-clock arrival (s)."""
+
+    message: RawMessage
+    arrival: float
+
+
+class SessionWriter:
+    """Append raw messages to an MCAP file, flushing a completed chunk every ``flush_s``.
+
+    Parameters
+    ----------
+    path
+        Output file (created or truncated).
+    flush_s
+        Close and flush the open chunk once it spans this much arrival time (seconds).
+    metadata
+        Written once as the ``streamfuse.session`` metadata record (e.g. broker, prefix).
+    """
+
+    def __init__(
+        self, path: str | Path, *, flush_s: float = 1.0, metadata: dict[str, str] | None = None
+    ) -> None:
+        if not (math.isfinite(flush_s) and flush_s > 0):
+            raise ValueError(f"flush_s must be a positive number of seconds, got {flush_s}")
+        self.path = Path(path)
+        self.flush_s = flush_s
+        self._fh: IO[bytes] = self.path.open("wb")
+        self._writer = Writer(self._fh, compression=CompressionType.ZSTD)
+        self._writer.start(profile=PROFILE, library="streamfuse")
+        if metadata:
+            self._writer.add_metadata("streamfuse.session", dict(metadata))
+        self._writer.flush()  # magic + header on disk: an empty session is already readable
+        self._channels: dict[str, int] = {}
+        self._chunk_start: float | None = None
+        self.count = 0
+        self._closed = False
+
+    def write(self, topic: str, payload: bytes, arrival: float) -> None:
+        """Record one message that arrived at gateway time ``arrival`` (seconds)."""
+        cid = self._channels.get(topic)
+        if cid is None:
+            cid = self._writer.register_channel(topic, ENCODING, schema_id=0)
+            self._channels[topic] = cid
+        ns = to_ns(arrival)
+        self._writer.add_message(
+            cid, log_time=ns, data=payload, publish_time=ns, sequence=self.count
+        )
+        self.count += 1
+        if self._chunk_start is None:
+            self._chunk_start = arrival
+        elif arrival - self._chunk_start >= self.flush_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Close the open chunk and hand it to the OS (survives the process, not a power cut)."""
+        self._writer.flush()
+        self._chunk_start = None
+
+    def close(self) -> None:
+        """Write the summary and footer (the file is then indexed and complete)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.finish()
+        self._fh.close()
+
+    def __enter__(self) -> SessionWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_session(path: str | Path) -> Iterator[SessionMessage]:
+    """Every message of a session file in file order (which is arrival order).
+
+    A file cut short (a killed recorder) yields everything up to its last complete chunk and logs
+    a warning; a file that is not MCAP at all raises :class:`DataSourceError` naming it.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataSourceError(f"{p}: no such session file")
+    channels: dict[int, str] = {}
+    with p.open("rb") as fh:
+        reader = StreamReader(fh, validate_crcs=True)
+        n = 0
+        header = False
+        try:
+            for record in reader.records:
+                if isinstance(record, Header):
+                    header = True
+                elif isinstance(record, Channel):
+                    channels[record.id] = record.topic
+                elif isinstance(record, Message):
+                    topic = channels.get(record.channel_id)
+                    if topic is None:
+                        raise DataSourceError(
+                            f"{p}: message refers to unknown channel {record.channel_id}"
+                        )
+                    n += 1
+                    yield SessionMessage(
+                        RawMessage(topic, bytes(record.data)), from_ns(record.log_time)
+                    )
+        except (McapError, struct.error, ValueError, EOFError) as exc:
+            # a torn last record shows up as EndOfFile or as a short struct read
+            if not header:
+                raise DataSourceError(f"{p}: not a readable MCAP session ({exc!r})") from exc
+            log.warning("%s: file ends early (%r); read %d messages up to the cut", p, exc, n)

@@ -1,0 +1,108 @@
+"""The record shell: subscribe to everything under a prefix and store it in an MCAP session.
+
+Each message is stamped on arrival with the recorder's clock (the gateway clock, ``time.time``
+by default) and appended by :class:`~streamfuse.replay.mcap_io.SessionWriter`, which flushes a
+completed chunk at least once a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import aiomqtt
+
+from .. import topics
+from ..gateway.broker import parse_broker_url, set_nodelay
+from .mcap_io import SessionWriter
+
+log = logging.getLogger("streamfuse.replay.recorder")
+
+
+async def record(
+    broker_url: str,
+    prefix: str,
+    out: str | Path,
+    *,
+    stop: asyncio.Event,
+    duration: float | None = None,
+    clock: Callable[[], float] = time.time,
+    flush_s: float = 1.0,
+    ready: asyncio.Event | None = None,
+    client_id: str | None = None,
+) -> int:
+    """Record every message under ``prefix`` (``{prefix}/#``) until ``stop`` or ``duration``.
+
+    Parameters
+    ----------
+    broker_url
+        ``mqtt://host:port`` of the broker.
+    prefix
+        Topic prefix; every topic below it is recorded, predictions included.
+    out
+        The MCAP file to write.
+    stop
+        Set it to end the recording cleanly (summary and footer are written).
+    duration
+        Stop by itself after this many seconds (of ``clock``) from subscribing.
+    ready
+        Set once the subscription is in place (so a test can start publishing).
+
+    Returns
+    -------
+    int
+        How many messages were recorded.
+    """
+    topics.check_prefix(prefix)
+    host, port, username, password, tls = parse_broker_url(broker_url)
+    meta = {"broker": f"{host}:{port}", "prefix": prefix, "clock": "gateway (time.time)"}
+    with SessionWriter(out, flush_s=flush_s, metadata=meta) as writer:
+        async with aiomqtt.Client(
+            host,
+            port,
+            username=username,
+            password=password,
+            identifier=client_id,
+            logger=logging.getLogger("streamfuse.replay.recorder.mqtt"),
+            tls_params=aiomqtt.TLSParameters() if tls else None,
+        ) as client:
+            set_nodelay(client)
+            await client.subscribe(f"{prefix}/#", qos=0)
+            log.info("recording %s/# from %s:%d into %s", prefix, host, port, out)
+            if ready is not None:
+                ready.set()
+            if duration is not None:
+                asyncio.get_running_loop().call_later(duration, stop.set)
+
+            async def consume() -> None:
+                async for message in client.messages:
+                    payload = message.payload
+                    if not isinstance(payload, bytes | bytearray):
+                        payload = b"" if payload is None else str(payload).encode()
+                    writer.write(str(message.topic), bytes(payload), clock())
+
+            async def flusher() -> None:
+                # a quiet broker still gets its last messages onto disk
+                while True:
+                    await asyncio.sleep(flush_s)
+                    writer.flush()
+
+            tasks = [
+                asyncio.create_task(consume(), name="streamfuse[record].ingest"),
+                asyncio.create_task(flusher(), name="streamfuse[record].flush"),
+                asyncio.create_task(stop.wait(), name="streamfuse[record].stop"),
+            ]
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task.get_name() != "streamfuse[record].stop" and task.exception():
+                        raise task.exception()  # type: ignore[misc]
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        log.info("recorded %d messages into %s", writer.count, out)
+        return writer.count
