@@ -33,7 +33,7 @@ def hrv(rr_s: npt.ArrayLike) -> dict[str, float]:
     Examples
     --------
     >>> {k: round(v, 3) for k, v in hrv([0.8, 0.9, 0.8, 0.86]).items()}
-    {'rr': 0.84, 'hr': 71.429, 'sdnn': 48.99, 'rmssd': 88.882, 'pnn50': 0.667}
+    {'rr': 0.84, 'hr': 71.429, 'sdnn': 48.99, 'rmssd': 88.694, 'pnn50': 1.0}
     """
     rr = np.asarray(rr_s, dtype=np.float64)
     out: dict[str, float] = {}

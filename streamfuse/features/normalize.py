@@ -29,7 +29,7 @@ class OnlineNormalizer(base.Transformer):
     >>> for v in (1.0, 2.0, 3.0):
     ...     norm.learn_one({"hr": v})
     >>> norm.transform_one({"hr": 4.0})
-    {'hr': 2.449489742783178}
+    {'hr': 2.0}
     """
 
     def __init__(self, warmup: int = 10, clip: float = 5.0, eps: float = 1e-9) -> None:

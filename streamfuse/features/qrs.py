@@ -284,7 +284,7 @@ class StreamingQRSDetector:
     >>> det = StreamingQRSDetector(fs)
     >>> peaks = np.concatenate([det.update(ecg[i : i + 25]) for i in range(0, ecg.size, 25)])
     >>> np.round(peaks / fs, 2).tolist()[:3]
-    [0.5, 1.5, 2.5]
+    [0.51, 1.51, 2.51]
     """
 
     def __init__(self, fs: float, *, learn_s: float = 2.0) -> None:

@@ -56,8 +56,8 @@ def masked_welch(
         psd[:, 1:-1] *= 2.0
     else:
         psd[:, 1:] *= 2.0
-    freqs = np.fft.rfftfreq(nperseg, d=1.0 / fs)
-    return freqs, psd
+    freqs = np.fft.rfftfreq(nperseg, d=1.0 / fs).astype(np.float64)
+    return freqs, np.asarray(psd, dtype=np.float64)
 
 
 def band_power(freqs: F64, psd: F64, lo: float, hi: float) -> F64:

@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
 
 @dataclass(slots=True)
@@ -47,7 +46,7 @@ class Cursor:
         return NewSamples(j0, gap)
 
 
-def tail(buf: npt.NDArray[np.float64], new: npt.NDArray[np.float64], n: int) -> np.ndarray:
+def tail(buf: np.ndarray, new: np.ndarray, n: int) -> np.ndarray:
     """The last ``n`` rows of ``buf`` followed by ``new``."""
     out = np.concatenate([buf, new], axis=0)
     return out[-n:] if out.shape[0] > n else out
