@@ -44,6 +44,35 @@ def resample_into(values, slot_pos, p0, step, out, col0, out_valid):  # pragma: 
     ch = values.shape[1]
     k = out.shape[0]
     n_ok = 0
+    if step <= 1.0 + DECIMATE_ABOVE and k > 0 and p0 >= 0.0:
+        # fast path: every position the window touches is present and the run does not wrap
+        # around the ring, so rows need no presence checks and no index masking
+        i_lo = np.int64(p0)
+        i_hi = np.int64(p0 + (k - 1) * step) + 1
+        base = i_lo & mask
+        if base + (i_hi - i_lo) < values.shape[0]:
+            present = True
+            for q in range(i_lo, i_hi + 1):
+                if slot_pos[(q - i_lo) + base] != q:
+                    present = False
+                    break
+            if present:
+                shift = base - i_lo
+                for j in range(k):
+                    p = p0 + j * step
+                    i = np.int64(p)
+                    f = p - i
+                    a = i + shift
+                    if f > 0.0:
+                        w = np.float32(f)
+                        for c in range(ch):
+                            va = values[a, c]
+                            out[j, col0 + c] = va + w * (values[a + 1, c] - va)
+                    else:
+                        for c in range(ch):
+                            out[j, col0 + c] = values[a, c]
+                    out_valid[j] = True
+                return k
     if step <= 1.0 + DECIMATE_ABOVE:
         for j in range(k):
             p = p0 + j * step
