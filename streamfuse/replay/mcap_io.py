@@ -14,6 +14,7 @@ import math
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import IO
 
@@ -32,12 +33,18 @@ PROFILE = "streamfuse"
 
 
 def to_ns(t: float) -> int:
-    """Seconds (float) to integer nanoseconds, rounded to the nearest nanosecond."""
-    return int(round(t * 1e9))
+    """Seconds (float) to integer nanoseconds, exactly rounded.
+
+    With :func:`from_ns` this round-trips every epoch time (any float above ~1e7 s) bit
+    for bit (a float's step there is >= 2 ns, above the 0.5 ns rounding), so a replay pushes
+    exactly the ``now`` the live engine saw.
+    """
+    return round(Fraction(t) * 1_000_000_000)
 
 
 def from_ns(ns: int) -> float:
-    return ns / 1e9
+    """Integer nanoseconds to float seconds (correctly rounded integer division)."""
+    return ns / 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ async def record(
     flush_s: float = 1.0,
     ready: asyncio.Event | None = None,
     client_id: str | None = None,
+    on_message: Callable[[str, bytes, float], None] | None = None,
 ) -> int:
     """Record every message under ``prefix`` (``{prefix}/#``) until ``stop`` or ``duration``.
 
@@ -50,6 +51,9 @@ async def record(
         Stop by itself after this many seconds (of ``clock``) from subscribing.
     ready
         Set once the subscription is in place (so a test can start publishing).
+    on_message
+        Called with ``(topic, payload, arrival)`` after each message is written: a live
+        engine fed from here sees exactly the ``now`` that replay will push.
 
     Returns
     -------
@@ -82,7 +86,10 @@ async def record(
                     payload = message.payload
                     if not isinstance(payload, bytes | bytearray):
                         payload = b"" if payload is None else str(payload).encode()
-                    writer.write(str(message.topic), bytes(payload), clock())
+                    topic, data, now = str(message.topic), bytes(payload), clock()
+                    writer.write(topic, data, now)
+                    if on_message is not None:
+                        on_message(topic, data, now)
 
             async def flusher() -> None:
                 # a quiet broker still gets its last messages onto disk
