@@ -1,0 +1,74 @@
+"""Replay speed: one eegmat subject (rest + arithmetic, 244 s, 19 EEG + 1 ECG channels at 500 Hz)
+through every fusion level of the evaluation, as a multiple of real time.
+
+Figures (``extra_info["x_real_time"]``): each level alone, all six levels in turn (the
+evaluation's cost for one subject), and, in the same run, the baseline of merely iterating the
+prepared items without an engine (the floor the shell itself costs). The EDFs are read once,
+outside the timing. A reported figure, not an assertion.
+
+Run: ``/work/venv/bin/pytest bench/test_bench_replay.py -p no:cacheprovider``
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from streamfuse.engine import Engine
+from streamfuse.replay.evaluate import LEVELS, EvalSettings, _only, level_config, subject_items
+from streamfuse.replay.replay import replay_offline
+
+ROOT = (
+    Path(
+        os.environ.get("STREAMFUSE_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
+    )
+    / "eegmat"
+)
+pytestmark = pytest.mark.skipif(
+    not (ROOT / "Subject00_1.edf").is_file(), reason=f"eegmat recordings not found at {ROOT}"
+)
+SETTINGS = EvalSettings()
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    subj, items = subject_items(ROOT, "Subject00", 0.0, SETTINGS)
+    for level in LEVELS:  # warm up every JIT kernel and model path before timing
+        cfg = level_config(level, SETTINGS)
+        replay_offline(Engine(cfg), _only(tuple(cfg.modalities), items[:2000]))
+    return subj.end - subj.start, items
+
+
+def _run(levels, items):
+    out = 0
+    for level in levels:
+        cfg = level_config(level, SETTINGS)
+        preds, _ = replay_offline(Engine(cfg), _only(tuple(cfg.modalities), items))
+        out += len(preds)
+    return out
+
+
+def test_baseline_iterate_items(benchmark, prepared) -> None:
+    seconds, items = prepared
+    n = benchmark.pedantic(lambda: sum(1 for _ in _only(("eeg", "ecg"), items)), rounds=5)
+    benchmark.extra_info["x_real_time"] = round(seconds / benchmark.stats.stats.median)
+    assert n == len([1 for _ in items])
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_replay_one_level(benchmark, prepared, level) -> None:
+    seconds, items = prepared
+    n = benchmark.pedantic(_run, args=((level,), items), rounds=3)
+    benchmark.extra_info["x_real_time"] = round(seconds / benchmark.stats.stats.median)
+    benchmark.extra_info["predictions"] = n
+    assert n > 0
+
+
+def test_replay_all_levels(benchmark, prepared) -> None:
+    seconds, items = prepared
+    n = benchmark.pedantic(_run, args=(LEVELS, items), rounds=3)
+    benchmark.extra_info["x_real_time"] = round(seconds / benchmark.stats.stats.median)
+    benchmark.extra_info["predictions"] = n
+    assert n > 0
