@@ -17,6 +17,7 @@ import aiomqtt
 
 from .. import codec, topics
 from ..engine import Engine
+from ..errors import ConfigError
 from ..types import Prediction, RawMessage
 from .broker import parse_broker_url, set_nodelay
 
@@ -53,6 +54,11 @@ class Gateway:
         on_prediction: Callable[[Prediction], None] | None = None,
         logger: logging.Logger = log,
     ) -> None:
+        if engine.prefix != settings.prefix:
+            raise ConfigError(
+                f"the engine parses topics under {engine.prefix!r} but the gateway subscribes "
+                f"under {settings.prefix!r}; give both the same prefix"
+            )
         self.engine = engine
         self.settings = settings
         self._clock = clock

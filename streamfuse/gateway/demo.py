@@ -81,6 +81,7 @@ def summary(
 
 async def run_demo(args: argparse.Namespace) -> int:
     from simulators.device import Fleet
+    from simulators.faults import FaultProfile
     from simulators.publisher import run_fleet
 
     console = Console()
@@ -101,17 +102,27 @@ async def run_demo(args: argparse.Namespace) -> int:
         console.print("compiling kernels (cached after the first run)...")
         warmup()
         engine = Engine(EngineConfig(model=args.model), prefix=PREFIX, timer=time.perf_counter)
-        gateway = Gateway(engine, GatewaySettings(broker_url=url, prefix=PREFIX))
+        speed = args.speed
+        wall0 = time.time()
+
+        def clock() -> float:
+            return wall0 + (time.time() - wall0) * speed
+
+        gateway = Gateway(engine, GatewaySettings(broker_url=url, prefix=PREFIX), clock=clock)
         board = Scoreboard()
         done = asyncio.Event()
         ready = asyncio.Event()
         gw_task = asyncio.create_task(gateway.run(done), name="streamfuse[demo].gateway")
         mon_task = asyncio.create_task(
-            watch(url, PREFIX, board, done, ready=ready), name="streamfuse[demo].monitor"
+            watch(url, PREFIX, board, done, ready=ready, clock=clock),
+            name="streamfuse[demo].monitor",
         )
         await asyncio.wait_for(gateway.connected.wait(), 10)
         await asyncio.wait_for(ready.wait(), 10)
-        fleet = Fleet(args.devices, seed=args.seed, t_base=time.time())
+        # simulated devices keep wall-clock time (as NTP-synced wearables would); the gateway
+        # clock runs at the simulation speed so that speed > 1 is not mistaken for drift
+        t_base = time.time()
+        fleet = Fleet(args.devices, seed=args.seed, faults=FaultProfile(clock_offset_s=t_base))
         sim_task = asyncio.create_task(
             run_fleet(
                 url, fleet, prefix=PREFIX, speed=args.speed, duration=args.duration, stop_event=stop
