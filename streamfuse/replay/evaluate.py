@@ -290,7 +290,11 @@ def table(results: dict[str, object]) -> str:
         for k in METRICS:
             m = entry[k]
             cells.append("n/a" if m["mean"] is None else f"{m['mean']:.3f} ± {m['sd']:.3f}")
-        rows.append(f"| {level} | " + " | ".join(cells) + f" | {entry['windows']} |")
+        published = sorted(entry.get("published_levels", {}))
+        name = level
+        if level not in ("eeg", "ecg", "selected") and published and published != [level]:
+            name = f"{level} (engine published {', '.join(published)})"
+        rows.append(f"| {name} | " + " | ".join(cells) + f" | {entry['windows']} |")
     return "\n".join(rows)
 
 
@@ -323,7 +327,7 @@ def plot(results: dict[str, object], path: str | Path) -> None:
     ax.set_ylabel("mean ± sd over subjects")
     n = len(results.get("subjects", []))  # type: ignore[arg-type]
     ax.set_title(f"eegmat rest vs arithmetic, prequential, {n} subjects: fusion levels")
-    ax.legend(ncol=len(names), fontsize=8, loc="lower center")
+    ax.legend(ncol=len(names), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
