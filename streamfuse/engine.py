@@ -13,6 +13,7 @@ import math
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 from river import base
 
@@ -83,7 +84,7 @@ class Engine:
         self.config = config or EngineConfig()
         self.prefix = topics.check_prefix(prefix)
         self._timer = timer
-        factory = model_factory or (lambda: make_model(self.config.model))
+        factory = model_factory or partial(make_model, self.config.model)
         self.hub = FusionHub(factory, self.config.model)
         self.sessions: dict[str, DeviceSession] = {}
         self.counters: Counter[str] = Counter()
@@ -284,6 +285,23 @@ class Engine:
 
     def _clock(self) -> float:
         return self._timer() if self._timer is not None else 0.0
+
+    def evict_idle(self, now: float, idle_s: float) -> list[Prediction]:
+        """Forget devices silent for ``idle_s`` seconds, after closing their open windows.
+
+        Their pending (unlabelled) windows are dropped and counted; the shared models keep what
+        they learned. Returns the predictions of the windows closed on the way out.
+        """
+        out: list[Prediction] = []
+        for device in [d for d, s in self.sessions.items() if now - s.last_seen >= idle_s]:
+            session = self.sessions.pop(device)
+            windows = session.aligner.flush()
+            if windows:
+                self._on_windows(session, windows, now, out, {})
+            self.counters["evicted"] += 1
+            self.counters["unlabelled_dropped"] += len(session.pending)
+            log.info("evicted idle device %s (silent for %.1f s)", device, now - session.last_seen)
+        return out
 
     def stats(self) -> dict[str, object]:
         """Counters of the whole engine and of each device's alignment."""

@@ -90,3 +90,28 @@ def test_prediction_json_is_valid_even_after_flush() -> None:
     last = out[-1].to_json_dict()
     assert last["closed_at"] is None or math.isfinite(last["closed_at"])  # type: ignore[arg-type]
     assert codec.encode_prediction(out[-1]).startswith(b"{")
+
+
+def test_engine_pickles_and_resumes_identically() -> None:
+    import pickle
+
+    msgs = device_messages("a", 30, seed=8)
+    half = len(msgs) // 2
+    engine = Engine()
+    engine.push_many(msgs[:half])
+    clone = pickle.loads(pickle.dumps(engine))
+    rest_a = engine.push_many(msgs[half:]) + engine.flush()
+    rest_b = clone.push_many(msgs[half:]) + clone.flush()
+    assert predictions(rest_a) == predictions(rest_b) and len(predictions(rest_a)) > 10
+
+
+def test_idle_devices_are_evicted_after_closing_their_windows() -> None:
+    engine = Engine()
+    msgs = merge(device_messages("a", 10, seed=9), device_messages("b", 20, seed=10))
+    # stop right after a's last chunk: its last windows are still open
+    last_a = max(now for m, now in msgs if "/a/" in m.topic and not m.topic.endswith("label"))
+    engine.push_many([m for m in msgs if m[1] <= last_a + 0.8])
+    assert engine.evict_idle(now=last_a + 0.8, idle_s=1.0) == []  # nobody idle yet
+    closed = engine.evict_idle(now=last_a + 0.8, idle_s=0.5)
+    assert engine.counters["evicted"] == 1 and set(engine.sessions) == {"b"}
+    assert closed and all(p.device == "a" and p.t_end > 1009 for p in closed)
