@@ -16,14 +16,12 @@ import asyncio
 import contextlib
 import logging
 import math
-import socket
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urlsplit
 
 from streamfuse.errors import BrokerError
+from streamfuse.gateway.broker import parse_broker_url, set_nodelay
 
 from .device import LABEL, Fleet
 
@@ -41,27 +39,6 @@ class PublishStats:
     wall_s: float = 0.0
     max_behind_s: float = 0.0  # worst lateness of a publish against its schedule (real time)
     stopped: bool = False  # stop_event ended the run early
-
-
-def parse_mqtt_url(url: str) -> tuple[str, int]:
-    """``mqtt://host[:port]`` → ``(host, port)`` (port 1883 when omitted)."""
-    parts = urlsplit(url)
-    if parts.scheme != "mqtt" or not parts.hostname:
-        raise BrokerError(f"broker URL must look like 'mqtt://127.0.0.1:1883', got {url!r}")
-    try:
-        port = parts.port or 1883
-    except ValueError as exc:
-        raise BrokerError(f"broker URL {url!r} has a bad port") from exc
-    return parts.hostname, port
-
-
-def _set_nodelay(client: Any) -> None:
-    sock = client._client.socket()  # paho's socket, available once connected
-    if sock is not None and hasattr(sock, "setsockopt"):
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError as exc:
-            log.warning("could not set TCP_NODELAY on the publisher socket: %s", exc)
 
 
 async def _pause(delay: float, stop_event: asyncio.Event | None) -> None:
@@ -117,14 +94,16 @@ async def run_fleet(
     if not (speed >= 0 and not math.isnan(speed)):
         raise ValueError(f"speed must be >= 0 (0 or inf: as fast as possible), got {speed}")
     fast = speed == 0 or math.isinf(speed)
-    host, port = parse_mqtt_url(broker_url)
+    host, port, username, password, _ = parse_broker_url(broker_url)
     stats = PublishStats()
     topics: dict[tuple[str, str], str] = {}
     loop = asyncio.get_running_loop()
     cid = client_id or f"streamfuse-sim-{uuid.uuid4().hex[:8]}"
     try:
-        async with aiomqtt.Client(host, port, identifier=cid, logger=log) as client:
-            _set_nodelay(client)
+        async with aiomqtt.Client(
+            host, port, username=username, password=password, identifier=cid, logger=log
+        ) as client:
+            set_nodelay(client)
             log.info(
                 "publishing %d devices to %s (speed %s)", len(fleet.devices), broker_url, speed
             )

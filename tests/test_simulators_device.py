@@ -82,7 +82,8 @@ def test_chunks_and_labels_are_well_formed():
 def test_publish_fleet_through_a_real_broker(broker_url, topic_prefix):
     import aiomqtt
 
-    from simulators.publisher import parse_mqtt_url, run_fleet
+    from simulators.publisher import run_fleet
+    from streamfuse.gateway.broker import parse_broker_url
 
     duration = 3.0
     expected = {
@@ -91,7 +92,7 @@ def test_publish_fleet_through_a_real_broker(broker_url, topic_prefix):
     }
 
     async def main():
-        host, port = parse_mqtt_url(broker_url)
+        host, port, *_ = parse_broker_url(broker_url)
         got = []
         async with aiomqtt.Client(host, port) as sub:
             await sub.subscribe(f"{topic_prefix}/#")
