@@ -77,12 +77,28 @@ def build_parser() -> argparse.ArgumentParser:
         "gateway",
         help="run the gateway daemon against a broker",
         description="Subscribe to {prefix}/+/+ on the broker, fuse and classify every device's "
-        "windows, publish predictions on {prefix}/<device>/prediction.",
+        "windows, publish predictions on {prefix}/<device>/prediction. Settings come from "
+        "--config (TOML, see deploy/gateway.toml), then STREAMFUSE_<SECTION>_<KEY> environment "
+        "variables (e.g. STREAMFUSE_MQTT_PASSWORD), then these flags. SIGTERM/SIGINT drain and "
+        "checkpoint; a second signal exits at once (code 130).",
     )
-    gw.add_argument("--broker", default="mqtt://127.0.0.1:1883", metavar="URL")
-    gw.add_argument("--prefix", default="streamfuse")
-    gw.add_argument("--model", default="logreg")
-    gw.add_argument("--client-id", default=None)
+    gw.add_argument("--config", default=None, metavar="FILE", help="TOML settings file")
+    gw.add_argument("--broker", default=None, metavar="URL", help="mqtt[s]://[user@]host[:port]")
+    gw.add_argument("--prefix", default=None)
+    gw.add_argument("--model", default=None)
+    gw.add_argument("--client-id", default=None, help="fixed id: persistent MQTT session")
+    gw.add_argument("--username", default=None)
+    gw.add_argument("--password-file", default=None, metavar="FILE")
+    gw.add_argument("--checkpoint-dir", default=None, metavar="DIR")
+    gw.add_argument("--checkpoint-interval", type=_positive(), default=None, metavar="S")
+    gw.add_argument("--idle-evict", type=_positive(), default=None, metavar="S")
+    gw.add_argument("--max-queued", type=_positive(int), default=None, metavar="N",
+                    help="incoming queue size; beyond it messages are shed and counted")
+    gw.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                    help="serve Prometheus /metrics on this port (0: off)")
+    gw.add_argument("--drain-timeout", type=_positive(), default=None, metavar="S")
+    gw.add_argument("--log-format", choices=["text", "json"], default="text",
+                    help="json: one structured JSON object per log line")
     gw.add_argument("--duration", type=_positive(), default=None, help="stop after N seconds")
 
     sim = sub.add_parser(
@@ -110,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: modules that add their own subcommands: each has ``register(subparsers)``, which adds a parser
 #: whose ``run`` default takes the parsed arguments and returns an exit code.
-COMMAND_MODULES: list[str] = ["streamfuse.replay.commands"]
+COMMAND_MODULES: list[str] = ["streamfuse.replay.commands", "streamfuse.latency.commands"]
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -134,29 +150,116 @@ def _install_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, on_signal)
 
 
+def _gateway_settings(args: argparse.Namespace) -> tuple[object, object]:
+    """The validated daemon config and the :class:`GatewaySettings` built from it."""
+    from .gateway import settings as gs
+    from .gateway.app import GatewaySettings
+
+    cfg = gs.load(
+        args.config,
+        overrides={
+            "mqtt.broker": args.broker,
+            "mqtt.prefix": args.prefix,
+            "mqtt.client_id": args.client_id,
+            "mqtt.username": args.username,
+            "mqtt.password_file": args.password_file,
+            "engine.model": args.model,
+            "checkpoint.dir": args.checkpoint_dir,
+            "checkpoint.interval_s": args.checkpoint_interval,
+            "resources.idle_evict_s": args.idle_evict,
+            "mqtt.max_queued_incoming": args.max_queued,
+            "metrics.port": args.metrics_port,
+            "shutdown.drain_timeout_s": args.drain_timeout,
+        },
+    )
+    m, r = cfg.mqtt, cfg.resources
+    settings = GatewaySettings(
+        broker_url=m.broker,
+        prefix=m.prefix,
+        client_id=m.client_id or None,
+        qos=m.qos,
+        publish_qos=m.publish_qos,
+        backoff_initial_s=m.backoff_initial_s,
+        backoff_max_s=m.backoff_max_s,
+        username=m.username or None,
+        password=cfg.password(),
+        tls_ca_file=m.ca_file or None,
+        tls_cert_file=m.cert_file or None,
+        tls_key_file=m.key_file or None,
+        tls_insecure=m.tls_insecure,
+        keepalive_s=m.keepalive_s,
+        max_queued_incoming=m.max_queued_incoming,
+        max_outbox=r.max_outbox,
+        checkpoint_dir=cfg.checkpoint.dir or None,
+        checkpoint_interval_s=cfg.checkpoint.interval_s,
+        checkpoint_keep=cfg.checkpoint.keep,
+        idle_evict_s=r.idle_evict_s,
+        evict_every_s=r.evict_every_s,
+        metrics_port=cfg.metrics.port or None,
+        metrics_host=cfg.metrics.host,
+        metrics_refresh_s=cfg.metrics.refresh_s,
+        drain_timeout_s=cfg.shutdown.drain_timeout_s,
+    )
+    return cfg, settings
+
+
+def _install_gateway_signals(stop: asyncio.Event, drain_s: float) -> None:
+    """First SIGINT/SIGTERM: drain and checkpoint; the second: exit at once with 130."""
+    import os
+
+    loop = asyncio.get_running_loop()
+    hits = {"n": 0}
+
+    def on_signal(sig: signal.Signals) -> None:
+        hits["n"] += 1
+        if hits["n"] > 1:
+            log.warning("second %s: exiting at once without draining", sig.name)
+            logging.shutdown()
+            os._exit(EXIT_INTERRUPTED)
+        log.warning(
+            "%s: draining and checkpointing (up to %.1f s); send it again to exit at once",
+            sig.name,
+            drain_s,
+        )
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+
 async def _gateway(args: argparse.Namespace) -> int:
     import time
 
-    from .gateway.broker import parse_broker_url
+    if args.log_format == "json":
+        from .gateway.logs import use_json_logs
 
-    parse_broker_url(args.broker)  # fail fast, before compiling anything
-    from .config import EngineConfig
+        use_json_logs()
+    cfg, settings = _gateway_settings(args)  # fail fast, before compiling anything
     from .engine import Engine
-    from .gateway.app import Gateway, GatewaySettings
+    from .gateway.app import Gateway
     from .kernels import warmup
 
     warmup()
-    engine = Engine(EngineConfig(model=args.model), prefix=args.prefix, timer=time.perf_counter)
-    gateway = Gateway(
-        engine,
-        GatewaySettings(broker_url=args.broker, prefix=args.prefix, client_id=args.client_id),
-    )
+    engine = Engine(cfg.engine_config(), prefix=settings.prefix, timer=time.perf_counter)  # type: ignore[attr-defined]
+    gateway = Gateway(engine, settings)  # type: ignore[arg-type]
     stop = asyncio.Event()
-    _install_signals(stop)
+    _install_gateway_signals(stop, settings.drain_timeout_s)  # type: ignore[attr-defined]
     if args.duration:
         asyncio.get_running_loop().call_later(args.duration, stop.set)
+    log.info("gateway starting with settings from %s", cfg.source)  # type: ignore[attr-defined]
     await gateway.run(stop)
-    print(f"gateway stopped: {gateway.published} predictions published; {engine.stats()}")
+    engine = gateway.engine
+    log.info(
+        "gateway stopped: %d messages processed, %d predictions published, shed %s, %s",
+        gateway.processed,
+        gateway.published,
+        dict(gateway.inbox.shed),
+        engine.stats(),
+    )
+    print(
+        f"gateway stopped: {gateway.processed} messages, {gateway.published} predictions "
+        f"published, shed {dict(gateway.inbox.shed)}"
+    )
     return EXIT_OK
 
 

@@ -1,7 +1,22 @@
 """The MQTT gateway shell: subscribe, push every message into the engine, publish predictions.
 
-All decisions live in :class:`~streamfuse.engine.Engine`; this module only moves bytes and
-reads the clock. It reconnects with capped, jittered backoff when the broker goes away.
+All decisions live in :class:`~streamfuse.engine.Engine`; this module only moves bytes, reads
+the clock and keeps the daemon alive:
+
+- **Session**: QoS 1 subscription on a persistent session (fixed client id, clean session off),
+  so the broker queues what arrives while the gateway is away and delivers it on reconnect.
+- **Reconnect** with capped, jittered exponential backoff; TCP_NODELAY on every new socket.
+  A refused login is not retried: it raises :class:`~streamfuse.errors.BrokerError` saying so.
+- **Bounded incoming queue** (:class:`SheddingQueue`, shared across reconnects): when the engine
+  falls behind, new messages are dropped and counted by kind instead of growing memory.
+- **Outbox** for predictions, bounded; published whenever connected.
+- **Housekeeping**: window ticks, idle-device eviction, metrics snapshots and periodic
+  checkpoints run whether or not the broker is reachable.
+- **Shutdown**: when ``stop`` is set the queue is drained into the engine and the outbox
+  published within ``drain_timeout_s``, then a final checkpoint is written.
+
+Network payloads only ever reach :mod:`streamfuse.codec` (a fixed binary frame or JSON); nothing
+received is unpickled or evaluated. Checkpoints (pickles) are trusted local files.
 """
 
 from __future__ import annotations
@@ -9,40 +24,105 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
+import ssl
 import time
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aiomqtt
 
 from .. import codec, topics
 from ..engine import Engine
-from ..errors import ConfigError
+from ..errors import BrokerError, ConfigError
 from ..types import Prediction, RawMessage
 from .broker import parse_broker_url, set_nodelay
+from .checkpoint import CheckpointStore, Restored, state_digest
+from .metrics import GatewayMetrics
 
 log = logging.getLogger("streamfuse.gateway")
+
+#: MQTT CONNACK codes (3.1.1 and their 5.0 equivalents) that mean "wrong credentials"
+_AUTH_CODES = frozenset({4, 5, 134, 135})
+CHECKPOINT_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True)
 class GatewaySettings:
-    """How the gateway talks to the broker."""
+    """How the gateway talks to the broker and looks after itself.
+
+    ``client_id`` set: persistent session (clean session off) so queued QoS 1 messages survive
+    a gateway restart; ``None``: a random id and a clean session (demos, tests). ``username`` /
+    ``password`` override those in ``broker_url``. ``metrics_port`` ``None`` disables
+    ``/metrics``; ``0`` picks a free port. ``checkpoint_dir`` ``None`` disables checkpoints;
+    ``idle_evict_s`` ``None`` disables eviction.
+    """
 
     broker_url: str = "mqtt://127.0.0.1:1883"
     prefix: str = topics.DEFAULT_PREFIX
     client_id: str | None = None
-    qos: int = 0
+    qos: int = 1
     publish_qos: int = 0
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 10.0
     tick_s: float = 0.1
+    username: str | None = None
+    password: str | None = None
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_insecure: bool = False
+    keepalive_s: int = 30
+    max_queued_incoming: int = 10_000
+    max_outbox: int = 10_000
+    checkpoint_dir: str | None = None
+    checkpoint_interval_s: float = 60.0
+    checkpoint_keep: int = 3
+    idle_evict_s: float | None = None
+    evict_every_s: float = 5.0
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_refresh_s: float = 1.0
+    drain_timeout_s: float = 10.0
+
+
+def message_kind(topic: str) -> str:
+    """``"label"``, ``"prediction"`` or ``"data"`` from the last topic level (for counters)."""
+    last = topic.rpartition("/")[2]
+    return last if last in (topics.LABEL, topics.PREDICTION) else "data"
+
+
+class SheddingQueue(asyncio.Queue):  # type: ignore[type-arg]
+    """A bounded queue that drops (and counts) new messages when full instead of raising.
+
+    aiomqtt puts every incoming message here from its paho callback; tail drop keeps what is
+    already queued, and the engine sees the dropped chunks as gaps.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize=maxsize)
+        self.shed: Counter[str] = Counter()
+        self.high_water = 0
+        self.on_shed: Callable[[str], None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        if self.full():
+            kind = message_kind(str(getattr(item, "topic", "")))
+            self.shed[kind] += 1
+            if self.on_shed is not None:
+                self.on_shed(kind)
+            return
+        super().put_nowait(item)
+        self.high_water = max(self.high_water, self.qsize())
 
 
 class Gateway:
     """Hosts an :class:`Engine` behind an aiomqtt consumer.
 
-    ``on_prediction`` (optional) sees every prediction after it is published; the demo's live
-    view uses it.
+    ``on_prediction`` (optional) sees every prediction as it is made; the demo's live view uses
+    it. ``on_message`` (optional) sees every message as it is handed to the engine.
     """
 
     def __init__(
@@ -52,6 +132,7 @@ class Gateway:
         *,
         clock: Callable[[], float] = time.time,
         on_prediction: Callable[[Prediction], None] | None = None,
+        on_message: Callable[[RawMessage], None] | None = None,
         logger: logging.Logger = log,
     ) -> None:
         if engine.prefix != settings.prefix:
@@ -63,92 +144,342 @@ class Gateway:
         self.settings = settings
         self._clock = clock
         self._on_prediction = on_prediction
+        self._on_message = on_message
         self._log = logger
         self.connected = asyncio.Event()
         self.published = 0
         self.reconnects = 0
+        self.processed = 0
+        self.publish_dropped = 0
+        self.drain_left = 0  # messages still queued when the drain timed out
+        self.restored: Restored | None = None
+        self.restored_digest: str | None = None
+        self.retired_align: Counter[str] = Counter()  # align counters of evicted devices
+        self.inbox = SheddingQueue(settings.max_queued_incoming)
+        self._outbox: deque[Prediction] = deque()
+        self._outbox_ready = asyncio.Event()
+        self.metrics = GatewayMetrics(self.inbox.qsize, settings.max_queued_incoming)
+        self.inbox.on_shed = lambda kind: self.metrics.shed.labels(kind).inc()
+        self.store = (
+            CheckpointStore(settings.checkpoint_dir, settings.checkpoint_keep)
+            if settings.checkpoint_dir
+            else None
+        )
+        self._restore_attempted = False
 
+    # ------------------------------------------------------------------ lifecycle
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop`` is set, reconnecting whenever the broker drops us."""
-        host, port, username, password, tls = parse_broker_url(self.settings.broker_url)
-        backoff = self.settings.backoff_initial_s
+        """Serve until ``stop`` is set; then drain, publish what is left and checkpoint."""
+        self.restore()
+        if self.settings.metrics_port is not None:
+            self.metrics.serve(self.settings.metrics_port, self.settings.metrics_host)
+        self._refresh_metrics()
+        house = asyncio.create_task(self._housekeeping(stop), name="streamfuse[gateway].house")
+        try:
+            await self._connection_loop(stop)
+        finally:
+            house.cancel()
+            await asyncio.gather(house, return_exceptions=True)
+            if self.inbox.qsize():  # stopped while disconnected: process without publishing
+                await self._drain(time.monotonic() + self.settings.drain_timeout_s)
+            if self._outbox:
+                self.publish_dropped += len(self._outbox)
+                self.metrics.publish_dropped.inc(len(self._outbox))
+                self._log.warning("%d predictions not published at shutdown", len(self._outbox))
+                self._outbox.clear()
+            self.checkpoint()
+            self._refresh_metrics()
+            self.connected.clear()
+            self.metrics.close()
+
+    def restore(self) -> Restored | None:
+        """Load the newest usable checkpoint into :attr:`engine` (once; no-op without a store)."""
+        if self.store is None or self._restore_attempted:
+            return self.restored
+        self._restore_attempted = True
+        found = self.store.load_latest()
+        if self.store.corrupt:
+            self.metrics.checkpoints_corrupt.inc(self.store.corrupt)
+        if found is None:
+            self._log.info("no checkpoint in %s; starting fresh", self.store.dir)
+            return None
+        state = found.state
+        engine = state.get("engine") if isinstance(state, dict) else None
+        if (
+            not isinstance(engine, Engine)
+            or state.get("version") != CHECKPOINT_VERSION
+            or engine.prefix != self.engine.prefix
+            or engine.config != self.engine.config
+        ):
+            self._log.error(
+                "checkpoint %s does not match this gateway's configuration (prefix, modalities, "
+                "windows or model); starting fresh and leaving the file in place",
+                found.path,
+            )
+            return None
+        self.engine = engine
+        self.retired_align = Counter(state.get("retired_align", {}))
+        self.restored = found
+        self.restored_digest = state_digest(engine.hub)
+        self._log.info(
+            "restored checkpoint %s (body sha256 %s, model state sha256 %s, %d devices, "
+            "%d windows so far)",
+            found.path,
+            found.body_sha256,
+            self.restored_digest,
+            len(engine.sessions),
+            engine.counters.get("windows", 0),
+        )
+        return found
+
+    def checkpoint(self) -> None:
+        """Save the engine now (no-op without a checkpoint folder); errors are logged."""
+        if self.store is None:
+            return
+        try:
+            self.store.save(
+                {
+                    "version": CHECKPOINT_VERSION,
+                    "engine": self.engine,
+                    "retired_align": dict(self.retired_align),
+                    "saved_at": self._clock(),
+                }
+            )
+        except (OSError, Exception) as exc:  # a full disk must not stop the gateway
+            self._log.error("checkpoint to %s failed: %s", self.store.dir, exc)
+            return
+        self.metrics.checkpoints.inc()
+
+    # ------------------------------------------------------------------ connection
+    def _client(self) -> aiomqtt.Client:
+        s = self.settings
+        host, port, user, password, tls = parse_broker_url(s.broker_url)
+        user = s.username if s.username is not None else user
+        password = s.password if s.password is not None else password
+        tls_params = None
+        if tls or s.tls_ca_file or s.tls_cert_file:
+            tls_params = aiomqtt.TLSParameters(
+                ca_certs=s.tls_ca_file,
+                certfile=s.tls_cert_file,
+                keyfile=s.tls_key_file,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        persistent = bool(s.client_id)
+        return aiomqtt.Client(
+            host,
+            port,
+            username=user,
+            password=password,
+            identifier=s.client_id,
+            clean_session=not persistent,
+            keepalive=s.keepalive_s,
+            logger=logging.getLogger("streamfuse.gateway.mqtt"),
+            tls_params=tls_params,
+            tls_insecure=s.tls_insecure if tls_params is not None else None,
+            # the same bounded queue across reconnects: nothing queued is lost on a reconnect
+            queue_type=lambda maxsize=0: self.inbox,  # type: ignore[arg-type,misc]
+            socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
+        )
+
+    async def _connection_loop(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        host, port, *_ = parse_broker_url(s.broker_url)
+        backoff = s.backoff_initial_s
+        first = True
         while not stop.is_set():
             try:
-                async with aiomqtt.Client(
-                    host,
-                    port,
-                    username=username,
-                    password=password,
-                    identifier=self.settings.client_id,
-                    logger=logging.getLogger("streamfuse.gateway.mqtt"),
-                    tls_params=aiomqtt.TLSParameters() if tls else None,
-                ) as client:
+                async with self._client() as client:
                     set_nodelay(client)
-                    await client.subscribe(
-                        topics.subscription(self.settings.prefix), qos=self.settings.qos
-                    )
+                    await client.subscribe(topics.subscription(s.prefix), qos=s.qos)
                     self.connected.set()
-                    backoff = self.settings.backoff_initial_s
+                    self.metrics.connected.set(1)
+                    backoff = s.backoff_initial_s
                     self._log.info(
-                        "gateway subscribed to %s on %s:%d",
-                        topics.subscription(self.settings.prefix),
+                        "gateway %s to %s:%d, subscribed to %s (QoS %d, %s session)",
+                        "connected" if first else "reconnected",
                         host,
                         port,
+                        topics.subscription(s.prefix),
+                        s.qos,
+                        "persistent" if s.client_id else "clean",
                     )
+                    first = False
                     await self._consume(client, stop)
+                    # stop was set: drain while the connection still carries our predictions
+                    deadline = time.monotonic() + s.drain_timeout_s
+                    await self._drain(deadline)
+                    await self._flush_outbox(client, deadline)
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
+                self.metrics.connected.set(0)
+                code = getattr(getattr(exc, "rc", None), "value", getattr(exc, "rc", None))
+                if code in _AUTH_CODES or "not authori" in str(exc).lower():
+                    raise BrokerError(
+                        f"the broker at {host}:{port} refused the login"
+                        f"{' of user ' + repr(self._user()) if self._user() else ''}: {exc}. "
+                        "Check mqtt.username and the password (mqtt.password_file or "
+                        "STREAMFUSE_MQTT_PASSWORD)"
+                    ) from exc
                 if stop.is_set():
                     break
                 self.reconnects += 1
-                delay = min(self.settings.backoff_max_s, backoff) * random.uniform(0.5, 1.0)
-                self._log.warning("broker connection lost (%s); reconnecting in %.2f s", exc, delay)
-                backoff = min(self.settings.backoff_max_s, backoff * 2)
+                self.metrics.reconnects.inc()
+                delay = min(s.backoff_max_s, backoff) * random.uniform(0.5, 1.0)
+                self._log.warning(
+                    "broker %s:%d unreachable or lost (%s); reconnecting in %.2f s",
+                    host,
+                    port,
+                    exc,
+                    delay,
+                )
+                backoff = min(s.backoff_max_s, backoff * 2)
                 try:
                     await asyncio.wait_for(stop.wait(), delay)
                 except TimeoutError:
                     pass
         self.connected.clear()
+        self.metrics.connected.set(0)
+
+    def _user(self) -> str | None:
+        return self.settings.username or parse_broker_url(self.settings.broker_url).username
 
     async def _consume(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
-        ticker = asyncio.create_task(self._tick(client, stop), name="streamfuse[gateway].tick")
         stopper = asyncio.create_task(stop.wait(), name="streamfuse[gateway].stop")
         reader = asyncio.create_task(self._read(client), name="streamfuse[gateway].ingest")
+        writer = asyncio.create_task(self._publisher(client), name="streamfuse[gateway].publish")
+        tasks = {reader, stopper, writer}
         try:
-            done, _ = await asyncio.wait(
-                {reader, stopper, ticker}, return_when=asyncio.FIRST_COMPLETED
-            )
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 if task is not stopper and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
         finally:
-            for task in (reader, stopper, ticker):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(reader, stopper, ticker, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _read(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
-            payload = message.payload
-            if not isinstance(payload, bytes | bytearray):
-                payload = b"" if payload is None else str(payload).encode()
-            outputs = self.engine.push(
-                RawMessage(str(message.topic), bytes(payload)), self._clock()
-            )
-            await self._publish(client, outputs)
+            self._process(message)
 
-    async def _tick(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            await asyncio.sleep(self.settings.tick_s)
-            await self._publish(client, self.engine.tick(self._clock()))
+    def _process(self, message: Any) -> None:
+        payload = message.payload
+        if not isinstance(payload, bytes | bytearray):
+            payload = b"" if payload is None else str(payload).encode()
+        raw = RawMessage(str(message.topic), bytes(payload))
+        self.metrics.messages.labels(message_kind(raw.topic)).inc()
+        self.metrics.bytes.inc(len(raw.payload))
+        if self._on_message is not None:
+            self._on_message(raw)
+        self.processed += 1
+        self._emit(self.engine.push(raw, self._clock()))
 
-    async def _publish(self, client: aiomqtt.Client, outputs: list) -> None:
-        for out in outputs:
-            if isinstance(out, Prediction):
-                await client.publish(
-                    topics.prediction_topic(self.settings.prefix, out.device),
-                    codec.encode_prediction(out),
-                    qos=self.settings.publish_qos,
+    async def _drain(self, deadline: float) -> None:
+        """Feed everything still queued to the engine, yielding now and then, until deadline."""
+        n = 0
+        while not self.inbox.empty():
+            if time.monotonic() > deadline:
+                self.drain_left = self.inbox.qsize()
+                self._log.warning(
+                    "drain timed out with %d messages still queued; they are dropped",
+                    self.drain_left,
                 )
-                self.published += 1
-                if self._on_prediction is not None:
-                    self._on_prediction(out)
+                return
+            self._process(self.inbox.get_nowait())
+            n += 1
+            if n % 200 == 0:
+                await asyncio.sleep(0)  # let a second signal through
+        if n:
+            self._log.info("drained %d queued messages", n)
+        self._emit(self.engine.tick(self._clock()))
+
+    # ------------------------------------------------------------------ outputs
+    def _emit(self, outputs: list) -> None:
+        for out in outputs:
+            if not isinstance(out, Prediction):
+                continue
+            if out.latency:
+                self.metrics.observe_latency(out.latency)
+            if self._on_prediction is not None:
+                self._on_prediction(out)
+            if len(self._outbox) >= self.settings.max_outbox:
+                self._outbox.popleft()
+                self.publish_dropped += 1
+                self.metrics.publish_dropped.inc()
+            self._outbox.append(out)
+        if self._outbox:
+            self._outbox_ready.set()
+
+    async def _publisher(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._publish_outbox(client)
+            self._outbox_ready.clear()
+            await self._outbox_ready.wait()
+
+    async def _publish_outbox(self, client: aiomqtt.Client) -> None:
+        while self._outbox:
+            out = self._outbox[0]
+            await client.publish(
+                topics.prediction_topic(self.settings.prefix, out.device),
+                codec.encode_prediction(out),
+                qos=self.settings.publish_qos,
+            )
+            self._outbox.popleft()
+            self.published += 1
+            self.metrics.published.inc()
+
+    async def _flush_outbox(self, client: aiomqtt.Client, deadline: float) -> None:
+        try:
+            await asyncio.wait_for(
+                self._publish_outbox(client), max(0.01, deadline - time.monotonic())
+            )
+        except TimeoutError:
+            self._log.warning("publishing left-over predictions timed out")
+
+    # ------------------------------------------------------------------ housekeeping
+    async def _housekeeping(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        mono = time.monotonic
+        next_ckpt = mono() + s.checkpoint_interval_s
+        next_evict = mono() + s.evict_every_s
+        next_refresh = mono() + s.metrics_refresh_s
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), s.tick_s)
+            except TimeoutError:
+                pass
+            if stop.is_set():
+                return
+            self._emit(self.engine.tick(self._clock()))
+            t = mono()
+            if s.idle_evict_s is not None and t >= next_evict:
+                next_evict = t + s.evict_every_s
+                self.evict_idle()
+            if t >= next_refresh:
+                next_refresh = t + s.metrics_refresh_s
+                self._refresh_metrics()
+            if self.store is not None and t >= next_ckpt:
+                next_ckpt = t + s.checkpoint_interval_s
+                self.checkpoint()
+
+    def evict_idle(self) -> None:
+        """Forget devices silent for ``idle_evict_s`` (their counters are kept for metrics)."""
+        if self.settings.idle_evict_s is None:
+            return
+        before = dict(self.engine.sessions)
+        self._emit(self.engine.evict_idle(self._clock(), self.settings.idle_evict_s))
+        for device, session in before.items():
+            if device not in self.engine.sessions:
+                self.retired_align.update(session.aligner.counters)
+
+    def align_totals(self) -> Counter[str]:
+        """Alignment counters of live devices plus those of evicted ones."""
+        total: Counter[str] = Counter(self.retired_align)
+        stats = self.engine.stats()
+        total.update(stats["align"])  # type: ignore[arg-type]
+        return total
+
+    def _refresh_metrics(self) -> None:
+        stats = dict(self.engine.stats())
+        stats["align"] = dict(self.align_totals())
+        self.metrics.refresh(stats, len(self.engine.sessions))

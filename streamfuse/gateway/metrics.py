@@ -1,0 +1,142 @@
+"""Prometheus metrics of the gateway (prometheus-client, one registry per gateway).
+
+Two kinds of figures:
+
+- live instruments the shell updates as things happen (messages, bytes, shed messages,
+  per-stage latency histograms, reconnects, checkpoints) and a queue-depth gauge read at scrape
+  time;
+- engine counters (decode errors by reason, alignment counters such as gaps, duplicates and late
+  chunks, windows, predictions, evictions), copied on the event-loop thread into a snapshot every
+  ``refresh_s`` so the HTTP thread never iterates the engine's dictionaries while they change.
+
+Exposed names (all prefixed ``streamfuse_``): ``messages_total{kind}``, ``bytes_total``,
+``shed_total{kind}``, ``queue_depth``, ``queue_capacity``, ``decode_errors_total{reason}``,
+``align_total{counter}``, ``engine_total{counter}``, ``devices``,
+``stage_latency_seconds{stage}``, ``predictions_published_total``, ``publish_dropped_total``,
+``reconnects_total``, ``connected``, ``checkpoints_total``, ``checkpoints_corrupt_total``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+log = logging.getLogger("streamfuse.gateway.metrics")
+
+#: seconds; per-stage work is usually tens of microseconds to a few milliseconds
+LATENCY_BUCKETS = (
+    1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0,
+)
+
+
+class _Snapshot(Collector):
+    """Yields the engine counters copied by :meth:`GatewayMetrics.refresh`."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {"rejections": {}, "align": {}, "engine": {}, "devices": 0}
+
+    def collect(self) -> Iterator[Any]:
+        data = self.data  # one reference read: the loop thread swaps whole dicts
+        for name, label, doc in (
+            ("rejections", "reason", "Messages rejected by the decoder, by reason"),
+            ("align", "counter", "Alignment counters (gaps, duplicates, late chunks, ...)"),
+            ("engine", "counter", "Engine counters (chunks, windows, predictions, evicted, ...)"),
+        ):
+            metric = "decode_errors" if name == "rejections" else name
+            fam = CounterMetricFamily(f"streamfuse_{metric}", doc, labels=[label])
+            for key, value in sorted(data[name].items()):
+                fam.add_metric([key], float(value))
+            yield fam
+        gauge = GaugeMetricFamily("streamfuse_devices", "Devices with live state in the engine")
+        gauge.add_metric([], float(data["devices"]))
+        yield gauge
+
+
+class GatewayMetrics:
+    """The gateway's instruments on a private :class:`CollectorRegistry`."""
+
+    def __init__(self, queue_depth: Callable[[], int], queue_capacity: int) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.messages = Counter(
+            "streamfuse_messages", "MQTT messages received", ["kind"], registry=r
+        )
+        self.bytes = Counter("streamfuse_bytes", "Payload bytes received", registry=r)
+        self.shed = Counter(
+            "streamfuse_shed",
+            "Messages dropped because the incoming queue was full (load shedding)",
+            ["kind"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "streamfuse_stage_latency_seconds",
+            "Per-stage processing time of each prediction",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.published = Counter(
+            "streamfuse_predictions_published", "Predictions published", registry=r
+        )
+        self.publish_dropped = Counter(
+            "streamfuse_publish_dropped",
+            "Predictions not published (broker away and outbox full, or publish failed)",
+            registry=r,
+        )
+        self.reconnects = Counter("streamfuse_reconnects", "Broker reconnections", registry=r)
+        self.connected = Gauge("streamfuse_connected", "1 while connected", registry=r)
+        self.checkpoints = Counter("streamfuse_checkpoints", "Checkpoints written", registry=r)
+        self.checkpoints_corrupt = Counter(
+            "streamfuse_checkpoints_corrupt", "Unusable checkpoints skipped at start", registry=r
+        )
+        depth = Gauge("streamfuse_queue_depth", "Messages waiting in the incoming queue",
+                      registry=r)
+        depth.set_function(lambda: float(queue_depth()))
+        cap = Gauge("streamfuse_queue_capacity", "Size of the incoming queue", registry=r)
+        cap.set(queue_capacity)
+        self._snapshot = _Snapshot()
+        r.register(self._snapshot)
+        self._server: Any = None
+        self.port: int | None = None
+
+    def refresh(self, stats: Mapping[str, Any], devices: int) -> None:
+        """Copy engine counters (call on the event-loop thread)."""
+        self._snapshot.data = {
+            "rejections": dict(stats.get("rejections", {})),
+            "align": dict(stats.get("align", {})),
+            "engine": dict(stats.get("engine", {})),
+            "devices": devices,
+        }
+
+    def observe_latency(self, latency: Mapping[str, float]) -> None:
+        for stage, seconds in latency.items():
+            self.latency.labels(stage).observe(seconds)
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> int:
+        """Start the ``/metrics`` HTTP endpoint in a daemon thread; return its port."""
+        self._server, _ = start_http_server(port, addr=host, registry=self.registry)
+        self.port = int(self._server.server_port)
+        log.info("metrics on http://%s:%d/metrics", host, self.port)
+        return self.port
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+def parse_exposition(text: str) -> dict[str, float]:
+    """``{"name{labels}": value}`` from Prometheus text (for tests and quick checks)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.rpartition(" ")
+        out[key] = float(value)
+    return out

@@ -1,0 +1,393 @@
+"""Gateway daemon configuration: a TOML file, ``STREAMFUSE_`` environment variables and flags.
+
+Precedence, lowest first: built-in defaults, the TOML file (``--config``), environment variables
+``STREAMFUSE_<SECTION>_<KEY>`` (e.g. ``STREAMFUSE_MQTT_BROKER``,
+``STREAMFUSE_CHECKPOINT_INTERVAL_S``), then command-line flags. Every value is checked: an
+unknown section or key, a value of the wrong type, or a modality without a rate is a
+:class:`~streamfuse.errors.ConfigError` naming the key and saying what is expected.
+
+See ``deploy/gateway.toml`` for a commented example.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .. import topics
+from ..config import DEFAULT_MODALITIES, EngineConfig, Limits, ModalitySpec
+from ..errors import BrokerError, ConfigError, TopicError
+from .broker import parse_broker_url
+
+ENV_PREFIX = "STREAMFUSE_"
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSection:
+    """How to reach the broker and how to behave on it."""
+
+    broker: str = "mqtt://127.0.0.1:1883"
+    prefix: str = topics.DEFAULT_PREFIX
+    #: fixed id: the broker keeps the session (subscriptions, queued QoS 1 messages) across
+    #: restarts of the gateway; empty means a random id and a clean session
+    client_id: str = "streamfuse-gateway"
+    qos: int = 1
+    publish_qos: int = 1
+    username: str = ""
+    #: a file holding the password (first line); ``STREAMFUSE_MQTT_PASSWORD`` also works
+    password_file: str = ""
+    password: str = ""
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    tls_insecure: bool = False
+    keepalive_s: int = 30
+    max_queued_incoming: int = 10_000
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSection:
+    """Windows, the model and the decoder limits (see :class:`~streamfuse.config.EngineConfig`)."""
+
+    model: str = "logreg"
+    level: str = ""  # empty: the engine's default level
+    window_s: float = 2.0
+    hop_s: float = 1.0
+    grid_fs: float = 256.0
+    lateness_s: float = 0.5
+    min_modalities: int = 1
+    max_gap_s: float = 0.25
+    reorder_s: float = 2.0
+    silence_s: float = 5.0
+    max_pending: int = 4096
+    max_payload_bytes: int = 1 << 20
+    max_samples: int = 65_536
+    max_fs: float = 20_000.0
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointSection:
+    """Where and how often engine state (models, per-device state) is saved."""
+
+    dir: str = ""  # empty: no checkpoints
+    interval_s: float = 60.0
+    keep: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class ResourcesSection:
+    """Bounds on what the gateway keeps."""
+
+    idle_evict_s: float = 300.0
+    evict_every_s: float = 5.0
+    max_outbox: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSection:
+    """The Prometheus endpoint (port 0: disabled)."""
+
+    port: int = 0
+    host: str = "127.0.0.1"
+    refresh_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownSection:
+    """What SIGTERM/SIGINT do: drain the incoming queue and checkpoint within a time limit."""
+
+    drain_timeout_s: float = 10.0
+
+
+SECTIONS: dict[str, type] = {
+    "mqtt": MqttSection,
+    "engine": EngineSection,
+    "checkpoint": CheckpointSection,
+    "resources": ResourcesSection,
+    "metrics": MetricsSection,
+    "shutdown": ShutdownSection,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    """Everything ``streamfuse gateway`` needs, validated."""
+
+    mqtt: MqttSection = field(default_factory=MqttSection)
+    engine: EngineSection = field(default_factory=EngineSection)
+    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+    resources: ResourcesSection = field(default_factory=ResourcesSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
+    shutdown: ShutdownSection = field(default_factory=ShutdownSection)
+    modalities: Mapping[str, ModalitySpec] = field(
+        default_factory=lambda: dict(DEFAULT_MODALITIES)
+    )
+    source: str = "defaults"
+
+    def engine_config(self) -> EngineConfig:
+        """The :class:`EngineConfig` these settings describe."""
+        e = self.engine
+        extra = {"level": e.level} if e.level else {}
+        return EngineConfig(
+            modalities=dict(self.modalities),
+            window_s=e.window_s,
+            hop_s=e.hop_s,
+            grid_fs=e.grid_fs,
+            lateness_s=e.lateness_s,
+            min_modalities=e.min_modalities,
+            max_gap_s=e.max_gap_s,
+            reorder_s=e.reorder_s,
+            model=e.model,
+            max_pending=e.max_pending,
+            silence_s=e.silence_s,
+            limits=Limits(
+                max_payload_bytes=e.max_payload_bytes, max_samples=e.max_samples, max_fs=e.max_fs
+            ),
+            **extra,
+        )
+
+    def password(self) -> str | None:
+        """The broker password: ``mqtt.password``, else the first line of ``password_file``."""
+        m = self.mqtt
+        if m.password:
+            return m.password
+        if m.password_file:
+            try:
+                text = Path(m.password_file).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(
+                    f"mqtt.password_file {m.password_file!r} cannot be read: {exc}"
+                ) from exc
+            return text.splitlines()[0] if text else ""
+        return None
+
+
+# --------------------------------------------------------------------------- coercion
+
+
+def _coerce(where: str, value: Any, kind: type, *, from_text: bool) -> Any:
+    """Check (or, for environment/flag text, parse) one value against its field type."""
+    if from_text and isinstance(value, str):
+        text = value.strip()
+        try:
+            if kind is bool:
+                low = text.lower()
+                if low in ("1", "true", "yes", "on"):
+                    return True
+                if low in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(text)
+            if kind is int:
+                return int(text)
+            if kind is float:
+                return float(text)
+        except ValueError:
+            raise ConfigError(
+                f"{where} must be {_kind_name(kind)}, got {value!r}"
+            ) from None
+        return value
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise ConfigError(
+            f"{where} must be {_kind_name(kind)}, got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def _kind_name(kind: type) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[kind]
+
+
+def _field_types(cls: type) -> dict[str, type]:
+    hints = {"str": str, "int": int, "float": float, "bool": bool}
+    return {f.name: hints[f.type] if isinstance(f.type, str) else f.type for f in fields(cls)}
+
+
+def _section(
+    name: str, raw: Mapping[str, Any], base: Any, where: str, *, from_text: bool = False
+) -> Any:
+    cls = SECTIONS[name]
+    types = _field_types(cls)
+    values = {f.name: getattr(base, f.name) for f in fields(cls)}
+    for key, value in raw.items():
+        if key not in types:
+            raise ConfigError(
+                f"unknown key {name}.{key} in {where}; known keys of [{name}]: "
+                f"{', '.join(sorted(types))}"
+            )
+        values[key] = _coerce(f"{name}.{key} ({where})", value, types[key], from_text=from_text)
+    return cls(**values)
+
+
+def _modalities(raw: Any, where: str) -> dict[str, ModalitySpec]:
+    if not isinstance(raw, Mapping) or not raw:
+        raise ConfigError(
+            f"[modalities] in {where} must hold one table per modality, e.g. "
+            "[modalities.ecg] with channels = [\"ecg\"] and fs = 250.0"
+        )
+    out: dict[str, ModalitySpec] = {}
+    for name, spec in raw.items():
+        try:
+            topics.check_modality(name)
+        except TopicError as exc:
+            raise ConfigError(f"modalities.{name} in {where}: {exc}") from None
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"modalities.{name} in {where} must be a table")
+        unknown = set(spec) - {"channels", "fs", "unit"}
+        if unknown:
+            raise ConfigError(
+                f"unknown key modalities.{name}.{sorted(unknown)[0]} in {where}; "
+                "known keys: channels, fs, unit"
+            )
+        if "fs" not in spec:
+            raise ConfigError(
+                f"modalities.{name} in {where} has no rate: add fs = <samples per second>"
+            )
+        fs = _coerce(f"modalities.{name}.fs ({where})", spec["fs"], float, from_text=False)
+        channels = spec.get("channels")
+        if (
+            not isinstance(channels, list)
+            or not channels
+            or not all(isinstance(c, str) and c for c in channels)
+        ):
+            raise ConfigError(
+                f"modalities.{name}.channels in {where} must be a non-empty list of names, "
+                f"e.g. [\"x\", \"y\", \"z\"], got {channels!r}"
+            )
+        unit = _coerce(f"modalities.{name}.unit ({where})", spec.get("unit", ""), str,
+                       from_text=False)
+        out[name] = ModalitySpec(name, tuple(channels), fs, unit)
+    return out
+
+
+def _validate(cfg: DaemonConfig) -> DaemonConfig:
+    m = cfg.mqtt
+    try:
+        parse_broker_url(m.broker)
+    except BrokerError as exc:
+        raise ConfigError(f"mqtt.broker: {exc}") from None
+    try:
+        topics.check_prefix(m.prefix)
+    except TopicError as exc:
+        raise ConfigError(f"mqtt.prefix: {exc}") from None
+    if m.client_id and not topics._DEVICE_RE.match(m.client_id):
+        raise ConfigError(
+            f"mqtt.client_id {m.client_id!r} must be 1-64 characters of A-Z a-z 0-9 _ . -"
+        )
+    for key in ("qos", "publish_qos"):
+        if getattr(m, key) not in (0, 1, 2):
+            raise ConfigError(f"mqtt.{key} must be 0, 1 or 2, got {getattr(m, key)!r}")
+    positive = [
+        ("mqtt.keepalive_s", m.keepalive_s),
+        ("mqtt.max_queued_incoming", m.max_queued_incoming),
+        ("mqtt.backoff_initial_s", m.backoff_initial_s),
+        ("mqtt.backoff_max_s", m.backoff_max_s),
+        ("checkpoint.interval_s", cfg.checkpoint.interval_s),
+        ("checkpoint.keep", cfg.checkpoint.keep),
+        ("resources.idle_evict_s", cfg.resources.idle_evict_s),
+        ("resources.evict_every_s", cfg.resources.evict_every_s),
+        ("resources.max_outbox", cfg.resources.max_outbox),
+        ("metrics.refresh_s", cfg.metrics.refresh_s),
+        ("shutdown.drain_timeout_s", cfg.shutdown.drain_timeout_s),
+    ]
+    for key, value in positive:
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{key} must be positive, got {value!r}")
+    if m.backoff_max_s < m.backoff_initial_s:
+        raise ConfigError("mqtt.backoff_max_s must be at least mqtt.backoff_initial_s")
+    if not 0 <= cfg.metrics.port < 65536:
+        raise ConfigError(f"metrics.port must be 0 (off) to 65535, got {cfg.metrics.port}")
+    if m.password and m.password_file:
+        raise ConfigError("give mqtt.password or mqtt.password_file, not both")
+    if m.cert_file and not m.key_file:
+        raise ConfigError("mqtt.cert_file needs mqtt.key_file (the client's private key)")
+    cfg.engine_config()  # EngineConfig's own checks (window/hop/grid, limits)
+    return cfg
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> DaemonConfig:
+    """Build the daemon configuration from a TOML file, the environment and flag overrides.
+
+    Parameters
+    ----------
+    path
+        A TOML file (``None``: defaults only).
+    env
+        Environment to read ``STREAMFUSE_<SECTION>_<KEY>`` from (default ``os.environ``).
+    overrides
+        ``{"section.key": value}`` from command-line flags; ``None`` values are ignored.
+
+    Raises
+    ------
+    ConfigError
+        On an unreadable or malformed file, an unknown key, a wrong type or an invalid value.
+    """
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    where = "defaults"
+    if path is not None:
+        where = str(path)
+        try:
+            with open(path, "rb") as fh:
+                raw = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {where}: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {where} is not valid TOML: {exc}") from exc
+    unknown = set(raw) - set(SECTIONS) - {"modalities"}
+    if unknown:
+        raise ConfigError(
+            f"unknown section [{sorted(unknown)[0]}] in {where}; known sections: "
+            f"{', '.join(sorted([*SECTIONS, 'modalities']))}"
+        )
+    sections: dict[str, Any] = {}
+    for name, cls in SECTIONS.items():
+        table = raw.get(name, {})
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"[{name}] in {where} must be a table")
+        sections[name] = _section(name, table, cls(), where)
+    modalities = _modalities(raw["modalities"], where) if "modalities" in raw else dict(
+        DEFAULT_MODALITIES
+    )
+    # environment: STREAMFUSE_<SECTION>_<KEY>
+    for var, value in sorted(env.items()):
+        if not var.startswith(ENV_PREFIX):
+            continue
+        rest = var[len(ENV_PREFIX) :].lower()
+        name = next((s for s in SECTIONS if rest.startswith(s + "_")), None)
+        if name is None:
+            continue  # other STREAMFUSE_ variables (STREAMFUSE_DATA, ...) are not ours
+        key = rest[len(name) + 1 :]
+        sections[name] = _section(
+            name, {key: value}, sections[name], f"environment variable {var}", from_text=True
+        )
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        name, _, key = dotted.partition(".")
+        sections[name] = _section(name, {key: value}, sections[name], "command line")
+    return _validate(DaemonConfig(**sections, modalities=modalities, source=where))
