@@ -32,6 +32,11 @@ class ModalitySpec:
             raise ConfigError(f"modality {self.name!r} needs a positive finite rate, got {self.fs}")
 
 
+#: the fusion levels the engine can run side by side, in selector tie-break order
+FUSION_LEVELS: tuple[str, ...] = ("early", "intermediate", "late")
+#: names a modality may not take (they name metrics of the levels)
+RESERVED_NAMES = frozenset((*FUSION_LEVELS, "selected", "selector"))
+
 ECG = ModalitySpec("ecg", ("ecg",), 250.0, "mV")
 EEG = ModalitySpec("eeg", ("Fp1", "Fp2", "F3", "F4", "C3", "C4", "O1", "O2"), 256.0, "uV")
 ACC = ModalitySpec("acc", ("x", "y", "z"), 50.0, "g")
@@ -60,6 +65,17 @@ class EngineConfig:
     (aligned to multiples of ``hop_s``) and are resampled onto a ``grid_fs`` Hz grid.
     A window closes when every live modality has passed its end, or ``lateness_s`` after its
     end on the gateway clock, whichever comes first.
+
+    Fusion and learning (see :mod:`streamfuse.fusion.levels`): every window is decided by each
+    of ``levels`` (a subset of :data:`FUSION_LEVELS`) with a fresh ``model`` per level (one per
+    modality for ``late``, combined by ``late_combine``: ``"weighted"`` or ``"vote"``).
+    ``level`` is the level published: ``"selected"`` lets the selector choose the level with
+    the best mean ``selector_score`` (``"log_loss"`` or ``"accuracy"``) over the last
+    ``selector_horizon`` labelled windows; a level name pins it. ``normalize`` z-scores each
+    device's inputs online (per-device baselines); ``early_segments`` sub-windows describe each
+    raw channel's envelope at the early level. Prequential metrics treat ``positive`` as the
+    positive class (None: macro averages), AUC over the last ``metrics_window`` windows.
+    ``rules_top`` fired rules are published when the model is neuro-fuzzy.
     """
 
     modalities: Mapping[str, ModalitySpec] = field(default_factory=lambda: dict(DEFAULT_MODALITIES))
@@ -68,11 +84,20 @@ class EngineConfig:
     grid_fs: float = 256.0
     lateness_s: float = 0.5
     min_modalities: int = 1
-    max_gap_s: float = 0.25
+    max_gap_s: float = 0.0
     reorder_s: float = 2.0
     classes: tuple[str, ...] = ()
     model: str = "logreg"
-    level: str = "intermediate"
+    level: str = "selected"
+    levels: tuple[str, ...] = FUSION_LEVELS
+    selector_horizon: int = 50
+    selector_score: str = "log_loss"
+    late_combine: str = "weighted"
+    normalize: bool = True
+    early_segments: int = 4
+    positive: str | None = None
+    metrics_window: int = 500
+    rules_top: int = 3
     max_pending: int = 4096
     silence_s: float = 5.0
     limits: Limits = field(default_factory=Limits)
@@ -96,6 +121,30 @@ class EngineConfig:
         for key, spec in self.modalities.items():
             if key != spec.name:
                 raise ConfigError(f"modality key {key!r} differs from its spec name {spec.name!r}")
+        bad = sorted(set(self.modalities) & RESERVED_NAMES)
+        if bad:
+            raise ConfigError(f"modality names {bad} are reserved for fusion levels; rename them")
+        if not self.levels or not set(self.levels) <= set(FUSION_LEVELS) or len(
+            set(self.levels)
+        ) != len(self.levels):
+            raise ConfigError(
+                f"levels={self.levels!r}: pass distinct names from {FUSION_LEVELS}"
+            )
+        if self.level != "selected" and self.level not in self.levels:
+            raise ConfigError(
+                f"level={self.level!r}: pass 'selected' or one of the running levels "
+                f"{self.levels}"
+            )
+        if self.selector_score not in ("log_loss", "accuracy"):
+            raise ConfigError(
+                f"selector_score={self.selector_score!r}: pass 'log_loss' or 'accuracy'"
+            )
+        if self.late_combine not in ("weighted", "vote"):
+            raise ConfigError(f"late_combine={self.late_combine!r}: pass 'weighted' or 'vote'")
+        for name in ("selector_horizon", "early_segments", "metrics_window"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name}={v!r}: pass an int >= 1")
         if not 1 <= self.min_modalities <= len(self.modalities):
             raise ConfigError(
                 f"min_modalities must be between 1 and {len(self.modalities)}, "

@@ -22,7 +22,7 @@ from .align.device import DeviceAligner
 from .config import EngineConfig
 from .errors import PayloadError
 from .features import DeviceFeatures
-from .fusion.levels import Decision, Evidence, FusionHub
+from .fusion.levels import DeviceFusion, Evidence, FusionHub, Verdict
 from .learn.models import make_model
 from .types import Chunk, FusedWindow, Label, Prediction, RawMessage, Rejection
 
@@ -33,16 +33,20 @@ Output = Prediction | Rejection
 
 #: how many rejections of one (device, reason) are logged before the rest are only counted
 LOG_FIRST = 5
+#: how many scored windows :attr:`Engine.outcomes` keeps
+OUTCOMES_KEPT = 4096
 
 
 @dataclass(slots=True)
 class Pending:
-    """A predicted window waiting for its label (test-then-train)."""
+    """A predicted window waiting for its label (test-then-train): what every level saw
+    (``evidence``) and said (``verdict``) before the label was known."""
 
     t_start: float
     t_end: float
+    index: int
     evidence: Evidence
-    decisions: dict[str, Decision]
+    verdict: Verdict
 
 
 @dataclass(slots=True)
@@ -52,6 +56,7 @@ class DeviceSession:
     device: str
     aligner: DeviceAligner
     features: DeviceFeatures
+    fusion: DeviceFusion
     pending: deque[Pending] = field(default_factory=deque)
     labels: deque[tuple[float, float, str]] = field(default_factory=lambda: deque(maxlen=512))
     last_seen: float = -math.inf
@@ -70,7 +75,16 @@ class Engine:
     timer
         A monotonic clock for per-stage latency figures only (``None``: no timing).
     model_factory
-        Makes the classifier each level learns (default: ``config.model`` by name).
+        Makes the classifier each level learns, any river classifier (default:
+        ``config.model`` by name); called once per level and per modality for late fusion.
+
+    Attributes
+    ----------
+    hub
+        The :class:`~streamfuse.fusion.levels.FusionHub`: models, selector, metrics.
+    outcomes
+        The last labelled windows as ``(device, window index, label)`` in the order they were
+        scored and learnt (bounded; for audits and tests).
     """
 
     def __init__(
@@ -85,7 +99,10 @@ class Engine:
         self.prefix = topics.check_prefix(prefix)
         self._timer = timer
         factory = model_factory or partial(make_model, self.config.model)
-        self.hub = FusionHub(factory, self.config.model)
+        self.hub = FusionHub(
+            self.config, factory, None if model_factory is not None else self.config.model
+        )
+        self.outcomes: deque[tuple[str, int, str]] = deque(maxlen=OUTCOMES_KEPT)
         self.sessions: dict[str, DeviceSession] = {}
         self.counters: Counter[str] = Counter()
         self.rejections: Counter[str] = Counter()
@@ -157,7 +174,10 @@ class Engine:
         session = self.sessions.get(device)
         if session is None:
             session = DeviceSession(
-                device, DeviceAligner(device, self.config), DeviceFeatures(self.config)
+                device,
+                DeviceAligner(device, self.config),
+                DeviceFeatures(self.config),
+                self.hub.new_device(),
             )
             self.sessions[device] = session
             self.counters["devices"] += 1
@@ -201,14 +221,16 @@ class Engine:
             t0 = self._clock()
             feats = session.features.update(fused.window)
             t1 = self._clock()
-            evidence = self.hub.evidence(fused, feats)
-            decisions = self.hub.decide(evidence)
-            chosen = self.hub.published(decisions)
+            evidence = self.hub.evidence(fused, feats, session.fusion)
+            verdict = self.hub.decide(evidence)
+            chosen = self.hub.published(verdict)
             t2 = self._clock()
             window = fused.window
             session.windows += 1
             self.counters["windows"] += 1
-            session.pending.append(Pending(window.t_start, window.t_end, evidence, decisions))
+            session.pending.append(
+                Pending(window.t_start, window.t_end, window.index, evidence, verdict)
+            )
             while len(session.pending) > self.config.max_pending:
                 session.pending.popleft()
                 self.counters["unlabelled_dropped"] += 1
@@ -227,9 +249,12 @@ class Engine:
                     model=chosen.model,
                     rules=chosen.rules,
                     latency=lat if self._timer is not None else {},
+                    metrics=self.hub.metrics_snapshot(),
                     modalities=window.modalities,
                     index=window.index,
                     arrival=now,
+                    levels=verdict.levels,
+                    modality_proba=verdict.members,
                 )
             )
             self.counters["predictions"] += 1
@@ -263,7 +288,8 @@ class Engine:
                 self.counters["unlabelled"] += 1
                 continue
             y = max(sorted(overlap), key=overlap.__getitem__)
-            self.hub.learn(p.evidence, y)
+            self.hub.learn(p.evidence, p.verdict, y)
+            self.outcomes.append((session.device, p.index, y))
             self.counters["learned"] += 1
 
     # ------------------------------------------------------------- plumbing
@@ -302,6 +328,11 @@ class Engine:
             self.counters["unlabelled_dropped"] += len(session.pending)
             log.info("evicted idle device %s (silent for %.1f s)", device, now - session.last_seen)
         return out
+
+    def metrics(self) -> dict[str, float]:
+        """Prequential figures per level, per modality and for the published choice, flat
+        (``"intermediate.auc"``, ``"ecg.f1"``, ``"selected.accuracy"``, ``"selector.late"``)."""
+        return dict(self.hub.metrics_snapshot())
 
     def stats(self) -> dict[str, object]:
         """Counters of the whole engine and of each device's alignment."""

@@ -109,7 +109,15 @@ class FusedWindow:
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    """What the engine says about one window."""
+    """What the engine says about one window.
+
+    ``level``, ``proba``, ``label`` and ``rules`` are those of the published fusion level;
+    ``levels`` holds every running level's probabilities (``{level: {class: p}}``, empty for a
+    level that cannot predict yet) and ``modality_proba`` each modality model's own (the late
+    fusion members: the unimodal decisions). ``metrics`` are the engine's prequential figures
+    when the window was decided, flat (``"early.auc"``, ``"eeg.accuracy"``,
+    ``"selector.late"`` ...).
+    """
 
     device: str
     t_start: float
@@ -124,6 +132,8 @@ class Prediction:
     modalities: tuple[str, ...] = ()
     index: int = 0
     arrival: float = float("nan")
+    levels: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    modality_proba: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     def to_json_dict(self) -> dict[str, object]:
         """A JSON-ready dict (the prediction topic's payload)."""
@@ -135,6 +145,8 @@ class Prediction:
             "level": self.level,
             "label": self.label,
             "proba": dict(self.proba),
+            "levels": {k: dict(v) for k, v in self.levels.items()},
+            "modality_proba": {k: dict(v) for k, v in self.modality_proba.items()},
             "model": self.model,
             "rules": list(self.rules),
             "modalities": list(self.modalities),

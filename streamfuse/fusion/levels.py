@@ -1,27 +1,102 @@
-"""The fusion levels side by side: what each level sees of a window and how it decides.
+"""The fusion levels side by side: what each level sees of a window, how it decides and learns.
 
-``early`` sees summary statistics of the early-fusion matrix (every aligned channel),
-``intermediate`` the concatenated per-modality features, ``late`` one model per modality whose
-decisions are combined. The :class:`FusionHub` runs the configured levels on every window and
-says which one to publish.
+Every window is decided by each configured level (``EngineConfig.levels``), all from what the
+window gave once (features are never recomputed per level):
+
+- ``early`` (data level): one model over a compact description of the *raw* early-fusion
+  matrix, every aligned channel of every modality (:class:`~streamfuse.fusion.early.EarlyFeatures`:
+  per-channel sub-window log-variance, line length, zero crossings, Hjorth mobility; masked
+  samples ignored, a missing modality contributes no inputs);
+- ``intermediate`` (feature level): one model over the concatenated per-modality features
+  (:func:`streamfuse.features.concat`);
+- ``late`` (decision level): :class:`~streamfuse.fusion.late.LateFusion`, one model per
+  modality on that modality's features, decisions combined (Hedge-weighted average or vote);
+  a modality missing from the window neither speaks nor learns, the others' weights are
+  renormalised. Each member's own probabilities are kept: they are the unimodal decisions.
+
+With ``EngineConfig.normalize`` each device's inputs (early statistics and physiological
+features alike) are z-scored online against that device's own running mean and spread
+(:class:`~streamfuse.features.OnlineNormalizer`, label-free, causal: updated with the window
+before it is transformed). People differ more from each other than rest differs from task
+within a person (see the eegmat notes in ``shared/data/SOURCES.md``), so a shared model learns
+far better from "how far from this person's usual" than from raw values.
+
+Test-then-train: :meth:`FusionHub.decide` predicts with every level before the window's label
+is known; :meth:`FusionHub.learn` later scores those stored predictions (prequential metrics
+per level, per modality and for the published choice; the :class:`LevelSelector`'s rolling
+score), then trains every model on the window. A level that could not predict yet (no class
+learnt) is neither scored nor counted by the selector for that window.
+
+The published level is the pinned one (``EngineConfig.level``) or the selector's best at the
+time of the window's decision.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from river import base
 
-from ..features import concat
+from ..config import EngineConfig
+from ..features import OnlineNormalizer, concat
+from ..learn.metrics import PrequentialMetrics
+from ..learn.models import explain, model_name
 from ..types import FusedWindow
+from .early import ArrayNormalizer, EarlyFeatures
+from .late import LateFusion
+from .selector import LevelSelector
+
+log = logging.getLogger("streamfuse.fusion.levels")
 
 FeatureSet = Mapping[str, Mapping[str, float]]
+Proba = dict[str, float]
+
+
+def _argmax(proba: Mapping[str, float]) -> str | None:
+    """Most probable class; ties go to the smallest name (deterministic)."""
+    if not proba:
+        return None
+    return min(proba, key=lambda c: (-proba[c], str(c)))
+
+
+class _Fresh:
+    """``factory(modality)`` for :class:`LateFusion` from a no-argument factory (picklable,
+    so an engine checkpoints whenever its model factory does)."""
+
+    def __init__(self, factory: Callable[[], base.Classifier]) -> None:
+        self.factory = factory
+
+    def __call__(self, modality: str) -> base.Classifier:
+        return self.factory()
+
+
+@dataclass(slots=True)
+class DeviceFusion:
+    """Per-device state of the fusion stage: the online normalisers of its inputs."""
+
+    features: OnlineNormalizer | None
+    early: ArrayNormalizer | None
+
+
+@dataclass(slots=True)
+class Evidence:
+    """What a window gave the models, kept until its label arrives.
+
+    ``x_early`` is the early level's input, ``x_modalities`` each present modality's
+    (normalised) features, ``x_intermediate`` their concatenation.
+    """
+
+    x_early: dict[str, float]
+    x_modalities: dict[str, dict[str, float]]
+    x_intermediate: dict[str, float]
 
 
 @dataclass(slots=True)
 class Decision:
-    """One level's answer for one window."""
+    """The published answer for one window (the chosen level's)."""
 
     level: str
     proba: dict[str, float]
@@ -31,35 +106,205 @@ class Decision:
 
 
 @dataclass(slots=True)
-class Evidence:
-    """What a window gave the models, kept until its label arrives."""
+class Verdict:
+    """Every level's and every late member's probabilities for one window, and the choice.
 
-    x_intermediate: dict[str, float]
+    ``weights`` are the late-fusion weights used over the modalities that spoke (sum 1).
+    """
+
+    levels: dict[str, Proba]
+    members: dict[str, Proba]
+    weights: dict[str, float]
+    decision: Decision
+
+    @property
+    def chosen(self) -> str:
+        """The published level."""
+        return self.decision.level
 
 
 class FusionHub:
-    """Runs every fusion level on each window; learns when the window's label arrives."""
+    """Runs every configured fusion level on each window; learns when its label arrives.
 
-    def __init__(self, model_factory: Callable[[], base.Classifier], model_name: str) -> None:
-        self.model_name = model_name
-        self.models: dict[str, base.Classifier] = {"intermediate": model_factory()}
-        self.level = "intermediate"
+    Parameters
+    ----------
+    config
+        Levels, published level, selector, late combination, normalisation, metrics.
+    model_factory
+        Makes a fresh river classifier; called once for ``early``, once for ``intermediate``
+        and once per modality for ``late``.
+    model_label
+        The model's name in predictions (default: derived from the first model made).
+    """
 
-    def evidence(self, fused: FusedWindow, features: FeatureSet) -> Evidence:
-        return Evidence(x_intermediate=concat({m: dict(f) for m, f in features.items()}))
-
-    def decide(self, evidence: Evidence) -> dict[str, Decision]:
-        model = self.models["intermediate"]
-        proba = model.predict_proba_one(evidence.x_intermediate)
-        label = max(sorted(proba), key=proba.__getitem__) if proba else None
-        return {
-            "intermediate": Decision(
-                "intermediate", {k: float(v) for k, v in proba.items()}, label, self.model_name
-            )
+    def __init__(
+        self,
+        config: EngineConfig,
+        model_factory: Callable[[], base.Classifier],
+        model_label: str | None = None,
+    ) -> None:
+        self.config = config
+        self.levels = tuple(config.levels)
+        self.models: dict[str, base.Classifier] = {
+            lv: model_factory() for lv in self.levels if lv != "late"
         }
+        self.late = LateFusion(_Fresh(model_factory), combine=config.late_combine)
+        probe = next(iter(self.models.values())) if self.models else model_factory()
+        self.model_name = model_label or model_name(probe)
+        self.early = EarlyFeatures(config.early_segments)
+        self.selector = LevelSelector(
+            self.levels,
+            horizon=config.selector_horizon,
+            score=config.selector_score,
+            pinned=None if config.level == "selected" else config.level,
+        )
+        self.metrics: dict[str, PrequentialMetrics] = {}
+        self._snapshot: dict[str, float] = {}
+        self._dirty = False
 
-    def published(self, decisions: Mapping[str, Decision]) -> Decision:
-        return decisions[self.level]
+    # ------------------------------------------------------------------ per device
+    def new_device(self) -> DeviceFusion:
+        """Fresh per-device state (normalisers, when configured)."""
+        if not self.config.normalize:
+            return DeviceFusion(None, None)
+        return DeviceFusion(OnlineNormalizer(), ArrayNormalizer())
 
-    def learn(self, evidence: Evidence, y: str) -> None:
-        self.models["intermediate"].learn_one(evidence.x_intermediate, y)
+    # ------------------------------------------------------------------ predict
+    def evidence(self, fused: FusedWindow, features: FeatureSet, device: DeviceFusion) -> Evidence:
+        """The inputs of every level for one window (normalisers updated first, causally)."""
+        feats = {m: dict(f) for m, f in features.items() if f}
+        flat = concat(feats)
+        if device.features is not None:
+            device.features.learn_one(flat)
+            flat = device.features.transform_one(flat)
+            feats = {m: {k: flat[k] for k in f} for m, f in feats.items()}
+        x_early: dict[str, float] = {}
+        if "early" in self.levels:
+            x_early = self.early(fused, device.early)
+        return Evidence(x_early, feats, flat if "intermediate" in self.levels else {})
+
+    def _single(self, level: str, x: dict[str, float]) -> Proba:
+        if not x:
+            return {}
+        p = self.models[level].predict_proba_one(x)
+        return {str(c): float(v) for c, v in p.items()}
+
+    def decide(self, evidence: Evidence) -> Verdict:
+        """Every level's probabilities, the late members' own, and the level to publish."""
+        levels: dict[str, Proba] = {}
+        members: dict[str, Proba] = {}
+        weights: dict[str, float] = {}
+        for lv in self.levels:
+            if lv == "early":
+                levels[lv] = self._single(lv, evidence.x_early)
+            elif lv == "intermediate":
+                levels[lv] = self._single(lv, evidence.x_intermediate)
+            else:
+                members, weights, levels[lv] = self._late(evidence.x_modalities)
+        chosen = self.selector.best()
+        decision = Decision(
+            chosen,
+            levels[chosen],
+            _argmax(levels[chosen]),
+            self.model_name,
+            self._rules(chosen, evidence, weights),
+        )
+        return Verdict(levels, members, weights, decision)
+
+    def _late(
+        self, x: dict[str, dict[str, float]]
+    ) -> tuple[dict[str, Proba], dict[str, float], Proba]:
+        """Late fusion keeping each member's own probabilities (each member predicts once).
+
+        Combines exactly as :meth:`LateFusion.predict_proba`: weights over the members that
+        spoke, then a weighted average of probabilities (or of votes for their decisions).
+        """
+        members = {
+            m: {str(c): float(v) for c, v in p.items()}
+            for m, p in self.late._member_probas(x).items()
+        }
+        weights = self.late.weights(list(members))
+        if not weights:
+            return members, {}, {}
+        proba: Proba = {}
+        for m, p in members.items():
+            if self.late.combine == "vote":
+                c = _argmax(p)
+                if c is not None:
+                    proba[c] = proba.get(c, 0.0) + weights[m]
+            else:
+                for c, v in p.items():
+                    proba[c] = proba.get(c, 0.0) + weights[m] * v
+        total = sum(proba.values())
+        if total > 0:
+            proba = {c: v / total for c, v in proba.items()}
+        return members, weights, proba
+
+    def _rules(
+        self, level: str, evidence: Evidence, weights: Mapping[str, float]
+    ) -> tuple[str, ...]:
+        top = self.config.rules_top
+        if top <= 0:
+            return ()
+        if level == "late":
+            if not weights:
+                return ()
+            m = min(weights, key=lambda k: (-weights[k], k))  # the member trusted most
+            fired = explain(self.late.models[m], evidence.x_modalities[m], top)
+            return tuple(f"[{m}] {text} (firing {w:.2f})" for text, w in fired)
+        x = evidence.x_early if level == "early" else evidence.x_intermediate
+        if not x:
+            return ()
+        fired = explain(self.models[level], x, top)
+        return tuple(f"{text} (firing {w:.2f})" for text, w in fired)
+
+    def published(self, verdict: Verdict) -> Decision:
+        """The decision to publish for ``verdict``'s window."""
+        return verdict.decision
+
+    # ------------------------------------------------------------------ learn
+    def _metric(self, key: str) -> PrequentialMetrics:
+        m = self.metrics.get(key)
+        if m is None:
+            m = self.metrics[key] = PrequentialMetrics(
+                positive=self.config.positive, window=self.config.metrics_window
+            )
+        return m
+
+    def learn(self, evidence: Evidence, verdict: Verdict, y: str) -> None:
+        """Score the window's stored predictions against ``y``, then train every level on it."""
+        scored = {lv: p for lv, p in verdict.levels.items() if p}
+        for lv, p in scored.items():
+            self._metric(lv).update(y, p, _argmax(p))
+        chosen = verdict.levels.get(verdict.chosen)
+        if chosen:
+            self._metric("selected").update(y, chosen, _argmax(chosen))
+        for m, p in verdict.members.items():
+            if p:
+                self._metric(m).update(y, p, _argmax(p))
+        if scored:
+            self.selector.update(y, scored)
+        self._dirty = True
+        for lv, model in self.models.items():
+            x = evidence.x_early if lv == "early" else evidence.x_intermediate
+            if x:
+                model.learn_one(x, y)
+        if "late" in self.levels:
+            self.late.learn(evidence.x_modalities, y)
+
+    def metrics_snapshot(self) -> dict[str, float]:
+        """Flat, JSON-friendly prequential figures: ``"<level|modality|selected>.<metric>"``
+        (auc, accuracy, f1, precision, recall, specificity, n) and ``"selector.<level>"`` (the
+        selector's rolling score); undefined (NaN) figures are left out."""
+        if self._dirty:
+            snap: dict[str, float] = {}
+            for name in sorted(self.metrics):
+                for k, v in self.metrics[name].get().items():
+                    if math.isfinite(v):
+                        snap[f"{name}.{k}"] = float(v)
+            for lv, v in self.selector.scores().items():
+                if math.isfinite(v):
+                    snap[f"selector.{lv}"] = float(v)
+            self._snapshot = snap
+            self._dirty = False
+        return self._snapshot

@@ -8,10 +8,13 @@ Protocol (issue 6):
 - subjects in sorted order; one shared model per level learns across subjects, test-then-train;
 - one label per window (the class covering most of it), arriving ``label_delay_s`` after the
   window's end (default: one window length);
-- levels are separate engine runs over the same item stream: ``eeg`` and ``ecg`` (unimodal:
-  the engine configured with that modality only, its chunks only, intermediate fusion),
-  ``early``, ``intermediate``, ``late`` and ``selected`` (both modalities, the engine's
-  ``level`` set accordingly);
+- one engine run over the item stream gives every level at once: each prediction carries the
+  probabilities of ``early``, ``intermediate`` and ``late`` (``Prediction.levels``), of each
+  late-fusion member (``Prediction.modality_proba``: the unimodal ``eeg`` and ``ecg`` models,
+  each trained on its own modality's features only) and of the published level, ``selected``
+  (the engine's level selector, choosing by recent prequential log-loss);
+- every device's inputs are z-scored online against its own running statistics (the engine's
+  ``normalize``), the same for every level;
 - every prediction is scored against the truth of its own window (the class covering most of
   it, from the known timeline), per subject; windows predicted before any model had learnt (no
   probabilities yet) are counted as ``unscored``, not scored;
@@ -34,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import EngineConfig
+from ..config import FUSION_LEVELS, EngineConfig
 from ..engine import Engine
 from ..errors import DataSourceError
 from ..learn.metrics import PrequentialMetrics
@@ -87,14 +90,38 @@ class Subject:
         return REST if rest > task else TASK
 
 
+def eval_config(s: EvalSettings) -> EngineConfig:
+    """The configuration of the evaluation's single engine: both modalities, every fusion
+    level that the requested levels need, the selector publishing."""
+    need = {lv for lv in s.levels if lv in FUSION_LEVELS}
+    if {"eeg", "ecg"} & set(s.levels):
+        need.add("late")  # the unimodal models are late fusion's members
+    if "selected" in s.levels or not need:
+        need = set(FUSION_LEVELS)
+    levels = tuple(lv for lv in FUSION_LEVELS if lv in need)
+    return EngineConfig(
+        modalities=dict(EEGMAT_MODALITIES),
+        window_s=s.window_s,
+        hop_s=s.hop_s,
+        grid_fs=s.grid_fs,
+        classes=(REST, TASK),
+        model=s.model,
+        levels=levels,
+        level="selected" if len(levels) > 1 else levels[0],
+        positive=POSITIVE,
+    )
+
+
 def level_config(level: str, s: EvalSettings) -> EngineConfig:
-    """The engine configuration one level runs with."""
+    """An engine running ``level`` alone (``eeg``/``ecg``: that modality only, feature level;
+    ``selected``: every level). The evaluation itself runs one engine, :func:`eval_config`;
+    this is for measuring what one level costs."""
     if level in ("eeg", "ecg"):
         modalities = {level: EEGMAT_MODALITIES[level]}
-        engine_level = "intermediate"
+        levels: tuple[str, ...] = ("intermediate",)
     else:
         modalities = dict(EEGMAT_MODALITIES)
-        engine_level = level
+        levels = FUSION_LEVELS if level == "selected" else (level,)
     return EngineConfig(
         modalities=modalities,
         window_s=s.window_s,
@@ -102,7 +129,9 @@ def level_config(level: str, s: EvalSettings) -> EngineConfig:
         grid_fs=s.grid_fs,
         classes=(REST, TASK),
         model=s.model,
-        level=engine_level,
+        levels=levels,
+        level="selected" if level == "selected" else levels[0],
+        positive=POSITIVE,
     )
 
 
@@ -162,7 +191,7 @@ def _only(modalities: Sequence[str], items: list[Timed]) -> Iterator[Timed]:
 
 @dataclass(slots=True)
 class LevelRun:
-    """One level's engine and per-subject scores."""
+    """One level's per-subject scores, read from the single engine's predictions."""
 
     level: str
     engine: Engine
@@ -172,18 +201,32 @@ class LevelRun:
     published: Counter[str] = field(default_factory=Counter)
 
 
+def level_decision(level: str, p: Prediction) -> tuple[dict[str, float], str | None, str]:
+    """What ``level`` said about ``p``'s window: probabilities, decided class, and where in
+    the prediction it was read (``"selected"``: the published level's name)."""
+    if level == "selected":
+        return dict(p.proba), p.label, p.level
+    if level in FUSION_LEVELS:
+        proba, source = dict(p.levels.get(level, {})), level
+    else:
+        proba, source = dict(p.modality_proba.get(level, {})), f"late member {level}"
+    label = min(proba, key=lambda c: (-proba[c], c)) if proba else None
+    return proba, label, source
+
+
 def _score(run: LevelRun, subj: Subject, preds: list[Prediction]) -> None:
     metrics = run.scores.setdefault(subj.name, PrequentialMetrics(positive=POSITIVE, window=10**6))
     for p in preds:
         if p.device != subj.name:
             continue
         run.predictions += 1
-        run.published[p.level] += 1
+        proba, label, source = level_decision(run.level, p)
+        run.published[source] += 1
         truth = subj.truth(p.t_start, p.t_end)
-        if truth is None or not p.proba:
+        if truth is None or not proba:
             run.unscored += 1
             continue
-        metrics.update(truth, dict(p.proba), p.label)
+        metrics.update(truth, proba, label)
 
 
 def evaluate_eegmat(
@@ -199,7 +242,8 @@ def evaluate_eegmat(
     names = subject_names(root)
     if s.subjects is not None:
         names = names[: s.subjects]
-    runs = [LevelRun(level, Engine(level_config(level, s))) for level in s.levels]
+    engine = Engine(eval_config(s))
+    runs = [LevelRun(level, engine) for level in s.levels]
     gap = 2 * s.window_s + s.delay
     start = 0.0
     subjects: list[Subject] = []
@@ -208,20 +252,19 @@ def evaluate_eegmat(
             on_subject(name)
         subj, items = subject_items(root, name, start, s)
         subjects.append(subj)
+        preds: list[Prediction] = []
+        for item, now in items:
+            preds.extend(o for o in engine.push(item, now) if isinstance(o, Prediction))
+            if on_item is not None:
+                on_item()
+        # the subject is over: close its last windows before the next one starts
+        preds.extend(engine.tick(subj.end + gap - s.hop_s))
         for run in runs:
-            mods = tuple(run.engine.config.modalities)
-            preds: list[Prediction] = []
-            for item, now in _only(mods, items):
-                preds.extend(o for o in run.engine.push(item, now) if isinstance(o, Prediction))
-                if on_item is not None:
-                    on_item()
-            # the subject is over: close its last windows before the next one starts
-            preds.extend(run.engine.tick(subj.end + gap - s.hop_s))
             _score(run, subj, preds)
         # next subject starts on a whole hop after the gap
         start = math.ceil((subj.end + gap) / s.hop_s) * s.hop_s
+    late = engine.flush()
     for run in runs:
-        late = run.engine.flush()
         for subj in subjects:
             _score(run, subj, late)
     return _results(runs, subjects, s)
@@ -292,8 +335,11 @@ def table(results: dict[str, object]) -> str:
             cells.append("n/a" if m["mean"] is None else f"{m['mean']:.3f} ± {m['sd']:.3f}")
         published = sorted(entry.get("published_levels", {}))
         name = level
-        if level not in ("eeg", "ecg", "selected") and published and published != [level]:
-            name = f"{level} (engine published {', '.join(published)})"
+        if level in FUSION_LEVELS and published and published != [level]:
+            name = f"{level} (engine gave {', '.join(published)})"
+        elif level == "selected" and published:
+            counts = entry["published_levels"]
+            name = "selected (" + ", ".join(f"{k} {counts[k]}" for k in published) + ")"
         rows.append(f"| {name} | " + " | ".join(cells) + f" | {entry['windows']} |")
     return "\n".join(rows)
 
