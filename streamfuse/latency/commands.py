@@ -1,0 +1,112 @@
+"""The ``bench`` subcommand (registered by :mod:`streamfuse.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import uuid
+
+log = logging.getLogger("streamfuse.latency.commands")
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value >= 2:
+        raise argparse.ArgumentTypeError(f"expected at least 2 s (one window), got {text!r}")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``bench`` to the ``streamfuse`` command line."""
+    p = sub.add_parser(
+        "bench",
+        help="end-to-end latency benchmark: simulated fleet -> broker -> gateway -> subscriber",
+        description="Publish N simulated devices at real rates (separate process), run the "
+        "gateway here, receive predictions in a third process; report end-to-end and per-stage "
+        "latency (HDR histograms) beside the broker's own pub->sub time for the same payloads.",
+    )
+    p.add_argument("--devices", type=_count, default=100, help="simulated devices (100)")
+    p.add_argument("--duration", type=_seconds, default=30.0, help="seconds per run (30)")
+    p.add_argument("--broker", default=None, metavar="URL", help="use this broker")
+    p.add_argument(
+        "--broker-kind", choices=["auto", "mosquitto", "amqtt"], default="auto",
+        help="private broker to start when --broker is not given (auto: Mosquitto if installed)",
+    )
+    p.add_argument("--ramp", action="store_true",
+                   help="double devices from --devices until p99 >= --target-ms, then bisect")
+    p.add_argument("--ramp-limit", type=_count, default=4000, help="stop the ramp here (4000)")
+    p.add_argument("--target-ms", type=float, default=50.0, help="p99 target of the ramp (50)")
+    p.add_argument("--floor-devices", type=_count, default=20,
+                   help="devices whose data the subscriber also receives for the floor (20)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default="logreg")
+    p.add_argument("--out", metavar="FILE", help="write the JSON report here")
+    p.add_argument("--plot", metavar="FILE", help="write the PNG plot here")
+    p.add_argument("--profile", metavar="FILE",
+                   help="cProfile the gateway while the fleet publishes (pstats file)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .harness import BenchSettings, broker_for, run_bench, run_ramp
+    from .report import format_ramp, format_table, plot, write_json
+
+    prefix = f"sfbench{uuid.uuid4().hex[:6]}"
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+    with broker_for(args.broker, args.broker_kind) as (url, kind):
+        settings = BenchSettings(
+            devices=args.devices, duration=args.duration, broker_url=url, prefix=prefix,
+            seed=args.seed, model=args.model, floor_devices=args.floor_devices,
+        )
+        ramp_docs: list[dict[str, object]] = []
+        if args.ramp:
+            runs, best = asyncio.run(
+                run_ramp(settings, start=args.devices, limit=args.ramp_limit,
+                         target_ms=args.target_ms)
+            )
+            for r in runs:
+                r.broker_kind = kind
+            ramp_docs = [r.to_json() for r in runs]
+            held = [r for r in runs if r.settings.devices == best] or runs[:1]
+            main = held[0].to_json()
+            main["ramp"] = {
+                "largest_sustained_devices": best,
+                "target_p99_ms": args.target_ms,
+                "steps": [{k: v for k, v in d.items() if k != "hdr"} for d in ramp_docs],
+            }
+        else:
+            result = asyncio.run(run_bench(settings, profiler=profiler))
+            result.broker_kind = kind
+            main = result.to_json()
+    print(format_table(main))
+    if args.ramp:
+        print()
+        print(format_ramp(ramp_docs, main["ramp"]["largest_sustained_devices"], args.target_ms))  # type: ignore[index]
+    if args.out:
+        write_json(args.out, main)
+        print(f"wrote {args.out}")
+    if args.plot:
+        plot(args.plot, main, ramp_docs)
+        print(f"wrote {args.plot}")
+    if profiler is not None:
+        profiler.dump_stats(args.profile)
+        print(f"wrote {args.profile}")
+    return 0

@@ -1,0 +1,619 @@
+"""The end-to-end latency harness behind ``streamfuse bench``.
+
+Three processes share one broker (and this machine's wall clock, :func:`time.time`):
+
+- the **gateway under test** runs in the calling process: a :class:`~streamfuse.gateway.app.Gateway`
+  hosting an :class:`~streamfuse.engine.Engine` (per-stage timer on), exactly as ``streamfuse
+  gateway`` runs it;
+- a **publisher** process (:func:`publisher_main`) plays a simulated fleet at real rates: every
+  chunk is pre-generated and encoded before the start, then published when its span ends on
+  the wall clock, and the wall time just before each ``publish`` call is logged per
+  (device, modality, seq);
+- a **subscriber** process (:func:`subscriber_main`) receives every prediction, and the data
+  messages of up to ``floor_devices`` devices, and stamps each with its receipt time.
+
+Definitions (see ``docs/performance.md``):
+
+- The *completing chunk* of a window is the chunk whose arrival let the window close: the
+  harness replays the publisher's log (chunk times and sizes, arrival = publish time) through a
+  shadow :class:`~streamfuse.align.device.DeviceAligner` with the engine's configuration and
+  notes which chunk's ``add`` returned the window. Windows the shadow closes only because their
+  lateness budget ran out are counted apart, not timed.
+- **end-to-end** = receipt of the prediction by the subscriber - publish of the completing chunk.
+- **receive** = the gateway's clock reading when the completing chunk reached the engine
+  (``closed_at`` in the prediction) - its publish; **decode**, **align** (buffer, clock,
+  window, resample + interleave), **features**, **predict** = the engine's own per-stage
+  timings; **publish** = what is left (encode, publish, broker hop, subscriber read).
+- **floor** = the broker's own pub->sub time for the same data messages in the same run
+  (subscriber receipt - publish), i.e. what any client would pay for one hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import multiprocessing as mp
+import struct
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .. import topics
+from ..config import EngineConfig
+from ..errors import BrokerError, ConfigError
+from .histograms import LatencyHistogram
+
+log = logging.getLogger("streamfuse.latency.harness")
+
+STAGES: tuple[str, ...] = ("receive", "decode", "align", "features", "predict", "publish")
+MODALITIES: tuple[str, ...] = ("ecg", "eeg", "acc")
+LABEL_CODE = len(MODALITIES)
+#: p99 end-to-end latency a device count must hold to count as sustained
+P99_TARGET_MS = 50.0
+_T0_OFFSET = 32  # byte offset of t0 (float64) in the binary frame header
+_SEQ = struct.Struct("<Q")
+_SEQ_OFFSET = 24
+_LOG_FIELDS = ("device", "kind", "seq", "t0", "n", "fs", "scheduled", "published")
+
+
+@dataclass(frozen=True, slots=True)
+class BenchSettings:
+    """One benchmark run.
+
+    Parameters
+    ----------
+    devices
+        Simulated devices (ECG 250 Hz, EEG 8 x 256 Hz, ACC 3 x 50 Hz, 100 ms chunks, labels 1/s).
+    duration
+        Seconds of publishing (wall clock = simulated time).
+    broker_url
+        The broker every process connects to.
+    prefix
+        Topic prefix (a unique one keeps runs on a shared broker apart).
+    seed
+        Fleet seed.
+    model
+        The engine's online model.
+    floor_devices
+        How many devices' data messages the subscriber also receives to measure the floor.
+    settle_s
+        Seconds to keep listening after the last publish (the lateness budget is added).
+    start_delay_s
+        Seconds between the go signal and the first sample (lets every client settle).
+    """
+
+    devices: int
+    duration: float
+    broker_url: str
+    prefix: str = "sfbench"
+    seed: int = 0
+    model: str = "logreg"
+    floor_devices: int = 20
+    settle_s: float = 1.0
+    start_delay_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.devices < 1:
+            raise ConfigError(f"devices must be at least 1, got {self.devices}")
+        if not (math.isfinite(self.duration) and self.duration >= 2.0):
+            raise ConfigError(
+                f"duration must be at least 2 s (one 2 s window), got {self.duration}"
+            )
+        topics.check_prefix(self.prefix)
+
+
+# --------------------------------------------------------------------------- publisher process
+
+
+def _fleet_messages(
+    devices: int, duration: float, seed: int
+) -> tuple[list[tuple[float, int, int, Any]], float]:
+    """Pre-generate the fleet's messages: ``(due, device, kind, payload)`` sorted by ``due``.
+
+    ``due`` is seconds after the start: a chunk is due when its span ends (``t0 + n / fs``, the
+    first moment a real device could send it); a label one second after the second it covers.
+    Chunk payloads are encoded frames (``bytearray``; ``t0`` is patched at publish time).
+    """
+    from simulators import FaultProfile, Fleet
+
+    from ..codec import encode_chunk
+
+    began = time.perf_counter()
+    fleet = Fleet(devices, seed=seed, faults=FaultProfile(jitter_dist="none", jitter_mean_s=0.0))
+    codes = {m: i for i, m in enumerate(MODALITIES)}
+    index = {d: i for i, d in enumerate(fleet.device_ids)}
+    out: list[tuple[float, int, int, Any]] = []
+    for ev in fleet.advance(duration):
+        p = ev.payload
+        dev = index[p.device]
+        if ev.kind == "label":
+            out.append((ev.send_time, dev, LABEL_CODE, p))
+        else:
+            due = p.t0 + p.n / p.fs
+            if due <= duration:
+                out.append((due, dev, codes[ev.kind], (p, bytearray(encode_chunk(p)))))
+    out.sort(key=lambda m: m[0])
+    return out, time.perf_counter() - began
+
+
+async def _publish_all(
+    settings: BenchSettings, messages: list[tuple[float, int, int, Any]], t_base: float
+) -> np.ndarray:
+    import aiomqtt
+
+    from ..codec import encode_label
+    from ..gateway.broker import parse_broker_url, set_nodelay
+    from ..types import Label
+
+    host, port, user, password, tls = parse_broker_url(settings.broker_url)
+    ids = [f"dev{i:03d}" for i in range(settings.devices)]
+    names = (*MODALITIES, topics.LABEL)
+    topic = {
+        (d, k): f"{settings.prefix}/{ids[d]}/{names[k]}"
+        for d in range(settings.devices)
+        for k in range(len(names))
+    }
+    rec = np.zeros(
+        len(messages),
+        dtype=[
+            ("device", "i4"), ("kind", "i1"), ("seq", "i8"), ("t0", "f8"), ("n", "i4"),
+            ("fs", "f8"), ("scheduled", "f8"), ("published", "f8"),
+        ],
+    )
+    async with aiomqtt.Client(
+        host, port, username=user, password=password,
+        tls_params=aiomqtt.TLSParameters() if tls else None,
+        identifier=f"{settings.prefix}-publisher", max_queued_outgoing_messages=0,
+    ) as client:
+        set_nodelay(client)
+        now = time.time
+        for i, (due, dev, kind, payload) in enumerate(messages):
+            target = t_base + due
+            delay = target - now()
+            if delay > 0.0005:
+                await asyncio.sleep(delay)
+            if kind == LABEL_CODE:
+                label = Label(
+                    payload.device, payload.t_start + t_base, payload.t_end + t_base, payload.value
+                )
+                body: bytes | bytearray = encode_label(label)
+                seq, t0, n, fs = -1, label.t_start, 0, 0.0
+            else:
+                chunk, body = payload
+                t0 = chunk.t0 + t_base
+                struct.pack_into("<d", body, _T0_OFFSET, t0)
+                seq, n, fs = chunk.seq, chunk.n, chunk.fs
+            sent = now()
+            await client.publish(topic[dev, kind], bytes(body), qos=0)
+            rec[i] = (dev, kind, seq, t0, n, fs, target, sent)
+            if i % 64 == 63:
+                await asyncio.sleep(0)  # let paho's writer run
+    return rec
+
+
+def publisher_main(settings: BenchSettings, conn: Any) -> None:
+    """Child process: pre-generate, report ready, wait for ``("go", t_base)``, publish, send log."""
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        messages, gen_s = _fleet_messages(settings.devices, settings.duration, settings.seed)
+        conn.send(("ready", {"messages": len(messages), "generate_s": gen_s}))
+        command, t_base = conn.recv()
+        if command != "go":
+            return
+        rec = asyncio.run(_publish_all(settings, messages, t_base))
+        conn.send(("done", rec))
+    except Exception as exc:  # reported to the parent, which raises
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+# --------------------------------------------------------------------------- subscriber process
+
+
+async def _subscribe(settings: BenchSettings, conn: Any) -> tuple[list, list]:
+    import aiomqtt
+
+    from ..gateway.broker import parse_broker_url, set_nodelay
+
+    host, port, user, password, tls = parse_broker_url(settings.broker_url)
+    prefix = settings.prefix
+    predictions: list[tuple[str, bytes, float]] = []
+    floor: list[tuple[str, bytes, float]] = []
+    pred_filter = f"{prefix}/+/{topics.PREDICTION}"
+    async with aiomqtt.Client(
+        host, port, username=user, password=password,
+        tls_params=aiomqtt.TLSParameters() if tls else None,
+        identifier=f"{prefix}-subscriber",
+    ) as client:
+        set_nodelay(client)
+        await client.subscribe(pred_filter)
+        for d in range(min(settings.floor_devices, settings.devices)):
+            for m in MODALITIES:
+                await client.subscribe(f"{prefix}/dev{d:03d}/{m}")
+        conn.send(("ready", None))
+
+        async def consume() -> None:
+            now = time.time
+            async for message in client.messages:
+                t = now()
+                name = message.topic.value
+                payload = message.payload
+                if name.endswith("/" + topics.PREDICTION):
+                    predictions.append((name, payload, t))  # type: ignore[arg-type]
+                else:
+                    floor.append((name, payload[_SEQ_OFFSET : _SEQ_OFFSET + 8], t))  # type: ignore[index]
+
+        task = asyncio.create_task(consume(), name="streamfuse[bench].subscriber")
+        while not conn.poll():
+            await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return predictions, floor
+
+
+def subscriber_main(settings: BenchSettings, conn: Any) -> None:
+    """Child process: subscribe, report ready, record until told to stop, send what it saw."""
+    import json
+
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        raw_pred, raw_floor = asyncio.run(_subscribe(settings, conn))
+        conn.recv()
+        preds = []
+        for _name, payload, t in raw_pred:
+            obj = json.loads(payload)
+            preds.append(
+                (obj["device"], int(obj["index"]), obj.get("closed_at"), obj["latency_ms"], t)
+            )
+        floor = []
+        for name, seq, t in raw_floor:
+            _, device, modality = name.rsplit("/", 2)
+            floor.append((device, modality, _SEQ.unpack(seq)[0], t))
+        conn.send(("done", (preds, floor)))
+    except Exception as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+# --------------------------------------------------------------------------- the join
+
+
+def completing_chunks(
+    log_rec: np.ndarray, config: EngineConfig, devices: int
+) -> tuple[dict[tuple[str, int], float], set[tuple[str, int]]]:
+    """Which chunk let each window close, from the publisher's log alone.
+
+    Replays every device's chunks (times and sizes only; arrival = publish time) through a
+    shadow :class:`~streamfuse.align.device.DeviceAligner` configured like the engine.
+
+    Returns
+    -------
+    completed
+        ``(device, window index) -> publish time`` of the chunk whose ``add`` closed it.
+    timed_out
+        Windows the shadow closed only because their lateness budget had run out.
+    """
+    from ..align.device import DeviceAligner
+    from ..types import Chunk
+
+    chans = {m: config.modalities[m].channels for m in MODALITIES}
+    completed: dict[tuple[str, int], float] = {}
+    timed_out: set[tuple[str, int]] = set()
+    data = log_rec[log_rec["kind"] != LABEL_CODE]
+    order = np.argsort(data["published"], kind="stable")
+    data = data[order]
+    zeros: dict[tuple[str, int], np.ndarray] = {}
+    for d in range(devices):
+        device = f"dev{d:03d}"
+        aligner = DeviceAligner(device, config)
+        for row in data[data["device"] == d]:
+            m = MODALITIES[int(row["kind"])]
+            n = int(row["n"])
+            block = zeros.get((m, n))
+            if block is None:
+                block = zeros[(m, n)] = np.zeros((n, chans[m]), np.float32)
+            pub = float(row["published"])
+            chunk = Chunk(device, m, int(row["seq"]), float(row["t0"]), float(row["fs"]), block,
+                          arrival=pub)
+            for fw in aligner.add(chunk):
+                w = fw.window
+                key = (device, int(w.index))
+                if pub >= w.t_end + config.lateness_s:
+                    timed_out.add(key)
+                else:
+                    completed[key] = pub
+    return completed, timed_out
+
+
+@dataclass(slots=True)
+class BenchResult:
+    """Everything one run measured (``to_json`` gives the JSON the CLI writes)."""
+
+    settings: BenchSettings
+    histograms: dict[str, LatencyHistogram]
+    counts: dict[str, int]
+    gateway_cpu_s: float
+    wall_s: float
+    publisher: dict[str, float]
+    engine: dict[str, object]
+    broker_kind: str = "external"
+    machine: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def end_to_end(self) -> LatencyHistogram:
+        return self.histograms["end_to_end"]
+
+    @property
+    def floor(self) -> LatencyHistogram:
+        return self.histograms["floor"]
+
+    @property
+    def cpu_fraction(self) -> float:
+        """Share of one core the gateway process used while the fleet was publishing."""
+        return self.gateway_cpu_s / self.wall_s if self.wall_s > 0 else math.nan
+
+    @property
+    def gateway_added_p99_ms(self) -> float:
+        return self.end_to_end.percentile_ms(99) - self.floor.percentile_ms(99)
+
+    def sustained(self, target_ms: float = P99_TARGET_MS) -> bool:
+        """p99 end to end under ``target_ms``, no prediction lost, publisher on schedule."""
+        c = self.counts
+        return (
+            self.end_to_end.count > 0
+            and self.end_to_end.percentile_ms(99) < target_ms
+            and c["missing"] <= 0.001 * max(1, c["expected"])
+            and self.publisher.get("lag_p99_ms", 0.0) < target_ms
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "settings": asdict(self.settings),
+            "broker": self.broker_kind,
+            "machine": self.machine,
+            "latency_ms": {k: h.summary() for k, h in self.histograms.items()},
+            "gateway_added_p99_ms": self.gateway_added_p99_ms,
+            "counts": self.counts,
+            "gateway_cpu_s": self.gateway_cpu_s,
+            "wall_s": self.wall_s,
+            "gateway_cpu_fraction": self.cpu_fraction,
+            "devices_per_core_estimate": (
+                self.settings.devices / self.cpu_fraction if self.cpu_fraction > 0 else None
+            ),
+            "sustained_p99_under_ms": {str(P99_TARGET_MS): self.sustained()},
+            "publisher": self.publisher,
+            "engine": self.engine,
+            "hdr": {k: h.encode() for k, h in self.histograms.items() if h.count},
+        }
+
+
+def analyse(
+    settings: BenchSettings,
+    log_rec: np.ndarray,
+    predictions: list[tuple[str, int, float | None, dict[str, float], float]],
+    floor: list[tuple[str, str, int, float]],
+    config: EngineConfig,
+) -> tuple[dict[str, LatencyHistogram], dict[str, int]]:
+    """Join the publisher's log, the predictions and the floor messages into histograms."""
+    hists = {name: LatencyHistogram(name) for name in ("end_to_end", *STAGES, "floor")}
+    completed, timed_out = completing_chunks(log_rec, config, settings.devices)
+    counts: Counter[str] = Counter()
+    seen: set[tuple[str, int]] = set()
+    for device, index, closed_at, lat_ms, receipt in predictions:
+        key = (device, index)
+        if key in seen:
+            counts["duplicate_predictions"] += 1
+            continue
+        seen.add(key)
+        counts["received"] += 1
+        pub = completed.get(key)
+        if pub is None or "decode" not in lat_ms or closed_at is None:
+            # closed by the lateness budget (a tick), not by a chunk: not a processing latency
+            counts["closed_by_timeout"] += 1
+            continue
+        counts["timed"] += 1
+        hists["end_to_end"].record(receipt - pub)
+        hists["receive"].record(closed_at - pub)
+        inside = 0.0
+        for stage in ("decode", "align", "features", "predict"):
+            v = lat_ms.get(stage, math.nan) / 1e3
+            hists[stage].record(v)
+            inside += 0.0 if math.isnan(v) else v
+        hists["publish"].record(receipt - closed_at - inside)
+    counts["expected"] = len(completed)
+    counts["missing"] = len(set(completed) - seen)
+    counts["shadow_timed_out"] = len(timed_out)
+    data = log_rec[log_rec["kind"] != LABEL_CODE]
+    pub_of = {
+        (int(r["device"]), int(r["kind"]), int(r["seq"])): float(r["published"]) for r in data
+    }
+    codes = {m: i for i, m in enumerate(MODALITIES)}
+    for device, modality, seq, receipt in floor:
+        pub = pub_of.get((int(device[3:]), codes[modality], seq))
+        if pub is not None:
+            hists["floor"].record(receipt - pub)
+    counts["floor_messages"] = hists["floor"].count
+    counts["published"] = len(log_rec)
+    return hists, dict(counts)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _machine() -> dict[str, object]:
+    import os
+    import platform
+
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "processor": platform.processor() or platform.machine(),
+    }
+
+
+async def _recv(conn: Any, what: str, timeout: float) -> Any:
+    if not await asyncio.to_thread(conn.poll, timeout):
+        raise BrokerError(f"the benchmark {what} did not answer within {timeout:.0f} s")
+    kind, payload = conn.recv()
+    if kind == "error":
+        raise BrokerError(f"the benchmark {what} failed: {payload}")
+    return payload
+
+
+def _warm_engine(config: EngineConfig, seconds: float = 6.0) -> None:
+    """Compile everything the first windows touch (features, models) before timing starts.
+
+    :func:`streamfuse.kernels.warmup` covers the alignment kernels only; without this the
+    first predictions stall the gateway for the JIT and skew the first seconds of the run.
+    """
+    from ..codec import encode_chunk
+    from ..engine import Engine
+    from ..types import RawMessage
+
+    messages, _ = _fleet_messages(1, seconds, seed=12345)
+    engine = Engine(config, prefix="sfwarm")
+    for due, _dev, kind, payload in messages:
+        if kind == LABEL_CODE:
+            continue
+        chunk = payload[0]
+        engine.push(RawMessage(f"sfwarm/dev000/{chunk.modality}", encode_chunk(chunk)), due)
+    engine.flush()
+
+
+async def run_bench(settings: BenchSettings, *, profiler: Any = None) -> BenchResult:
+    """Run one benchmark against ``settings.broker_url`` (the broker must be running).
+
+    ``profiler`` (e.g. a :class:`cProfile.Profile`) is enabled in this process, the gateway's,
+    only while the fleet publishes.
+    """
+    from ..engine import Engine
+    from ..gateway.app import Gateway, GatewaySettings
+    from ..kernels import warmup
+
+    warmup()
+    config = EngineConfig(model=settings.model)
+    _warm_engine(config)
+    engine = Engine(config, prefix=settings.prefix, timer=time.perf_counter)
+    gateway = Gateway(
+        engine,
+        GatewaySettings(broker_url=settings.broker_url, prefix=settings.prefix,
+                        client_id=f"{settings.prefix}-gateway"),
+        clock=time.time,
+    )
+    ctx = mp.get_context("spawn")
+    pub_parent, pub_child = ctx.Pipe()
+    sub_parent, sub_child = ctx.Pipe()
+    publisher = ctx.Process(target=publisher_main, args=(settings, pub_child),
+                            name="streamfuse-bench-publisher", daemon=True)
+    subscriber = ctx.Process(target=subscriber_main, args=(settings, sub_child),
+                             name="streamfuse-bench-subscriber", daemon=True)
+    stop = asyncio.Event()
+    gw_task = asyncio.create_task(gateway.run(stop), name="streamfuse[bench].gateway")
+    try:
+        await asyncio.wait_for(gateway.connected.wait(), 10)
+        publisher.start()
+        subscriber.start()
+        await _recv(sub_parent, "subscriber", 60)
+        gen_budget = 120 + settings.devices * settings.duration / 50
+        ready = await _recv(pub_parent, "publisher", gen_budget)
+        log.info("publisher ready: %s", ready)
+        t_base = time.time() + settings.start_delay_s
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
+        pub_parent.send(("go", t_base))
+        log_rec = await _recv(pub_parent, "publisher", settings.duration + 120)
+        if profiler is not None:
+            profiler.disable()
+        cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
+        await asyncio.sleep(settings.settle_s + config.lateness_s)
+        sub_parent.send("stop")
+        preds, floor = await _recv(sub_parent, "subscriber", 120)
+    finally:
+        stop.set()
+        await asyncio.gather(gw_task, return_exceptions=True)
+        for proc in (publisher, subscriber):
+            if proc.pid is None:
+                continue
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=5)
+    lag = (log_rec["published"] - log_rec["scheduled"]) * 1e3
+    publisher_stats = {
+        "messages": int(len(log_rec)),
+        "generate_s": float(ready["generate_s"]),
+        "lag_p50_ms": float(np.percentile(lag, 50)) if len(lag) else math.nan,
+        "lag_p99_ms": float(np.percentile(lag, 99)) if len(lag) else math.nan,
+        "lag_max_ms": float(lag.max()) if len(lag) else math.nan,
+        "messages_per_s": float(len(log_rec) / settings.duration),
+    }
+    hists, counts = analyse(settings, log_rec, preds, floor, config)
+    counts["published_by_gateway"] = gateway.published
+    return BenchResult(
+        settings=settings,
+        histograms=hists,
+        counts=counts,
+        gateway_cpu_s=cpu_s,
+        wall_s=wall_s,
+        publisher=publisher_stats,
+        engine=engine.stats(),
+        machine=_machine(),
+    )
+
+
+async def run_ramp(
+    base: BenchSettings,
+    *,
+    start: int = 50,
+    limit: int = 4000,
+    target_ms: float = P99_TARGET_MS,
+    refine: int = 2,
+) -> tuple[list[BenchResult], int]:
+    """Double the device count from ``start`` until a run fails, then bisect ``refine`` times.
+
+    Returns every run and the largest device count that held (0 if none did).
+    """
+    from dataclasses import replace
+
+    runs: list[BenchResult] = []
+    best, worst = 0, None
+    n = start
+    while n <= limit:
+        result = await run_bench(replace(base, devices=n, prefix=f"{base.prefix}{n}"))
+        runs.append(result)
+        log.warning("ramp: %d devices -> p99 %.2f ms, %s", n, result.end_to_end.percentile_ms(99),
+                    "held" if result.sustained(target_ms) else "failed")
+        if result.sustained(target_ms):
+            best = n
+            n *= 2
+        else:
+            worst = n
+            break
+    for _ in range(refine if worst is not None else 0):
+        n = (best + worst) // 2 if best else worst // 2
+        if n in (best, worst) or n < 1:
+            break
+        result = await run_bench(replace(base, devices=n, prefix=f"{base.prefix}{n}"))
+        runs.append(result)
+        if result.sustained(target_ms):
+            best = n
+        else:
+            worst = n
+    return runs, best
+
+
+@contextlib.contextmanager
+def broker_for(url: str | None, kind: str = "auto") -> Any:
+    """Yield ``(url, kind)``: the given broker, or a private one started for the run."""
+    if url:
+        yield url, "external"
+        return
+    from ..gateway.broker import EmbeddedBroker
+
+    with EmbeddedBroker(kind=kind) as broker:  # type: ignore[arg-type]
+        yield broker.url, broker.kind
