@@ -1,9 +1,15 @@
 """Align + interleave one 10 s window (ECG 1 ch @ 250 Hz, EEG 8 ch @ 256 Hz, ACC 3 ch @ 50 Hz onto
 a 256 Hz grid: 2560 x 12 = 30,720 output values), our kernel vs the NumPy reference
-(``np.interp`` per channel + ``np.column_stack``), in the same run.
+(``np.interp`` per channel + ``np.column_stack``), in the same run, plus a memory-bandwidth
+yardstick (``np.copyto`` of the window's bytes) measured in the same run.
 
 Run: ``/work/venv/bin/pytest bench/test_bench_align.py -p no:cacheprovider``
-(ns per output value is in each benchmark's ``extra_info``; the summary prints it too).
+(ns per output value is in each benchmark's ``extra_info``; ``--benchmark-json`` keeps it).
+
+Bytes a window must move at least: read every input sample it covers once (ECG 2,560 x 1,
+EEG 2,560 x 8, ACC 500 x 3 float32 = 97,808 B) and write the fused matrix (122,880 B), about
+220 kB, which fits in this machine's L2 cache; ``test_bench_memcpy_window`` copies that many
+bytes as the floor.
 """
 
 from __future__ import annotations
@@ -13,13 +19,16 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from streamfuse.kernels import new_ring, resample_into, ring_write, warmup
+from streamfuse.kernels import align_window, new_ring, new_scratch, ring_write, warmup
+from streamfuse.kernels.align import resample_into
 
 GRID_FS, SECONDS = 256.0, 10.0
 K = int(GRID_FS * SECONDS)
 STREAMS = (("ecg", 250.0, 1), ("eeg", 256.0, 8), ("acc", 50.0, 3))
 C = sum(ch for _, _, ch in STREAMS)
 DRIFT = 80e-6
+#: float32 values read (each input sample in the window once) + written (the fused matrix)
+BYTES = 4 * (sum(int(fs * SECONDS) * ch for _, fs, ch in STREAMS) + K * C)
 
 
 def _setup():
@@ -35,7 +44,7 @@ def _setup():
         t = np.arange(n) / fs  # device time of each sample
         p0 = (1.0 * (1 + DRIFT)) * fs + base  # window starts 1 s into the data
         step = fs / (GRID_FS * (1 + DRIFT))
-        rings.append((values, slot_pos, p0, step, np.int64(col), np.zeros(K, np.bool_)))
+        rings.append((values, slot_pos, p0, step, col))
         linear.append((t, x))
         col += ch
     g = 1.0 * (1 + DRIFT) + np.arange(K) / (GRID_FS * (1 + DRIFT))  # grid in device time
@@ -43,12 +52,29 @@ def _setup():
 
 
 RINGS, LINEAR, GRID = _setup()
+VALUES = tuple(r[0] for r in RINGS)
+SLOTS = tuple(r[1] for r in RINGS)
+PARAMS = np.array([[p0, step, col0, 0.0] for _, _, p0, step, col0 in RINGS])
 OUT = np.zeros((K, C), np.float32)
+VALID = np.zeros((len(RINGS), K), np.bool_)
+N_OK = np.zeros(len(RINGS), np.int64)
+IDX, WT = new_scratch(K)
+SRC = np.random.default_rng(1).random(BYTES // 4).astype(np.float32)
+DST = np.empty_like(SRC)
 
 
 def kernel_window(out: np.ndarray) -> np.ndarray:
-    for values, slot_pos, p0, step, col0, valid in RINGS:
-        resample_into(values, slot_pos, p0, step, out, col0, valid)
+    """One call fills every stream's columns."""
+    align_window(VALUES, SLOTS, PARAMS, out, VALID, N_OK, IDX, WT)
+    return out
+
+
+def kernel_window_per_stream(out: np.ndarray) -> np.ndarray:
+    """One call per stream (what the aligner did before ``align_window``)."""
+    for i, (values, slot_pos, p0, step, col0) in enumerate(RINGS):
+        resample_into(
+            values, slot_pos, p0, step, out, np.int64(col0), VALID[i], np.int64(0), IDX, WT
+        )
     return out
 
 
@@ -60,9 +86,16 @@ def numpy_window() -> np.ndarray:
     return np.column_stack(cols).astype(np.float32)
 
 
-def test_kernel_matches_numpy_reference() -> None:
+@pytest.mark.parametrize("fill", [kernel_window, kernel_window_per_stream])
+def test_kernel_matches_numpy_reference(fill) -> None:
     warmup()
-    np.testing.assert_allclose(kernel_window(OUT), numpy_window(), rtol=1e-5, atol=1e-5)
+    out = np.full((K, C), np.nan, np.float32)
+    VALID[:] = False
+    N_OK[:] = 0
+    np.testing.assert_allclose(fill(out), numpy_window(), rtol=1e-5, atol=1e-5)
+    assert VALID.all()
+    if fill is kernel_window:
+        assert (N_OK == K).all()
 
 
 def test_zero_allocations_steady_state() -> None:
@@ -79,14 +112,35 @@ def test_zero_allocations_steady_state() -> None:
     assert peak - before < 4096, peak - before  # one window's output alone is 122,880 bytes
 
 
+def _per_value(benchmark) -> None:
+    if benchmark.stats is None:  # --benchmark-disable: ran once, nothing to report
+        return
+    med = benchmark.stats.stats.median
+    benchmark.extra_info["ns_per_value"] = med * 1e9 / (K * C)
+    benchmark.extra_info["GB_per_s"] = BYTES / med / 1e9
+
+
 @pytest.mark.benchmark(group="align-10s-window")
 def test_bench_kernel(benchmark) -> None:
     warmup()
     benchmark(kernel_window, OUT)
-    benchmark.extra_info["ns_per_value"] = benchmark.stats.stats.median * 1e9 / (K * C)
+    _per_value(benchmark)
+
+
+@pytest.mark.benchmark(group="align-10s-window")
+def test_bench_kernel_per_stream(benchmark) -> None:
+    benchmark(kernel_window_per_stream, OUT)
+    _per_value(benchmark)
 
 
 @pytest.mark.benchmark(group="align-10s-window")
 def test_bench_numpy_reference(benchmark) -> None:
     benchmark(numpy_window)
-    benchmark.extra_info["ns_per_value"] = benchmark.stats.stats.median * 1e9 / (K * C)
+    _per_value(benchmark)
+
+
+@pytest.mark.benchmark(group="align-10s-window")
+def test_bench_memcpy_window(benchmark) -> None:
+    """Bandwidth floor: copy the bytes one window must at least read + write."""
+    benchmark(np.copyto, DST, SRC)
+    _per_value(benchmark)

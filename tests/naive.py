@@ -339,11 +339,14 @@ def naive_ts_learn(st, x, mask, y, p):
 # --- align (issue 3): plain references for streamfuse.kernels.{ring,align,clockfit} ----------
 
 
-def naive_resample(samples, p0, step, k):
+def naive_resample(samples, p0, step, k, max_missing=0):
     """Resample a stream given as ``{position: row}`` onto ``p0 + j * step`` (``j < k``).
 
     Linear interpolation when ``step <= 1 + 1e-3``, otherwise a normalised tent of half-width
-    ``step``. Returns ``(out float64[k, ch], valid bool[k])``; invalid rows are 0.
+    ``step``. A value is needed at a position that is missing: it is bridged linearly between
+    the nearest present positions around it when at most ``max_missing`` positions are missing
+    between them, else the grid sample is invalid. Returns ``(out float64[k, ch], valid
+    bool[k])``; invalid rows are 0.
     """
     import math
 
@@ -352,16 +355,37 @@ def naive_resample(samples, p0, step, k):
     ch = len(next(iter(samples.values())))
     out = np.zeros((k, ch))
     valid = np.zeros(k, bool)
+
+    def around(x):
+        """Nearest present positions lo <= x <= hi, or None when the gap is too long."""
+        lo = math.floor(x)
+        while lo not in samples and x - lo <= max_missing + 1:
+            lo -= 1
+        hi = math.ceil(x)
+        while hi not in samples and hi - x <= max_missing + 1:
+            hi += 1
+        if lo not in samples or hi not in samples or hi - lo - 1 > max_missing:
+            return None
+        return lo, hi
+
+    def value(x):
+        """Row at real position x by linear interpolation, or None."""
+        if x == math.floor(x) and int(x) in samples:
+            return np.asarray(samples[int(x)], float)
+        lohi = around(x)
+        if lohi is None:
+            return None
+        lo, hi = lohi
+        a = np.asarray(samples[lo], float)
+        b = np.asarray(samples[hi], float)
+        return a + (x - lo) / (hi - lo) * (b - a)
+
     for j in range(k):
         p = p0 + j * step
         if step <= 1.0 + 1e-3:
-            i = math.floor(p)
-            f = p - i
-            need = [i] if f == 0 else [i, i + 1]
-            if all(n in samples for n in need):
-                a = np.asarray(samples[i], float)
-                b = np.asarray(samples[need[-1]], float)
-                out[j] = a + f * (b - a)
+            v = value(p)
+            if v is not None:
+                out[j] = v
                 valid[j] = True
         else:
             taps = [
@@ -369,9 +393,10 @@ def naive_resample(samples, p0, step, k):
                 for i in range(math.ceil(p - step), math.floor(p + step) + 1)
                 if abs(i - p) < step
             ]
-            if taps and all(i in samples for i, _ in taps):
+            vals = [value(i) for i, _ in taps]
+            if taps and all(v is not None for v in vals):
                 wsum = sum(w for _, w in taps)
-                out[j] = sum(w * np.asarray(samples[i], float) for i, w in taps) / wsum
+                out[j] = sum(w * v for (_, w), v in zip(taps, vals, strict=True)) / wsum
                 valid[j] = True
     return out, valid
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from streamfuse.align import DeviceAligner
@@ -87,6 +87,42 @@ def test_dropped_chunk_masks_exactly_its_span() -> None:
     assert n_masked > 0
 
 
+@pytest.mark.parametrize("max_gap_s", [64 / 256, 0.4, 63 / 256])
+def test_max_gap_s_bridges_short_gaps_and_masks_long_ones(max_gap_s: float) -> None:
+    """A lost chunk of 64 samples (0.25 s): with ``max_gap_s >= 0.25`` its span is interpolated
+    linearly between the samples around it and unmasked; with less it is masked exactly."""
+    cfg = EngineConfig(modalities=CFG.modalities, grid_fs=512.0, max_gap_s=max_gap_s)
+    eeg = chunked(EEG, EEG_X, list(range(64, len(EEG_X), 64)))
+    full, _ = run(merged(eeg, ACC_CHUNKS), cfg)
+    lost = eeg[50]  # samples 3200..3263
+    dropped, _ = run(merged([c for c in eeg if c is not lost], ACC_CHUNKS), cfg)
+    last_before = lost.t0 - 1 / EEG.fs + OFFSET  # gateway time of sample 3199
+    first_after = lost.t0 + lost.n / EEG.fs + OFFSET  # of sample 3264
+    bridged = max_gap_s >= 64 / 256
+    n_inside = 0
+    for f, d in zip(full, dropped, strict=True):
+        g = d.window.t_start + np.arange(cfg.window_samples) / cfg.grid_fs
+        inside = (g > last_before) & (g < first_after)
+        n_inside += int(inside.sum())
+        keep = ~inside
+        assert d.matrix[keep].tobytes() == f.matrix[keep].tobytes()
+        if bridged:
+            np.testing.assert_array_equal(d.mask, f.mask)
+            u = (g[inside] - last_before) / (first_after - last_before)
+            line = EEG_X[3199] + u[:, None] * (EEG_X[3264] - EEG_X[3199])
+            np.testing.assert_allclose(d.matrix[inside, :2], line, rtol=1e-4, atol=1e-4)
+            if inside.any():  # really interpolated, not the lost samples themselves
+                assert not np.allclose(d.matrix[inside, :2], f.matrix[inside, :2])
+        else:
+            np.testing.assert_array_equal(d.mask[:, 0], f.mask[:, 0] & ~inside)
+            assert (d.matrix[inside, :2] == 0).all()
+    assert n_inside > 0
+
+
+def test_default_max_gap_s_masks_every_gap() -> None:
+    assert EngineConfig().max_gap_s == 0.0
+
+
 def test_duplicates_change_nothing() -> None:
     eeg = chunked(EEG, EEG_X, list(range(64, len(EEG_X), 64)))
     base = merged(eeg, ACC_CHUNKS)
@@ -104,10 +140,14 @@ def test_duplicates_change_nothing() -> None:
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.integers(1, 128), min_size=1, max_size=40))
+@given(st.lists(st.integers(1, 127), min_size=1, max_size=40))
+@example([1, 1, 2, 127])
 def test_any_chunking_gives_the_same_windows(lengths: list[int]) -> None:
-    """Any chunking whose chunks are no longer than the lateness budget (0.5 s = 128 samples;
-    a longer chunk cannot arrive in time for a window it ends) gives bit-identical windows."""
+    """Any chunking whose chunks are shorter than the lateness budget (0.5 s = 128 samples)
+    gives bit-identical windows. A chunk of exactly 128 samples can arrive exactly at a window's
+    deadline and then ties with another stream's chunk arriving at the same instant (e.g.
+    lengths [1, 1, 2, 128]: the window closes on the acc chunk first), so it may miss that
+    window's last grid point; a longer one cannot arrive in time at all."""
     cuts, pos = [], 0
     while True:
         for n in lengths:

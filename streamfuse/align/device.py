@@ -5,14 +5,19 @@ length), feed its (device end time, arrival) pair to the device's clock model, w
 into the stream's ring at their device-time position, then close every window that became
 complete or whose lateness budget ran out at the chunk's arrival time.
 
-A closed window is resampled with :func:`streamfuse.kernels.align.resample_into` onto the grid
-``t_start + j / grid_fs`` (grid times mapped back to each stream's device clock through the
-clock model as it stands at closing time), straight into the columns of the early-fusion
-matrix. Columns are all channels of all configured modalities, in ``config.modalities`` order
-then channel order, named ``"modality:channel"``; the column layout never changes, so a
-modality without data in a window has zero columns and a False mask.
+A closed window is resampled with :func:`streamfuse.kernels.align.align_window` (every stream in
+one kernel call) onto the grid ``t_start + j / grid_fs`` (grid times mapped back to each
+stream's device clock through the clock model as it stands at closing time), straight into the
+columns of the early-fusion matrix. Columns are all channels of all configured modalities, in
+``config.modalities`` order then channel order, named ``"modality:channel"``; the column layout
+never changes, so a modality without data in a window has zero columns and a False mask.
 
 Masked samples hold ``0.0`` both in the fused matrix and in the per-modality blocks.
+
+Gaps: a run of missing samples no longer than ``config.max_gap_s`` (at the stream's rate) is
+interpolated across linearly and left unmasked; a longer run is masked exactly over its span
+(grid points strictly between the last sample before it and the first after it). With the
+default ``max_gap_s = 0`` every gap is masked.
 
 Everything is a pure function of the sequence of ``(chunk, arrival)`` and ``advance(now)``
 calls: no clock is read, so replaying the same sequence gives bit-identical windows.
@@ -27,7 +32,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ..config import EngineConfig, ModalitySpec
-from ..kernels.align import resample_into
+from ..kernels.align import align_window, new_scratch
 from ..types import Chunk, FusedWindow, Window
 from .buffer import OK as BUF_OK
 from .buffer import STALE, StreamBuffer
@@ -108,6 +113,9 @@ class DeviceAligner:
         self._last_arrival: dict[str, float] = {}
         self._held: list[Chunk] = []
         self._now = -math.inf
+        self._scratch = new_scratch(self.k)
+        self._params = np.zeros((len(config.modalities), 4))
+        self._n_ok = np.zeros(len(config.modalities), np.int64)
 
     # -- public interface ----------------------------------------------------------------
     def add(self, chunk: Chunk) -> list[FusedWindow]:
@@ -308,21 +316,34 @@ class DeviceAligner:
         masks: dict[str, np.ndarray] = {}
         quality: dict[str, dict[str, float]] = {}
         lateness = self._now - t_end if math.isfinite(self._now) else 0.0
-        for m in cfg.modalities:
-            buf = self._buffers.get(m)
-            if buf is None:
-                continue
-            col0, ch = self.columns[m]
-            valid = np.empty(k, np.bool_)
-            p0, step = self._needed(buf, self._clock(m), t_start)
-            n_ok = resample_into(
-                buf.values, buf.slot_pos, p0, step, matrix, np.int64(col0), valid
+        present = [m for m in cfg.modalities if m in self._buffers]
+        valid = np.zeros((len(present), k), np.bool_)
+        if present:
+            params = self._params
+            for i, m in enumerate(present):
+                buf = self._buffers[m]
+                p0, step = self._needed(buf, self._clock(m), t_start)
+                max_missing = math.floor(cfg.max_gap_s * buf.fs + 1e-9)
+                params[i] = (p0, step, self.columns[m][0], max_missing)
+            idx, wt = self._scratch
+            align_window(
+                tuple(self._buffers[m].values for m in present),
+                tuple(self._buffers[m].slot_pos for m in present),
+                params[: len(present)],
+                matrix,
+                valid,
+                self._n_ok,
+                idx,
+                wt,
             )
+        for i, m in enumerate(present):
+            n_ok = int(self._n_ok[i])
             if n_ok == 0:
                 continue
-            mask[:, col0 : col0 + ch] = valid[:, None]
+            col0, ch = self.columns[m]
+            mask[:, col0 : col0 + ch] = valid[i][:, None]
             blocks[m] = matrix[:, col0 : col0 + ch].copy()
-            masks[m] = valid
+            masks[m] = valid[i]
             quality[m] = {"gap_fraction": 1.0 - n_ok / k, "lateness_s": lateness}
         if len(blocks) < cfg.min_modalities:
             self.counters["windows_dropped"] += 1

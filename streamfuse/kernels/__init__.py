@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from .align import resample_into
+from .align import align_window, new_scratch, resample_into
 from .clockfit import envelope_fit
 from .ring import EMPTY, new_ring, ring_count, ring_read, ring_write
 
@@ -20,8 +20,10 @@ log = logging.getLogger("streamfuse.kernels")
 
 __all__ = [
     "EMPTY",
+    "align_window",
     "envelope_fit",
     "new_ring",
+    "new_scratch",
     "resample_into",
     "ring_count",
     "ring_read",
@@ -39,8 +41,14 @@ def warmup() -> float:
     ring_count(slot_pos, np.int64(0), np.int64(4))
     out = np.zeros((3, 2), np.float32)
     valid = np.zeros(3, np.bool_)
-    resample_into(values, slot_pos, 0.0, 0.5, out, np.int64(0), valid)
-    resample_into(values, slot_pos, 0.0, 1.5, out, np.int64(0), valid)
+    idx, wt = new_scratch(3)
+    for p0, step in ((0.0, 0.5), (0.0, 1.5), (6.0, 0.5)):  # fast, decimating, gap paths
+        resample_into(values, slot_pos, p0, step, out, np.int64(0), valid, np.int64(1), idx, wt)
+    params = np.array([[0.0, 0.5, 0.0, 0.0]])
+    align_window(
+        (values,), (slot_pos,), params, out, np.zeros((1, 3), np.bool_), np.zeros(1, np.int64),
+        idx, wt,
+    )
     bx = np.array([0.0, 1.0, 2.0])
     bid = np.arange(3, dtype=np.int64)
     envelope_fit(bx, bx.copy(), bid, np.int64(2), np.zeros(3), np.zeros(3), np.zeros(3, np.int64))
