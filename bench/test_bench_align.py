@@ -112,6 +112,34 @@ def test_zero_allocations_steady_state() -> None:
     assert peak - before < 4096, peak - before  # one window's output alone is 122,880 bytes
 
 
+#: arrays crossing the call boundary of ``align_window`` (3 + 3 rings, params, out, valid, n_ok,
+#: idx, wt): numba wraps each in a small NRT MemInfo while the call runs, freed on return
+ARRAY_ARGS = 2 * len(RINGS) + 6
+
+
+def test_kernel_allocates_nothing_inside() -> None:
+    """Numba's own allocator (invisible to tracemalloc): per window exactly the per-argument
+    MemInfo wrappers of the call, all freed; an ``np.empty`` inside the kernel would add one."""
+    nrt = pytest.importorskip("numba.core.runtime._nrt_python")
+    if not hasattr(nrt, "memsys_enable_stats"):
+        pytest.skip("this numba has no NRT allocation statistics")
+    from numba.core.runtime import rtsys
+
+    kernel_window(OUT)
+    was_on = nrt.memsys_stats_enabled()
+    nrt.memsys_enable_stats()
+    try:
+        s0 = rtsys.get_allocation_stats()
+        for _ in range(100):
+            kernel_window(OUT)
+        s1 = rtsys.get_allocation_stats()
+    finally:
+        if not was_on:
+            nrt.memsys_disable_stats()
+    assert s1.alloc - s0.alloc == 100 * ARRAY_ARGS, s1.alloc - s0.alloc
+    assert s1.alloc - s0.alloc == s1.free - s0.free  # nothing kept
+
+
 def _per_value(benchmark) -> None:
     if benchmark.stats is None:  # --benchmark-disable: ran once, nothing to report
         return
