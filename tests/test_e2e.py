@@ -11,6 +11,7 @@ import numpy as np
 from simulators import FaultProfile, Fleet
 from simulators.publisher import run_fleet
 from streamfuse import codec, topics
+from streamfuse.config import EngineConfig
 from streamfuse.engine import Engine
 from streamfuse.gateway.app import Gateway, GatewaySettings
 from streamfuse.gateway.broker import parse_broker_url
@@ -27,7 +28,9 @@ MARGIN = 0.15
 
 async def scenario(broker_url: str, prefix: str, junk: bool) -> tuple[Scoreboard, Engine, dict]:
     warmup()
-    engine = Engine(prefix=prefix, timer=time.perf_counter)
+    # the gateway clock runs 8x faster than the wall clock, so a 100 ms stall of a loaded test
+    # machine looks like 0.8 s of lateness: give windows a budget that survives that
+    engine = Engine(EngineConfig(lateness_s=4.0), prefix=prefix, timer=time.perf_counter)
     wall0 = time.time()
 
     def clock() -> float:  # the gateway clock runs at simulation speed
@@ -78,7 +81,7 @@ def test_predictions_flow_and_beat_the_majority_class(broker_url: str, topic_pre
     assert sorted(board.devices) == [f"dev{i:03d}" for i in range(DEVICES)]
     # about one window per simulated second per device, minus warm-up and the tail
     for device, b in board.devices.items():
-        assert b.predictions >= 0.9 * SIM_SECONDS, (device, b.predictions)
+        assert b.predictions >= 0.9 * SIM_SECONDS, (device, b.predictions, engine.stats())
     assert engine.counters["rejected"] == 0
     assert board.scored >= 0.8 * DEVICES * SIM_SECONDS
     assert board.accuracy >= board.majority_rate + MARGIN, (board.accuracy, board.majority_rate)

@@ -127,7 +127,7 @@ def test_settings_refuse_what_cannot_be_measured() -> None:
 def test_tiny_run_receives_every_window_and_writes_reports(
     broker_url: str, topic_prefix: str, tmp_path
 ) -> None:
-    settings = BenchSettings(devices=2, duration=3.0, broker_url=broker_url, prefix=topic_prefix,
+    settings = BenchSettings(devices=2, duration=5.0, broker_url=broker_url, prefix=topic_prefix,
                              settle_s=1.0)
     result = asyncio.run(run_bench(settings))
     c = result.counts
