@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from river import base
+from river.base.typing import ClfTarget, FeatureName
 
 from streamfuse.errors import ConfigError
 
@@ -28,8 +30,10 @@ FeaturesByModality = Mapping[str, Mapping[str, float]]
 
 _P_FLOOR = 1e-6
 
+_C = TypeVar("_C", bound=ClfTarget)
 
-def _argmax(proba: Mapping[Hashable, float]) -> Hashable | None:
+
+def _argmax(proba: Mapping[_C, float]) -> _C | None:
     """Most probable class; ties go to the smallest ``repr`` (deterministic)."""
     if not proba:
         return None
@@ -94,20 +98,21 @@ class LateFusion:
         total = sum(raw.values())
         return {m: v / total for m, v in raw.items()}
 
-    def _member_probas(self, features: FeaturesByModality) -> dict[str, dict[Hashable, float]]:
-        out = {}
+    def _member_probas(self, features: FeaturesByModality) -> dict[str, dict[ClfTarget, float]]:
+        out: dict[str, dict[ClfTarget, float]] = {}
         for m in self._present(features):
             model = self.models.get(m)
             if model is None:
                 continue
-            p = model.predict_proba_one(dict(features[m]))
+            x: dict[FeatureName, Any] = dict(features[m].items())
+            p = model.predict_proba_one(x)
             if p:
                 out[m] = p
         return out
 
     def predict_proba(
         self, features_by_modality: FeaturesByModality
-    ) -> tuple[dict[Hashable, float], dict[str, float]]:
+    ) -> tuple[dict[ClfTarget, float], dict[str, float]]:
         """Combined class probabilities and the weights used (over the modalities that spoke).
 
         Parameters
@@ -125,11 +130,12 @@ class LateFusion:
         weights = self.weights(list(members))
         if not weights:
             return {}, {}
-        proba: dict[Hashable, float] = {}
+        proba: dict[ClfTarget, float] = {}
         if self.combine == "vote":
             for m, p in members.items():
                 c = _argmax(p)
-                proba[c] = proba.get(c, 0.0) + weights[m]
+                if c is not None:  # always: members holds non-empty probabilities only
+                    proba[c] = proba.get(c, 0.0) + weights[m]
         else:
             for m, p in members.items():
                 for c, v in p.items():
@@ -139,11 +145,11 @@ class LateFusion:
             proba = {c: v / total for c, v in proba.items()}
         return proba, weights
 
-    def predict_one(self, features_by_modality: FeaturesByModality) -> Hashable | None:
+    def predict_one(self, features_by_modality: FeaturesByModality) -> ClfTarget | None:
         """The combined decision (ties: smallest ``repr``), or None before any learning."""
         return _argmax(self.predict_proba(features_by_modality)[0])
 
-    def learn(self, features_by_modality: FeaturesByModality, y: Hashable) -> None:
+    def learn(self, features_by_modality: FeaturesByModality, y: ClfTarget) -> None:
         """Score, then train, the model of every modality present in this window.
 
         Parameters
@@ -157,7 +163,7 @@ class LateFusion:
         known = [self.losses[m] for m in present if m in self.losses]
         start = sum(known) / len(known) if known else 0.0
         for m in present:
-            x = dict(features_by_modality[m])
+            x: dict[FeatureName, Any] = dict(features_by_modality[m].items())
             model = self.models.get(m)
             if model is None:
                 model = self.models[m] = self.factory(m)

@@ -13,6 +13,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Hashable, Mapping, Sequence
+from typing import TypeVar
 
 from streamfuse.errors import ConfigError
 
@@ -20,8 +21,10 @@ log = logging.getLogger("streamfuse.fusion.selector")
 
 _P_FLOOR = 1e-15
 
+_C = TypeVar("_C", bound=Hashable)  # a class label
 
-def window_score(score: str, y_true: Hashable, proba: Mapping[Hashable, float]) -> float:
+
+def window_score(score: str, y_true: _C, proba: Mapping[_C, float]) -> float:
     """One window's score for one level: its log-loss, or 1/0 for a right/wrong decision.
 
     The decision is the most probable class (ties: smallest ``repr``); an empty ``proba``
@@ -81,8 +84,7 @@ class LevelSelector:
                               f"{list(self.levels)}")
         self.pinned = level
 
-    def update(self, y_true: Hashable,
-               probas_by_level: Mapping[str, Mapping[Hashable, float]]) -> None:
+    def update(self, y_true: _C, probas_by_level: Mapping[str, Mapping[_C, float]]) -> None:
         """Score one labelled window for every level that predicted it.
 
         Parameters

@@ -14,6 +14,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Hashable, Mapping
+from typing import TypeVar
 
 import numpy as np
 from numba import njit
@@ -23,6 +24,8 @@ from streamfuse.errors import ConfigError
 log = logging.getLogger("streamfuse.learn.metrics")
 
 NAN = float("nan")
+
+_C = TypeVar("_C", bound=Hashable)  # a class label; one type per update call
 
 
 @njit(cache=True)
@@ -130,8 +133,7 @@ class PrequentialMetrics:
         if c is not None and c not in self._classes:
             self._classes.append(c)
 
-    def update(self, y_true: Hashable, proba: Mapping[Hashable, float],
-               y_pred: Hashable | None = None) -> None:
+    def update(self, y_true: _C, proba: Mapping[_C, float], y_pred: _C | None = None) -> None:
         """Score one prediction against its label.
 
         Parameters

@@ -3,23 +3,36 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from river import base, compose, linear_model, multiclass, optim, preprocessing, tree
+from river.base.typing import FeatureName
 
 from ..errors import ConfigError
 
+_F = TypeVar("_F", bound=Hashable)
+
+
+def _as_classifier(pipeline: compose.Pipeline) -> base.Classifier:
+    """A pipeline that ends in a classifier, typed as the classifier it behaves as.
+
+    river routes ``learn_one``/``predict_proba_one`` through the transformers to the final
+    classifier (``river.utils.inspect.isclassifier`` says True), but ``compose.Pipeline``
+    only subclasses ``base.Estimator``, so its type hints cannot say so.
+    """
+    return cast(base.Classifier, pipeline)
+
 
 def _logreg() -> base.Classifier:
-    return preprocessing.StandardScaler() | multiclass.OneVsRestClassifier(
+    return _as_classifier(preprocessing.StandardScaler() | multiclass.OneVsRestClassifier(
         linear_model.LogisticRegression(optimizer=optim.SGD(0.05), l2=1e-4)
-    )
+    ))
 
 
 def _softmax() -> base.Classifier:
-    return preprocessing.StandardScaler() | linear_model.SoftmaxRegression(
+    return _as_classifier(preprocessing.StandardScaler() | linear_model.SoftmaxRegression(
         optimizer=optim.SGD(0.05), l2=1e-4
-    )
+    ))
 
 
 def _hoeffding() -> base.Classifier:
@@ -29,7 +42,7 @@ def _hoeffding() -> base.Classifier:
 def _neurofuzzy() -> base.Classifier:
     from .neurofuzzy import EvolvingFuzzyClassifier
 
-    return preprocessing.StandardScaler() | EvolvingFuzzyClassifier()
+    return _as_classifier(preprocessing.StandardScaler() | EvolvingFuzzyClassifier())
 
 
 MODELS: dict[str, Callable[[], base.Classifier]] = {
@@ -63,7 +76,7 @@ def model_name(model: base.Estimator) -> str:
     return type(inner if isinstance(inner, base.Estimator) else last).__name__
 
 
-def explain(model: base.Estimator, x: Mapping[Hashable, Any], top: int) -> list[tuple[str, float]]:
+def explain(model: base.Estimator, x: Mapping[_F, Any], top: int) -> list[tuple[str, float]]:
     """The ``top`` rules that fired most for ``x`` when the model is neuro-fuzzy, else ``[]``.
 
     A pipeline's transformers are applied first (without learning), so the rules see what
@@ -74,7 +87,7 @@ def explain(model: base.Estimator, x: Mapping[Hashable, Any], top: int) -> list[
     last = final_step(model)
     if not hasattr(last, "explain_one"):
         return []
-    z = dict(x)
+    z: dict[FeatureName, Any] = dict(x.items())
     if isinstance(model, compose.Pipeline):
         for step in list(model.steps.values())[:-1]:
             z = step.transform_one(z)

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 from river import base
+from river.base.typing import ClfTarget
 
 from streamfuse.errors import ConfigError
 from streamfuse.learn import fuzzy_kernels as fk
@@ -462,8 +463,8 @@ forgetting, utility_threshold, min_age, merge_distance, rescale_tolerance
         if not temperature > 0:
             raise ConfigError(f"EvolvingFuzzyClassifier: temperature={temperature!r}; "
                               "pass a float > 0, e.g. 0.25")
-        self._classes: list[Hashable] = []
-        self._class_index: dict[Hashable, int] = {}
+        self._classes: list[ClfTarget] = []
+        self._class_index: dict[ClfTarget, int] = {}
         self._reset(0)
 
     @classmethod
@@ -476,11 +477,11 @@ forgetting, utility_threshold, min_age, merge_distance, rescale_tolerance
         return True
 
     @property
-    def classes(self) -> list[Hashable]:
+    def classes(self) -> list[ClfTarget]:
         """Classes seen so far, in order of first appearance."""
         return list(self._classes)
 
-    def learn_one(self, x: dict[Hashable, Any], y: Hashable, **kwargs: Any) -> None:
+    def learn_one(self, x: dict[Hashable, Any], y: ClfTarget, **kwargs: Any) -> None:
         if y not in self._class_index:
             self._class_index[y] = len(self._classes)
             self._classes.append(y)
@@ -494,7 +495,9 @@ forgetting, utility_threshold, min_age, merge_distance, rescale_tolerance
         s = np.exp(s - s.max())
         return s / s.sum()
 
-    def predict_proba_one(self, x: dict[Hashable, Any], **kwargs: Any) -> dict[Hashable, float]:
+    def predict_proba_one(
+        self, x: dict[Hashable, Any], **kwargs: Any
+    ) -> dict[ClfTarget, float]:
         if not self._classes:
             return {}
         p = self._proba(self._raw_output(x))
