@@ -57,7 +57,7 @@ def render(
             str(b.predictions),
             str(label),
             f"{p:.2f}",
-            ",".join(latest.get("modalities", [])),  # type: ignore[arg-type]
+            ",".join(latest.get("modalities", [])),
             f"{b.correct / b.scored:.0%}" if b.scored else "-",
         )
     return Group(head, table)

@@ -12,6 +12,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiomqtt
 import numpy as np
@@ -22,7 +23,7 @@ from .broker import parse_broker_url, set_nodelay
 
 @dataclass(slots=True)
 class DeviceBoard:
-    latest: dict[str, object] | None = None
+    latest: dict[str, Any] | None = None  # the last prediction, as decoded from JSON
     waiting: deque[tuple[float, float, str | None]] = field(default_factory=deque)
     labels: deque[tuple[float, float, str]] = field(default_factory=lambda: deque(maxlen=256))
     predictions: int = 0
@@ -46,7 +47,7 @@ class Scoreboard:
     def _board(self, device: str) -> DeviceBoard:
         return self.devices.setdefault(device, DeviceBoard())
 
-    def on_prediction(self, device: str, msg: dict[str, object], received: float) -> None:
+    def on_prediction(self, device: str, msg: dict[str, Any], received: float) -> None:
         board = self._board(device)
         board.latest = msg
         board.predictions += 1
@@ -70,11 +71,11 @@ class Scoreboard:
         horizon = board.labels[-1][1]
         while board.waiting and board.waiting[0][1] <= horizon:
             t_start, t_end, predicted = board.waiting.popleft()
-            overlap: Counter[str] = Counter()
+            overlap: dict[str, float] = {}  # seconds of the window each label value covers
             for start, end, value in board.labels:
                 ov = min(end, t_end) - max(start, t_start)
                 if ov > 0:
-                    overlap[value] += ov
+                    overlap[value] = overlap.get(value, 0.0) + ov
             if sum(overlap.values()) < 0.5 * (t_end - t_start):
                 continue
             truth = max(sorted(overlap), key=overlap.__getitem__)

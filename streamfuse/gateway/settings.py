@@ -17,7 +17,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from .. import topics
 from ..config import DEFAULT_MODALITIES, EngineConfig, Limits, ModalitySpec
@@ -51,6 +51,13 @@ class MqttSection:
     max_queued_incoming: int = 10_000
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 10.0
+
+
+class _LevelArg(TypedDict, total=False):
+    """``EngineConfig`` keyword given only when set (else the engine's default applies)."""
+
+    level: str
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +142,7 @@ class DaemonConfig:
     def engine_config(self) -> EngineConfig:
         """The :class:`EngineConfig` these settings describe."""
         e = self.engine
-        extra = {"level": e.level} if e.level else {}
+        extra: _LevelArg = {"level": e.level} if e.level else {}
         return EngineConfig(
             modalities=dict(self.modalities),
             window_s=e.window_s,
@@ -378,12 +385,13 @@ def load(
         if not var.startswith(ENV_PREFIX):
             continue
         rest = var[len(ENV_PREFIX) :].lower()
-        name = next((s for s in SECTIONS if rest.startswith(s + "_")), None)
-        if name is None:
+        section = next((s for s in SECTIONS if rest.startswith(s + "_")), None)
+        if section is None:
             continue  # other STREAMFUSE_ variables (STREAMFUSE_DATA, ...) are not ours
-        key = rest[len(name) + 1 :]
-        sections[name] = _section(
-            name, {key: value}, sections[name], f"environment variable {var}", from_text=True
+        key = rest[len(section) + 1 :]
+        sections[section] = _section(
+            section, {key: value}, sections[section], f"environment variable {var}",
+            from_text=True,
         )
     for dotted, value in (overrides or {}).items():
         if value is None:

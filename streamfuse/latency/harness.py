@@ -122,6 +122,7 @@ def _fleet_messages(
     from simulators import FaultProfile, Fleet
 
     from ..codec import encode_chunk
+    from ..types import Label
 
     began = time.perf_counter()
     fleet = Fleet(devices, seed=seed, faults=FaultProfile(jitter_dist="none", jitter_mean_s=0.0))
@@ -131,7 +132,7 @@ def _fleet_messages(
     for ev in fleet.advance(duration):
         p = ev.payload
         dev = index[p.device]
-        if ev.kind == "label":
+        if isinstance(p, Label):  # the "label" stream; every other kind carries a Chunk
             out.append((ev.send_time, dev, LABEL_CODE, p))
         else:
             due = p.t0 + p.n / p.fs
@@ -530,7 +531,9 @@ async def run_bench(settings: BenchSettings, *, profiler: Any = None) -> BenchRe
         if profiler is not None:
             profiler.disable()
         cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
-        await asyncio.sleep(settings.settle_s + config.lateness_s)
+        # the last window holding data (its start is on the device's own phase) ends less than
+        # window_s after the data does, then waits out its lateness budget
+        await asyncio.sleep(settings.settle_s + config.window_s + config.lateness_s)
         sub_parent.send("stop")
         preds, floor = await _recv(sub_parent, "subscriber", 120)
     finally:
@@ -594,16 +597,17 @@ async def run_ramp(
         else:
             worst = n
             break
-    for _ in range(refine if worst is not None else 0):
-        n = (best + worst) // 2 if best else worst // 2
-        if n in (best, worst) or n < 1:
-            break
-        result = await run_bench(replace(base, devices=n, prefix=f"{base.prefix}{n}"))
-        runs.append(result)
-        if result.sustained(target_ms):
-            best = n
-        else:
-            worst = n
+    if worst is not None:  # a run failed: bisect between the last held and the failed count
+        for _ in range(refine):
+            n = (best + worst) // 2 if best else worst // 2
+            if n in (best, worst) or n < 1:
+                break
+            result = await run_bench(replace(base, devices=n, prefix=f"{base.prefix}{n}"))
+            runs.append(result)
+            if result.sustained(target_ms):
+                best = n
+            else:
+                worst = n
     return runs, best
 
 

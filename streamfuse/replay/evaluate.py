@@ -157,7 +157,7 @@ def subject_items(
     d_rest = min(rest.duration, s.seconds) if s.seconds else rest.duration
     d_task = min(task.duration, s.seconds) if s.seconds else task.duration
     subj = Subject(name, start, start + d_rest, start + d_rest + d_task)
-    items: list[tuple[float, int, int, object]] = []
+    items: list[tuple[float, int, int, Chunk | Label]] = []
     k = 0
     for rec, off, stop in ((rest, start, d_rest), (task, subj.boundary, d_task)):
         for chunk in chunk_stream(rec, name, chunk_s=s.chunk_s, t_offset=off, t_stop=stop):
@@ -165,11 +165,11 @@ def subject_items(
             k += 1
     # re-number seq per modality across the two files (one device, one stream per modality)
     seqs: dict[str, int] = {}
-    for i, (t, o, kk, chunk) in enumerate(items):
-        assert isinstance(chunk, Chunk)
-        n = seqs.get(chunk.modality, 0)
-        seqs[chunk.modality] = n + 1
-        items[i] = (t, o, kk, replace(chunk, seq=n))
+    for i, (t, o, kk, item) in enumerate(items):
+        assert isinstance(item, Chunk)  # labels are added below
+        n = seqs.get(item.modality, 0)
+        seqs[item.modality] = n + 1
+        items[i] = (t, o, kk, replace(item, seq=n))
     first = math.ceil(subj.start / s.hop_s - 1e-9)
     j = first
     while j * s.hop_s + s.window_s <= subj.end + 1e-9:
@@ -179,7 +179,7 @@ def subject_items(
             items.append((w1 + s.delay, 1, j, Label(name, w0, w1, value)))
         j += 1
     items.sort(key=lambda r: r[:3])
-    return subj, [(item, t) for t, _, _, item in items]  # type: ignore[misc]
+    return subj, [(item, t) for t, _, _, item in items]
 
 
 def _only(modalities: Sequence[str], items: list[Timed]) -> Iterator[Timed]:
@@ -280,7 +280,7 @@ def _summary(values: list[float]) -> dict[str, float | int | None]:
 
 def _results(runs: list[LevelRun], subjects: list[Subject], s: EvalSettings) -> dict[str, object]:
     levels: dict[str, object] = {}
-    per_subject: dict[str, dict[str, dict[str, float]]] = {}
+    per_subject: dict[str, dict[str, dict[str, float | None]]] = {}  # None: undefined figure
     for run in runs:
         figs = {name: run.scores[name].get() for name in run.scores}
         for name, f in figs.items():
