@@ -8,8 +8,13 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from . import __version__
+
+if TYPE_CHECKING:  # imported lazily at run time: the CLI starts fast
+    from .gateway.app import GatewaySettings
+    from .gateway.settings import DaemonConfig
 
 log = logging.getLogger("streamfuse.cli")
 
@@ -150,7 +155,7 @@ def _install_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, on_signal)
 
 
-def _gateway_settings(args: argparse.Namespace) -> tuple[object, object]:
+def _gateway_settings(args: argparse.Namespace) -> tuple[DaemonConfig, GatewaySettings]:
     """The validated daemon config and the :class:`GatewaySettings` built from it."""
     from .gateway import settings as gs
     from .gateway.app import GatewaySettings
@@ -240,13 +245,13 @@ async def _gateway(args: argparse.Namespace) -> int:
     from .kernels import warmup
 
     warmup()
-    engine = Engine(cfg.engine_config(), prefix=settings.prefix, timer=time.perf_counter)  # type: ignore[attr-defined]
-    gateway = Gateway(engine, settings)  # type: ignore[arg-type]
+    engine = Engine(cfg.engine_config(), prefix=settings.prefix, timer=time.perf_counter)
+    gateway = Gateway(engine, settings)
     stop = asyncio.Event()
-    _install_gateway_signals(stop, settings.drain_timeout_s)  # type: ignore[attr-defined]
+    _install_gateway_signals(stop, settings.drain_timeout_s)
     if args.duration:
         asyncio.get_running_loop().call_later(args.duration, stop.set)
-    log.info("gateway starting with settings from %s", cfg.source)  # type: ignore[attr-defined]
+    log.info("gateway starting with settings from %s", cfg.source)
     await gateway.run(stop)
     engine = gateway.engine
     log.info(

@@ -77,16 +77,20 @@ class CheckpointStore:
         self.saved = 0
         self.corrupt = 0
 
+    def _numbered(self) -> list[tuple[int, Path]]:
+        """``(number, path)`` of each checkpoint file, newest first."""
+        found = [(int(m.group(1)), p) for p in self.dir.iterdir() if (m := _NAME.match(p.name))]
+        return sorted(found, reverse=True)
+
     def files(self) -> list[Path]:
         """Checkpoint files, newest first."""
-        found = [(int(m.group(1)), p) for p in self.dir.iterdir() if (m := _NAME.match(p.name))]
-        return [p for _, p in sorted(found, reverse=True)]
+        return [p for _, p in self._numbered()]
 
     def save(self, state: Any) -> Path:
         """Pickle ``state`` into a new checkpoint (write-then-rename) and prune old ones."""
         body = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-        existing = self.files()
-        number = int(_NAME.match(existing[0].name).group(1)) + 1 if existing else 1  # type: ignore[union-attr]
+        existing = self._numbered()
+        number = existing[0][0] + 1 if existing else 1
         final = self.dir / f"engine-{number:08d}.ckpt"
         tmp = self.dir / f".{final.name}.tmp"
         with open(tmp, "wb") as fh:

@@ -125,7 +125,7 @@ async def watch(
             async for message in client.messages:
                 received = clock()
                 device, kind = topics.parse(str(message.topic), prefix)
-                obj = json.loads(message.payload)  # type: ignore[arg-type]
+                obj = json.loads(message.payload)
                 if kind == topics.PREDICTION:
                     board.on_prediction(device, obj, received)
                 else:

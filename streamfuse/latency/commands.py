@@ -30,7 +30,7 @@ def _seconds(text: str) -> float:
     return value
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add ``bench`` to the ``streamfuse`` command line."""
     p = sub.add_parser(
         "bench",

@@ -244,9 +244,9 @@ async def _subscribe(settings: BenchSettings, conn: Any) -> tuple[list, list]:
                 name = message.topic.value
                 payload = message.payload
                 if name.endswith("/" + topics.PREDICTION):
-                    predictions.append((name, payload, t))  # type: ignore[arg-type]
+                    predictions.append((name, payload, t))
                 else:
-                    floor.append((name, payload[_SEQ_OFFSET : _SEQ_OFFSET + 8], t))  # type: ignore[index]
+                    floor.append((name, payload[_SEQ_OFFSET : _SEQ_OFFSET + 8], t))
 
         task = asyncio.create_task(consume(), name="streamfuse[bench].subscriber")
         while not conn.poll():

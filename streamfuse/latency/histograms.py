@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
+from typing import SupportsFloat
 
 from hdrh.histogram import HdrHistogram
 
@@ -64,9 +66,9 @@ class LatencyHistogram:
             us = HIGHEST_US
         self._h.record_value(us)
 
-    def record_many(self, seconds: object) -> None:
+    def record_many(self, seconds: Iterable[SupportsFloat]) -> None:
         """Add every value of an iterable of seconds."""
-        for s in seconds:  # type: ignore[attr-defined]
+        for s in seconds:
             self.record(float(s))
 
     @property

@@ -26,7 +26,7 @@ def _positive(text: str) -> float:
     return value
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add ``record``, ``replay`` and ``evaluate`` to the ``streamfuse`` command line."""
     rec = sub.add_parser(
         "record",

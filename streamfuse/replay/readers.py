@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import numpy as np
 
@@ -331,7 +332,16 @@ def _delimiter(p: Path, skip: int) -> str | None:
     return None
 
 
-def read_file(path: str | Path, mapping: ChannelMap | None = None, **kw: object) -> Recording:
+class CsvOptions(TypedDict, total=False):
+    """The keywords :func:`read_file` hands to :func:`read_csv`."""
+
+    fs: float | None
+    time_column: str | None
+
+
+def read_file(
+    path: str | Path, mapping: ChannelMap | None = None, **kw: Unpack[CsvOptions]
+) -> Recording:
     """Pick the reader by suffix: ``.edf``/``.bdf``, ``.hea`` (WFDB), anything else as CSV."""
     p = Path(path)
     suffix = p.suffix.lower()
@@ -339,7 +349,7 @@ def read_file(path: str | Path, mapping: ChannelMap | None = None, **kw: object)
         return read_edf(p, mapping)
     if suffix == ".hea" or (not suffix and p.with_suffix(".hea").is_file()):
         return read_wfdb(p, mapping)
-    return read_csv(p, mapping, **kw)  # type: ignore[arg-type]
+    return read_csv(p, mapping, **kw)
 
 
 def chunk_stream(

@@ -105,8 +105,11 @@ async def record(
             try:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
-                    if task.get_name() != "streamfuse[record].stop" and task.exception():
-                        raise task.exception()  # type: ignore[misc]
+                    if task.get_name() == "streamfuse[record].stop":
+                        continue
+                    exc = task.exception()
+                    if exc:
+                        raise exc
             finally:
                 for task in tasks:
                     task.cancel()
