@@ -61,8 +61,13 @@ class Limits:
 class EngineConfig:
     """Everything the :class:`~streamfuse.engine.Engine` needs to know.
 
-    Windows are ``window_s`` long, start every ``hop_s`` seconds on the gateway clock
-    (aligned to multiples of ``hop_s``) and are resampled onto a ``grid_fs`` Hz grid.
+    Windows are ``window_s`` long, start every ``hop_s`` seconds on the gateway clock and are
+    resampled onto a ``grid_fs`` Hz grid. ``window_phase`` places each device's grid:
+    ``"device"`` (default) starts its windows at ``phase + w * hop_s`` with a fixed
+    ``phase`` in ``[0, hop_s)`` derived from the device id (CRC-32; see
+    :func:`streamfuse.align.windower.window_phase`), so a fleet's windows close spread over the
+    hop rather than all in the same instant; ``"aligned"`` starts every device's windows at
+    multiples of ``hop_s`` (one grid shared by all devices).
     A window closes when every live modality has passed its end, or ``lateness_s`` after its
     end on the gateway clock, whichever comes first.
 
@@ -100,6 +105,7 @@ class EngineConfig:
     rules_top: int = 3
     max_pending: int = 4096
     silence_s: float = 5.0
+    window_phase: str = "device"
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
@@ -138,6 +144,10 @@ class EngineConfig:
         if self.selector_score not in ("log_loss", "accuracy"):
             raise ConfigError(
                 f"selector_score={self.selector_score!r}: pass 'log_loss' or 'accuracy'"
+            )
+        if self.window_phase not in ("device", "aligned"):
+            raise ConfigError(
+                f"window_phase={self.window_phase!r}: pass 'device' or 'aligned'"
             )
         if self.late_combine not in ("weighted", "vote"):
             raise ConfigError(f"late_combine={self.late_combine!r}: pass 'weighted' or 'vote'")

@@ -8,6 +8,7 @@ prediction; it never changes what is predicted.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 from collections import Counter, deque
@@ -61,6 +62,12 @@ class DeviceSession:
     labels: deque[tuple[float, float, str]] = field(default_factory=lambda: deque(maxlen=512))
     last_seen: float = -math.inf
     windows: int = 0
+    #: creation order (ties in the deadline heap and the order devices are ticked in)
+    order: int = 0
+    #: the deadline this session holds in the engine's heap (``inf``: none)
+    scheduled: float = math.inf
+    #: engine ticks so far when the session was made (ticks before it never reach it)
+    born_tick: int = 0
 
 
 class Engine:
@@ -109,6 +116,11 @@ class Engine:
         self._logged: Counter[tuple[str | None, str]] = Counter()
         self._tick_every = self.config.hop_s / 4
         self._last_tick = -math.inf
+        self._ticks = 0
+        # (deadline, session order, device): when each device's aligner may next close a
+        # window without new data (DeviceAligner.next_deadline); stale entries are skipped
+        self._deadlines: list[tuple[float, int, str]] = []
+        self._made = 0
 
     # ------------------------------------------------------------------ intake
     def push(self, item: Item, now: float) -> list[Output]:
@@ -140,19 +152,56 @@ class Engine:
         return out
 
     def tick(self, now: float) -> list[Prediction]:
-        """Close windows whose lateness budget ran out by ``now`` on every device."""
+        """Close windows whose lateness budget ran out by ``now`` on every device.
+
+        Only devices whose :meth:`~streamfuse.align.device.DeviceAligner.next_deadline` has
+        come are visited (a heap of deadlines), in the order the devices were first seen;
+        the others would close nothing and learn of ``now`` when next visited
+        (:meth:`_sync`), so the outputs are those of advancing every device.
+        """
         self._last_tick = now
+        self._ticks += 1
         out: list[Prediction] = []
-        for session in self.sessions.values():
+        heap = self._deadlines
+        due: list[DeviceSession] = []
+        while heap and heap[0][0] <= now:
+            deadline, order, device = heapq.heappop(heap)
+            session = self.sessions.get(device)
+            if session is None or session.order != order or session.scheduled != deadline:
+                continue  # evicted, or superseded by an earlier deadline already served
+            session.scheduled = math.inf
+            real = session.aligner.next_deadline()
+            if real > now:  # windows closed on data since: nothing to do before ``real``
+                self._schedule(session, real)
+                continue
+            due.append(session)
+        if len(due) > 1:
+            due.sort(key=lambda s: s.order)
+        for session in due:
             windows = session.aligner.advance(now)
             if windows:
                 self._on_windows(session, windows, now, out, {})
+            self._schedule(session)
         return out
+
+    def _schedule(self, session: DeviceSession, deadline: float | None = None) -> None:
+        """Put ``session``'s next deadline in the heap unless an earlier one is already there."""
+        if deadline is None:
+            deadline = session.aligner.next_deadline()
+        if deadline < session.scheduled:
+            session.scheduled = deadline
+            heapq.heappush(self._deadlines, (deadline, session.order, session.device))
+
+    def _sync(self, session: DeviceSession) -> None:
+        """Bring ``session``'s aligner up to the last tick it was skipped by."""
+        if self._ticks > session.born_tick:
+            session.aligner.sync(self._last_tick)
 
     def flush(self) -> list[Prediction]:
         """End of stream: close every open window of every device."""
         out: list[Prediction] = []
         for session in self.sessions.values():
+            self._sync(session)
             windows = session.aligner.flush()
             if windows:
                 self._on_windows(session, windows, math.nan, out, {})
@@ -178,7 +227,10 @@ class Engine:
                 DeviceAligner(device, self.config),
                 DeviceFeatures(self.config),
                 self.hub.new_device(),
+                order=self._made,
+                born_tick=self._ticks,
             )
+            self._made += 1
             self.sessions[device] = session
             self.counters["devices"] += 1
         return session
@@ -204,8 +256,10 @@ class Engine:
         session.last_seen = now
         self.counters["chunks"] += 1
         t0 = self._clock()
+        self._sync(session)
         windows = session.aligner.add(chunk)
         latency = {"decode": t_decode, "align": self._clock() - t0}
+        self._schedule(session)
         if windows:
             self._on_windows(session, windows, now, out, latency)
 
@@ -321,6 +375,7 @@ class Engine:
         out: list[Prediction] = []
         for device in [d for d, s in self.sessions.items() if now - s.last_seen >= idle_s]:
             session = self.sessions.pop(device)
+            self._sync(session)
             windows = session.aligner.flush()
             if windows:
                 self._on_windows(session, windows, now, out, {})

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from streamfuse.align import DeviceAligner
+from streamfuse.align.windower import window_phase
 from streamfuse.config import EngineConfig, ModalitySpec
 from streamfuse.types import Chunk
 
@@ -65,7 +66,10 @@ def test_interface_windows_and_columns() -> None:
     assert fw.mask.shape == (k, 12) and fw.mask.dtype == np.bool_
     assert fw.channels[:3] == ("ecg:ecg", "eeg:Fp1", "eeg:Fp2") and fw.channels[-1] == "acc:z"
     w = fw.window
-    assert w.t_end - w.t_start == cfg.window_s and w.t_start == w.index * cfg.hop_s
+    phase = window_phase("d1", cfg)
+    assert 0.0 < phase < cfg.hop_s
+    assert w.t_start == phase + w.index * cfg.hop_s
+    assert w.t_end - w.t_start == pytest.approx(cfg.window_s, abs=1e-12)
     assert set(w.blocks) == {"ecg", "eeg", "acc"} and fw.mask.all()
     np.testing.assert_array_equal(w.blocks["eeg"], fw.matrix[:, 1:9])
     # windows come in index order, each once
@@ -142,14 +146,18 @@ def test_advance_closes_on_lateness_budget() -> None:
     spec = ModalitySpec("ecg", ("ecg",), 250.0)
     cfg = EngineConfig(modalities={"ecg": spec}, lateness_s=0.5)
     al = DeviceAligner("d1", cfg)
+    p = window_phase("d1", cfg)
+    assert 0.0 < p < 1.0
     chunks = stream_chunks(spec, 10, 25)  # 1 s of data: device 100..101 -> gateway 102..103
-    for c in chunks:
-        al.add(c)
-    assert al.advance(103.4) == []  # window [102, 104) still inside its budget
-    out = al.advance(104.5)
+    # window w is [p + w, p + w + 2): 100 ends inside the data and closes complete on arrival
+    assert [o.window.index for c in chunks for o in al.add(c)] == [100]
+    assert al.advance(p + 103.4) == []  # window 101 [p + 101, p + 103) still inside its budget
+    out = al.advance(p + 104.5)  # both budgets ran out: 101 (ends p + 103), 102 (p + 104)
     assert [o.window.index for o in out] == [101, 102]
+    assert al.advance(p + 200.0) == []  # nothing holds data after 102
     m = out[-1].window.masks["ecg"]
-    assert m[:250].all() and not m[260:].any()
+    n = round((103.0 - (p + 102)) * cfg.grid_fs)  # grid samples before the data ends
+    assert m[: n - 2].all() and not m[n + 2 :].any()
 
 
 def test_to_gateway_maps_labels() -> None:
@@ -159,3 +167,39 @@ def test_to_gateway_maps_labels() -> None:
     for c in interleaved(cfg, 3):
         al.add(c)
     assert al.to_gateway(150.0) == pytest.approx(152.0, abs=1e-9)
+
+
+def test_window_phase_staggers_devices_and_aligned_keeps_the_shared_grid() -> None:
+    """"device": each device's grid is shifted by a fixed id-derived phase in [0, hop), windows
+    stay hop apart and window_s long; "aligned": every window starts on a multiple of hop."""
+    cfg = EngineConfig()
+    phases = {d: window_phase(d, cfg) for d in (f"dev-{i}" for i in range(200))}
+    assert all(0.0 <= p < cfg.hop_s for p in phases.values())
+    # spread over the hop: every tenth of it holds some device (100 devices closing together
+    # was the burst this removes)
+    assert {int(p / cfg.hop_s * 10) for p in phases.values()} == set(range(10))
+    assert window_phase("dev-7", cfg) == window_phase("dev-7", EngineConfig())  # deterministic
+    assert window_phase("dev-7", EngineConfig(hop_s=0.5, window_s=1.0)) == pytest.approx(
+        phases["dev-7"] / 2
+    )
+    starts = {}
+    for device in ("a", "b"):
+        for mode in ("device", "aligned"):
+            c = EngineConfig(window_phase=mode)
+            chunks = [
+                Chunk(device, x.modality, x.seq, x.t0, x.fs, x.data, x.arrival)
+                for x in interleaved(c, 8)
+            ]
+            out = run(DeviceAligner(device, c), chunks)
+            assert len(out) >= 5
+            ts = np.array([o.window.t_start for o in out])
+            np.testing.assert_allclose(np.diff(ts), c.hop_s, atol=1e-9)
+            for o in out:
+                assert o.window.t_end - o.window.t_start == pytest.approx(c.window_s, abs=1e-12)
+            starts[device, mode] = ts
+    for device in ("a", "b"):
+        np.testing.assert_array_equal(starts[device, "aligned"] % 1.0, 0.0)
+        assert starts[device, "device"][0] % 1.0 == pytest.approx(window_phase(device, cfg))
+    assert starts["a", "device"][0] % 1.0 != pytest.approx(starts["b", "device"][0] % 1.0)
+    with pytest.raises(Exception, match="window_phase"):
+        EngineConfig(window_phase="random")

@@ -75,12 +75,13 @@ def test_short_run_shape_and_sanity(data_dir: Path) -> None:
         for k in METRICS:
             m = entry[k]
             assert m["mean"] is None or 0.0 <= m["mean"] <= 1.0
-        # 80 s per subject: 8 s windows every 4 s that hold at least half a window of the
-        # subject start at start-4, ..., end-4: 21 each; the first ones of the first subject
-        # come before any label arrived and are unscored, not scored
-        assert sum(entry["published_levels"].values()) == 2 * 21
-        assert entry["windows"] + entry["unscored"] == 2 * 21
-        assert 0 < entry["unscored"] <= 4
+        # 80 s per subject: 8 s windows every 4 s on the subject's own phase (off its 4 s
+        # grid) that hold any of its data start in (start-8, end): 22 each; the 2 of them
+        # holding less than half a window have no truth, and the first ones of the first
+        # subject come before any label arrived: both unscored, not scored
+        assert sum(entry["published_levels"].values()) == 2 * 22
+        assert entry["windows"] + entry["unscored"] == 2 * 22
+        assert 2 * 2 < entry["unscored"] <= 2 * 2 + 4
         # 19 labels per subject, each window learnt once when labels cover half of it
         assert 2 * 19 <= entry["learned"] <= 2 * 21
     assert r["windows"] == r["levels"]["eeg"]["windows"]

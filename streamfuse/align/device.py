@@ -37,7 +37,7 @@ from ..types import Chunk, FusedWindow, Window
 from .buffer import OK as BUF_OK
 from .buffer import STALE, StreamBuffer
 from .clock import OUTLIER, RESET, ClockModel
-from .windower import Windower
+from .windower import Windower, window_phase
 
 log = logging.getLogger("streamfuse.align.device")
 
@@ -91,7 +91,7 @@ class DeviceAligner:
         self.device = device
         self.config = config
         self.clock_per_stream = clock_per_stream
-        self.windower = Windower(config)
+        self.windower = Windower(config, window_phase(device, config))
         self.k = config.window_samples
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         cols: dict[str, tuple[int, int]] = {}
@@ -168,6 +168,35 @@ class DeviceAligner:
         if math.isfinite(now):
             self._now = max(self._now, now)
         return self._close_ready()
+
+    def sync(self, now: float) -> None:
+        """Take note that the gateway clock reached ``now`` without closing anything.
+
+        Only for a host that skips :meth:`advance` while :meth:`next_deadline` is later than
+        ``now``: nothing would have closed, and this keeps the aligner's clock (which the
+        ``lateness_s`` quality figure reads) where ``advance(now)`` would have left it.
+        """
+        if math.isfinite(now) and now > self._now:
+            self._now = now
+
+    def next_deadline(self) -> float:
+        """The earliest gateway time at which :meth:`advance` could close a window.
+
+        Until then, with no new chunk, ``advance`` closes nothing: the next window's lateness
+        budget runs out at ``t_end + lateness_s``, and a stream falling silent (its last
+        arrival ``silence_s`` behind the clock) may complete it earlier. ``inf`` before any
+        data.
+        """
+        win = self.windower
+        if win.next_index is None:
+            return math.inf
+        t = win.bounds(win.next_index)[1] + win.lateness_s  # the test of Windower.timed_out
+        silence = self.config.silence_s
+        for arrival in self._last_arrival.values():
+            quiet = arrival + silence - 1e-6  # early rather than late by a rounding error
+            if self._now <= quiet < t:
+                t = quiet
+        return t
 
     def flush(self) -> list[FusedWindow]:
         """End of stream: close every remaining window that holds any data."""
