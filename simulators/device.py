@@ -27,7 +27,7 @@ from streamfuse.errors import ConfigError
 from streamfuse.types import Chunk, Label
 
 from .faults import DeviceClock, FaultProfile, StreamFaults
-from .physiology import STATES, Body, child_seed, make_body
+from .physiology import STATES, Body, StreamGenerator, child_seed, make_body
 
 log = logging.getLogger("streamfuse.simulators.device")
 
@@ -67,7 +67,7 @@ class _Stream:
         self.i0 = 0  # first sample index of chunk k
         self.dev_start = 0.0
         self.idx = idx
-        self.gen = None
+        self.gen: StreamGenerator | None = None
 
 
 class SimulatedDevice:
@@ -194,6 +194,7 @@ class SimulatedDevice:
             )
         else:
             i1 = self._sample_index(k + 1, st.spec.fs)
+            assert st.gen is not None  # every data stream has its generator
             data = st.gen.take(i1 - st.i0)
             payload = Chunk(
                 self.device_id, st.kind, k, st.dev_start + st.i0 / st.spec.fs, st.spec.fs, data
