@@ -9,6 +9,10 @@ the clock and keeps the daemon alive:
   A refused login is not retried: it raises :class:`~streamfuse.errors.BrokerError` saying so.
 - **Bounded incoming queue** (:class:`SheddingQueue`, shared across reconnects): when the engine
   falls behind, new messages are dropped and counted by kind instead of growing memory.
+- **Read path**: every message already queued is taken in one wake-up and the socket is read on
+  between messages; labels are held back (bounded) while data is waiting, so a fleet's labels
+  arriving together (learning is the costliest step per message) do not delay the windows
+  behind them; QoS 0 predictions are written without an event-loop turn each.
 - **Outbox** for predictions, bounded; published whenever connected.
 - **Housekeeping**: window ticks, idle-device eviction, metrics snapshots and periodic
   checkpoints run whether or not the broker is reachable.
@@ -47,6 +51,11 @@ log = logging.getLogger("streamfuse.gateway")
 #: MQTT CONNACK codes (3.1.1 and their 5.0 equivalents) that mean "wrong credentials"
 _AUTH_CODES = frozenset({4, 5, 134, 135})
 CHECKPOINT_VERSION = 1
+#: packets read from the socket (at most) after each message processed
+_READ_AHEAD = 4
+#: messages processed in one go before the event loop gets a turn
+_YIELD_EVERY = 64
+_LABEL_SUFFIX = "/" + topics.LABEL
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +103,15 @@ def message_kind(topic: str) -> str:
     return last if last in (topics.LABEL, topics.PREDICTION) else "data"
 
 
+def _topic(message: Any) -> str:
+    """The topic of an aiomqtt message as a string."""
+    topic = message.topic
+    if isinstance(topic, str):
+        return topic
+    value = getattr(topic, "value", None)
+    return value if isinstance(value, str) else str(topic)
+
+
 class SheddingQueue(asyncio.Queue):  # type: ignore[type-arg]
     """A bounded queue that drops (and counts) new messages when full instead of raising.
 
@@ -105,9 +123,11 @@ class SheddingQueue(asyncio.Queue):  # type: ignore[type-arg]
         super().__init__(maxsize=maxsize)
         self.shed: Counter[str] = Counter()
         self.high_water = 0
+        self.puts = 0  # messages offered (kept or shed)
         self.on_shed: Callable[[str], None] | None = None
 
     def put_nowait(self, item: Any) -> None:
+        self.puts += 1
         if self.full():
             kind = message_kind(str(getattr(item, "topic", "")))
             self.shed[kind] += 1
@@ -158,6 +178,8 @@ class Gateway:
         self.inbox = SheddingQueue(settings.max_queued_incoming)
         self._outbox: deque[Prediction] = deque()
         self._outbox_ready = asyncio.Event()
+        self._kind_counters: dict[str, Any] = {}
+        self._labels: deque[Any] = deque()  # labels held back while data is waiting
         self.metrics = GatewayMetrics(self.inbox.qsize, settings.max_queued_incoming)
         self.inbox.on_shed = lambda kind: self.metrics.shed.labels(kind).inc()
         self.store = (
@@ -359,33 +381,115 @@ class Gateway:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _read(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            self._process(message)
+        """Wait for a message, then take every message already queued in the same wake-up.
 
-    def _process(self, message: Any) -> None:
+        aiomqtt's iterator waits on the queue *and* on the disconnect future with a fresh task
+        per message; here it is awaited once per wake-up (so a lost connection still raises
+        :class:`aiomqtt.MqttError` here) and the rest of the burst comes straight off our own
+        queue, which :meth:`_read_socket` tops up from the socket; the loop gets a turn every
+        ``_YIELD_EVERY`` messages. Predictions a message caused are published before the next
+        message is taken.
+        """
+        inbox = self.inbox
+        messages = client.messages
+        paho = getattr(client, "_client", None)
+        labels = self._labels
+        while True:
+            if labels and inbox.empty():
+                # idle: learn from one deferred label, then look for data again
+                if self._process(labels.popleft()):
+                    self._publish_now(client)
+                if paho is not None:
+                    self._read_socket(paho)
+                if inbox.empty():
+                    await asyncio.sleep(0)
+                continue
+            message = await anext(messages)
+            n = 0
+            while True:
+                if _topic(message).endswith(_LABEL_SUFFIX):
+                    self._defer(message)
+                elif self._process(message):
+                    self._publish_now(client)
+                n += 1
+                if n % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # ticks, signals and the publisher get their turn
+                if paho is not None:
+                    self._read_socket(paho)
+                try:
+                    message = inbox.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+
+    def _defer(self, message: Any) -> None:
+        """Hold a label until no data is waiting (bounded like the queue; excess is shed)."""
+        if len(self._labels) >= self.settings.max_queued_incoming:
+            self.inbox.shed["label"] += 1
+            if self.inbox.on_shed is not None:
+                self.inbox.on_shed("label")
+            return
+        self._labels.append(message)
+
+    def _read_socket(self, paho: Any) -> None:
+        """Let paho read up to ``_READ_AHEAD`` packets the socket already holds into the queue.
+
+        aiomqtt reads one MQTT packet per readable event of the loop: one loop turn, one
+        wake-up of this task per message. Reading here, after each message processed, takes a
+        burst without those turns, and reads faster than the engine consumes, so an engine
+        that falls behind fills the bounded queue and sheds (counted) as before instead of
+        leaving the backlog to the broker. A read error is left to aiomqtt's own reader,
+        which sees it on the next readable event and reports the disconnect.
+        """
+        inbox = self.inbox
+        for _ in range(_READ_AHEAD):
+            puts = inbox.puts
+            try:
+                rc = paho.loop_read()
+            except Exception:  # noqa: BLE001 - aiomqtt's reader reports it
+                return
+            if rc != 0 or inbox.puts == puts:
+                return
+
+    def _process(self, message: Any) -> bool:
+        """Hand one message to the engine; True if it caused a prediction."""
         payload = message.payload
         if not isinstance(payload, bytes | bytearray):
             payload = b"" if payload is None else str(payload).encode()
-        raw = RawMessage(str(message.topic), bytes(payload))
-        self.metrics.messages.labels(message_kind(raw.topic)).inc()
+        raw = RawMessage(_topic(message), bytes(payload))
+        counter = self._kind_counters.get(raw.topic.rpartition("/")[2])
+        if counter is None:
+            counter = self._kind_counter(raw.topic)
+        counter.inc()
         self.metrics.bytes.inc(len(raw.payload))
         if self._on_message is not None:
             self._on_message(raw)
         self.processed += 1
-        self._emit(self.engine.push(raw, self._clock()))
+        outputs = self.engine.push(raw, self._clock())
+        if outputs:
+            return self._emit(outputs)
+        return False
+
+    def _kind_counter(self, topic: str) -> Any:
+        """The message counter child of ``topic``'s kind, remembered by its last topic level."""
+        child = self.metrics.messages.labels(message_kind(topic))
+        last = topic.rpartition("/")[2]
+        if len(self._kind_counters) < 64:  # data kinds are few; do not grow on junk topics
+            self._kind_counters[last] = child
+        return child
 
     async def _drain(self, deadline: float) -> None:
         """Feed everything still queued to the engine, yielding now and then, until deadline."""
         n = 0
-        while not self.inbox.empty():
+        while not self.inbox.empty() or self._labels:
             if time.monotonic() > deadline:
-                self.drain_left = self.inbox.qsize()
+                self.drain_left = self.inbox.qsize() + len(self._labels)
                 self._log.warning(
                     "drain timed out with %d messages still queued; they are dropped",
                     self.drain_left,
                 )
                 return
-            self._process(self.inbox.get_nowait())
+            inbox = self.inbox
+            self._process(inbox.get_nowait() if not inbox.empty() else self._labels.popleft())
             n += 1
             if n % 200 == 0:
                 await asyncio.sleep(0)  # let a second signal through
@@ -394,7 +498,9 @@ class Gateway:
         self._emit(self.engine.tick(self._clock()))
 
     # ------------------------------------------------------------------ outputs
-    def _emit(self, outputs: list) -> None:
+    def _emit(self, outputs: list) -> bool:
+        """Queue the predictions among ``outputs`` for publishing; True if there were any."""
+        added = False
         for out in outputs:
             if not isinstance(out, Prediction):
                 continue
@@ -407,8 +513,10 @@ class Gateway:
                 self.publish_dropped += 1
                 self.metrics.publish_dropped.inc()
             self._outbox.append(out)
+            added = True
         if self._outbox:
             self._outbox_ready.set()
+        return added
 
     async def _publisher(self, client: aiomqtt.Client) -> None:
         while True:
@@ -416,7 +524,53 @@ class Gateway:
             self._outbox_ready.clear()
             await self._outbox_ready.wait()
 
+    def _publish_now(self, client: aiomqtt.Client) -> bool:
+        """Publish the outbox synchronously when predictions go out at QoS 0.
+
+        paho sends a QoS 0 message without any acknowledgement, but aiomqtt's ``publish``
+        awaits paho's "written" callback, i.e. one event-loop turn per prediction. Here the
+        packets are queued in paho and written to the socket at once (what paho does not
+        write now, the loop writes when the socket is ready). Returns False (leaving the
+        outbox to :meth:`_publish_outbox`) for QoS 1/2, or if paho refuses (not connected).
+        """
+        paho = getattr(client, "_client", None)
+        if self.settings.publish_qos != 0 or paho is None:
+            return False
+        prefix = self.settings.prefix
+        sent = 0
+        # paho asks aiomqtt to watch the socket for writing on every publish, and aiomqtt
+        # schedules that watch with call_soon_threadsafe (a self-pipe write per publish);
+        # marking the watch as already requested suppresses it while we write ourselves
+        quiet = hasattr(paho, "_registered_write") and not paho.want_write()
+        if quiet:
+            paho._registered_write = True
+        try:
+            while self._outbox:
+                out = self._outbox[0]
+                info = paho.publish(
+                    topics.prediction_topic(prefix, out.device), codec.encode_prediction(out), 0
+                )
+                if info.rc != 0:
+                    break  # not connected: the connection loop reconnects, the outbox waits
+                self._outbox.popleft()
+                sent += 1
+        finally:
+            if quiet:
+                paho._registered_write = False
+        if sent:
+            self.published += sent
+            self.metrics.published.inc(sent)
+        if sent and quiet:
+            # write now; what the socket does not take, paho leaves queued and asks for the
+            # write watch (through aiomqtt), which sends it when the socket is ready. Not when
+            # a watch was already requested: aiomqtt may not have installed it yet, and one
+            # installed after paho's queue emptied would never be removed (a spinning loop).
+            paho.loop_write()
+        return not self._outbox
+
     async def _publish_outbox(self, client: aiomqtt.Client) -> None:
+        if self._publish_now(client):
+            return
         while self._outbox:
             out = self._outbox[0]
             await client.publish(
