@@ -36,9 +36,8 @@ class OnlineNormalizer(base.Transformer):
         self.warmup = warmup
         self.clip = clip
         self.eps = eps
-        self._n: dict[str, int] = {}
-        self._mean: dict[str, float] = {}
-        self._m2: dict[str, float] = {}
+        # per feature [n, mean, m2]: one lookup per value on the per-window hot path
+        self._stats: dict[str, list[float]] = {}
 
     @classmethod
     def _unit_test_params(cls):
@@ -46,35 +45,45 @@ class OnlineNormalizer(base.Transformer):
 
     def learn_one(self, x: dict) -> None:
         """Update the running statistics with the finite values of ``x``."""
+        stats = self._stats
+        isfinite = math.isfinite
         for k, v in x.items():
             v = float(v)
-            if not math.isfinite(v):
+            if not isfinite(v):
                 continue
-            n = self._n.get(k, 0) + 1
-            mean = self._mean.get(k, 0.0)
+            st = stats.get(k)
+            if st is None:
+                st = stats[k] = [0, 0.0, 0.0]
+            n = st[0] + 1
+            mean = st[1]
             d = v - mean
             mean += d / n
-            self._n[k] = n
-            self._mean[k] = mean
-            self._m2[k] = self._m2.get(k, 0.0) + d * (v - mean)
+            st[0] = n
+            st[1] = mean
+            st[2] += d * (v - mean)
 
     def transform_one(self, x: dict) -> dict:
         """z-scores of ``x`` (0.0 for features still warming up or without spread)."""
         out = {}
+        stats = self._stats
+        isfinite, sqrt = math.isfinite, math.sqrt
+        need = max(self.warmup, 2)
+        clip, eps = self.clip, self.eps
         for k, v in x.items():
-            n = self._n.get(k, 0)
+            st = stats.get(k)
             v = float(v)
-            if n < max(self.warmup, 2) or not math.isfinite(v):
+            if st is None or st[0] < need or not isfinite(v):
                 out[k] = 0.0
                 continue
-            sd = math.sqrt(self._m2[k] / (n - 1))
-            if sd < self.eps:
+            sd = sqrt(st[2] / (st[0] - 1))
+            if sd < eps:
                 out[k] = 0.0
                 continue
-            z = (v - self._mean[k]) / sd
-            out[k] = max(-self.clip, min(self.clip, z))
+            z = (v - st[1]) / sd
+            out[k] = max(-clip, min(clip, z))
         return out
 
     def count(self, key: str) -> int:
         """How many values of ``key`` were learned."""
-        return self._n.get(key, 0)
+        st = self._stats.get(key)
+        return 0 if st is None else st[0]
