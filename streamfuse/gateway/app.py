@@ -26,6 +26,7 @@ received is unpickled or evaluated. Checkpoints (pickles) are trusted local file
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 import socket
@@ -66,7 +67,10 @@ class GatewaySettings:
     a gateway restart; ``None``: a random id and a clean session (demos, tests). ``username`` /
     ``password`` override those in ``broker_url``. ``metrics_port`` ``None`` disables
     ``/metrics``; ``0`` picks a free port. ``checkpoint_dir`` ``None`` disables checkpoints;
-    ``idle_evict_s`` ``None`` disables eviction.
+    ``idle_evict_s`` ``None`` disables eviction. ``gc_freeze``: before serving, collect once
+    and move every object alive then (imported libraries, compiled kernels, restored models)
+    out of the garbage collector's view (:func:`gc.freeze`), so a full collection no longer
+    scans them: on the 125-device bench those pauses reached 124 ms, the latency tail.
     """
 
     broker_url: str = "mqtt://127.0.0.1:1883"
@@ -95,6 +99,7 @@ class GatewaySettings:
     metrics_host: str = "127.0.0.1"
     metrics_refresh_s: float = 1.0
     drain_timeout_s: float = 10.0
+    gc_freeze: bool = True
 
 
 def message_kind(topic: str) -> str:
@@ -193,6 +198,9 @@ class Gateway:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set; then drain, publish what is left and checkpoint."""
         self.restore()
+        if self.settings.gc_freeze and not gc.get_freeze_count():
+            gc.collect()  # once per process: what is frozen is never collected by the cycle GC
+            gc.freeze()
         if self.settings.metrics_port is not None:
             self.metrics.serve(self.settings.metrics_port, self.settings.metrics_host)
         self._refresh_metrics()
