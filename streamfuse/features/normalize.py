@@ -86,4 +86,4 @@ class OnlineNormalizer(base.Transformer):
     def count(self, key: str) -> int:
         """How many values of ``key`` were learned."""
         st = self._stats.get(key)
-        return 0 if st is None else st[0]
+        return 0 if st is None else int(st[0])
