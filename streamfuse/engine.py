@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -127,20 +127,23 @@ class Engine:
         """Feed one item that arrived at gateway time ``now``; return what it caused."""
         out: list[Output] = []
         t0 = self._clock()
+        decoded: Chunk | Label | None
         if isinstance(item, RawMessage):
             try:
-                item = self._decode(item)
-                if item is None:
+                decoded = self._decode(item)
+                if decoded is None:
                     self.counters["own_output_ignored"] += 1
                     return out
             except PayloadError as exc:
                 out.append(self._reject(exc))
-                item = None
+                decoded = None
+        else:
+            decoded = item
         t_decode = self._clock() - t0
-        if isinstance(item, Chunk):
-            self._on_chunk(item, now, out, t_decode)
-        elif isinstance(item, Label):
-            self._on_label(item, now)
+        if isinstance(decoded, Chunk):
+            self._on_chunk(decoded, now, out, t_decode)
+        elif isinstance(decoded, Label):
+            self._on_label(decoded, now)
         if now - self._last_tick >= self._tick_every:
             out.extend(self.tick(now))
         return out
@@ -180,7 +183,7 @@ class Engine:
         for session in due:
             windows = session.aligner.advance(now)
             if windows:
-                self._on_windows(session, windows, now, out, {})
+                out.extend(self._on_windows(session, windows, now, {}))
             self._schedule(session)
         return out
 
@@ -204,7 +207,7 @@ class Engine:
             self._sync(session)
             windows = session.aligner.flush()
             if windows:
-                self._on_windows(session, windows, math.nan, out, {})
+                out.extend(self._on_windows(session, windows, math.nan, {}))
         return out
 
     # ----------------------------------------------------------------- stages
@@ -261,16 +264,17 @@ class Engine:
         latency = {"decode": t_decode, "align": self._clock() - t0}
         self._schedule(session)
         if windows:
-            self._on_windows(session, windows, now, out, latency)
+            out.extend(self._on_windows(session, windows, now, latency))
 
     def _on_windows(
         self,
         session: DeviceSession,
         windows: list[FusedWindow],
         now: float,
-        out: list[Output],
         latency: dict[str, float],
-    ) -> None:
+    ) -> list[Prediction]:
+        """Features, fusion and a prediction for each closed window."""
+        out: list[Prediction] = []
         for fused in windows:
             t0 = self._clock()
             feats = session.features.update(fused.window)
@@ -312,6 +316,7 @@ class Engine:
                 )
             )
             self.counters["predictions"] += 1
+        return out
 
     def _on_label(self, label: Label, now: float) -> None:
         session = self.sessions.get(label.device)
@@ -333,7 +338,7 @@ class Engine:
         tolerance = 0.5 / self.config.grid_fs
         while session.pending and session.pending[0].t_end <= horizon + tolerance:
             p = session.pending.popleft()
-            overlap: Counter[str] = Counter()
+            overlap: defaultdict[str, float] = defaultdict(float)
             for start, end, value in session.labels:
                 ov = min(end, p.t_end) - max(start, p.t_start)
                 if ov > 0:
@@ -378,7 +383,7 @@ class Engine:
             self._sync(session)
             windows = session.aligner.flush()
             if windows:
-                self._on_windows(session, windows, now, out, {})
+                out.extend(self._on_windows(session, windows, now, {}))
             self.counters["evicted"] += 1
             self.counters["unlabelled_dropped"] += len(session.pending)
             log.info("evicted idle device %s (silent for %.1f s)", device, now - session.last_seen)
@@ -389,7 +394,7 @@ class Engine:
         (``"intermediate.auc"``, ``"ecg.f1"``, ``"selected.accuracy"``, ``"selector.late"``)."""
         return dict(self.hub.metrics_snapshot())
 
-    def stats(self) -> dict[str, object]:
+    def stats(self) -> dict[str, dict[str, int]]:
         """Counters of the whole engine and of each device's alignment."""
         align: Counter[str] = Counter()
         for s in self.sessions.values():

@@ -132,7 +132,7 @@ class _VisitAllEngine(Engine):
         for session in self.sessions.values():
             windows = session.aligner.advance(now)
             if windows:
-                self._on_windows(session, windows, now, out, {})
+                out.extend(self._on_windows(session, windows, now, {}))
         return out
 
 

@@ -37,8 +37,10 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, cast
 
 from river import base
+from river.base.typing import FeatureName
 
 from ..config import EngineConfig
 from ..features import OnlineNormalizer, concat
@@ -48,6 +50,9 @@ from ..types import FusedWindow
 from .early import ArrayNormalizer, EarlyFeatures
 from .late import LateFusion
 from .selector import LevelSelector
+
+#: how river's type hints spell a feature dict (ours are ``dict[str, float]``)
+RiverX = dict[FeatureName, Any]
 
 log = logging.getLogger("streamfuse.fusion.levels")
 
@@ -186,7 +191,7 @@ class FusionHub:
     def _single(self, level: str, x: dict[str, float]) -> Proba:
         if not x:
             return {}
-        p = self.models[level].predict_proba_one(x)
+        p = self.models[level].predict_proba_one(cast(RiverX, x))
         return {str(c): float(v) for c, v in p.items()}
 
     def decide(self, evidence: Evidence) -> Verdict:
@@ -288,7 +293,7 @@ class FusionHub:
         for lv, model in self.models.items():
             x = evidence.x_early if lv == "early" else evidence.x_intermediate
             if x:
-                model.learn_one(x, y)
+                model.learn_one(cast(RiverX, x), y)
         if "late" in self.levels:
             self.late.learn(evidence.x_modalities, y)
 

@@ -638,7 +638,7 @@ class Gateway:
         """Alignment counters of live devices plus those of evicted ones."""
         total: Counter[str] = Counter(self.retired_align)
         stats = self.engine.stats()
-        total.update(stats["align"])  # type: ignore[arg-type]
+        total.update(stats["align"])
         return total
 
     def _refresh_metrics(self) -> None:

@@ -38,6 +38,7 @@ import multiprocessing as mp
 import struct
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -339,7 +340,7 @@ class BenchResult:
     gateway_cpu_s: float
     wall_s: float
     publisher: dict[str, float]
-    engine: dict[str, object]
+    engine: Mapping[str, object]
     broker_kind: str = "external"
     machine: dict[str, object] = field(default_factory=dict)
 
