@@ -240,11 +240,10 @@ async def _gateway(args: argparse.Namespace) -> int:
 
         use_json_logs()
     cfg, settings = _gateway_settings(args)  # fail fast, before compiling anything
-    from .engine import Engine
+    from .engine import Engine, warm_up
     from .gateway.app import Gateway
-    from .kernels import warmup
 
-    warmup()
+    log.info("compiled the engine's kernels in %.1f s", warm_up(cfg.engine_config()))
     engine = Engine(cfg.engine_config(), prefix=settings.prefix, timer=time.perf_counter)
     gateway = Gateway(engine, settings)
     stop = asyncio.Event()

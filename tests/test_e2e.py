@@ -12,11 +12,10 @@ from simulators import FaultProfile, Fleet
 from simulators.publisher import run_fleet
 from streamfuse import codec, topics
 from streamfuse.config import EngineConfig
-from streamfuse.engine import Engine
+from streamfuse.engine import Engine, warm_up
 from streamfuse.gateway.app import Gateway, GatewaySettings
 from streamfuse.gateway.broker import parse_broker_url
 from streamfuse.gateway.monitor import Scoreboard, watch
-from streamfuse.kernels import warmup
 from streamfuse.types import Chunk
 
 SPEED = 8.0
@@ -27,7 +26,7 @@ MARGIN = 0.15
 
 
 async def scenario(broker_url: str, prefix: str, junk: bool) -> tuple[Scoreboard, Engine, dict]:
-    warmup()
+    warm_up()
     # the gateway clock runs 8x faster than the wall clock, so a 100 ms stall of a loaded test
     # machine looks like 0.8 s of lateness: give windows a budget that survives that
     engine = Engine(EngineConfig(lateness_s=4.0), prefix=prefix, timer=time.perf_counter)

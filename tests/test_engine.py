@@ -176,3 +176,29 @@ def test_deadline_heap_tick_matches_visiting_every_device(config: EngineConfig) 
     # b's tail and c's EEG-less windows were closed by deadlines, not by data
     assert any(p.device == "c" and "eeg" not in p.modalities for p in preds)
     assert got == reference
+
+
+def _compiled_signatures() -> int:
+    import sys
+
+    from numba.core.registry import CPUDispatcher
+
+    total = 0
+    for name, module in list(sys.modules.items()):
+        if name.startswith("streamfuse") and module is not None:
+            for obj in vars(module).values():
+                if isinstance(obj, CPUDispatcher):
+                    total += len(obj.signatures)
+    return total
+
+
+def test_warm_up_compiles_everything_the_first_windows_need() -> None:
+    from streamfuse.engine import warm_up
+
+    assert warm_up() >= 0.0
+    before = _compiled_signatures()
+    assert before > 0
+    out = run(merge(device_messages("a", 12, seed=12), device_messages("b", 12, seed=13)))
+    assert len(predictions(out)) > 10
+    # a live gateway's first windows would have stalled on any kernel compiled here
+    assert _compiled_signatures() == before

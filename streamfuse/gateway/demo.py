@@ -15,8 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..config import EngineConfig
-from ..engine import Engine
-from ..kernels import warmup
+from ..engine import Engine, warm_up
 from .app import Gateway, GatewaySettings
 from .broker import EmbeddedBroker
 from .monitor import Scoreboard, watch
@@ -100,8 +99,9 @@ async def run_demo(args: argparse.Namespace) -> int:
             url = broker.url
             console.print(f"private {broker.kind} broker on {url}")
         console.print("compiling kernels (cached after the first run)...")
-        warmup()
-        engine = Engine(EngineConfig(model=args.model), prefix=PREFIX, timer=time.perf_counter)
+        config = EngineConfig(model=args.model)
+        warm_up(config)
+        engine = Engine(config, prefix=PREFIX, timer=time.perf_counter)
         speed = args.speed
         wall0 = time.time()
 

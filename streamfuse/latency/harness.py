@@ -466,39 +466,17 @@ async def _recv(conn: Any, what: str, timeout: float) -> Any:
     return payload
 
 
-def _warm_engine(config: EngineConfig, seconds: float = 6.0) -> None:
-    """Compile everything the first windows touch (features, models) before timing starts.
-
-    :func:`streamfuse.kernels.warmup` covers the alignment kernels only; without this the
-    first predictions stall the gateway for the JIT and skew the first seconds of the run.
-    """
-    from ..codec import encode_chunk
-    from ..engine import Engine
-    from ..types import RawMessage
-
-    messages, _ = _fleet_messages(1, seconds, seed=12345)
-    engine = Engine(config, prefix="sfwarm")
-    for due, _dev, kind, payload in messages:
-        if kind == LABEL_CODE:
-            continue
-        chunk = payload[0]
-        engine.push(RawMessage(f"sfwarm/dev000/{chunk.modality}", encode_chunk(chunk)), due)
-    engine.flush()
-
-
 async def run_bench(settings: BenchSettings, *, profiler: Any = None) -> BenchResult:
     """Run one benchmark against ``settings.broker_url`` (the broker must be running).
 
     ``profiler`` (e.g. a :class:`cProfile.Profile`) is enabled in this process, the gateway's,
     only while the fleet publishes.
     """
-    from ..engine import Engine
+    from ..engine import Engine, warm_up
     from ..gateway.app import Gateway, GatewaySettings
-    from ..kernels import warmup
 
-    warmup()
     config = EngineConfig(model=settings.model)
-    _warm_engine(config)
+    warm_up(config)
     engine = Engine(config, prefix=settings.prefix, timer=time.perf_counter)
     gateway = Gateway(
         engine,
