@@ -202,3 +202,17 @@ def test_warm_up_compiles_everything_the_first_windows_need() -> None:
     assert len(predictions(out)) > 10
     # a live gateway's first windows would have stalled on any kernel compiled here
     assert _compiled_signatures() == before
+
+
+def test_required_modalities_drop_windows_without_them() -> None:
+    from streamfuse.config import EngineConfig
+    from streamfuse.errors import ConfigError
+
+    msgs = [m for m in device_messages("a", 12, seed=14) if not m[0].topic.endswith("/acc")]
+    free = predictions(run(msgs, Engine()))
+    assert free and all("acc" not in p.modalities for p in free)
+    strict = Engine(EngineConfig(required_modalities=("acc",)))
+    assert predictions(run(msgs, strict)) == []
+    assert strict.stats()["align"]["windows_dropped"] == len(free)
+    with pytest.raises(ConfigError, match="spo2"):
+        EngineConfig(required_modalities=("spo2",))

@@ -82,7 +82,8 @@ class DeviceAligner:
         bound), ``reordered`` (started behind the newest sample), ``overlaps`` (samples
         rewritten), ``clock_resets``, ``clock_outliers`` (held as possible jumps),
         ``rejected`` (unknown modality or wrong channel count), ``windows`` emitted and
-        ``windows_dropped`` (fewer than ``min_modalities`` modalities with data).
+        ``windows_dropped`` (fewer than ``min_modalities`` modalities with data, or one of
+        ``required_modalities`` without any).
     """
 
     def __init__(
@@ -374,7 +375,9 @@ class DeviceAligner:
             blocks[m] = matrix[:, col0 : col0 + ch].copy()
             masks[m] = valid[i]
             quality[m] = {"gap_fraction": 1.0 - n_ok / k, "lateness_s": lateness}
-        if len(blocks) < cfg.min_modalities:
+        if len(blocks) < cfg.min_modalities or not all(
+            m in blocks for m in cfg.required_modalities
+        ):
             self.counters["windows_dropped"] += 1
             return None
         self.counters["windows"] += 1

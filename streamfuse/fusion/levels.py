@@ -172,7 +172,8 @@ class FusionHub:
         """Fresh per-device state (normalisers, when configured)."""
         if not self.config.normalize:
             return DeviceFusion(None, None)
-        return DeviceFusion(OnlineNormalizer(), ArrayNormalizer())
+        w = self.config.normalize_warmup
+        return DeviceFusion(OnlineNormalizer(warmup=w), ArrayNormalizer(warmup=w))
 
     # ------------------------------------------------------------------ predict
     def evidence(self, fused: FusedWindow, features: FeatureSet, device: DeviceFusion) -> Evidence:
