@@ -7,10 +7,11 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from . import __version__
+from .argtypes import positive_float, positive_int
 
 if TYPE_CHECKING:  # imported lazily at run time: the CLI starts fast
     from .gateway.app import GatewaySettings
@@ -22,19 +23,6 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-
-
-def _positive(kind: type = float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-        return value
-
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,9 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start a private MQTT broker on a free loopback port (Mosquitto if installed, "
         "else amqtt), simulated wearables and the gateway; show a live view, then a summary.",
     )
-    demo.add_argument("--devices", type=_positive(int), default=8, help="simulated devices (8)")
-    demo.add_argument("--duration", type=_positive(), default=30.0, help="seconds to run (30)")
-    demo.add_argument("--speed", type=_positive(), default=1.0, help="simulation speed x real time")
+    demo.add_argument("--devices", type=positive_int, default=8, help="simulated devices (8)")
+    demo.add_argument("--duration", type=positive_float, default=30.0, help="seconds to run (30)")
+    demo.add_argument(
+        "--speed", type=positive_float, default=1.0, help="simulation speed x real time"
+    )
     demo.add_argument("--seed", type=int, default=0, help="simulation seed (0)")
     demo.add_argument("--model", default="logreg", help="online model (logreg)")
     demo.add_argument(
@@ -95,16 +85,30 @@ def build_parser() -> argparse.ArgumentParser:
     gw.add_argument("--username", default=None)
     gw.add_argument("--password-file", default=None, metavar="FILE")
     gw.add_argument("--checkpoint-dir", default=None, metavar="DIR")
-    gw.add_argument("--checkpoint-interval", type=_positive(), default=None, metavar="S")
-    gw.add_argument("--idle-evict", type=_positive(), default=None, metavar="S")
-    gw.add_argument("--max-queued", type=_positive(int), default=None, metavar="N",
-                    help="incoming queue size; beyond it messages are shed and counted")
-    gw.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
-                    help="serve Prometheus /metrics on this port (0: off)")
-    gw.add_argument("--drain-timeout", type=_positive(), default=None, metavar="S")
-    gw.add_argument("--log-format", choices=["text", "json"], default="text",
-                    help="json: one structured JSON object per log line")
-    gw.add_argument("--duration", type=_positive(), default=None, help="stop after N seconds")
+    gw.add_argument("--checkpoint-interval", type=positive_float, default=None, metavar="S")
+    gw.add_argument("--idle-evict", type=positive_float, default=None, metavar="S")
+    gw.add_argument(
+        "--max-queued",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="incoming queue size; beyond it messages are shed and counted",
+    )
+    gw.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus /metrics on this port (0: off)",
+    )
+    gw.add_argument("--drain-timeout", type=positive_float, default=None, metavar="S")
+    gw.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="json: one structured JSON object per log line",
+    )
+    gw.add_argument("--duration", type=positive_float, default=None, help="stop after N seconds")
 
     sim = sub.add_parser(
         "simulate",
@@ -114,9 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--broker", default="mqtt://127.0.0.1:1883", metavar="URL")
     sim.add_argument("--prefix", default="streamfuse")
-    sim.add_argument("--devices", type=_positive(int), default=8)
-    sim.add_argument("--duration", type=_positive(), default=30.0)
-    sim.add_argument("--speed", type=_positive(), default=1.0)
+    sim.add_argument("--devices", type=positive_int, default=8)
+    sim.add_argument("--duration", type=positive_float, default=30.0)
+    sim.add_argument("--speed", type=positive_float, default=1.0)
     sim.add_argument("--seed", type=int, default=0)
 
     demo.set_defaults(run=_run_demo)

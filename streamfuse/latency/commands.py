@@ -7,27 +7,13 @@ import asyncio
 import logging
 import uuid
 
+from ..argtypes import bounded
+
 log = logging.getLogger("streamfuse.latency.commands")
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not value >= 2:
-        raise argparse.ArgumentTypeError(f"expected at least 2 s (one window), got {text!r}")
-    return value
+_count = bounded(int, 1, strict=False, what="a whole number of at least 1")
+_seconds = bounded(float, 2, strict=False, what="at least 2 s (one window)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

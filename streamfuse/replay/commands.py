@@ -13,17 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..argtypes import positive_float
+
 log = logging.getLogger("streamfuse.replay.commands")
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,8 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     rec.add_argument("--broker", default="mqtt://127.0.0.1:1883", metavar="URL")
     rec.add_argument("--prefix", default="streamfuse")
     rec.add_argument("--out", required=True, type=Path, help="MCAP file to write")
-    rec.add_argument("--duration", type=_positive, default=None, help="stop after S seconds")
-    rec.add_argument("--flush-s", type=_positive, default=1.0, help="chunk flush period (1 s)")
+    rec.add_argument("--duration", type=positive_float, default=None, help="stop after S seconds")
+    rec.add_argument("--flush-s", type=positive_float, default=1.0, help="chunk flush period (1 s)")
     rec.set_defaults(run=run_record)
 
     rp = sub.add_parser(
@@ -52,19 +44,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "time instead.",
     )
     rp.add_argument("source", type=Path, metavar="SOURCE")
-    rp.add_argument("--speed", type=_positive, default=1.0, help="x real time (--to-broker)")
+    rp.add_argument("--speed", type=positive_float, default=1.0, help="x real time (--to-broker)")
     rp.add_argument("--to-broker", default=None, metavar="URL", help="republish to this broker")
     rp.add_argument("--out", type=Path, default=None, help="write predictions as JSON lines")
     rp.add_argument("--prefix", default=None, help="topic prefix (default: from the session)")
     rp.add_argument("--mapping", default="auto", help="channel map for files: eegmat | auto")
     rp.add_argument("--device", default=None, help="device id for files (default: file stem)")
-    rp.add_argument("--fs", type=_positive, default=None, help="CSV sampling rate")
+    rp.add_argument("--fs", type=positive_float, default=None, help="CSV sampling rate")
     rp.add_argument("--time-column", default=None, help="CSV time column (seconds)")
     rp.add_argument("--model", default="logreg")
     rp.add_argument("--level", default="intermediate")
-    rp.add_argument("--window-s", type=_positive, default=None)
-    rp.add_argument("--hop-s", type=_positive, default=None)
-    rp.add_argument("--grid-fs", type=_positive, default=None)
+    rp.add_argument("--window-s", type=positive_float, default=None)
+    rp.add_argument("--hop-s", type=positive_float, default=None)
+    rp.add_argument("--grid-fs", type=positive_float, default=None)
     rp.add_argument("--no-progress", action="store_true")
     rp.set_defaults(run=run_replay)
 
@@ -80,9 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--out", type=Path, required=True, help="results JSON")
     ev.add_argument("--plot", type=Path, default=None, help="comparison PNG")
     ev.add_argument("--model", default="logreg")
-    ev.add_argument("--window-s", type=_positive, default=8.0)
-    ev.add_argument("--hop-s", type=_positive, default=4.0)
-    ev.add_argument("--grid-fs", type=_positive, default=250.0)
+    ev.add_argument("--window-s", type=positive_float, default=8.0)
+    ev.add_argument("--hop-s", type=positive_float, default=4.0)
+    ev.add_argument("--grid-fs", type=positive_float, default=250.0)
     ev.add_argument("--label-delay-s", type=float, default=None, help="default: one window")
     ev.add_argument("--subjects", type=int, default=None, help="first N subjects only")
     ev.add_argument("--levels", default=None, help="comma-separated subset of the levels")
