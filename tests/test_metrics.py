@@ -110,3 +110,24 @@ def test_undefined_values_are_nan_and_config_is_checked():
 def test_doctests():
     result = doctest.testmod(metrics)
     assert result.attempted >= 3 and result.failed == 0
+
+
+def test_a_class_appearing_late_scores_zero_where_earlier_predictions_did_not_name_it():
+    rng = np.random.default_rng(5)
+    m = PrequentialMetrics(window=40)
+    rows = []
+    for i in range(90):
+        classes = ["a", "b"] if i < 30 else ["a", "b", "c"]
+        y = classes[rng.integers(0, len(classes))]
+        w = rng.random(len(classes))
+        proba = dict(zip(classes, w / w.sum(), strict=True))
+        m.update(y, proba)
+        rows.append((y, proba))
+        recent = rows[-40:]
+        seen = sorted({c for t, p in rows for c in (t, *p)})
+        aucs = [naive_auc([p.get(c, 0.0) for _, p in recent], [t == c for t, _ in recent])
+                for c in seen]
+        aucs = [a for a in aucs if not np.isnan(a)]
+        want = np.mean(aucs) if aucs else np.nan
+        got = m.get()["auc"]
+        assert (np.isnan(got) and np.isnan(want)) or got == pytest.approx(want, abs=1e-12), i

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import deque
 from collections.abc import Hashable, Mapping
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import numpy as np
 from numba import njit
@@ -122,7 +121,13 @@ class PrequentialMetrics:
         self._classes: list[Hashable] = []
         self._cm: dict[tuple[Hashable, Hashable], int] = {}
         self._n = 0
-        self._recent: deque[tuple[Hashable, dict[Hashable, float]]] = deque(maxlen=window)
+        # the last ``window`` scored predictions as rings: the label's class index, and per
+        # class the score it was given (0.0 where the prediction did not name the class)
+        self._truth = np.full(window, -1, dtype=np.int64)
+        self._scores: dict[Hashable, np.ndarray] = {}
+        self._pos = 0
+        self._filled = 0
+        self._work = np.empty(window)
 
     @property
     def n(self) -> int:
@@ -154,7 +159,16 @@ class PrequentialMetrics:
         key = (y_true, y_pred)
         self._cm[key] = self._cm.get(key, 0) + 1
         self._n += 1
-        self._recent.append((y_true, {k: float(v) for k, v in proba.items()}))
+        i = self._pos
+        named = cast("Mapping[Hashable, float]", proba)  # read-only: any class key may be asked
+        for known in self._classes:
+            ring = self._scores.get(known)
+            if ring is None:  # a new class: no earlier prediction named it, so 0.0 there
+                ring = self._scores[known] = np.zeros(self.window)
+            ring[i] = float(named.get(known, 0.0))
+        self._truth[i] = self._classes.index(y_true) if y_true in self._classes else -1
+        self._pos = (i + 1) % self.window
+        self._filled = min(self._filled + 1, self.window)
 
     def _counts(self, c: Hashable) -> tuple[int, int, int, int]:
         tp = fp = fn = tn = 0
@@ -170,13 +184,11 @@ class PrequentialMetrics:
         return tp, fp, fn, tn
 
     def _class_auc(self, c: Hashable) -> float:
-        n = len(self._recent)
-        scores = np.empty(n)
-        labels = np.empty(n, dtype=np.bool_)
-        for i, (t, p) in enumerate(self._recent):
-            scores[i] = p.get(c, 0.0)
-            labels[i] = t == c
-        return float(auc_kernel(scores, labels, np.empty(n)))
+        n = self._filled
+        if n == 0 or c not in self._scores:
+            return NAN
+        labels = self._truth[:n] == self._classes.index(c)
+        return float(auc_kernel(self._scores[c][:n], labels, self._work[:n]))
 
     def _one(self, c: Hashable) -> dict[str, float]:
         tp, fp, fn, tn = self._counts(c)
