@@ -131,3 +131,32 @@ def test_held_labels_are_bounded_and_shed_then_drained_at_shutdown() -> None:
     asyncio.run(gateway._drain(deadline=float("inf")))
     assert [m.payload for m in handed] == [raw.payload for raw, _ in label[:3]]
     assert not gateway._labels
+
+
+def test_idle_devices_are_evicted_and_their_counters_kept() -> None:
+    from tests.streams import merge
+
+    now = {"t": 0.0}
+    engine = Engine()
+    gateway = Gateway(engine, GatewaySettings(idle_evict_s=2.0), clock=lambda: now["t"])
+    msgs = merge(device_messages("a", 10, seed=1), device_messages("b", 20, seed=2))
+    last_a = max(t for m, t in msgs if "/a/" in m.topic)
+
+    def feed_until(t_end: float) -> None:
+        for m, t in msgs:
+            if now["t"] < t <= t_end:
+                engine.push(m, t)
+        now["t"] = t_end
+
+    feed_until(last_a + 1.0)
+    gateway.evict_idle()
+    assert set(engine.sessions) == {"a", "b"}  # a has been silent 1 s < 2 s
+    feed_until(last_a + 2.5)
+    chunks_before = gateway.align_totals()["chunks"]
+    gateway.evict_idle()
+    assert set(engine.sessions) == {"b"} and engine.counters["evicted"] == 1
+    # the evicted device's counters still count for /metrics
+    assert gateway.align_totals()["chunks"] == chunks_before
+    feed_until(1000 + 20.5)
+    gateway.evict_idle()
+    assert set(engine.sessions) == {"b"}  # b sent its last chunk about 0.5 s ago
