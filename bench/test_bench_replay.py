@@ -86,3 +86,25 @@ def test_replay_all_levels_in_one_engine(benchmark, prepared) -> None:
     benchmark.extra_info["x_real_time"] = round(seconds / benchmark.stats.stats.median)
     benchmark.extra_info["predictions"] = n
     assert n > 0
+
+
+def test_replay_all_levels_one_second_chunks(benchmark, prepared) -> None:
+    """The same subject read from its files in 1 s blocks instead of device-like 100 ms chunks:
+    windows are chunking-invariant, so the predictions must be the same (checked here); what
+    changes is the per-chunk cost the engine pays."""
+    from dataclasses import replace
+
+    seconds, fine_items = prepared
+    settings = replace(SETTINGS, chunk_s=1.0)
+    _, items = subject_items(ROOT, "Subject00", 0.0, settings)
+    cfg = eval_config(settings)
+
+    def run() -> list:
+        preds, _ = replay_offline(Engine(cfg), _only(tuple(cfg.modalities), items))
+        return preds
+
+    coarse = benchmark.pedantic(run, rounds=3)
+    benchmark.extra_info["x_real_time"] = round(seconds / benchmark.stats.stats.median)
+    fine, _ = replay_offline(Engine(cfg), _only(tuple(cfg.modalities), fine_items))
+    assert len(coarse) > 0
+    assert [(p.t_start, p.proba) for p in coarse] == [(p.t_start, p.proba) for p in fine]
