@@ -120,7 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--prefix", default="streamfuse")
     sim.add_argument("--devices", type=positive_int, default=8)
     sim.add_argument("--duration", type=positive_float, default=30.0)
-    sim.add_argument("--speed", type=positive_float, default=1.0)
+    sim.add_argument(
+        "--speed",
+        type=positive_float,
+        default=1.0,
+        help="x real time (1). Device clocks then run fast too, so a gateway on the wall clock "
+        "sees them drift: use speed 1 against a real gateway",
+    )
     sim.add_argument("--seed", type=int, default=0)
 
     demo.set_defaults(run=_run_demo)
@@ -272,19 +278,28 @@ async def _gateway(args: argparse.Namespace) -> int:
 
 
 async def _simulate(args: argparse.Namespace) -> int:
+    import time
+
     from simulators.device import Fleet
+    from simulators.faults import FaultProfile
     from simulators.publisher import run_fleet
 
     stop = asyncio.Event()
     _install_signals(stop)
-    fleet = Fleet(args.devices, seed=args.seed)
-    await run_fleet(
+    # device clocks read wall-clock time, as NTP-synced wearables would
+    fleet = Fleet(args.devices, seed=args.seed, faults=FaultProfile(clock_offset_s=time.time()))
+    stats = await run_fleet(
         args.broker,
         fleet,
         prefix=args.prefix,
         speed=args.speed,
         duration=args.duration,
         stop_event=stop,
+    )
+    print(
+        f"published {stats.messages} messages ({stats.bytes} bytes; {dict(stats.by_kind)}) "
+        f"covering {stats.sim_s:.1f} simulated s in {stats.wall_s:.1f} s"
+        + (" - stopped early" if stats.stopped else "")
     )
     return EXIT_OK
 
