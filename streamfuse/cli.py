@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -218,6 +219,27 @@ def _gateway_settings(args: argparse.Namespace) -> tuple[DaemonConfig, GatewaySe
     return cfg, settings
 
 
+#: seconds past the drain timeout after which a stuck shutdown is cut short
+SHUTDOWN_GRACE_S = 10.0
+EXIT_STUCK = 3
+
+
+def _shutdown_stuck(drain_s: float) -> None:
+    import faulthandler
+    import os
+
+    log.error(
+        "shutdown still running %.0f s after the signal (drain timeout %.0f s): dumping stacks "
+        "and exiting with code %d",
+        drain_s + SHUTDOWN_GRACE_S,
+        drain_s,
+        EXIT_STUCK,
+    )
+    faulthandler.dump_traceback(all_threads=True)
+    logging.shutdown()
+    os._exit(EXIT_STUCK)
+
+
 def _install_gateway_signals(stop: asyncio.Event, drain_s: float) -> None:
     """First SIGINT/SIGTERM: drain and checkpoint; the second: exit at once with 130."""
     import os
@@ -237,6 +259,12 @@ def _install_gateway_signals(stop: asyncio.Event, drain_s: float) -> None:
             drain_s,
         )
         stop.set()
+        # a daemon must stop within a bound even if something in the shutdown path hangs
+        # (a broker that stops reading, a stuck HTTP client): a watchdog thread, independent of
+        # the event loop, dumps every stack for the post-mortem and exits
+        watchdog = threading.Timer(drain_s + SHUTDOWN_GRACE_S, _shutdown_stuck, (drain_s,))
+        watchdog.daemon = True
+        watchdog.start()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)

@@ -55,3 +55,43 @@ def test_console_script_entry_point() -> None:
     )
     assert done.returncode == 1
     assert "streamfuse: error:" in done.stderr and "http://x" in done.stderr
+
+
+def test_a_stuck_shutdown_is_cut_short_with_a_stack_dump() -> None:
+    import signal
+    import textwrap
+    import time
+
+    script = textwrap.dedent(
+        """
+        import asyncio, sys, time
+        import streamfuse.cli as cli
+        cli.SHUTDOWN_GRACE_S = 0.5
+
+        async def main():
+            stop = asyncio.Event()
+            cli._install_gateway_signals(stop, 0.5)
+            print("ready", flush=True)
+            await stop.wait()
+            time.sleep(60)  # a shutdown path that never returns
+
+        asyncio.run(main())
+        """
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(30)
+            waited = time.monotonic() - started
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        err = proc.stderr.read() if proc.stderr else ""
+    assert code == 3  # EXIT_STUCK: neither a hang nor a clean 0
+    assert waited < 30
+    assert "shutdown still running" in err
+    assert 'File "<string>"' in err  # the stack dump shows where it was stuck

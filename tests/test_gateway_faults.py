@@ -308,6 +308,7 @@ def test_sigkill_then_restart_resumes_from_the_checkpoint(
         for proc in (first, locals().get("second")):
             if proc is not None and proc.poll() is None:
                 proc.kill()
+                proc.wait()
 
 
 def test_sigterm_drains_and_checkpoints_a_second_signal_exits_at_once(
@@ -341,3 +342,4 @@ def test_sigterm_drains_and_checkpoints_a_second_signal_exits_at_once(
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()

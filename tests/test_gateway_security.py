@@ -253,4 +253,10 @@ def test_overload_keeps_memory_bounded_and_reports_shedding(
         assert peak - rss0 < 400 * 2**20  # cap: 400 MiB above the idle gateway
     finally:
         proc.terminate()
-        proc.wait(30)
+        try:
+            code = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+    assert code == 0, log.read_text()[-3000:]  # drained and stopped cleanly
