@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-from collections import Counter, defaultdict, deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -24,6 +24,7 @@ from .config import EngineConfig
 from .errors import PayloadError
 from .features import DeviceFeatures
 from .fusion.levels import DeviceFusion, Evidence, FusionHub, Verdict
+from .labelling import window_truth
 from .learn.models import make_model
 from .types import Chunk, FusedWindow, Label, Prediction, RawMessage, Rejection
 
@@ -338,15 +339,10 @@ class Engine:
         tolerance = 0.5 / self.config.grid_fs
         while session.pending and session.pending[0].t_end <= horizon + tolerance:
             p = session.pending.popleft()
-            overlap: defaultdict[str, float] = defaultdict(float)
-            for start, end, value in session.labels:
-                ov = min(end, p.t_end) - max(start, p.t_start)
-                if ov > 0:
-                    overlap[value] += ov
-            if sum(overlap.values()) < 0.5 * (p.t_end - p.t_start):
+            y = window_truth(session.labels, p.t_start, p.t_end)
+            if y is None:
                 self.counters["unlabelled"] += 1
                 continue
-            y = max(sorted(overlap), key=overlap.__getitem__)
             self.hub.learn(p.evidence, p.verdict, y)
             self.outcomes.append((session.device, p.index, y))
             self.counters["learned"] += 1

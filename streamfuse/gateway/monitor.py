@@ -18,6 +18,7 @@ import aiomqtt
 import numpy as np
 
 from .. import topics
+from ..labelling import window_truth
 from .broker import parse_broker_url, set_nodelay
 
 
@@ -71,14 +72,9 @@ class Scoreboard:
         horizon = board.labels[-1][1]
         while board.waiting and board.waiting[0][1] <= horizon:
             t_start, t_end, predicted = board.waiting.popleft()
-            overlap: dict[str, float] = {}  # seconds of the window each label value covers
-            for start, end, value in board.labels:
-                ov = min(end, t_end) - max(start, t_start)
-                if ov > 0:
-                    overlap[value] = overlap.get(value, 0.0) + ov
-            if sum(overlap.values()) < 0.5 * (t_end - t_start):
+            truth = window_truth(board.labels, t_start, t_end)
+            if truth is None:
                 continue
-            truth = max(sorted(overlap), key=overlap.__getitem__)
             self.truth[truth] += 1
             board.scored += 1
             board.correct += int(predicted == truth)
