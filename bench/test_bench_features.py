@@ -7,47 +7,26 @@ stores ``x_realtime`` (record duration / median run time) and Se/+P in ``extra_i
 
 from __future__ import annotations
 
-import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from streamfuse.features.qrs import StreamingQRSDetector
-
-BEAT_CODES = set("NLRBAaJSVrFejnE/fQ?")
-
-
-def _data_root() -> Path:
-    env = os.environ.get("STREAMFUSE_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+from tests.conftest import data_root
+from tests.mitbih import load_record100, match
 
 
 @pytest.fixture(scope="module")
 def record100():
-    wfdb = pytest.importorskip("wfdb")
-    base = _data_root() / "wfdb_sample_data" / "100"
-    if not base.with_suffix(".dat").exists():
-        pytest.skip(f"MIT-BIH record 100 not found at {base}; set STREAMFUSE_DATA")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The inplace keyword", category=Warning)
-        rec = wfdb.rdrecord(str(base), channels=[0])
-        ann = wfdb.rdann(str(base), "atr")
-    beats = np.array([s for s, c in zip(ann.sample, ann.symbol, strict=True) if c in BEAT_CODES])
-    return rec.p_signal[:, 0].astype(np.float64), float(rec.fs), beats
+    root = data_root()
+    if not (root / "wfdb_sample_data" / "100.dat").exists():
+        pytest.skip(f"MIT-BIH record 100 not found under {root}; set STREAMFUSE_DATA")
+    return load_record100(root)
 
 
 def _score(ref: np.ndarray, det: np.ndarray, tol: int) -> tuple[float, float]:
-    det = np.sort(det)
-    used = np.zeros(det.size, dtype=bool)
-    tp = 0
-    for r in ref:
-        lo, hi = np.searchsorted(det, [r - tol, r + tol + 1])
-        free = [k for k in range(lo, hi) if not used[k]]
-        if free:
-            used[min(free, key=lambda k: abs(int(det[k]) - int(r)))] = True
-            tp += 1
+    tp = match(ref, np.sort(det), tol)
     return tp / ref.size, tp / max(det.size, 1)
 
 

@@ -10,19 +10,15 @@ Run: ``/work/venv/bin/pytest bench/test_bench_learn.py -p no:cacheprovider -s``
 
 from __future__ import annotations
 
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 from river import linear_model
 
+from bench.mackey_glass import embedding, ndei
 from streamfuse.learn.neurofuzzy import EvolvingFuzzyRegressor
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mackey_glass import embedding, ndei  # noqa: E402
 
 pytestmark = [
     # the third-party baseline emits pandas/numpy deprecation warnings we cannot fix

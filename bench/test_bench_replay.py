@@ -12,9 +12,6 @@ Run: ``/work/venv/bin/pytest bench/test_bench_replay.py -p no:cacheprovider``
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from streamfuse.engine import Engine
@@ -27,13 +24,9 @@ from streamfuse.replay.evaluate import (
     subject_items,
 )
 from streamfuse.replay.replay import replay_offline
+from tests.conftest import data_root
 
-ROOT = (
-    Path(
-        os.environ.get("STREAMFUSE_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
-    )
-    / "eegmat"
-)
+ROOT = data_root() / "eegmat"
 pytestmark = pytest.mark.skipif(
     not (ROOT / "Subject00_1.edf").is_file(), reason=f"eegmat recordings not found at {ROOT}"
 )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 from scipy import signal
@@ -12,24 +10,13 @@ from streamfuse.errors import ConfigError
 from streamfuse.features.qrs import StreamingQRSDetector, sosfilt_kernel
 from tests import naive
 from tests.conftest import need_data
-
-# beat annotation codes of the MIT-BIH database (non-beat codes such as '+' are rhythm notes)
-BEAT_CODES = set("NLRBAaJSVrFejnE/fQ?")
+from tests.mitbih import load_record100, match
 
 
 @pytest.fixture(scope="module")
 def record100(data_dir):
-    wfdb = pytest.importorskip("wfdb")
     need_data(data_dir, "wfdb_sample_data", "100.dat")
-    base = str(data_dir / "wfdb_sample_data" / "100")
-    with warnings.catch_warnings():
-        # wfdb calls a pandas API that pandas deprecated; not ours to fix
-        warnings.filterwarnings("ignore", message="The inplace keyword", category=Warning)
-        rec = wfdb.rdrecord(base, channels=[0])
-        ann = wfdb.rdann(base, "atr")
-    assert rec.sig_name == ["MLII"]
-    beats = np.array([s for s, c in zip(ann.sample, ann.symbol, strict=True) if c in BEAT_CODES])
-    return rec.p_signal[:, 0].astype(np.float64), float(rec.fs), beats
+    return load_record100(data_dir)
 
 
 def stream(x: np.ndarray, fs: float, chunk_s: float) -> np.ndarray:
@@ -39,20 +26,6 @@ def stream(x: np.ndarray, fs: float, chunk_s: float) -> np.ndarray:
     bounds = np.clip(bounds, 0, x.size)
     out = [det.update(x[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
     return np.concatenate(out)
-
-
-def match(ref: np.ndarray, det: np.ndarray, tol: int) -> int:
-    """True positives: one-to-one matches of detections to references within ``tol`` samples."""
-    used = np.zeros(det.size, dtype=bool)
-    tp = 0
-    for r in ref:
-        lo, hi = np.searchsorted(det, [r - tol, r + tol + 1])
-        cands = [k for k in range(lo, hi) if not used[k]]
-        if cands:
-            k = min(cands, key=lambda k: abs(int(det[k]) - int(r)))
-            used[k] = True
-            tp += 1
-    return tp
 
 
 @pytest.mark.data
