@@ -13,7 +13,7 @@ import logging
 import math
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 
 from river import base
@@ -255,7 +255,10 @@ class Engine:
             )
             return
         if math.isnan(chunk.arrival):
-            chunk = replace(chunk, arrival=now)
+            # a new object, as the caller may push this one again (a replay run twice); the
+            # constructor, not dataclasses.replace, which costs ~6 us more per chunk
+            c = chunk
+            chunk = Chunk(c.device, c.modality, c.seq, c.t0, c.fs, c.data, now)
         session = self._session(chunk.device)
         session.last_seen = now
         self.counters["chunks"] += 1
