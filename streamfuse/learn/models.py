@@ -24,6 +24,12 @@ def _as_classifier(pipeline: compose.Pipeline) -> base.Classifier:
 
 
 def _logreg() -> base.Classifier:
+    from .linear import ScaledLogisticRegression
+
+    return ScaledLogisticRegression(lr=0.05, l2=1e-4)
+
+
+def _river_logreg() -> base.Classifier:
     return _as_classifier(preprocessing.StandardScaler() | multiclass.OneVsRestClassifier(
         linear_model.LogisticRegression(optimizer=optim.SGD(0.05), l2=1e-4)
     ))
@@ -47,6 +53,7 @@ def _neurofuzzy() -> base.Classifier:
 
 MODELS: dict[str, Callable[[], base.Classifier]] = {
     "logreg": _logreg,
+    "river-logreg": _river_logreg,
     "softmax": _softmax,
     "hoeffding": _hoeffding,
     "neurofuzzy": _neurofuzzy,
