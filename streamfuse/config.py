@@ -82,7 +82,9 @@ class EngineConfig:
     ``normalize_warmup`` windows (3: on the simulators, 10 cost a third of a 30 s demo's
     accuracy); ``early_segments`` sub-windows describe each
     raw channel's envelope at the early level. Prequential metrics treat ``positive`` as the
-    positive class (None: macro averages), AUC over the last ``metrics_window`` windows.
+    positive class (None: macro averages), AUC over the last ``metrics_window`` windows; the
+    copy published with each prediction is recomputed at most once per ``metrics_refresh_s``
+    of gateway time (0: after every label; the selector's scores are always current).
     ``rules_top`` fired rules are published when the model is neuro-fuzzy.
     """
 
@@ -107,6 +109,7 @@ class EngineConfig:
     early_segments: int = 4
     positive: str | None = None
     metrics_window: int = 500
+    metrics_refresh_s: float = 1.0
     rules_top: int = 3
     max_pending: int = 4096
     silence_s: float = 5.0
@@ -114,7 +117,10 @@ class EngineConfig:
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
-        for name in ("window_s", "hop_s", "grid_fs", "lateness_s", "max_gap_s", "reorder_s"):
+        for name in (
+            "window_s", "hop_s", "grid_fs", "lateness_s", "max_gap_s", "reorder_s",
+            "metrics_refresh_s",
+        ):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
                 raise ConfigError(f"{name} must be a finite non-negative number, got {v!r}")

@@ -311,7 +311,7 @@ class Engine:
                     model=chosen.model,
                     rules=chosen.rules,
                     latency=lat if self._timer is not None else {},
-                    metrics=self.hub.metrics_snapshot(),
+                    metrics=self.hub.metrics_snapshot(now),
                     modalities=window.modalities,
                     index=window.index,
                     arrival=now,

@@ -270,3 +270,41 @@ def test_label_on_raw_topic_and_unlabelled_windows_teach_nothing() -> None:
     engine2.push(RawMessage(topics.label_topic("streamfuse", "a"), codec.encode_label(lab)), 1030.0)
     idx = [i for _, i, _ in engine2.outcomes]
     assert idx == sorted(idx) and len(idx) >= 15
+
+
+def test_published_metrics_refresh_at_most_once_per_metrics_refresh_s() -> None:
+    """The rolling AUCs in each prediction are recomputed at most once per
+    ``metrics_refresh_s`` of gateway time (they cost ~0.1 ms each, after every label of a whole
+    fleet); when they are, they equal an engine that recomputes after every label; the
+    selector's scores are always current."""
+    device = SimulatedDevice("dev000", seed=4, faults=FaultProfile())
+    events = list(device.events(90.0))
+    every = Engine(EngineConfig(metrics_refresh_s=0.0))
+    lazy = Engine(EngineConfig(metrics_refresh_s=5.0))
+
+    def split(p: Prediction) -> tuple[dict[str, float], dict[str, float]]:
+        sel = {k: v for k, v in p.metrics.items() if k.startswith("selector.")}
+        return {k: v for k, v in p.metrics.items() if k not in sel}, sel
+
+    changes: list[float] = []
+    last: dict[str, float] | None = None
+    every_changes, every_last = 0, None
+    for ev in events:
+        a = _preds(every.push(ev.payload, ev.send_time))
+        b = _preds(lazy.push(ev.payload, ev.send_time))
+        assert [(p.device, p.index, p.proba) for p in a] == [
+            (p.device, p.index, p.proba) for p in b
+        ]
+        for pa, pb in zip(a, b, strict=True):
+            (pre_a, sel_a), (pre_b, sel_b) = split(pa), split(pb)
+            assert sel_a == sel_b
+            if pre_a != every_last:
+                every_changes, every_last = every_changes + 1, pre_a
+            if pre_b != last:
+                assert pre_b == pre_a  # recomputed now: the current figures
+                changes.append(ev.send_time)
+                last = pre_b
+    assert len(changes) >= 10
+    assert min(np.diff(changes)) >= 5.0
+    assert every_changes >= 3 * len(changes)
+    assert lazy.metrics() == every.metrics()  # asked directly: always current
