@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import math
 import struct
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -26,6 +26,22 @@ assert HEADER_SIZE == 48
 
 _F32LE = np.dtype("<f4")
 DEFAULT_LIMITS = Limits()
+#: most parts one bundle may hold (a device sends one per modality per period); the parts
+#: beyond it are refused unread, so a bundle of tiny frames cannot buy unbounded work
+MAX_BUNDLE_PARTS = 32
+_BUNDLE = "bundle"  # the modality named in errors about a bundle as a whole
+
+
+class BundleParts(NamedTuple):
+    """What :func:`decode_bundle` made of a bundle: the good parts and why the others failed.
+
+    ``lost_bytes`` counts the bytes that were never read as parts because the framing broke
+    (or the part cap was reached); a part refused for its own content is not lost bytes.
+    """
+
+    chunks: list[Chunk]
+    rejected: list[PayloadError]
+    lost_bytes: int = 0
 
 
 def encode_chunk(chunk: Chunk) -> bytes:
@@ -39,6 +55,22 @@ def encode_chunk(chunk: Chunk) -> bytes:
     n, ch = data.shape
     head = HEADER.pack(MAGIC, VERSION, 0, name, ch, 0, n, chunk.seq, chunk.t0, chunk.fs)
     return head + data.tobytes()
+
+
+def encode_bundle(chunks: Iterable[Chunk]) -> bytes:
+    """One bundle: the binary frames of ``chunks`` (one device's), back to back, in order."""
+    frames = []
+    devices = set()
+    for c in chunks:
+        frames.append(encode_chunk(c))
+        devices.add(c.device)
+    if not frames:
+        raise ValueError("a bundle needs at least one chunk")
+    if len(devices) > 1:
+        raise ValueError(f"a bundle carries one device's chunks, got {sorted(devices)}")
+    if len(frames) > MAX_BUNDLE_PARTS:
+        raise ValueError(f"a bundle holds at most {MAX_BUNDLE_PARTS} parts, got {len(frames)}")
+    return b"".join(frames)
 
 
 def encode_chunk_json(chunk: Chunk) -> bytes:
@@ -104,6 +136,136 @@ def decode_chunk(
             modality=modality,
         )
     _check_times(device, modality, seq, t0, fs, limits)
+    _check_finite(device, modality, seq, data, limits)
+    return Chunk(device, modality, seq, t0, fs, data)
+
+
+def decode_bundle(
+    device: str,
+    payload: bytes,
+    modalities: Mapping[str, ModalitySpec],
+    limits: Limits = DEFAULT_LIMITS,
+    *,
+    max_parts: int = MAX_BUNDLE_PARTS,
+) -> BundleParts:
+    """Decode a bundle published on ``{prefix}/{device}/bundle``: version-1 binary frames of
+    any configured modalities, back to back (see ``docs/wire-format.md``).
+
+    Raises :class:`PayloadError` only when the payload as a whole is refused (over the size
+    limit, empty, or not starting with a binary frame). Otherwise each part stands alone: a
+    part whose header or samples are bad is refused with its own reason, device, modality and
+    seq while the others are kept; if the framing itself breaks (a part runs past the end, or
+    the bytes where a part should start are no version-1 frame) the rest of the bundle is
+    refused as one rejection that says how many bytes were lost.
+    """
+    size = len(payload)
+    if size > limits.max_payload_bytes:
+        raise PayloadError(
+            "oversize",
+            f"bundle of {size} bytes exceeds the limit of {limits.max_payload_bytes}",
+            device=device,
+            modality=_BUNDLE,
+        )
+    if not size:
+        raise PayloadError("empty", "empty payload", device=device, modality=_BUNDLE)
+    if payload[:2] != MAGIC:
+        raise PayloadError(
+            "unknown_format",
+            f"a bundle is binary frames back to back, starting with {MAGIC!r} (first bytes "
+            f"{payload[:8]!r}); JSON is accepted on modality topics only",
+            device=device,
+            modality=_BUNDLE,
+        )
+    chunks: list[Chunk] = []
+    rejected: list[PayloadError] = []
+    off = part = 0
+    while off < size:
+        left = size - off
+        where = f"bundle part {part} at byte {off}"
+        lost = f"the last {left} of {size} bytes are lost"
+        if part == max_parts:
+            rejected.append(
+                PayloadError(
+                    "too_many_parts",
+                    f"{where}: a bundle holds at most {max_parts} parts; {lost}",
+                    device=device,
+                    modality=_BUNDLE,
+                )
+            )
+            return BundleParts(chunks, rejected, left)
+        if left < HEADER_SIZE:
+            rejected.append(
+                PayloadError(
+                    "truncated",
+                    f"{where}: {left} bytes left, fewer than a {HEADER_SIZE}-byte header; {lost}",
+                    device=device,
+                    modality=_BUNDLE,
+                )
+            )
+            return BundleParts(chunks, rejected, left)
+        magic, version, flags, name, ch, reserved, n, seq, t0, fs = HEADER.unpack_from(
+            payload, off
+        )
+        if magic != MAGIC or version != VERSION:
+            rejected.append(
+                PayloadError(
+                    "bad_framing" if magic != MAGIC else "bad_version",
+                    f"{where} is not a version-{VERSION} frame (magic {magic!r}, version "
+                    f"{version}), so where the parts end is unknown; {lost}",
+                    device=device,
+                    modality=_BUNDLE,
+                )
+            )
+            return BundleParts(chunks, rejected, left)
+        modality = name.rstrip(b"\0").decode("ascii", "replace")
+        end = off + HEADER_SIZE + 4 * n * ch
+        if end > size:
+            rejected.append(
+                PayloadError(
+                    "too_many_samples" if n > limits.max_samples else "truncated",
+                    f"{where} promises {n} samples x {ch} channels ({end - off} bytes) but only "
+                    f"{left} bytes are left; {lost}",
+                    device=device,
+                    modality=modality,
+                    seq=seq,
+                )
+            )
+            return BundleParts(chunks, rejected, left)
+        spec = modalities.get(modality)
+        try:
+            if flags != 0 or reserved != 0:
+                raise PayloadError(
+                    "bad_header",
+                    f"{where}: flags ({flags}) and reserved ({reserved}) must be 0 in version 1",
+                    device=device,
+                    modality=modality,
+                    seq=seq,
+                )
+            if spec is None:
+                raise PayloadError(
+                    "unknown_modality",
+                    f"{where}: unknown modality {modality!r}; configured: {sorted(modalities)}",
+                    device=device,
+                    modality=modality,
+                    seq=seq,
+                )
+            _check_shape(device, modality, seq, n, ch, spec, limits)
+            _check_times(device, modality, seq, t0, fs, limits)
+            data = np.frombuffer(payload, dtype=_F32LE, count=n * ch, offset=off + HEADER_SIZE)
+            _check_finite(device, modality, seq, data, limits)
+            chunks.append(
+                Chunk(device, modality, seq, t0, fs, data.reshape(n, ch).astype(np.float32))
+            )
+        except PayloadError as exc:
+            rejected.append(exc)
+        off = end
+        part += 1
+    return BundleParts(chunks, rejected)
+
+
+def _check_finite(
+    device: str, modality: str, seq: int, data: np.ndarray, limits: Limits
+) -> None:
     if limits.nan_policy == "reject" and not np.isfinite(data).all():
         bad = int(np.count_nonzero(~np.isfinite(data)))
         raise PayloadError(
@@ -113,7 +275,6 @@ def decode_chunk(
             modality=modality,
             seq=seq,
         )
-    return Chunk(device, modality, seq, t0, fs, data)
 
 
 def _decode_binary(

@@ -128,7 +128,7 @@ class Engine:
         """Feed one item that arrived at gateway time ``now``; return what it caused."""
         out: list[Output] = []
         t0 = self._clock()
-        decoded: Chunk | Label | None
+        decoded: Chunk | Label | codec.BundleParts | None
         if isinstance(item, RawMessage):
             try:
                 decoded = self._decode(item)
@@ -145,6 +145,17 @@ class Engine:
             self._on_chunk(decoded, now, out, t_decode)
         elif isinstance(decoded, Label):
             self._on_label(decoded, now)
+        elif isinstance(decoded, codec.BundleParts):
+            # a bundle's parts go the chunk path in order, each with an equal share of the
+            # decode time; its refused parts are rejections like any message's
+            self.counters["bundles"] += 1
+            for refused in decoded.rejected:
+                out.append(self._reject(refused))
+            if decoded.lost_bytes:
+                self.counters["bundle_bytes_lost"] += decoded.lost_bytes
+            share = t_decode / max(1, len(decoded.chunks))
+            for chunk in decoded.chunks:
+                self._on_chunk(chunk, now, out, share)
         if now - self._last_tick >= self._tick_every:
             out.extend(self.tick(now))
         return out
@@ -212,13 +223,18 @@ class Engine:
         return out
 
     # ----------------------------------------------------------------- stages
-    def _decode(self, msg: RawMessage) -> Chunk | Label | None:
-        """Bytes to an item; ``None`` for our own outputs (prediction topics share the prefix)."""
+    def _decode(self, msg: RawMessage) -> Chunk | Label | codec.BundleParts | None:
+        """Bytes to an item (a bundle to its parts); ``None`` for our own outputs (prediction
+        topics share the prefix)."""
         device, kind = topics.parse(msg.topic, self.prefix)
         if kind == topics.LABEL:
             return codec.decode_label(device, msg.payload)
         if kind == topics.PREDICTION:
             return None
+        if kind == topics.BUNDLE:
+            return codec.decode_bundle(
+                device, msg.payload, self.config.modalities, self.config.limits
+            )
         return codec.decode_chunk(
             device, kind, msg.payload, self.config.modalities, self.config.limits
         )

@@ -1,4 +1,5 @@
-"""MQTT topic layout: ``{prefix}/{device}/{modality}``, ``.../label``, ``.../prediction``."""
+"""MQTT topic layout: ``{prefix}/{device}/{modality}``, ``.../bundle``, ``.../label``,
+``.../prediction``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from .errors import TopicError
 DEFAULT_PREFIX = "streamfuse"
 LABEL = "label"
 PREDICTION = "prediction"
-RESERVED = frozenset({LABEL, PREDICTION, "status", "metrics"})
+#: one message carrying a device's chunks of several modalities (``codec.decode_bundle``)
+BUNDLE = "bundle"
+RESERVED = frozenset({LABEL, PREDICTION, BUNDLE, "status", "metrics"})
 
 _DEVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _MODALITY_RE = re.compile(r"^[a-z][a-z0-9_]{0,11}$")
@@ -19,7 +22,7 @@ _PREFIX_LEVEL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 class Topic(NamedTuple):
     device: str
-    kind: str  # a modality name, "label" or "prediction"
+    kind: str  # a modality name, "bundle", "label" or "prediction"
 
 
 def check_device(device: str) -> str:
@@ -60,6 +63,10 @@ def data_topic(prefix: str, device: str, modality: str) -> str:
     return f"{prefix}/{check_device(device)}/{check_modality(modality)}"
 
 
+def bundle_topic(prefix: str, device: str) -> str:
+    return f"{prefix}/{check_device(device)}/{BUNDLE}"
+
+
 def label_topic(prefix: str, device: str) -> str:
     return f"{prefix}/{check_device(device)}/{LABEL}"
 
@@ -80,10 +87,12 @@ def parse(topic: str, prefix: str) -> Topic:
         raise TopicError("bad_topic", f"topic {topic!r} is not under prefix {prefix!r}")
     rest = topic[len(head) :].split("/")
     if len(rest) != 2:
-        raise TopicError("bad_topic", f"topic {topic!r} must be {prefix}/<device>/<modality|label>")
+        raise TopicError(
+            "bad_topic", f"topic {topic!r} must be {prefix}/<device>/<modality|bundle|label>"
+        )
     device, kind = rest
     check_device(device)
-    if kind not in (LABEL, PREDICTION):
+    if kind not in (LABEL, PREDICTION, BUNDLE):
         if not _MODALITY_RE.match(kind):
             raise TopicError(
                 "bad_modality", f"invalid modality {kind!r} in topic {topic!r}", device=device

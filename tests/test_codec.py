@@ -132,3 +132,191 @@ def test_mutated_frames_decode_or_raise_payload_error(pos: int, byte: int) -> No
     except PayloadError:
         return
     assert d.data.shape == (5, 3) and np.isfinite(d.data).all()
+
+
+# ------------------------------------------------------------------------------------- bundles
+
+
+def bundle_of(*chunks: Chunk) -> bytes:
+    return codec.encode_bundle(chunks)
+
+
+def period(seq: int = 3) -> list[Chunk]:
+    """One device's chunks of one 100 ms period, as a bundle carries them."""
+    return [chunk("ecg", 25, seq), chunk("eeg", 26, seq), chunk("acc", 5, seq)]
+
+
+def test_bundle_round_trip_keeps_order_and_every_field() -> None:
+    parts = period()
+    got = codec.decode_bundle("dev1", bundle_of(*parts), MODS)
+    assert got.rejected == [] and got.lost_bytes == 0
+    assert [c.modality for c in got.chunks] == ["ecg", "eeg", "acc"]
+    for d, c in zip(got.chunks, parts, strict=True):
+        fields = (d.device, d.modality, d.seq, d.t0, d.fs)
+        assert fields == (c.device, c.modality, c.seq, c.t0, c.fs)
+        assert d.data.dtype == np.float32 and d.data.flags.c_contiguous and d.data.flags.writeable
+        np.testing.assert_array_equal(d.data, c.data)
+    # each part is byte for byte the frame a modality topic would carry
+    assert bundle_of(*parts) == b"".join(codec.encode_chunk(c) for c in parts)
+    # a bundle of one part is a plain frame
+    one = codec.decode_bundle("dev1", codec.encode_chunk(parts[1]), MODS)
+    assert len(one.chunks) == 1 and one.chunks[0].seq == parts[1].seq
+
+
+def test_encode_bundle_refuses_what_it_cannot_frame() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        codec.encode_bundle([])
+    other = Chunk("dev2", "ecg", 1, 0.0, 250.0, np.zeros((3, 1), np.float32))
+    with pytest.raises(ValueError, match="one device"):
+        codec.encode_bundle([chunk(), other])
+    with pytest.raises(ValueError, match="at most"):
+        codec.encode_bundle([chunk("acc", 1, s) for s in range(codec.MAX_BUNDLE_PARTS + 1)])
+
+
+def test_documented_bundle_example_bytes() -> None:
+    hexdump = (  # docs/wire-format.md, "Bundle"
+        "53 46 01 00 65 63 67 00 00 00 00 00 00 00 00 00 01 00 00 00 03 00 00 00 07 00 00 00"
+        " 00 00 00 00 00 00 00 00 00 00 29 40 00 00 00 00 00 40 6f 40 cd cc cc 3d cd cc 4c 3e"
+        " 9a 99 99 3e 53 46 01 00 61 63 63 00 00 00 00 00 00 00 00 00 03 00 00 00 01 00 00 00"
+        " 07 00 00 00 00 00 00 00 00 00 00 00 00 00 29 40 00 00 00 00 00 00 49 40 00 00 00 00"
+        " 00 00 00 bf 00 00 80 3f"
+    )
+    got = codec.decode_bundle("patch-0042", bytes.fromhex(hexdump), MODS)
+    assert got.rejected == []
+    ecg, acc = got.chunks
+    assert (ecg.modality, ecg.seq, ecg.t0, ecg.fs) == ("ecg", 7, 12.5, 250.0)
+    assert ecg.data.shape == (3, 1)
+    np.testing.assert_allclose(ecg.data[:, 0], [0.1, 0.2, 0.3], rtol=1e-6)
+    assert (acc.modality, acc.seq, acc.t0, acc.fs) == ("acc", 7, 12.5, 50.0)
+    np.testing.assert_array_equal(acc.data, [[0.0, -0.5, 1.0]])
+
+
+def test_a_bad_part_is_refused_alone_with_its_own_reason() -> None:
+    ecg, eeg, acc = period(seq=9)
+    nan = chunk("eeg", 26, 9)
+    nan.data[2, 5] = np.nan
+    unknown = Chunk("dev1", "ppg", 9, 1234.5, 64.0, np.zeros((6, 1), np.float32))
+    wrong_ch = Chunk("dev1", "acc", 9, 1234.5, 50.0, np.zeros((5, 2), np.float32))
+    bad_rate = Chunk("dev1", "ecg", 9, 1234.5, 0.0, np.zeros((5, 1), np.float32))
+    flagged = bytearray(codec.encode_chunk(ecg))
+    flagged[3] = 1
+    empty = codec.HEADER.pack(codec.MAGIC, 1, 0, b"ecg", 1, 0, 0, 9, 1234.5, 250.0)
+    cases = [
+        (codec.encode_chunk(nan), "nonfinite", "eeg"),
+        (codec.encode_chunk(unknown), "unknown_modality", "ppg"),
+        (codec.encode_chunk(wrong_ch), "channel_mismatch", "acc"),
+        (codec.encode_chunk(bad_rate), "bad_rate", "ecg"),
+        (bytes(flagged), "bad_header", "ecg"),
+        (empty, "empty", "ecg"),
+    ]
+    for bad, why, modality in cases:
+        payload = codec.encode_chunk(ecg) + bad + codec.encode_chunk(acc)
+        got = codec.decode_bundle("dev1", payload, MODS)
+        assert [c.modality for c in got.chunks] == ["ecg", "acc"], why
+        assert got.lost_bytes == 0
+        (err,) = got.rejected
+        assert (err.reason, err.device, err.modality, err.seq) == (why, "dev1", modality, 9)
+        assert "device=dev1" in str(err) and "seq=9" in str(err)
+    # a part with more samples than the limit, all of its bytes present, is skipped whole
+    got = codec.decode_bundle("dev1", bundle_of(eeg, ecg), MODS, Limits(max_samples=25))
+    assert [c.modality for c in got.chunks] == ["ecg"]
+    assert [e.reason for e in got.rejected] == ["too_many_samples"] and got.lost_bytes == 0
+
+
+def test_broken_framing_refuses_the_rest_and_says_how_many_bytes() -> None:
+    ecg, eeg, acc = period()
+    a, b, c = (codec.encode_chunk(x) for x in (ecg, eeg, acc))
+    cut = a + b + c[:-5]  # the last part runs past the end
+    got = codec.decode_bundle("dev1", cut, MODS)
+    assert [x.modality for x in got.chunks] == ["ecg", "eeg"]
+    (err,) = got.rejected
+    lost = len(c) - 5
+    assert err.reason == "truncated" and got.lost_bytes == lost
+    assert f"the last {lost} of {len(cut)} bytes are lost" in str(err)
+    assert err.modality == "acc" and err.seq == acc.seq
+    # fewer bytes left than a header
+    got = codec.decode_bundle("dev1", a + b"SF\x01\x00abc", MODS)
+    assert [x.modality for x in got.chunks] == ["ecg"]
+    assert [e.reason for e in got.rejected] == ["truncated"] and got.lost_bytes == 7
+    # garbage where the second part should start: that part and everything after are lost
+    got = codec.decode_bundle("dev1", a + b"\x00" * 10 + b + c, MODS)
+    assert [x.modality for x in got.chunks] == ["ecg"]
+    assert [e.reason for e in got.rejected] == ["bad_framing"]
+    assert got.lost_bytes == 10 + len(b) + len(c)
+    assert got.rejected[0].modality == "bundle"
+    # an unknown version cannot be framed either
+    v2 = bytearray(b)
+    v2[2] = 2
+    got = codec.decode_bundle("dev1", a + bytes(v2) + c, MODS)
+    assert [e.reason for e in got.rejected] == ["bad_version"]
+    assert got.lost_bytes == len(b) + len(c)
+    # a header promising 2^32-1 samples frames past the end: refused, nothing allocated
+    huge = codec.HEADER.pack(codec.MAGIC, 1, 0, b"eeg", 8, 0, 2**32 - 1, 4, 0.0, 256.0)
+    got = codec.decode_bundle("dev1", a + huge + b, MODS)
+    assert [x.modality for x in got.chunks] == ["ecg"]
+    assert [e.reason for e in got.rejected] == ["too_many_samples"]
+    assert got.lost_bytes == len(huge) + len(b)
+
+
+def test_bundle_refused_whole_before_parsing() -> None:
+    good = bundle_of(*period())
+    for payload, why, limits in (
+        (good, "oversize", Limits(max_payload_bytes=len(good) - 1)),
+        (b"", "empty", Limits()),
+        (codec.encode_chunk_json(chunk()), "unknown_format", Limits()),
+        (b"\x00\x01garbage", "unknown_format", Limits()),
+    ):
+        with pytest.raises(PayloadError) as info:
+            codec.decode_bundle("dev1", payload, MODS, limits)
+        assert info.value.reason == why
+        assert (info.value.device, info.value.modality) == ("dev1", "bundle")
+    # the size limit applies to the whole bundle, not to each part
+    assert codec.decode_bundle("dev1", good, MODS, Limits(max_payload_bytes=len(good))).chunks
+
+
+def test_parts_beyond_the_cap_are_refused_unread() -> None:
+    tiny = codec.encode_chunk(chunk("acc", 1))
+    payload = tiny * 6
+    got = codec.decode_bundle("dev1", payload, MODS, max_parts=4)
+    assert len(got.chunks) == 4
+    assert [e.reason for e in got.rejected] == ["too_many_parts"]
+    assert got.lost_bytes == 2 * len(tiny)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_random_bytes_never_escape_a_bundle_as_other_errors(payload: bytes) -> None:
+    try:
+        got = codec.decode_bundle("dev1", b"SF" + payload, MODS)
+    except PayloadError:
+        return
+    assert got.lost_bytes <= len(payload) + 2
+    assert all(isinstance(e, PayloadError) for e in got.rejected)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2 * (48 + 4 * 3 * 5) - 1), st.integers(0, 255))
+def test_a_mutated_part_never_costs_its_neighbour(pos: int, byte: int) -> None:
+    first = chunk("acc", 5, 1)
+    parts = [first, Chunk("dev1", "acc", 2, 1234.6, 50.0, -3 * first.data - 1)]
+    raw = bytearray(bundle_of(*parts))
+    size = len(raw) // 2
+    raw[pos] = byte
+    try:
+        got = codec.decode_bundle("dev1", bytes(raw), MODS)
+    except PayloadError:
+        assert pos < 2  # only a broken first magic refuses the whole bundle
+        return
+    assert len(got.chunks) + len(got.rejected) <= 2
+    for c in got.chunks:
+        assert np.isfinite(c.data).all()
+    intact = parts[1] if pos < size else parts[0]
+    framing = pos % size in (0, 1, 2) or 16 <= pos % size < 24  # magic, version, channels, n
+    if not framing:  # the other part is decoded exactly, whatever the damage to this one
+        survivors = [c for c in got.chunks if np.array_equal(c.data, intact.data)]
+        assert len(survivors) == 1 and got.lost_bytes == 0
+        assert (survivors[0].seq, survivors[0].t0) == (intact.seq, intact.t0)
+        np.testing.assert_array_equal(survivors[0].data, intact.data)
+    if pos >= size:  # damage in the second part never touches the first
+        assert got.chunks[0].seq == 1
+        np.testing.assert_array_equal(got.chunks[0].data, parts[0].data)

@@ -33,3 +33,13 @@ def test_bad_device_ids(device: str) -> None:
 def test_bad_prefixes(prefix: str) -> None:
     with pytest.raises(TopicError):
         topics.check_prefix(prefix)
+
+
+def test_bundle_topic_is_reserved_and_parsed() -> None:
+    assert "bundle" in topics.RESERVED
+    assert topics.bundle_topic("streamfuse", "dev-1") == "streamfuse/dev-1/bundle"
+    assert topics.parse("streamfuse/dev-1/bundle", "streamfuse") == ("dev-1", topics.BUNDLE)
+    with pytest.raises(TopicError):  # no modality may be called "bundle"
+        topics.data_topic("streamfuse", "dev-1", "bundle")
+    with pytest.raises(TopicError):
+        topics.check_modality("bundle")

@@ -1,0 +1,134 @@
+"""Bundles through the engine: the same data in one message per period or one per modality."""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+
+import numpy as np
+
+from streamfuse import codec, topics
+from streamfuse.config import DEFAULT_MODALITIES
+from streamfuse.engine import Engine
+from streamfuse.types import Chunk, Prediction, RawMessage, Rejection
+from tests.streams import device_messages, merge
+
+MODS = DEFAULT_MODALITIES
+
+
+def _periods(
+    messages: list[tuple[RawMessage, float]],
+) -> tuple[list[tuple[list[Chunk], float]], list[tuple[RawMessage, float]]]:
+    """Group one stream's chunk messages by (device, seq): the chunks of each period with the
+    arrival of the last of them (when a device would send its bundle), and the other messages."""
+    groups: dict[tuple[str, int], list[tuple[Chunk, float]]] = defaultdict(list)
+    other = []
+    for msg, now in messages:
+        device, kind = topics.parse(msg.topic, topics.DEFAULT_PREFIX)
+        if kind in MODS:
+            c = codec.decode_chunk(device, kind, msg.payload, MODS)
+            groups[(device, c.seq)].append((c, now))
+        else:
+            other.append((msg, now))
+    periods = []
+    for parts in groups.values():
+        parts.sort(key=lambda p: list(MODS).index(p[0].modality))
+        periods.append(([c for c, _ in parts], max(t for _, t in parts)))
+    return periods, other
+
+
+def _as_bundles(periods, other) -> list[tuple[RawMessage, float]]:
+    out = [
+        (RawMessage(topics.bundle_topic("streamfuse", cs[0].device), codec.encode_bundle(cs)), t)
+        for cs, t in periods
+    ]
+    return sorted(out + other, key=lambda m: m[1])
+
+
+def _one_by_one(periods, other) -> list[tuple[RawMessage, float]]:
+    """The same chunks, each on its modality topic, all at the bundle's arrival, in its order."""
+    out = [
+        (RawMessage(topics.data_topic("streamfuse", c.device, c.modality), codec.encode_chunk(c)),
+         t)
+        for cs, t in periods
+        for c in cs
+    ]
+    return sorted(out + other, key=lambda m: m[1])  # stable: a period's parts stay in order
+
+
+def _run(messages: list[tuple[RawMessage, float]]) -> tuple[list, Engine]:
+    engine = Engine()
+    out = engine.push_many(messages)
+    out.extend(engine.flush())
+    return out, engine
+
+
+def test_bundled_and_per_modality_publishing_give_identical_outputs() -> None:
+    msgs = merge(device_messages("a", 24, seed=1), device_messages("b", 24, seed=2))
+    periods, other = _periods(msgs)
+    bundled, eb = _run(_as_bundles(periods, other))
+    single, es = _run(_one_by_one(periods, other))
+    preds = [o for o in bundled if isinstance(o, Prediction)]
+    assert len(preds) > 30 and {p.device for p in preds} == {"a", "b"}
+    assert any(p.levels for p in preds[-5:])  # labels arrived and models learned
+    assert bundled == single  # dataclass equality: every field of every prediction
+    assert eb.outcomes == es.outcomes
+    assert eb.stats()["align"] == es.stats()["align"]
+    counters = dict(eb.counters)
+    assert counters.pop("bundles") == len(periods)
+    assert counters == dict(es.counters)
+
+
+def test_a_bad_part_costs_only_itself() -> None:
+    msgs = device_messages("a", 12, seed=3)
+    periods, other = _periods(msgs)
+    k = 40  # spoil the EEG part of one period
+    cs, t = periods[k]
+    nan = cs[1].data.copy()
+    nan[4, 2] = np.nan
+    spoilt = Chunk("a", "eeg", cs[1].seq, cs[1].t0, cs[1].fs, nan)
+    periods[k] = ([cs[0], spoilt, cs[2]], t)
+    bundled, eb = _run(_as_bundles(periods, other))
+    single, es = _run(_one_by_one(periods, other))
+    rejected = [o for o in bundled if isinstance(o, Rejection)]
+    assert [(r.reason, r.device, r.modality, r.seq) for r in rejected] == [
+        ("nonfinite", "a", "eeg", cs[1].seq)
+    ]
+    assert bundled == single
+    assert eb.counters["chunks"] == 3 * len(periods) - 1
+    assert eb.rejections == es.rejections == {"nonfinite": 1}
+
+
+def test_broken_framing_keeps_the_parts_before_it_and_counts_the_bytes() -> None:
+    msgs = device_messages("a", 12, seed=4)
+    periods, other = _periods(msgs)
+    good = _as_bundles(periods, other)
+    i, (msg, now) = next(
+        (i, m) for i, m in enumerate(good) if m[0].topic.endswith("/bundle") and m[1] > 1005
+    )
+    ecg_len = codec.HEADER_SIZE + 4 * 25
+    cut = msg.payload[: ecg_len + 30]  # the EEG part's header is cut short; ACC never came
+    broken = [*good[:i], (RawMessage(msg.topic, cut), now), *good[i + 1 :]]
+    engine = Engine()
+    out = engine.push_many(broken)
+    rejected = [o for o in out if isinstance(o, Rejection)]
+    assert [(r.reason, r.modality) for r in rejected] == [("truncated", "bundle")]
+    assert "the last 30 of" in rejected[0].message
+    assert engine.counters["bundle_bytes_lost"] == 30
+    assert engine.counters["chunks"] == 3 * len(periods) - 2  # the ECG part got through
+
+
+def test_decode_time_is_shared_by_the_parts() -> None:
+    msgs = device_messages("a", 8, seed=5)
+    periods, other = _periods(msgs)
+
+    def clocked() -> Engine:
+        ticks = itertools.count()
+        return Engine(timer=lambda: float(next(ticks)))  # every reading 1 s after the last
+
+    for messages, share in ((_as_bundles(periods, other), 1 / 3), (_one_by_one(periods, other), 1)):
+        engine = clocked()
+        preds = [o for o in engine.push_many(messages) if isinstance(o, Prediction)]
+        on_data = [p for p in preds if "decode" in p.latency]
+        assert on_data
+        assert all(p.latency["decode"] == share for p in on_data)
