@@ -6,6 +6,10 @@ A :class:`SimulatedDevice` turns its wearer's physiology (:mod:`simulators.physi
 clock), each scheduled at a *send time* on the gateway clock: the moment its last sample was
 taken plus the network delay of :mod:`simulators.faults`. :class:`Fleet` merges many devices.
 
+A device built with ``bundle=True`` sends its modalities' chunks of one period together, as one
+``"bundle"`` event (payload :class:`Bundle`) when the last of them is complete; the chunks are
+the same as those it would send one by one, and the network faults apply to the bundle.
+
 Both are stateful iterators over simulated time: ``advance(until)`` returns, in send-time order,
 every event with ``send_time <= until`` not returned before, so ``advance(10); advance(20)``
 gives the same events as ``advance(20)``.
@@ -32,14 +36,23 @@ from .physiology import STATES, Body, StreamGenerator, child_seed, make_body
 log = logging.getLogger("streamfuse.simulators.device")
 
 LABEL = "label"
+BUNDLE = "bundle"
+
+
+class Bundle(NamedTuple):
+    """One device's chunks of period ``seq``, one per modality, sent in one message."""
+
+    device: str
+    seq: int
+    chunks: tuple[Chunk, ...]
 
 
 class Event(NamedTuple):
     """One message a device publishes: when (gateway clock), what kind, and the object."""
 
     send_time: float
-    kind: str  # a modality name or "label"
-    payload: Chunk | Label
+    kind: str  # a modality name, "label" or "bundle"
+    payload: Chunk | Label | Bundle
 
 
 def device_seed(seed: int | Sequence[int], device_id: str) -> np.random.SeedSequence:
@@ -89,6 +102,9 @@ class SimulatedDevice:
     start_s
         Gateway time of the first sample; None draws it uniformly in ``[0, chunk_s)`` from the
         seed (so a fleet's devices do not all send at the same instant).
+    bundle
+        Send each period's chunks of every modality as one ``"bundle"`` event (ready when its
+        last chunk is; faults drawn once per bundle) instead of one event per modality.
     dwell_s, schedule
         Latent state timing (see :class:`simulators.physiology.LatentState`).
     record
@@ -108,6 +124,7 @@ class SimulatedDevice:
         schedule: Sequence[tuple[str, float]] | None = None,
         labels: bool = True,
         record: bool = False,
+        bundle: bool = False,
     ) -> None:
         modalities = dict(DEFAULT_MODALITIES if modalities is None else modalities)
         self.faults_profile = faults if faults is not None else FaultProfile()
@@ -153,6 +170,14 @@ class SimulatedDevice:
             self._streams.append(st)
         self._heap: list[tuple[float, int, int, int, Event]] = []
         self._until = -math.inf
+        self.bundle = bundle
+        self._bundle_faults: StreamFaults | None = None
+        # period -> (stream index, chunk, ready) of the chunks waiting for their bundle
+        self._parts: dict[int, list[tuple[int, Chunk, float]]] = {}
+        if bundle:
+            self._bundle_faults = StreamFaults(
+                prof, np.random.default_rng(child_seed(ss, "faults:" + BUNDLE)), record=record
+            )
 
     # -- introspection ---------------------------------------------------------------------
 
@@ -163,8 +188,12 @@ class SimulatedDevice:
 
     @property
     def stream_faults(self) -> dict[str, StreamFaults]:
-        """Each stream's fault state (counters, recorded delays)."""
-        return {s.kind: s.faults for s in self._streams}
+        """Each stream's fault state (counters, recorded delays); with ``bundle``, the data
+        streams' faults are those of ``"bundle"`` (theirs stay unused)."""
+        out = {s.kind: s.faults for s in self._streams}
+        if self._bundle_faults is not None:
+            out[BUNDLE] = self._bundle_faults
+        return out
 
     def state_at(self, t_gateway: float) -> str:
         """The true latent state at gateway time ``t_gateway``."""
@@ -200,6 +229,10 @@ class SimulatedDevice:
                 self.device_id, st.kind, k, st.dev_start + st.i0 / st.spec.fs, st.spec.fs, data
             )
             st.i0 = i1
+            if self.bundle:
+                st.k = k + 1
+                self._parts.setdefault(k, []).append((st.idx, payload, ready))
+                return
         st.k = k + 1
         for copy, t in enumerate(st.faults.send_times(ready)):
             heapq.heappush(self._heap, (t, st.idx, k, copy, Event(t, st.kind, payload)))
@@ -217,11 +250,25 @@ class SimulatedDevice:
             while ready <= until:
                 self._emit(st, ready)
                 ready = self._ready(st)
+        if self._parts:
+            self._bundle_complete()
         out: list[Event] = []
         heap = self._heap
         while heap and heap[0][0] <= until:
             out.append(heapq.heappop(heap)[4])
         return out
+
+    def _bundle_complete(self) -> None:
+        """Schedule a bundle for every period whose chunks have all been made."""
+        assert self._bundle_faults is not None  # parts are kept only when bundling
+        need = len(self.modalities)
+        idx = len(self._streams)  # ties: after every single-stream event of the same instant
+        for k in sorted(p for p, parts in self._parts.items() if len(parts) == need):
+            parts = sorted(self._parts.pop(k), key=lambda part: part[0])
+            ready = max(part[2] for part in parts)
+            bundle = Bundle(self.device_id, k, tuple(part[1] for part in parts))
+            for copy, t in enumerate(self._bundle_faults.send_times(ready)):
+                heapq.heappush(self._heap, (t, idx, k, copy, Event(t, BUNDLE, bundle)))
 
     def events(self, duration: float, step: float = 1.0) -> Iterator[Event]:
         """Iterate over the events up to ``duration`` s of gateway time, ``step`` at a time."""

@@ -2,8 +2,10 @@
 
 Each event of :class:`simulators.device.Fleet` goes out at ``send_time / speed`` seconds after
 the start on ``{prefix}/{device}/{modality}`` (binary frame, :func:`streamfuse.codec.encode_chunk`)
-or ``{prefix}/{device}/label`` (JSON, :func:`streamfuse.codec.encode_label`). One MQTT
-connection carries the whole fleet, with TCP_NODELAY set.
+or ``{prefix}/{device}/label`` (JSON, :func:`streamfuse.codec.encode_label`); a fleet built
+with ``bundle=True`` sends each device's chunks of one period together on
+``{prefix}/{device}/bundle`` (:func:`streamfuse.codec.encode_bundle`). One MQTT connection
+carries the whole fleet, with TCP_NODELAY set.
 
 Note the simulated clocks: chunk ``t0`` and label times are simulated device time (seconds since
 the simulation start, plus any fault offset/drift); at ``speed`` != 1 they advance ``speed``
@@ -22,8 +24,9 @@ from dataclasses import dataclass, field
 
 from streamfuse.errors import BrokerError
 from streamfuse.gateway.broker import parse_broker_url, set_nodelay
+from streamfuse.types import Label
 
-from .device import LABEL, Fleet
+from .device import BUNDLE, LABEL, Bundle, Fleet
 
 log = logging.getLogger("streamfuse.simulators.publisher")
 
@@ -88,8 +91,8 @@ async def run_fleet(
     """
     import aiomqtt
 
-    from streamfuse.codec import encode_chunk, encode_label
-    from streamfuse.topics import data_topic, label_topic
+    from streamfuse.codec import encode_bundle, encode_chunk, encode_label
+    from streamfuse.topics import bundle_topic, data_topic, label_topic
 
     if not (speed >= 0 and not math.isnan(speed)):
         raise ValueError(f"speed must be >= 0 (0 or inf: as fast as possible), got {speed}")
@@ -135,13 +138,17 @@ async def run_fleet(
                     if topic is None:
                         if ev.kind == LABEL:
                             topic = label_topic(prefix, p.device)
+                        elif ev.kind == BUNDLE:
+                            topic = bundle_topic(prefix, p.device)
                         else:
                             topic = data_topic(prefix, p.device, ev.kind)
                         topics[key] = topic
-                    if ev.kind == LABEL:
-                        payload = encode_label(p)  # type: ignore[arg-type]
+                    if isinstance(p, Label):
+                        payload = encode_label(p)
+                    elif isinstance(p, Bundle):
+                        payload = encode_bundle(p.chunks)
                     else:
-                        payload = encode_chunk(p)  # type: ignore[arg-type]
+                        payload = encode_chunk(p)
                     await client.publish(topic, payload, qos=qos)
                     stats.messages += 1
                     stats.bytes += len(payload)

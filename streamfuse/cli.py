@@ -129,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
         "sees them drift: use speed 1 against a real gateway",
     )
     sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument(
+        "--bundle",
+        action="store_true",
+        help="each device sends its chunks of a period as one message on {prefix}/{device}/bundle",
+    )
 
     demo.set_defaults(run=_run_demo)
     gw.set_defaults(run=lambda a: asyncio.run(_gateway(a)))
@@ -315,7 +320,12 @@ async def _simulate(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     _install_signals(stop)
     # device clocks read wall-clock time, as NTP-synced wearables would
-    fleet = Fleet(args.devices, seed=args.seed, faults=FaultProfile(clock_offset_s=time.time()))
+    fleet = Fleet(
+        args.devices,
+        seed=args.seed,
+        faults=FaultProfile(clock_offset_s=time.time()),
+        bundle=args.bundle,
+    )
     stats = await run_fleet(
         args.broker,
         fleet,

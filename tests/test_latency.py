@@ -9,14 +9,18 @@ import math
 import numpy as np
 import pytest
 
+from streamfuse import codec
 from streamfuse.align.windower import window_phase
-from streamfuse.config import EngineConfig
+from streamfuse.config import DEFAULT_MODALITIES, EngineConfig
 from streamfuse.errors import ConfigError
 from streamfuse.latency.harness import (
+    BUNDLE_CODE,
     LABEL_CODE,
+    LOG_DTYPE,
     MODALITIES,
     BenchSettings,
     _fleet_messages,
+    _stamp,
     analyse,
     completing_chunks,
     run_bench,
@@ -55,22 +59,23 @@ def test_histogram_encoding_round_trips() -> None:
     assert back.summary() == h.summary()
 
 
-def _log(devices: int, seconds: float, transit: float = 0.001) -> np.ndarray:
-    """A publisher log as the harness builds it, each message published exactly when due."""
-    msgs, _ = _fleet_messages(devices, seconds, seed=5)
-    rec = np.zeros(
-        len(msgs),
-        dtype=[("device", "i4"), ("kind", "i1"), ("seq", "i8"), ("t0", "f8"), ("n", "i4"),
-               ("fs", "f8"), ("scheduled", "f8"), ("published", "f8")],
-    )
+def _log(
+    devices: int, seconds: float, transit: float = 0.001, *, bundle: bool = False,
+    lockstep: bool = False,
+) -> np.ndarray:
+    """A publisher log as the harness builds it, each message published ``transit`` after due
+    (one row per chunk; a bundle's parts share their message's number and publish time)."""
+    msgs, _ = _fleet_messages(devices, seconds, seed=5, bundle=bundle, lockstep=lockstep)
+    rows = []
     base = 1_700_000_000.0
     for i, (due, dev, kind, payload) in enumerate(msgs):
         if kind == LABEL_CODE:
-            rec[i] = (dev, kind, -1, payload.t_start + base, 0, 0.0, base + due, base + due)
+            rows.append((dev, kind, -1, payload.t_start + base, 0, 0.0, base + due, base + due, i))
         else:
-            c = payload[0]
-            rec[i] = (dev, kind, c.seq, c.t0 + base, c.n, c.fs, base + due, base + due + transit)
-    return rec
+            for c in payload[0]:
+                rows.append((dev, MODALITIES.index(c.modality), c.seq, c.t0 + base, c.n, c.fs,
+                             base + due, base + due + transit, i))
+    return np.array(rows, dtype=LOG_DTYPE)
 
 
 def test_every_full_window_has_one_completing_chunk_just_after_its_end() -> None:
@@ -155,3 +160,107 @@ def test_tiny_run_receives_every_window_and_writes_reports(
     assert back["counts"]["missing"] == 0
     plot(tmp_path / "b.png", doc)
     assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _data(msgs):
+    return [m for m in msgs if m[2] != LABEL_CODE]
+
+
+def test_each_device_has_its_own_chunk_phase_unless_in_lockstep() -> None:
+    period = 0.1
+    for bundle in (False, True):
+        staggered, _ = _fleet_messages(6, 3.0, seed=2, bundle=bundle)
+        lockstep, _ = _fleet_messages(6, 3.0, seed=2, bundle=bundle, lockstep=True)
+        for msgs, phases_differ in ((staggered, True), (lockstep, False)):
+            first = {}  # each device's first due time: its phase (+ one chunk)
+            for due, dev, _kind, _payload in _data(msgs):
+                first.setdefault(dev, due)
+            assert len(first) == 6
+            phases = {round(t % period, 9) for t in first.values()}
+            assert len(phases) == (6 if phases_differ else 1), (bundle, phases)
+            assert all(period <= t < 2 * period + 0.002 for t in first.values())
+    # the phase is seeded: the same seed gives the same due times, another seed others
+    dues = [[m[0] for m in _data(_fleet_messages(6, 3.0, seed=s)[0])] for s in (2, 2, 3)]
+    assert dues[0] == dues[1] != dues[2]
+
+
+def test_stamped_frames_put_device_time_on_the_wall_clock() -> None:
+    t_base = 1_700_000_123.25
+    for bundle in (False, True):
+        for lockstep in (False, True):
+            msgs, _ = _fleet_messages(3, 2.5, seed=4, bundle=bundle, lockstep=lockstep)
+            assert any(kind == BUNDLE_CODE for _, _, kind, _ in msgs) == bundle
+            for due, dev, kind, (chunks, frame) in _data(msgs):
+                body = bytearray(frame)
+                t0s = _stamp(chunks, body, t_base)
+                device = f"dev{dev:03d}"
+                if kind == BUNDLE_CODE:
+                    parts = codec.decode_bundle(device, bytes(body), DEFAULT_MODALITIES)
+                    assert parts.rejected == [] and [c.modality for c in parts.chunks] == [
+                        "ecg", "eeg", "acc"]
+                    decoded = parts.chunks
+                else:
+                    decoded = [codec.decode_chunk(device, MODALITIES[kind], bytes(body),
+                                                  DEFAULT_MODALITIES)]
+                assert [c.t0 for c in decoded] == t0s
+                assert [c.seq for c in decoded] == [c.seq for c in chunks]
+                # a message is published (at t_base + due) when its last sample's span ends
+                ends = [c.t0 + c.n / c.fs for c in decoded]
+                assert max(ends) == pytest.approx(t_base + due, abs=1e-6)
+                assert all(e <= t_base + due + 1e-6 for e in ends)
+
+
+def test_a_bundle_completes_the_same_windows_at_its_publish() -> None:
+    config = EngineConfig()
+    single = _log(3, 8.0)
+    bundled = _log(3, 8.0, bundle=True)
+    # same chunks either way
+    key = ["device", "kind", "seq"]
+    assert np.array_equal(np.sort(single[key]), np.sort(bundled[key]))
+    done_single, _ = completing_chunks(single, config, 3)
+    done_bundle, timed_out = completing_chunks(bundled, config, 3)
+    assert set(done_bundle) == set(done_single) and len(done_bundle) >= 15
+    assert not set(done_bundle) & timed_out
+    bundle_pubs = set(bundled[bundled["kind"] != LABEL_CODE]["published"].tolist())
+    for window, pub in done_bundle.items():
+        assert pub in bundle_pubs
+        # the bundle leaves with its last part (EEG's span ends up to one sample after ECG's)
+        assert 0 <= pub - done_single[window] <= 1 / 256 + 1e-9, window
+    counts = analyse(BenchSettings(devices=3, duration=8.0, broker_url="mqtt://127.0.0.1:1"),
+                     bundled, [], [], config)[1]
+    assert counts["published"] == len(np.unique(bundled["msg"]))
+    assert counts["published_chunks"] == 3 * (counts["published"] - 3 * 7)  # labels: 7 s each
+
+
+def test_tiny_bundled_run_times_every_window(broker_url: str, topic_prefix: str) -> None:
+    settings = BenchSettings(devices=2, duration=5.0, broker_url=broker_url, prefix=topic_prefix,
+                             settle_s=1.0, bundle=True)
+    result = asyncio.run(run_bench(settings))
+    c = result.counts
+    assert c["expected"] >= 2 and c["missing"] == 0, c
+    assert c["timed"] == c["expected"]  # every window the shadow completes is timed
+    assert c["timed"] + c["closed_by_timeout"] == c["received"] == c["published_by_gateway"]
+    assert result.end_to_end.count == c["timed"]
+    assert result.floor.count == c["floor_messages"] > 0
+    engine = result.engine["engine"]
+    assert engine["bundles"] > 0 and engine["chunks"] == 3 * engine["bundles"]
+    assert result.engine["rejections"] == {}
+    assert c["published_chunks"] == engine["chunks"]
+    doc = result.to_json()
+    assert doc["mode"] == "bundle, staggered" and doc["settings"]["bundle"] is True
+
+
+def test_command_line_modes_reach_the_settings() -> None:
+    from streamfuse.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "--bundle", "--lockstep", "--duration", "5"])
+    assert (args.bundle, args.lockstep) == (True, True)
+    args = build_parser().parse_args(["bench"])
+    assert (args.bundle, args.lockstep) == (False, False)
+    assert build_parser().parse_args(["simulate", "--bundle"]).bundle is True
+    assert build_parser().parse_args(["simulate"]).bundle is False
+    s = BenchSettings(devices=1, duration=2.0, broker_url="mqtt://x:1", bundle=True, lockstep=True)
+    assert s.mode == "bundle, lockstep"
+    assert BenchSettings(devices=1, duration=2.0, broker_url="mqtt://x:1").mode == (
+        "per-modality, staggered"
+    )

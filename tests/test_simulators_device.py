@@ -8,9 +8,16 @@ import math
 import numpy as np
 import pytest
 
-from simulators.device import LABEL, Fleet, SimulatedDevice
+from simulators.device import BUNDLE, LABEL, Bundle, Fleet, SimulatedDevice
 from simulators.faults import FaultProfile
-from streamfuse.codec import decode_chunk, decode_label, encode_chunk, encode_label
+from streamfuse.codec import (
+    decode_bundle,
+    decode_chunk,
+    decode_label,
+    encode_bundle,
+    encode_chunk,
+    encode_label,
+)
 from streamfuse.config import DEFAULT_MODALITIES
 from streamfuse.types import Chunk, Label
 
@@ -124,3 +131,108 @@ def test_publish_fleet_through_a_real_broker(broker_url, topic_prefix):
             assert c.device == device and c.modality == kind
             seen.add((device, kind, c.seq))
     assert seen == expected
+
+
+def _chunks_by_key(events):
+    out = {}
+    for ev in events:
+        parts = ev.payload.chunks if ev.kind == BUNDLE else (ev.payload,)
+        for c in parts:
+            if ev.kind != LABEL:
+                out[(c.device, c.modality, c.seq)] = c
+    return out
+
+
+def test_bundled_device_sends_the_same_chunks_one_message_per_period():
+    plain = Fleet(2, seed=8, faults=FaultProfile.ideal()).advance(4.0)
+    bundled = Fleet(2, seed=8, faults=FaultProfile.ideal(), bundle=True).advance(4.0)
+    assert {e.kind for e in bundled} == {BUNDLE, LABEL}
+    a, b = _chunks_by_key(plain), _chunks_by_key(bundled)
+    complete = {k for k in a if all((k[0], m, k[2]) in a for m in DEFAULT_MODALITIES)}
+    assert set(b) == complete and len(b) > 200
+    for k in b:
+        np.testing.assert_array_equal(a[k].data, b[k].data)
+        assert (a[k].t0, a[k].fs) == (b[k].t0, b[k].fs)
+    sent = {
+        (e.payload.device, e.kind, e.payload.seq): e.send_time for e in plain if e.kind != LABEL
+    }
+    for ev in (e for e in bundled if e.kind == BUNDLE):
+        bundle = ev.payload
+        assert isinstance(bundle, Bundle)
+        assert [c.modality for c in bundle.chunks] == list(DEFAULT_MODALITIES)
+        assert {c.seq for c in bundle.chunks} == {bundle.seq}
+        assert {c.device for c in bundle.chunks} == {bundle.device}
+        # sent when its last part is, as that part would have been on its own
+        assert ev.send_time == max(sent[(bundle.device, c.modality, c.seq)] for c in bundle.chunks)
+    assert [e.payload for e in plain if e.kind == LABEL] == [
+        e.payload for e in bundled if e.kind == LABEL
+    ]
+
+
+def test_bundled_faults_hit_whole_bundles_and_steps_do_not_matter():
+    prof = FaultProfile(jitter_mean_s=0.03, loss=0.1, duplicate=0.1, reorder=0.1)
+
+    def wire(events):
+        return [(e.send_time, e.kind, e.payload.device,
+                 encode_bundle(e.payload.chunks) if e.kind == BUNDLE else
+                 encode_label(e.payload)) for e in events]
+
+    once = wire(Fleet(2, seed=3, faults=prof, bundle=True).advance(6.0))
+    f = Fleet(2, seed=3, faults=prof, bundle=True)
+    steps = []
+    for t in np.arange(0.043, 6.0, 0.043).tolist() + [6.0]:
+        steps += wire(f.advance(t))
+    assert steps == once
+    dev = SimulatedDevice("dev001", 3, prof, bundle=True)
+    events = dev.advance(20.0)
+    counts = dev.stream_faults[BUNDLE].counts
+    seqs = [e.payload.seq for e in events if e.kind == BUNDLE]
+    assert counts.lost > 0 and counts.duplicated > 0
+    in_flight = len(dev._heap)  # sent after 20 s (jitter, held back)
+    assert len(seqs) + in_flight == counts.sent - counts.lost + counts.duplicated
+    assert len(set(range(counts.sent)) - set(seqs)) >= counts.lost  # whole bundles lost
+    assert all(dev.stream_faults[m].counts.sent == 0 for m in DEFAULT_MODALITIES)
+
+
+@pytest.mark.broker
+def test_publish_bundled_fleet_through_a_real_broker(broker_url, topic_prefix):
+    import aiomqtt
+
+    from simulators.publisher import run_fleet
+    from streamfuse.gateway.broker import parse_broker_url
+
+    duration = 2.0
+    expected = _chunks_by_key(Fleet(2, seed=12, bundle=True).advance(duration))
+
+    async def main():
+        host, port, *_ = parse_broker_url(broker_url)
+        got = []
+        async with aiomqtt.Client(host, port) as sub:
+            await sub.subscribe(f"{topic_prefix}/#")
+            stats = await run_fleet(broker_url, Fleet(2, seed=12, bundle=True),
+                                    prefix=topic_prefix, speed=0, duration=duration)
+
+            async def collect():
+                async for msg in sub.messages:
+                    got.append((str(msg.topic), bytes(msg.payload)))
+                    if len(got) == stats.messages:
+                        return
+
+            await asyncio.wait_for(collect(), timeout=10.0)
+        return stats, got
+
+    stats, got = asyncio.run(main())
+    assert stats.by_kind[BUNDLE] == len(expected) // 3
+    seen = {}
+    for topic, payload in got:
+        _, device, kind = topic.split("/")
+        if kind == BUNDLE:
+            parts = decode_bundle(device, payload, DEFAULT_MODALITIES)
+            assert parts.rejected == []
+            for c in parts.chunks:
+                seen[(device, c.modality, c.seq)] = c
+        else:
+            assert kind == LABEL
+    assert set(seen) == set(expected)
+    for k, c in seen.items():
+        np.testing.assert_array_equal(c.data, expected[k].data)

@@ -38,6 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-ms", type=float, default=50.0, help="p99 target of the ramp (50)")
     p.add_argument("--floor-devices", type=_count, default=20,
                    help="devices whose data the subscriber also receives for the floor (20)")
+    p.add_argument("--bundle", action="store_true",
+                   help="each device publishes its chunks of a period as one bundle message "
+                   "({prefix}/{device}/bundle) instead of one message per modality")
+    p.add_argument("--lockstep", action="store_true",
+                   help="every device on the same chunk phase (the whole fleet's chunks at the "
+                   "same instants: the worst case); default: each device its own seeded phase")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default="logreg")
     p.add_argument("--out", metavar="FILE", help="write the JSON report here")
@@ -61,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         settings = BenchSettings(
             devices=args.devices, duration=args.duration, broker_url=url, prefix=prefix,
             seed=args.seed, model=args.model, floor_devices=args.floor_devices,
+            bundle=args.bundle, lockstep=args.lockstep,
         )
         ramp_docs: list[dict[str, object]] = []
         if args.ramp:
@@ -83,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
             result.broker_kind = kind
             main = result.to_json()
     print(format_table(main))
+    print(f"publisher mode: {settings.mode}")
     if args.ramp:
         print()
         print(format_ramp(ramp_docs, main["ramp"]["largest_sustained_devices"], args.target_ms))  # type: ignore[index]

@@ -8,7 +8,13 @@ Three processes share one broker (and this machine's wall clock, :func:`time.tim
 - a **publisher** process (:func:`publisher_main`) plays a simulated fleet at real rates: every
   chunk is pre-generated and encoded before the start, then published when its span ends on
   the wall clock, and the wall time just before each ``publish`` call is logged per
-  (device, modality, seq);
+  (device, modality, seq). Each device has its own chunk phase (seeded, uniform in one chunk
+  period, :class:`simulators.device.SimulatedDevice`'s ``start_s``), so the fleet's messages
+  spread over each 100 ms as a real fleet's would; ``lockstep`` puts every device on phase 0
+  (all chunks of the fleet due at the same instants: the worst case). With ``bundle`` each
+  device sends its three chunks of a period as one bundle (``{prefix}/{device}/bundle``) when
+  the last of them is complete; the log then holds one row per part, all with the bundle's
+  publish time;
 - a **subscriber** process (:func:`subscriber_main`) receives every prediction, and the data
   messages of up to ``floor_devices`` devices, and stamps each with its receipt time.
 
@@ -17,8 +23,10 @@ Definitions (see ``docs/performance.md``):
 - The *completing chunk* of a window is the chunk whose arrival let the window close: the
   harness replays the publisher's log (chunk times and sizes, arrival = publish time) through a
   shadow :class:`~streamfuse.align.device.DeviceAligner` with the engine's configuration and
-  notes which chunk's ``add`` returned the window. Windows the shadow closes only because their
-  lateness budget ran out are counted apart, not timed.
+  notes which chunk's ``add`` returned the window (a bundle's parts are added in their order,
+  as the engine does, so a window completed by a bundle is timed from the bundle's publish).
+  Windows the shadow closes only because their lateness budget ran out are counted apart, not
+  timed.
 - **end-to-end** = receipt of the prediction by the subscriber - publish of the completing chunk.
 - **receive** = the gateway's clock reading when the completing chunk reached the engine
   (``closed_at`` in the prediction) - its publish; **decode**, **align** (buffer, clock,
@@ -45,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from .. import topics
+from ..codec import HEADER_SIZE
 from ..config import EngineConfig
 from ..errors import BrokerError, ConfigError
 from .histograms import LatencyHistogram
@@ -54,12 +63,22 @@ log = logging.getLogger("streamfuse.latency.harness")
 STAGES: tuple[str, ...] = ("receive", "decode", "align", "features", "predict", "publish")
 MODALITIES: tuple[str, ...] = ("ecg", "eeg", "acc")
 LABEL_CODE = len(MODALITIES)
+BUNDLE_CODE = LABEL_CODE + 1
 #: p99 end-to-end latency a device count must hold to count as sustained
 P99_TARGET_MS = 50.0
 _T0_OFFSET = 32  # byte offset of t0 (float64) in the binary frame header
 _SEQ = struct.Struct("<Q")
 _SEQ_OFFSET = 24
-_LOG_FIELDS = ("device", "kind", "seq", "t0", "n", "fs", "scheduled", "published")
+_NAME_OFFSET = 4  # the modality name (12 bytes) in the binary frame header
+_CODES = {m: i for i, m in enumerate(MODALITIES)}
+#: the publisher's log: one row per chunk (a bundle's parts share ``msg`` and ``published``)
+#: or label; ``kind`` is the modality's index in MODALITIES, or LABEL_CODE
+LOG_DTYPE = np.dtype(
+    [
+        ("device", "i4"), ("kind", "i1"), ("seq", "i8"), ("t0", "f8"), ("n", "i4"),
+        ("fs", "f8"), ("scheduled", "f8"), ("published", "f8"), ("msg", "i4"),
+    ]
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +105,12 @@ class BenchSettings:
         Seconds to keep listening after the last publish (the lateness budget is added).
     start_delay_s
         Seconds between the go signal and the first sample (lets every client settle).
+    bundle
+        Each device publishes its chunks of one period as one bundle instead of one message
+        per modality.
+    lockstep
+        Every device on chunk phase 0 (the whole fleet's chunks due at the same instants)
+        instead of each on its own seeded phase.
     """
 
     devices: int
@@ -97,6 +122,8 @@ class BenchSettings:
     floor_devices: int = 20
     settle_s: float = 1.0
     start_delay_s: float = 0.5
+    bundle: bool = False
+    lockstep: bool = False
 
     def __post_init__(self) -> None:
         if self.devices < 1:
@@ -107,40 +134,72 @@ class BenchSettings:
             )
         topics.check_prefix(self.prefix)
 
+    @property
+    def mode(self) -> str:
+        """What the publisher does, e.g. ``"bundle, staggered"``."""
+        return (
+            f"{'bundle' if self.bundle else 'per-modality'}, "
+            f"{'lockstep' if self.lockstep else 'staggered'}"
+        )
+
 
 # --------------------------------------------------------------------------- publisher process
 
 
 def _fleet_messages(
-    devices: int, duration: float, seed: int
+    devices: int, duration: float, seed: int, *, bundle: bool = False, lockstep: bool = False
 ) -> tuple[list[tuple[float, int, int, Any]], float]:
     """Pre-generate the fleet's messages: ``(due, device, kind, payload)`` sorted by ``due``.
 
     ``due`` is seconds after the start: a chunk is due when its span ends (``t0 + n / fs``, the
-    first moment a real device could send it); a label one second after the second it covers.
-    Chunk payloads are encoded frames (``bytearray``; ``t0`` is patched at publish time).
+    first moment a real device could send it), a bundle when the span of its last part ends; a
+    label one second after the second it covers. Device time is the publisher's clock: each
+    device's chunks start at its own phase (seeded, uniform in ``[0, 0.1)`` s; 0 for every
+    device with ``lockstep``) and ``t0`` carries that phase. ``kind`` is the modality's index
+    in MODALITIES, LABEL_CODE or BUNDLE_CODE; a data payload is ``(chunks, frame)``, the frame
+    a ``bytearray`` whose ``t0`` fields :func:`_stamp` sets at publish time.
     """
     from simulators import FaultProfile, Fleet
+    from simulators.device import Bundle
 
-    from ..codec import encode_chunk
+    from ..codec import encode_bundle, encode_chunk
     from ..types import Label
 
     began = time.perf_counter()
-    fleet = Fleet(devices, seed=seed, faults=FaultProfile(jitter_dist="none", jitter_mean_s=0.0))
+    fleet = Fleet(
+        devices, seed=seed, faults=FaultProfile(jitter_dist="none", jitter_mean_s=0.0),
+        bundle=bundle, start_s=0.0 if lockstep else None,
+    )
     codes = {m: i for i, m in enumerate(MODALITIES)}
     index = {d: i for i, d in enumerate(fleet.device_ids)}
     out: list[tuple[float, int, int, Any]] = []
     for ev in fleet.advance(duration):
         p = ev.payload
         dev = index[p.device]
-        if isinstance(p, Label):  # the "label" stream; every other kind carries a Chunk
+        if isinstance(p, Label):
             out.append((ev.send_time, dev, LABEL_CODE, p))
+        elif isinstance(p, Bundle):
+            due = max(c.t0 + c.n / c.fs for c in p.chunks)
+            if due <= duration:
+                out.append((due, dev, BUNDLE_CODE, (p.chunks, bytearray(encode_bundle(p.chunks)))))
         else:
             due = p.t0 + p.n / p.fs
             if due <= duration:
-                out.append((due, dev, codes[ev.kind], (p, bytearray(encode_chunk(p)))))
+                out.append((due, dev, codes[ev.kind], ((p,), bytearray(encode_chunk(p)))))
     out.sort(key=lambda m: m[0])
     return out, time.perf_counter() - began
+
+
+def _stamp(chunks: tuple[Any, ...], frame: bytearray, t_base: float) -> list[float]:
+    """Write each part's ``t0 + t_base`` into ``frame`` (device time = wall time); return them."""
+    t0s = []
+    offset = 0
+    for c in chunks:
+        t0 = c.t0 + t_base
+        struct.pack_into("<d", frame, offset + _T0_OFFSET, t0)
+        t0s.append(t0)
+        offset += HEADER_SIZE + 4 * c.n * c.channels
+    return t0s
 
 
 async def _publish_all(
@@ -154,19 +213,14 @@ async def _publish_all(
 
     host, port, user, password, tls = parse_broker_url(settings.broker_url)
     ids = [f"dev{i:03d}" for i in range(settings.devices)]
-    names = (*MODALITIES, topics.LABEL)
+    names = (*MODALITIES, topics.LABEL, topics.BUNDLE)
     topic = {
         (d, k): f"{settings.prefix}/{ids[d]}/{names[k]}"
         for d in range(settings.devices)
         for k in range(len(names))
     }
-    rec = np.zeros(
-        len(messages),
-        dtype=[
-            ("device", "i4"), ("kind", "i1"), ("seq", "i8"), ("t0", "f8"), ("n", "i4"),
-            ("fs", "f8"), ("scheduled", "f8"), ("published", "f8"),
-        ],
-    )
+    rows = sum(1 if kind == LABEL_CODE else len(payload[0]) for _, _, kind, payload in messages)
+    rec = np.zeros(rows, dtype=LOG_DTYPE)
     async with aiomqtt.Client(
         host, port, username=user, password=password,
         tls_params=aiomqtt.TLSParameters() if tls else None,
@@ -174,6 +228,7 @@ async def _publish_all(
     ) as client:
         set_nodelay(client)
         now = time.time
+        r = 0
         for i, (due, dev, kind, payload) in enumerate(messages):
             target = t_base + due
             delay = target - now()
@@ -183,16 +238,18 @@ async def _publish_all(
                 label = Label(
                     payload.device, payload.t_start + t_base, payload.t_end + t_base, payload.value
                 )
-                body: bytes | bytearray = encode_label(label)
-                seq, t0, n, fs = -1, label.t_start, 0, 0.0
+                sent = now()
+                await client.publish(topic[dev, kind], encode_label(label), qos=0)
+                rec[r] = (dev, kind, -1, label.t_start, 0, 0.0, target, sent, i)
+                r += 1
             else:
-                chunk, body = payload
-                t0 = chunk.t0 + t_base
-                struct.pack_into("<d", body, _T0_OFFSET, t0)
-                seq, n, fs = chunk.seq, chunk.n, chunk.fs
-            sent = now()
-            await client.publish(topic[dev, kind], bytes(body), qos=0)
-            rec[i] = (dev, kind, seq, t0, n, fs, target, sent)
+                chunks, frame = payload
+                t0s = _stamp(chunks, frame, t_base)
+                sent = now()
+                await client.publish(topic[dev, kind], bytes(frame), qos=0)
+                for c, t0 in zip(chunks, t0s, strict=True):
+                    rec[r] = (dev, _CODES[c.modality], c.seq, t0, c.n, c.fs, target, sent, i)
+                    r += 1
             if i % 64 == 63:
                 await asyncio.sleep(0)  # let paho's writer run
     return rec
@@ -202,7 +259,10 @@ def publisher_main(settings: BenchSettings, conn: Any) -> None:
     """Child process: pre-generate, report ready, wait for ``("go", t_base)``, publish, send log."""
     logging.basicConfig(level=logging.WARNING)
     try:
-        messages, gen_s = _fleet_messages(settings.devices, settings.duration, settings.seed)
+        messages, gen_s = _fleet_messages(
+            settings.devices, settings.duration, settings.seed,
+            bundle=settings.bundle, lockstep=settings.lockstep,
+        )
         conn.send(("ready", {"messages": len(messages), "generate_s": gen_s}))
         command, t_base = conn.recv()
         if command != "go":
@@ -233,8 +293,9 @@ async def _subscribe(settings: BenchSettings, conn: Any) -> tuple[list, list]:
     ) as client:
         set_nodelay(client)
         await client.subscribe(pred_filter)
+        kinds = (topics.BUNDLE,) if settings.bundle else MODALITIES
         for d in range(min(settings.floor_devices, settings.devices)):
-            for m in MODALITIES:
+            for m in kinds:
                 await client.subscribe(f"{prefix}/dev{d:03d}/{m}")
         conn.send(("ready", None))
 
@@ -246,8 +307,8 @@ async def _subscribe(settings: BenchSettings, conn: Any) -> tuple[list, list]:
                 payload = message.payload
                 if name.endswith("/" + topics.PREDICTION):
                     predictions.append((name, payload, t))
-                else:
-                    floor.append((name, payload[_SEQ_OFFSET : _SEQ_OFFSET + 8], t))
+                else:  # the (first) frame's modality .. seq
+                    floor.append((name, payload[_NAME_OFFSET : _SEQ_OFFSET + 8], t))
 
         task = asyncio.create_task(consume(), name="streamfuse[bench].subscriber")
         while not conn.poll():
@@ -272,9 +333,11 @@ def subscriber_main(settings: BenchSettings, conn: Any) -> None:
                 (obj["device"], int(obj["index"]), obj.get("closed_at"), obj["latency_ms"], t)
             )
         floor = []
-        for name, seq, t in raw_floor:
-            _, device, modality = name.rsplit("/", 2)
-            floor.append((device, modality, _SEQ.unpack(seq)[0], t))
+        for name, head, t in raw_floor:
+            device = name.rsplit("/", 2)[1]
+            modality = head[:12].rstrip(b"\0").decode("ascii", "replace")
+            seq = _SEQ.unpack_from(head, _SEQ_OFFSET - _NAME_OFFSET)[0]
+            floor.append((device, modality, seq, t))
         conn.send(("done", (preds, floor)))
     except Exception as exc:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -374,6 +437,7 @@ class BenchResult:
     def to_json(self) -> dict[str, object]:
         return {
             "settings": asdict(self.settings),
+            "mode": self.settings.mode,
             "broker": self.broker_kind,
             "machine": self.machine,
             "latency_ms": {k: h.summary() for k, h in self.histograms.items()},
@@ -438,7 +502,8 @@ def analyse(
         if pub is not None:
             hists["floor"].record(receipt - pub)
     counts["floor_messages"] = hists["floor"].count
-    counts["published"] = len(log_rec)
+    counts["published"] = len(np.unique(log_rec["msg"]))
+    counts["published_chunks"] = len(data)
     return hists, dict(counts)
 
 
@@ -525,14 +590,16 @@ async def run_bench(settings: BenchSettings, *, profiler: Any = None) -> BenchRe
             if proc.is_alive():
                 proc.terminate()
                 proc.join(timeout=5)
-    lag = (log_rec["published"] - log_rec["scheduled"]) * 1e3
+    _, first = np.unique(log_rec["msg"], return_index=True)  # one row per message
+    sent = log_rec[first]
+    lag = (sent["published"] - sent["scheduled"]) * 1e3
     publisher_stats = {
-        "messages": int(len(log_rec)),
+        "messages": int(len(sent)),
         "generate_s": float(ready["generate_s"]),
         "lag_p50_ms": float(np.percentile(lag, 50)) if len(lag) else math.nan,
         "lag_p99_ms": float(np.percentile(lag, 99)) if len(lag) else math.nan,
         "lag_max_ms": float(lag.max()) if len(lag) else math.nan,
-        "messages_per_s": float(len(log_rec) / settings.duration),
+        "messages_per_s": float(len(sent) / settings.duration),
     }
     hists, counts = analyse(settings, log_rec, preds, floor, config)
     counts["published_by_gateway"] = gateway.published
