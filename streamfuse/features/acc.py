@@ -8,54 +8,25 @@ the ActiGraph filter described by Brønd, Andersen and Arvidsson (2017), Med. Sc
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
-from numba import njit
 from scipy import signal
 
-from .spectrum import masked_welch
-from .stream import Cursor, tail
+from ..kernels.filters import step_kernel
+from ..kernels.motion import acc_consume, acc_window, prune_steps
+from .spectrum import WelchPlan, welch_into, welch_plan
+from .stream import Cursor
+
+__all__ = ["STANDARD_GRAVITY", "AccFeatures", "step_kernel"]
 
 STANDARD_GRAVITY = 9.80665
 #: minimum band-passed magnitude (g) of a step peak
 STEP_MIN_G = 0.05
 #: shortest time between steps (s)
 STEP_MIN_S = 0.25
-
-
-@njit(cache=True)
-def step_kernel(
-    bp: np.ndarray,
-    valid: np.ndarray,
-    state: np.ndarray,
-    min_amp: float,
-    min_gap: int,
-    out: np.ndarray,
-) -> int:
-    """Steps as local maxima of the band-passed magnitude above an adaptive threshold.
-
-    ``state`` = [samples seen, previous value, value before it, last step index, peak level].
-    A peak at sample ``n - 1`` counts when it exceeds ``max(min_amp, 0.5 * level)`` (``level``
-    an exponential average of accepted peaks) and comes ``min_gap`` samples after the last
-    step. Writes step indices (since the start) to ``out``; returns how many.
-    """
-    n_out = 0
-    for i in range(bp.shape[0]):
-        n = int(state[0])
-        y = bp[i]
-        p1 = state[1]
-        p2 = state[2]
-        if n >= 2 and valid[i] and p1 > p2 and p1 >= y:
-            thr = max(min_amp, 0.5 * state[4])
-            if p1 > thr and (state[3] < 0 or (n - 1) - state[3] >= min_gap):
-                out[n_out] = n - 1
-                n_out += 1
-                state[3] = n - 1
-                state[4] = 0.8 * state[4] + 0.2 * p1 if state[4] > 0 else p1
-        state[2] = p1
-        state[1] = y if valid[i] else 0.0
-        state[0] = n + 1
-    return n_out
 
 
 def _band_sos(lo: float, hi: float, fs: float) -> np.ndarray:
@@ -105,84 +76,105 @@ class AccFeatures:
         self.span = max(8, int(round(span_s * self.fs)))
         self.cadence_s = float(cadence_s)
         self._cursor = Cursor(self.fs)
-        self._count_sos = _band_sos(0.29, 1.63, self.fs)
-        self._step_sos = _band_sos(0.5, 3.0, self.fs)
-        self._count_zi: np.ndarray | None = None
-        self._step_zi: np.ndarray | None = None
-        self._step_state = np.array([0.0, 0.0, 0.0, -1.0, 0.0])
-        self._origin = float("nan")
-        self._steps: list[float] = []
-        self._mag = np.zeros(0)
-        self._counts = np.zeros(0)
-        self._m = np.zeros(0, dtype=bool)
-        self._last_mag = 0.0
-
-    def _consume(self, mag: npt.NDArray[np.float64], m: npt.NDArray[np.bool_]) -> None:
-        held = mag.copy()
-        last = self._last_mag
-        for i in range(held.size):  # hold the last valid magnitude over gaps
-            if m[i]:
-                last = held[i]
-            else:
-                held[i] = last
-        self._last_mag = last
-        if self._count_zi is None:
-            self._count_zi = signal.sosfilt_zi(self._count_sos) * held[0]
-            self._step_zi = signal.sosfilt_zi(self._step_sos) * held[0]
-        counts, self._count_zi = signal.sosfilt(self._count_sos, held, zi=self._count_zi)
-        steps_bp, self._step_zi = signal.sosfilt(self._step_sos, held, zi=self._step_zi)
-        out = np.empty(held.size + 1, dtype=np.int64)
-        k = step_kernel(
-            steps_bp, m, self._step_state, STEP_MIN_G, int(round(STEP_MIN_S * self.fs)), out
+        count_sos = _band_sos(0.29, 1.63, self.fs)
+        step_sos = _band_sos(0.5, 3.0, self.fs)
+        # both band-passes run in one kernel: [filter, section, coefficient]
+        self._sos = np.ascontiguousarray(np.stack([count_sos, step_sos]))
+        self._zi_unit = np.ascontiguousarray(
+            np.stack([signal.sosfilt_zi(count_sos), signal.sosfilt_zi(step_sos)])
         )
-        self._steps.extend(self._origin + out[:k] / self.fs)
-        self._mag = tail(self._mag, mag, self.span)
-        self._counts = tail(self._counts, np.abs(counts), self.span)
-        self._m = tail(self._m, m, self.span)
+        self._zi = np.zeros_like(self._zi_unit)
+        self._min_gap = int(round(STEP_MIN_S * self.fs))
+        self._step_state = np.array([0.0, 0.0, 0.0, -1.0, 0.0])
+        self._fstate = np.array([0.0, np.nan])  # last valid magnitude, time of sample 0
+        self._istate = np.zeros(3, dtype=np.int64)  # history fill, filters started, steps
+        self._steps = np.zeros(64)  # step times, the first _istate[2] in use
+        self._mag = np.zeros((self.span, 1))  # magnitude history (0.0 in gaps)
+        self._counts = np.zeros(self.span)  # rectified count signal history
+        self._m = np.zeros(self.span, dtype=bool)
+        self._scratch = np.zeros(self.span)
+        self._stats = np.zeros(5)
+        p = prefix
+        self._keys = [f"{p}_{k}" for k in _KEYS]
+        # per history length (it grows to `span` over the first windows): welch plan,
+        # PSD and segment buffers, and the PSD bins inside 0.3-5 Hz
+        self._welch: dict[int, _Peak] = {}
+
+    def _peak_plan(self, n: int) -> _Peak:
+        got = self._welch.get(n)
+        if got is None:
+            plan = welch_plan(n, self.fs)
+            idx = np.flatnonzero((plan.freqs >= 0.3) & (plan.freqs <= min(5.0, 0.5 * self.fs)))
+            lo, hi = (int(idx[0]), int(idx[-1]) + 1) if idx.size else (0, 0)
+            got = _Peak(plan, np.empty((1, plan.freqs.size)), np.empty((1, n)), lo, hi)
+            self._welch[n] = got
+        return got
+
+    def _dominant(self, n: int) -> float:
+        """Dominant frequency (Hz) of the magnitude history, 0.0 when flat or gapped."""
+        if n < 4:
+            return 0.0
+        pk = self._peak_plan(n)
+        if pk.hi <= pk.lo or not welch_into(self._mag, self._m, n, pk.plan, pk.segs, pk.psd):
+            return 0.0
+        sel = pk.psd[0, pk.lo : pk.hi]
+        j = int(np.argmax(sel))
+        return float(pk.plan.freqs[pk.lo + j]) if sel[j] > 1e-10 else 0.0
 
     def update(
         self, t_start: float, block: npt.NDArray[np.float32], mask: npt.NDArray[np.bool_]
     ) -> dict[str, float]:
-        """Consume the new samples of one window and return its features."""
+        """Consume the new samples of one window and return its features (finite values)."""
         k = block.shape[0]
-        x = np.asarray(block, dtype=np.float64) * self.scale
-        m = np.asarray(mask, dtype=bool)
-        mag = np.sqrt(np.sum(x * x, axis=1))
-        if np.isnan(self._origin):
-            self._origin = t_start
+        x = np.ascontiguousarray(block)
+        m = np.ascontiguousarray(mask, dtype=bool)
+        mag = np.empty(k)
+        n_valid = acc_window(x, m, self.scale, mag, self._stats)
+        if np.isnan(self._fstate[1]):
+            self._fstate[1] = t_start
         new = self._cursor.advance(t_start, k)
-        if new.gap:
-            self._consume(np.zeros(new.gap), np.zeros(new.gap, dtype=bool))
-        if new.start < k:
-            self._consume(mag[new.start :], m[new.start :])
+        need = int(self._istate[2]) + (new.gap + k - new.start) // max(self._min_gap, 1) + 2
+        if need > self._steps.size:
+            self._steps = np.concatenate([self._steps, np.zeros(need)])
+        counts = acc_consume(
+            mag,
+            m,
+            new.start,
+            new.gap,
+            k,
+            self._sos,
+            self._zi,
+            self._zi_unit,
+            self._fstate,
+            self._istate,
+            self._step_state,
+            STEP_MIN_G,
+            self._min_gap,
+            self.fs,
+            self._steps,
+            self._mag,
+            self._counts,
+            self._m,
+            self._scratch,
+        )
         t_end = t_start + k / self.fs
-        self._steps = [s for s in self._steps if s >= t_end - self.cadence_s]
-        if not m.any():
+        steps = prune_steps(self._steps, self._istate, t_end - self.cadence_s, t_end)
+        if n_valid == 0:
             return {}
-        p = self.prefix
-        xv = x[m]
-        mv = mag[m]
-        var = float(np.sum(xv.var(axis=0)))
-        nk = min(k, self._counts.size)
-        cm = self._m[-nk:]
-        counts = float(self._counts[-nk:][cm].mean()) if cm.any() else 0.0
-        out = {
-            f"{p}_mag": float(mv.mean()),
-            f"{p}_mag_std": float(mv.std()),
-            f"{p}_enmo": float(np.maximum(mv - 1.0, 0.0).mean()),
-            f"{p}_var": var,
-            f"{p}_activity": float(np.sqrt(var)),
-            f"{p}_counts": counts,
-        }
-        res = masked_welch(self._mag, self._m, self.fs, self._mag.size)
-        dom = 0.0
-        if res is not None:
-            freqs, psd = res
-            sel = (freqs >= 0.3) & (freqs <= min(5.0, 0.5 * self.fs))
-            if sel.any() and psd[0, sel].max() > 1e-10:
-                dom = float(freqs[sel][np.argmax(psd[0, sel])])
-        out[f"{p}_dom_freq"] = dom
-        covered = min(self.cadence_s, t_end - self._origin)
-        steps = sum(1 for s in self._steps if s < t_end)
-        out[f"{p}_cadence"] = float(steps * 60.0 / covered) if covered > 0 else 0.0
-        return out
+        dom = self._dominant(int(self._istate[0]))
+        covered = min(self.cadence_s, t_end - float(self._fstate[1]))
+        cadence = float(steps * 60.0 / covered) if covered > 0 else 0.0
+        values = [*self._stats.tolist(), counts, dom, cadence]
+        return {k: v for k, v in zip(self._keys, values, strict=True) if math.isfinite(v)}
+
+
+_KEYS = ("mag", "mag_std", "enmo", "var", "activity", "counts", "dom_freq", "cadence")
+
+
+@dataclass(frozen=True, slots=True)
+class _Peak:
+    plan: WelchPlan
+    psd: npt.NDArray[np.float64]
+    segs: npt.NDArray[np.float64]
+    lo: int  # PSD bins lo .. hi - 1 lie in 0.3-5 Hz
+    hi: int

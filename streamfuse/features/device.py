@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from typing import Protocol
 
 import numpy as np
@@ -22,7 +21,9 @@ log = logging.getLogger("streamfuse.features.device")
 class Extractor(Protocol):
     def update(
         self, t_start: float, block: npt.NDArray[np.float32], mask: npt.NDArray[np.bool_]
-    ) -> dict[str, float]: ...
+    ) -> dict[str, float]:
+        """Features of one window: finite values only, undefined keys left out."""
+        ...
 
 
 def modality_kind(name: str) -> str:
@@ -94,8 +95,7 @@ class DeviceFeatures:
                 ex = self._make(m, window.fs, blk.shape[1])
                 self._extractors[m] = ex
                 self._fs[m] = window.fs
-            feats = ex.update(window.t_start, blk, np.asarray(mask, dtype=bool))
-            out[m] = {k: v for k, v in feats.items() if math.isfinite(v)}
+            out[m] = ex.update(window.t_start, blk, np.asarray(mask, dtype=bool))
         return out
 
 

@@ -9,11 +9,15 @@ Physiol. Meas. 29(1):15-32 (clean ECG has kurtosis well above 5).
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 
 import numpy as np
 import numpy.typing as npt
 
+from ..kernels import heart
+from ..kernels.filters import hold_kernel, push_valid
+from ..kernels.moments import kurtosis_of
 from .qrs import StreamingQRSDetector
 from .stream import Cursor
 
@@ -35,30 +39,17 @@ def hrv(rr_s: npt.ArrayLike) -> dict[str, float]:
     >>> {k: round(v, 3) for k, v in hrv([0.8, 0.9, 0.8, 0.86]).items()}
     {'rr': 0.84, 'hr': 71.429, 'sdnn': 48.99, 'rmssd': 88.694, 'pnn50': 1.0}
     """
-    rr = np.asarray(rr_s, dtype=np.float64)
-    out: dict[str, float] = {}
-    if rr.size == 0:
-        return out
-    out["rr"] = float(rr.mean())
-    out["hr"] = float(60.0 / rr.mean())
-    if rr.size >= 2:
-        d = np.diff(rr) * 1e3
-        out["sdnn"] = float(rr.std(ddof=1) * 1e3)
-        out["rmssd"] = float(np.sqrt(np.mean(d * d)))
-        out["pnn50"] = float(np.mean(np.abs(d) > 50.0))
-    return out
+    rr = np.ascontiguousarray(rr_s, dtype=np.float64).reshape(-1)
+    out = np.empty(5)
+    heart.hrv_kernel(rr, rr.size, np.empty(max(rr.size, 1)), out)
+    names = ("rr", "hr", "sdnn", "rmssd", "pnn50")
+    return {k: v for k, v in zip(names, out.tolist(), strict=True) if not math.isnan(v)}
 
 
 def kurtosis(x: npt.ArrayLike) -> float:
     """Pearson kurtosis (3 for a Gaussian); 0.0 for a constant signal."""
-    a = np.asarray(x, dtype=np.float64)
-    if a.size < 4:
-        return 0.0
-    c = a - a.mean()
-    v = float(np.mean(c * c))
-    if v <= 1e-20:
-        return 0.0
-    return float(np.mean(c**4) / (v * v))
+    a = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
+    return float(kurtosis_of(a, a.size, np.empty(2 * a.size)))
 
 
 class ECGFeatures:
@@ -93,38 +84,38 @@ class ECGFeatures:
         self._origin = 0.0  # grid time of detector sample 0
         self._last = 0.0  # last valid value (held over masked samples)
         self._have_last = False
-        self._mask_hist = np.zeros(0, dtype=bool)  # mask of the latest detector samples
+        # mask of the latest detector samples: the first _hist_n of _mask_hist
+        self._mask_hist = np.zeros(int(4 * self.fs), dtype=bool)
+        self._hist_n = 0
         self._beats: deque[float] = deque()
         # beat times separated by a bridged gap must not form an RR interval
         self._breaks: deque[float] = deque()
+        self._out = np.zeros(heart.OUT_SIZE)
+        p = prefix
+        self._k_beats, self._k_kurt, self._k_sqi = f"{p}_beats", f"{p}_kurtosis", f"{p}_sqi"
+        self._k_rr, self._k_hr = f"{p}_rr", f"{p}_hr"
+        self._k_sdnn, self._k_rmssd, self._k_pnn50 = f"{p}_sdnn", f"{p}_rmssd", f"{p}_pnn50"
 
     def _feed(self, x: npt.NDArray[np.float64], m: npt.NDArray[np.bool_]) -> None:
-        filled = x.copy()
         if not self._have_last:
-            valid = np.flatnonzero(m)
-            if valid.size == 0:
-                filled[:] = 0.0
-            else:
-                self._last = float(x[valid[0]])
+            first = int(np.argmax(m)) if m.size else 0
+            if m.size and m[first]:
+                self._last = float(x[first])
                 self._have_last = True
         # hold the last valid value over masked samples
-        if not m.all():
-            idx = np.where(m, np.arange(m.size), -1)
-            np.maximum.accumulate(idx, out=idx)
-            held = np.where(idx >= 0, x[np.maximum(idx, 0)], self._last)
-            filled = held
-        if m.any():
-            self._last = float(x[np.flatnonzero(m)[-1]])
+        filled = np.empty(x.size)
+        self._last = float(hold_kernel(x, m, self._last, filled))
         n0 = self._detector.samples_seen
         peaks = self._detector.update(filled)
-        hist_n = int(4 * self.fs)
-        self._mask_hist = np.concatenate([self._mask_hist, m])[-hist_n:]
-        hist_start = n0 + m.size - self._mask_hist.size
-        for p in peaks:
-            j = int(p) - hist_start
-            if 0 <= j < self._mask_hist.size and not self._mask_hist[j]:
+        self._hist_n = push_valid(self._mask_hist, self._hist_n, m)
+        if peaks.size == 0:
+            return
+        hist_start = n0 + m.size - self._hist_n
+        for p in peaks.tolist():
+            j = p - hist_start
+            if 0 <= j < self._hist_n and not self._mask_hist[j]:
                 continue  # a beat inside a gap is not a beat
-            self._beats.append(self._origin + int(p) / self.fs)
+            self._beats.append(self._origin + p / self.fs)
 
     def update(
         self, t_start: float, block: npt.NDArray[np.float32], mask: npt.NDArray[np.bool_]
@@ -142,7 +133,7 @@ class ECGFeatures:
                 log.debug("ECG gap of %.2f s: restarting the detector", new.gap / self.fs)
                 self._detector.reset()
                 self._have_last = False
-                self._mask_hist = np.zeros(0, dtype=bool)
+                self._hist_n = 0
                 self._origin = t_start
                 self._breaks.append(t_start)
             else:
@@ -153,20 +144,6 @@ class ECGFeatures:
         t_end = t_start + k / self.fs
         return self._features(t_start, t_end, x, m)
 
-    def _rr_since(self, t_from: float, t_end: float) -> tuple[npt.NDArray[np.float64], int]:
-        """Plausible RR intervals ending in ``[t_from, t_end)`` and how many ended there."""
-        beats = np.fromiter(self._beats, dtype=np.float64)
-        if beats.size < 2:
-            return np.zeros(0), 0
-        rr = np.diff(beats)
-        ends = beats[1:]
-        starts = beats[:-1]
-        keep = (ends >= t_from) & (ends < t_end)
-        for b in self._breaks:
-            keep &= ~((starts < b) & (ends >= b))
-        ok = keep & (rr >= RR_RANGE[0]) & (rr <= RR_RANGE[1])
-        return rr[ok], int(np.count_nonzero(keep))
-
     def _features(
         self, t_start: float, t_end: float, x: npt.NDArray[np.float64], m: npt.NDArray[np.bool_]
     ) -> dict[str, float]:
@@ -175,21 +152,29 @@ class ECGFeatures:
             self._beats.popleft()
         while self._breaks and self._breaks[0] < t_end - horizon:
             self._breaks.popleft()
-        p = self.prefix
-        beats = np.fromiter(self._beats, dtype=np.float64)
-        in_win = int(np.count_nonzero((beats >= t_start) & (beats < t_end)))
-        valid = x[m]
-        kurt = kurtosis(valid)
-        out: dict[str, float] = {f"{p}_beats": float(in_win), f"{p}_kurtosis": kurt}
-        rr_hr, n_hr = self._rr_since(t_end - self.hr_s, t_end)
-        rr_hrv, _ = self._rr_since(t_end - self.hrv_s, t_end)
-        plausible = float(rr_hr.size / n_hr) if n_hr else 0.0
-        valid_frac = float(m.mean()) if m.size else 0.0
-        out[f"{p}_sqi"] = valid_frac * min(1.0, kurt / 5.0) * plausible
-        for key, v in hrv(rr_hr).items():
-            if key in ("rr", "hr"):
-                out[f"{p}_{key}"] = v
-        for key, v in hrv(rr_hrv).items():
-            if key not in ("rr", "hr"):
-                out[f"{p}_{key}"] = v
-        return out
+        o = self._out
+        heart.ecg_window(
+            np.fromiter(self._beats, dtype=np.float64, count=len(self._beats)),
+            np.fromiter(self._breaks, dtype=np.float64, count=len(self._breaks)),
+            t_start,
+            t_end,
+            t_end - self.hr_s,
+            t_end - self.hrv_s,
+            RR_RANGE[0],
+            RR_RANGE[1],
+            x,
+            m,
+            o,
+        )
+        beats, kurt, sqi, rr, hr, sdnn, rmssd, pnn50, n_hr, n_hrv = o.tolist()
+        out = {self._k_beats: beats, self._k_kurt: kurt, self._k_sqi: sqi}
+        if n_hr:
+            out[self._k_rr] = rr
+            out[self._k_hr] = hr
+        if n_hrv >= 2:
+            out[self._k_sdnn] = sdnn
+            out[self._k_rmssd] = rmssd
+            out[self._k_pnn50] = pnn50
+        if all(math.isfinite(v) for v in out.values()):
+            return out
+        return {k: v for k, v in out.items() if math.isfinite(v)}

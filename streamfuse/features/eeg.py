@@ -9,12 +9,15 @@ PSD (Inouye et al. 1991, Electroencephalogr. Clin. Neurophysiol. 79:204-210).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from .spectrum import band_power, masked_welch
-from .stream import Cursor, tail
+from ..kernels.filters import push_rows
+from ..kernels.spectral import band_summary
+from .spectrum import WelchPlan, segment_count, welch_into, welch_plan
+from .stream import Cursor, finite_dict
 
 BANDS: dict[str, tuple[float, float]] = {
     "delta": (0.5, 4.0),
@@ -43,53 +46,124 @@ def unique_keys(names: tuple[str, ...]) -> list[str]:
     return [f"{k}{i}" if keys.count(k) > 1 else k for i, k in enumerate(keys)]
 
 
+@dataclass(frozen=True, slots=True)
+class _BandPlan:
+    """Bins and key names of :func:`band_features` for one frequency grid and channel set."""
+
+    keys: list[str]
+    band_lo: npt.NDArray[np.int64]
+    band_hi: npt.NDArray[np.int64]
+    df: float
+    ent_lo: int
+    ent_hi: int
+    log_nbins: float
+    theta: int
+    beta: int
+    alpha: int
+    faa_left: int
+    faa_right: int
+
+
+def _band_plan(prefix: str, keys: list[str], freqs: npt.NDArray[np.float64]) -> _BandPlan:
+    """The bins :func:`band_features` sums and the keys it writes, in its order."""
+    nyq = float(freqs[-1])
+    bands = {b: (lo, min(hi, nyq + 1e-9)) for b, (lo, hi) in BANDS.items() if lo < nyq}
+    names = list(bands)
+
+    def bins(lo: float, hi: float) -> tuple[int, int]:
+        idx = np.flatnonzero((freqs >= lo) & (freqs < hi))
+        return (int(idx[0]), int(idx[-1]) + 1) if idx.size else (0, 0)
+
+    edges = [bins(lo, hi) for lo, hi in bands.values()]
+    lo_all = min(lo for lo, _ in bands.values())
+    hi_all = max(hi for _, hi in bands.values())
+    ent_lo, ent_hi = bins(lo_all, hi_all)
+    out = []
+    for key in keys:
+        for b in names:
+            out += [f"{prefix}_{key}_{b}", f"{prefix}_{key}_{b}_rel"]
+        out.append(f"{prefix}_{key}_sent")
+    for b in names:
+        out += [f"{prefix}_{b}", f"{prefix}_{b}_rel"]
+    out.append(f"{prefix}_sent")
+    theta = names.index("theta") if "theta" in names else -1
+    beta = names.index("beta") if "beta" in names else -1
+    if theta >= 0 and beta >= 0:
+        out.append(f"{prefix}_theta_beta")
+    alpha = names.index("alpha") if "alpha" in names else -1
+    left = right = -1
+    if alpha >= 0:
+        for lk, rk in _ASYMMETRY_PAIRS:
+            if lk in keys and rk in keys:
+                left, right = keys.index(lk), keys.index(rk)
+                out.append(f"{prefix}_faa")
+                break
+    return _BandPlan(
+        keys=out,
+        band_lo=np.array([e[0] for e in edges], dtype=np.int64),
+        band_hi=np.array([e[1] for e in edges], dtype=np.int64),
+        df=float(freqs[1] - freqs[0]),
+        ent_lo=ent_lo,
+        ent_hi=ent_hi,
+        log_nbins=float(np.log(max(2, ent_hi - ent_lo))),
+        theta=theta,
+        beta=beta,
+        alpha=alpha,
+        faa_left=left,
+        faa_right=right,
+    )
+
+
+def _summarise(
+    plan: _BandPlan,
+    psd: npt.NDArray[np.float64],
+    power: npt.NDArray[np.float64],
+    out: npt.NDArray[np.float64],
+) -> dict[str, float]:
+    n_ok = band_summary(
+        psd,
+        plan.band_lo,
+        plan.band_hi,
+        plan.df,
+        plan.ent_lo,
+        plan.ent_hi,
+        plan.log_nbins,
+        plan.theta,
+        plan.beta,
+        plan.alpha,
+        plan.faa_left,
+        plan.faa_right,
+        POWER_FLOOR,
+        power,
+        out,
+    )
+    return finite_dict(plan.keys, out, n_ok)
+
+
 def band_features(
     prefix: str,
     keys: list[str],
     freqs: npt.NDArray[np.float64],
     psd: npt.NDArray[np.float64],
 ) -> dict[str, float]:
-    """EEG feature dict from a PSD ``[ch, f]`` (see :class:`EEGFeatures` for the keys)."""
-    nyq = float(freqs[-1])
-    bands = {b: (lo, min(hi, nyq + 1e-9)) for b, (lo, hi) in BANDS.items() if lo < nyq}
-    power = {b: band_power(freqs, psd, lo, hi) for b, (lo, hi) in bands.items()}
-    total = np.sum(list(power.values()), axis=0)
-    safe_total = np.maximum(total, POWER_FLOOR)
-    lo_all = min(lo for lo, _ in bands.values())
-    hi_all = max(hi for _, hi in bands.values())
-    sel = (freqs >= lo_all) & (freqs < hi_all)
-    p = psd[:, sel]
-    ps = p.sum(axis=1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        q = np.where(ps > 0, p / np.where(ps > 0, ps, 1.0), 0.0)
-        h = -np.sum(np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0)), 0.0), axis=1)
-    nbins = max(2, int(sel.sum()))
-    entropy = h / np.log(nbins)
-    out: dict[str, float] = {}
-    for c, key in enumerate(keys):
-        for b, pw in power.items():
-            out[f"{prefix}_{key}_{b}"] = float(np.log10(max(pw[c], POWER_FLOOR)))
-            out[f"{prefix}_{key}_{b}_rel"] = float(pw[c] / safe_total[c]) if total[c] > 0 else 0.0
-        out[f"{prefix}_{key}_sent"] = float(entropy[c])
-    for b, pw in power.items():
-        out[f"{prefix}_{b}"] = float(np.log10(max(float(pw.mean()), POWER_FLOOR)))
-        rel = np.where(total > 0, pw / safe_total, 0.0)
-        out[f"{prefix}_{b}_rel"] = float(rel.mean())
-    out[f"{prefix}_sent"] = float(entropy.mean())
-    if "theta" in power and "beta" in power:
-        out[f"{prefix}_theta_beta"] = float(
-            max(float(power["theta"].mean()), POWER_FLOOR)
-            / max(float(power["beta"].mean()), POWER_FLOOR)
-        )
-    if "alpha" in power:
-        for left, right in _ASYMMETRY_PAIRS:
-            if left in keys and right in keys:
-                a = power["alpha"]
-                la = max(float(a[keys.index(left)]), POWER_FLOOR)
-                ra = max(float(a[keys.index(right)]), POWER_FLOOR)
-                out[f"{prefix}_faa"] = float(np.log(ra) - np.log(la))
-                break
-    return out
+    """EEG feature dict from a PSD ``[ch, f]`` (see :class:`EEGFeatures` for the keys);
+    non-finite values are left out."""
+    plan = _band_plan(prefix, keys, np.asarray(freqs, dtype=np.float64))
+    p = np.ascontiguousarray(psd, dtype=np.float64)
+    power = np.empty((plan.band_lo.size, p.shape[0]))
+    return _summarise(plan, p, power, np.empty(len(plan.keys)))
+
+
+@dataclass(frozen=True, slots=True)
+class _Buffers:
+    """Everything one segment length needs: plans, PSD, band powers, outputs, segments."""
+
+    welch: WelchPlan
+    bands: _BandPlan
+    psd: npt.NDArray[np.float64]
+    power: npt.NDArray[np.float64]
+    out: npt.NDArray[np.float64]
+    segs: npt.NDArray[np.float64]
 
 
 class EEGFeatures:
@@ -107,6 +181,8 @@ class EEGFeatures:
     spectral entropy (0-1); channel means ``<p>_<b>``, ``<p>_<b>_rel``, ``<p>_sent``;
     ``<p>_theta_beta`` (ratio of mean powers); ``<p>_faa`` frontal alpha asymmetry when F3/F4
     (else Fp1/Fp2) exist. No keys at all while no gap-free second of data has been seen.
+    The history, the segments and the spectra live in preallocated buffers; the kernels of
+    :mod:`streamfuse.kernels.spectral` compute them (the FFT is NumPy's).
     """
 
     def __init__(
@@ -118,23 +194,41 @@ class EEGFeatures:
         self.span = max(4, int(round(span_s * self.fs)))
         self.nperseg = max(4, min(self.span, int(round(self.fs))))
         self._cursor = Cursor(self.fs)
-        self._x = np.zeros((0, len(self.keys)), dtype=np.float64)
-        self._m = np.zeros(0, dtype=bool)
+        ch = len(self.keys)
+        self._x = np.zeros((self.span, ch), dtype=np.float64)  # history, filled to _n
+        self._m = np.zeros(self.span, dtype=bool)
+        self._n = 0
+        # per segment length (shorter than nperseg only while the history fills)
+        self._buffers: dict[int, _Buffers] = {}
+
+    def _buffers_for(self, nperseg: int) -> _Buffers:
+        got = self._buffers.get(nperseg)
+        if got is None:
+            welch = welch_plan(nperseg, self.fs)
+            bands = _band_plan(self.prefix, self.keys, welch.freqs)
+            ch = len(self.keys)
+            got = self._buffers[nperseg] = _Buffers(
+                welch,
+                bands,
+                psd=np.empty((ch, welch.freqs.size)),
+                power=np.empty((bands.band_lo.size, ch)),
+                out=np.empty(len(bands.keys)),
+                segs=np.empty((segment_count(self.span, nperseg) * ch, nperseg)),
+            )
+        return got
 
     def update(
         self, t_start: float, block: npt.NDArray[np.float32], mask: npt.NDArray[np.bool_]
     ) -> dict[str, float]:
-        """Consume the new samples of one window and return the features."""
+        """Consume the new samples of one window and return the features (finite values)."""
         new = self._cursor.advance(t_start, block.shape[0])
-        x = np.asarray(block, dtype=np.float64)
-        m = np.asarray(mask, dtype=bool)
-        if new.gap:
-            gx = np.zeros((min(new.gap, self.span), x.shape[1]))
-            self._x = tail(self._x, gx, self.span)
-            self._m = tail(self._m, np.zeros(gx.shape[0], dtype=bool), self.span)
-        self._x = tail(self._x, x[new.start :], self.span)
-        self._m = tail(self._m, m[new.start :], self.span)
-        res = masked_welch(self._x, self._m, self.fs, self.nperseg)
-        if res is None:
+        x = np.ascontiguousarray(block)
+        m = np.ascontiguousarray(mask, dtype=bool)
+        self._n = push_rows(self._x, self._m, self._n, x, m, new.start, new.gap)
+        nperseg = min(self.nperseg, self._n)
+        if nperseg < 4:
             return {}
-        return band_features(self.prefix, self.keys, *res)
+        b = self._buffers_for(nperseg)
+        if not welch_into(self._x, self._m, self._n, b.welch, b.segs, b.psd):
+            return {}
+        return _summarise(b.bands, b.psd, b.power, b.out)

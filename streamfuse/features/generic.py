@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 
@@ -28,7 +30,7 @@ class GenericFeatures:
     def update(
         self, t_start: float, block: npt.NDArray[np.float32], mask: npt.NDArray[np.bool_]
     ) -> dict[str, float]:
-        """Features of one window."""
+        """Features of one window (finite values only)."""
         del t_start
         x = np.asarray(block, dtype=np.float64)
         m = np.asarray(mask, dtype=bool)
@@ -51,4 +53,4 @@ class GenericFeatures:
             for c, key in enumerate(self.keys[: x.shape[1]]):
                 for i, bp in enumerate(bands):
                     out[f"{p}_{key}_bp{i}"] = float(bp[c] / total[c]) if total[c] > 0 else 0.0
-        return out
+        return {k: v for k, v in out.items() if math.isfinite(v)}

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 
+import numpy as np
+import numpy.typing as npt
 from river import base
+
+from ..kernels.welford import welford_indexed
+
+#: distinct key sequences remembered before the cache of their slots starts afresh
+_MAX_LAYOUTS = 256
 
 
 class OnlineNormalizer(base.Transformer):
@@ -23,6 +31,12 @@ class OnlineNormalizer(base.Transformer):
     eps : float
         Smallest standard deviation treated as spread.
 
+    Notes
+    -----
+    Each feature name gets a slot in flat count/mean/M2 arrays; the slots of a dict's key
+    sequence are cached, so a window with the usual keys costs a tuple lookup and one kernel
+    call (:func:`streamfuse.kernels.welford.welford_indexed`) instead of a Python loop.
+
     Examples
     --------
     >>> norm = OnlineNormalizer(warmup=2)
@@ -36,54 +50,60 @@ class OnlineNormalizer(base.Transformer):
         self.warmup = warmup
         self.clip = clip
         self.eps = eps
-        # per feature [n, mean, m2]: one lookup per value on the per-window hot path
-        self._stats: dict[str, list[float]] = {}
+        self._slot: dict[Hashable, int] = {}
+        self._layouts: dict[tuple[Hashable, ...], npt.NDArray[np.int64]] = {}
+        self._count = np.zeros(0, dtype=np.int64)
+        self._mean = np.zeros(0)
+        self._m2 = np.zeros(0)
 
     @classmethod
     def _unit_test_params(cls):
         yield {"warmup": 2}
 
+    def _slots(self, keys: tuple[Hashable, ...]) -> npt.NDArray[np.int64]:
+        """Slots of ``keys`` (new features get fresh ones)."""
+        slots = self._layouts.get(keys)
+        if slots is None:
+            slot = self._slot
+            slots = np.array([slot.setdefault(k, len(slot)) for k in keys], dtype=np.int64)
+            grow = len(slot) - self._count.size
+            if grow > 0:
+                self._count = np.concatenate([self._count, np.zeros(grow, dtype=np.int64)])
+                self._mean = np.concatenate([self._mean, np.zeros(grow)])
+                self._m2 = np.concatenate([self._m2, np.zeros(grow)])
+            if len(self._layouts) >= _MAX_LAYOUTS:
+                self._layouts.clear()
+            self._layouts[keys] = slots
+        return slots
+
+    def _run(self, x: dict, learn: bool) -> tuple[tuple[Hashable, ...], npt.NDArray[np.float64]]:
+        keys = tuple(x)
+        values = np.fromiter(x.values(), dtype=np.float64, count=len(keys))
+        out = np.empty(len(keys))
+        welford_indexed(
+            self._slots(keys),
+            values,
+            self._count,
+            self._mean,
+            self._m2,
+            learn,
+            math.ceil(max(self.warmup, 2)),
+            float(self.clip),
+            float(self.eps),
+            out,
+        )
+        return keys, out
+
     def learn_one(self, x: dict) -> None:
         """Update the running statistics with the finite values of ``x``."""
-        stats = self._stats
-        isfinite = math.isfinite
-        for k, v in x.items():
-            v = float(v)
-            if not isfinite(v):
-                continue
-            st = stats.get(k)
-            if st is None:
-                st = stats[k] = [0, 0.0, 0.0]
-            n = st[0] + 1
-            mean = st[1]
-            d = v - mean
-            mean += d / n
-            st[0] = n
-            st[1] = mean
-            st[2] += d * (v - mean)
+        self._run(x, True)
 
     def transform_one(self, x: dict) -> dict:
         """z-scores of ``x`` (0.0 for features still warming up or without spread)."""
-        out = {}
-        stats = self._stats
-        isfinite, sqrt = math.isfinite, math.sqrt
-        need = max(self.warmup, 2)
-        clip, eps = self.clip, self.eps
-        for k, v in x.items():
-            st = stats.get(k)
-            v = float(v)
-            if st is None or st[0] < need or not isfinite(v):
-                out[k] = 0.0
-                continue
-            sd = sqrt(st[2] / (st[0] - 1))
-            if sd < eps:
-                out[k] = 0.0
-                continue
-            z = (v - st[1]) / sd
-            out[k] = max(-clip, min(clip, z))
-        return out
+        keys, z = self._run(x, False)
+        return dict(zip(keys, z.tolist(), strict=True))
 
     def count(self, key: str) -> int:
         """How many values of ``key`` were learned."""
-        st = self._stats.get(key)
-        return 0 if st is None else int(st[0])
+        i = self._slot.get(key)
+        return 0 if i is None else int(self._count[i])

@@ -28,6 +28,9 @@ from numba import njit
 from scipy import signal
 
 from ..errors import ConfigError
+from ..kernels.filters import sosfilt_kernel
+
+__all__ = ["StreamingQRSDetector", "qrs_kernel", "sosfilt_kernel"]
 
 log = logging.getLogger("streamfuse.features.qrs")
 
@@ -60,20 +63,6 @@ _RR_N = 8
 #: integrated-signal floor (units²/s²): below it a flat line's rounding noise, not a beat
 _MIN_ENERGY = 1e-10
 _LEARN_CAP = 64
-
-
-@njit(cache=True)
-def sosfilt_kernel(sos: np.ndarray, zi: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
-    """Cascaded biquads (transposed direct form II, as ``scipy.signal.sosfilt``); ``zi`` updated."""
-    n_sec = sos.shape[0]
-    for i in range(x.shape[0]):
-        v = x[i]
-        for s in range(n_sec):
-            y = sos[s, 0] * v + zi[s, 0]
-            zi[s, 0] = sos[s, 1] * v - sos[s, 4] * y + zi[s, 1]
-            zi[s, 1] = sos[s, 2] * v - sos[s, 5] * y
-            v = y
-        out[i] = v
 
 
 @njit(cache=True)

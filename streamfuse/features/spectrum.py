@@ -6,10 +6,68 @@ IEEE Trans. Audio Electroacoust. 15(2):70-73.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 
+from ..kernels.spectral import welch_psd, welch_segments
+
 F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class WelchPlan:
+    """What one segment length at one rate needs: window, density scale and frequencies."""
+
+    nperseg: int
+    fs: float
+    win: F64  # Hann without zero end points
+    scale: float  # 1 / (fs * sum(win**2))
+    freqs: F64  # read-only
+
+
+_PLANS: dict[tuple[int, float], WelchPlan] = {}
+
+
+def welch_plan(nperseg: int, fs: float) -> WelchPlan:
+    """The (cached, shared, read-only) :class:`WelchPlan` of ``nperseg`` samples at ``fs`` Hz."""
+    key = (int(nperseg), float(fs))
+    plan = _PLANS.get(key)
+    if plan is None:
+        win = np.hanning(nperseg + 2)[1:-1]  # periodic-free Hann without zero end points
+        scale = 1.0 / (fs * float(np.sum(win * win)))
+        freqs = np.fft.rfftfreq(nperseg, d=1.0 / fs).astype(np.float64)
+        win.setflags(write=False)
+        freqs.setflags(write=False)
+        plan = WelchPlan(int(nperseg), float(fs), win, scale, freqs)
+        if len(_PLANS) > 256:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
+
+
+def welch_into(
+    x: F64, valid: npt.NDArray[np.bool_], n: int, plan: WelchPlan, segs: F64, psd: F64
+) -> bool:
+    """Welch PSD of ``x[:n]`` (``[*, ch]`` float64, C-ordered) into ``psd`` (``[ch, nf]``).
+
+    ``segs`` is scratch of at least ``segments * ch`` rows of ``plan.nperseg``. Returns False
+    (``psd`` untouched) when no fully valid segment exists. See :func:`masked_welch`.
+    """
+    ch = x.shape[1]
+    q = welch_segments(x, valid, n, plan.nperseg, plan.win, segs)
+    if q == 0:
+        return False
+    mag = np.abs(np.fft.rfft(segs[: q * ch], axis=-1))
+    welch_psd(mag, q, ch, plan.scale, plan.nperseg, psd)
+    return True
+
+
+def segment_count(n: int, nperseg: int) -> int:
+    """How many segments of ``nperseg`` (half overlap) start in ``n`` samples."""
+    step = max(1, nperseg // 2)
+    return max(0, (n - nperseg) // step + 1)
 
 
 def masked_welch(
@@ -32,32 +90,24 @@ def masked_welch(
     Returns
     -------
     (freqs, psd) or None
-        ``psd`` is ``[ch, nperseg // 2 + 1]``; None when no valid segment exists.
+        ``psd`` is ``[ch, nperseg // 2 + 1]``; None when no valid segment exists. ``freqs``
+        is shared and read-only.
     """
     a = np.asarray(x, dtype=np.float64)
     if a.ndim == 1:
         a = a[:, None]
-    m = np.asarray(mask, dtype=bool)
+    a = np.ascontiguousarray(a)
+    m = np.ascontiguousarray(mask, dtype=bool)
     n = a.shape[0]
     nperseg = int(min(nperseg, n))
     if nperseg < 4:
         return None
-    step = max(1, nperseg // 2)
-    starts = [s for s in range(0, n - nperseg + 1, step) if m[s : s + nperseg].all()]
-    if not starts:
+    plan = welch_plan(nperseg, fs)
+    segs = np.empty((segment_count(n, nperseg) * a.shape[1], nperseg))
+    psd = np.empty((a.shape[1], plan.freqs.size))
+    if not welch_into(a, m, n, plan, segs, psd):
         return None
-    win = np.hanning(nperseg + 2)[1:-1]  # periodic-free Hann without zero end points
-    scale = 1.0 / (fs * float(np.sum(win * win)))
-    segs = np.stack([a[s : s + nperseg] for s in starts])  # [seg, nperseg, ch]
-    segs = segs - segs.mean(axis=1, keepdims=True)
-    spec = np.fft.rfft(segs * win[None, :, None], axis=1)
-    psd = (np.abs(spec) ** 2).mean(axis=0).T * scale  # [ch, f]
-    if nperseg % 2 == 0:
-        psd[:, 1:-1] *= 2.0
-    else:
-        psd[:, 1:] *= 2.0
-    freqs = np.fft.rfftfreq(nperseg, d=1.0 / fs).astype(np.float64)
-    return freqs, np.asarray(psd, dtype=np.float64)
+    return plan.freqs, psd
 
 
 def band_power(freqs: F64, psd: F64, lo: float, hi: float) -> F64:

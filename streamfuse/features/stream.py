@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 
 @dataclass(slots=True)
@@ -46,7 +47,10 @@ class Cursor:
         return NewSamples(j0, gap)
 
 
-def tail(buf: np.ndarray, new: np.ndarray, n: int) -> np.ndarray:
-    """The last ``n`` rows of ``buf`` followed by ``new``."""
-    out = np.concatenate([buf, new], axis=0)
-    return out[-n:] if out.shape[0] > n else out
+def finite_dict(
+    keys: list[str], values: npt.NDArray[np.float64], n_finite: int
+) -> dict[str, float]:
+    """``{key: value}`` of the finite values (``n_finite`` of them), in key order."""
+    if n_finite == len(keys):
+        return dict(zip(keys, values.tolist(), strict=True))
+    return {k: v for k, v in zip(keys, values.tolist(), strict=True) if math.isfinite(v)}

@@ -21,13 +21,16 @@ missing modality contributes no keys at all and river models treat it as absent.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..errors import ConfigError
+from ..kernels.early import EPS, early_stats
+from ..kernels.welford import welford_dense
 from ..types import FusedWindow
 
-#: floor added before taking logs (variance units of the raw signal)
-EPS = 1e-12
+__all__ = ["EPS", "ArrayNormalizer", "EarlyFeatures", "early_keys"]
 
 
 def early_keys(channels: tuple[str, ...], segments: int) -> list[list[str]]:
@@ -66,6 +69,7 @@ class EarlyFeatures:
             raise ConfigError(f"EarlyFeatures: segments={segments!r}; pass an int >= 1, e.g. 4")
         self.segments = segments
         self._keys: dict[tuple[str, ...], list[str]] = {}
+        self._edges: dict[int, np.ndarray] = {}
 
     def __call__(
         self, fused: FusedWindow, normalizer: ArrayNormalizer | None = None
@@ -75,52 +79,36 @@ class EarlyFeatures:
         With ``normalizer`` (one per device) the values are that device's running z-scores,
         the normaliser updated with this window first.
         """
-        keys, values = self.arrays(fused)
+        keys, values, n_ok = self._arrays(fused)
         if normalizer is not None:
-            values = normalizer.update_transform(fused.channels, values)
-        ok = np.isfinite(values)
-        return {keys[i]: float(values[i]) for i in np.flatnonzero(ok)}
+            values, n_ok = normalizer._update(fused.channels, values)
+        vals = values.tolist()
+        if n_ok == len(keys):
+            return dict(zip(keys, vals, strict=True))
+        return {k: v for k, v in zip(keys, vals, strict=True) if math.isfinite(v)}
 
     def arrays(self, fused: FusedWindow) -> tuple[list[str], np.ndarray]:
         """Feature names and float64 values of one window (NaN where a value is undefined)."""
-        x = np.asarray(fused.matrix, dtype=np.float64)
-        m = np.asarray(fused.mask, dtype=bool)
-        k, n_ch = x.shape
-        if k == 0 or n_ch == 0 or not m.any():
-            names = [name for ks in early_keys(fused.channels, self.segments) for name in ks]
-            return names, np.full(len(names), np.nan)
+        keys, values, _ = self._arrays(fused)
+        return keys, values
+
+    def _arrays(self, fused: FusedWindow) -> tuple[list[str], np.ndarray, int]:
         keys = self._keys.get(fused.channels)
         if keys is None:
             nested = early_keys(fused.channels, self.segments)
             keys = self._keys[fused.channels] = [name for ks in nested for name in ks]
-        per = self.segments + 3
-        mf = m.astype(np.float64)
-        n = mf.sum(axis=0)
-        mean = np.divide((x * mf).sum(axis=0), n, out=np.zeros(n_ch), where=n > 0)
-        xc = (x - mean) * mf  # centred, zero where invalid
-        segs = min(self.segments, k)
-        edges = np.linspace(0, k, segs + 1).astype(np.int64)[:-1]
-        n_s = np.add.reduceat(mf, edges, axis=0)
-        s1 = np.add.reduceat(xc, edges, axis=0)
-        s2 = np.add.reduceat(xc * xc, edges, axis=0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            var_s = s2 / n_s - (s1 / n_s) ** 2
-            lv = np.log10(np.maximum(var_s, 0.0) + EPS)
-            pair = m[1:] & m[:-1]
-            n_p = pair.sum(axis=0)
-            d = np.diff(x, axis=0) * pair
-            ll = np.log10(np.abs(d).sum(axis=0) / n_p + EPS)
-            zc = ((xc[1:] * xc[:-1] < 0) & pair).sum(axis=0) / n_p
-            var_x = (xc * xc).sum(axis=0) / n
-            var_d = (d * d).sum(axis=0) / n_p
-            mob = np.log10(np.sqrt(var_d / (var_x + EPS)) + EPS)
-        out = np.full((n_ch, per), np.nan)
-        out[:, :segs] = np.where(n_s >= 2, lv, np.nan).T
-        ok = (n_p >= 1) & (n >= 2)
-        out[:, -3] = np.where(ok, ll, np.nan)
-        out[:, -2] = np.where(ok, zc, np.nan)
-        out[:, -1] = np.where(ok, mob, np.nan)
-        return keys, out.ravel()
+        x = np.ascontiguousarray(fused.matrix)
+        m = np.ascontiguousarray(fused.mask, dtype=bool)
+        k, n_ch = x.shape
+        if k == 0 or n_ch == 0:
+            return keys, np.full(len(keys), np.nan), 0
+        edges = self._edges.get(k)
+        if edges is None:
+            segs = min(self.segments, k)
+            edges = self._edges[k] = np.linspace(0, k, segs + 1).astype(np.int64)[:-1]
+        out = np.empty(n_ch * (self.segments + 3))
+        n_ok = early_stats(x, m, edges, self.segments + 3, out)
+        return keys, out, n_ok
 
 
 class ArrayNormalizer:
@@ -153,20 +141,25 @@ class ArrayNormalizer:
 
     def update_transform(self, layout: tuple[str, ...], x: np.ndarray) -> np.ndarray:
         """Learn ``x`` (its finite entries), then return its z-scores."""
+        return self._update(layout, x)[0]
+
+    def _update(self, layout: tuple[str, ...], x: np.ndarray) -> tuple[np.ndarray, int]:
+        """:meth:`update_transform` and how many of the z-scores are finite."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
         if layout != self._layout or self._n.shape != x.shape:
             self._layout = layout
             self._n = np.zeros(x.shape)
             self._mean = np.zeros(x.shape)
             self._m2 = np.zeros(x.shape)
-        ok = np.isfinite(x)
-        xv = np.where(ok, x, 0.0)
-        n = self._n + ok
-        d = np.where(ok, xv - self._mean, 0.0)
-        mean = self._mean + np.divide(d, n, out=np.zeros_like(d), where=n > 0)
-        self._m2 = self._m2 + d * (xv - mean) * ok
-        self._n, self._mean = n, mean
-        with np.errstate(divide="ignore", invalid="ignore"):
-            sd = np.sqrt(self._m2 / (n - 1))
-            z = np.clip((xv - mean) / sd, -self.clip, self.clip)
-        z = np.where((n >= max(self.warmup, 2)) & (sd >= self.eps), z, 0.0)
-        return np.where(ok, z, np.nan)
+        out = np.empty(x.shape)
+        n_ok = welford_dense(
+            x.reshape(-1),
+            self._n.reshape(-1),
+            self._mean.reshape(-1),
+            self._m2.reshape(-1),
+            float(max(self.warmup, 2)),
+            float(self.clip),
+            float(self.eps),
+            out.reshape(-1),
+        )
+        return out, n_ok

@@ -1,0 +1,209 @@
+"""Accelerometer kernels: window statistics of the magnitude and the streaming pass that holds
+gaps, band-passes the magnitude twice (activity counts, steps), finds steps and keeps the
+history the dominant frequency and the counts are taken from.
+
+Plain reference: ``tests.naive.NaiveAccFeatures`` (the NumPy/SciPy code these replaced).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .filters import step_one
+from .moments import pairwise_sum
+
+
+@njit(cache=True, nogil=True)
+def acc_window(
+    block: np.ndarray, valid: np.ndarray, scale: float, mag: np.ndarray, out: np.ndarray
+) -> int:  # pragma: no cover - compiled
+    """Magnitude of every row of ``block * scale`` into ``mag``; statistics of the valid rows.
+
+    ``out`` = [mean magnitude, its standard deviation, ENMO, summed per-axis variance, its
+    square root]; returns the number of valid rows (``out`` untouched when 0). Sums follow
+    NumPy's order for ``x.sum(axis=1)``, ``x[m].var(axis=0)``, ``mag[m].mean()``.
+    """
+    k = block.shape[0]
+    ch = block.shape[1]
+    row = np.empty(ch)
+    nv = 0
+    for i in range(k):
+        if ch < 8:  # pairwise below 8 values is a plain loop from 0.0
+            s = 0.0
+            for c in range(ch):
+                v = np.float64(block[i, c]) * scale
+                s += v * v
+        else:
+            for c in range(ch):
+                v = np.float64(block[i, c]) * scale
+                row[c] = v * v
+            s = pairwise_sum(row, 0, ch)
+        mag[i] = math.sqrt(s)
+        if valid[i]:
+            nv += 1
+    if nv == 0:
+        return 0
+    xv = np.empty((nv, ch))
+    mv = np.empty(nv)
+    j = 0
+    for i in range(k):
+        if valid[i]:
+            for c in range(ch):
+                xv[j, c] = np.float64(block[i, c]) * scale
+            mv[j] = mag[i]
+            j += 1
+    col = np.empty(nv)
+    var = np.empty(ch)
+    for c in range(ch):
+        if ch == 1:  # a single column is one contiguous vector to NumPy: pairwise
+            for i in range(nv):
+                col[i] = xv[i, 0]
+            mean = pairwise_sum(col, 0, nv) / nv
+            for i in range(nv):
+                d = xv[i, 0] - mean
+                col[i] = d * d
+            var[c] = pairwise_sum(col, 0, nv) / nv
+        else:  # along the outer axis of a 2-D array NumPy sums row by row
+            s = 0.0
+            for i in range(nv):
+                s += xv[i, c]
+            mean = s / nv
+            s = 0.0
+            for i in range(nv):
+                d = xv[i, c] - mean
+                s += d * d
+            var[c] = s / nv
+    total_var = pairwise_sum(var, 0, ch)
+    mean = pairwise_sum(mv, 0, nv) / nv
+    for i in range(nv):
+        d = mv[i] - mean
+        col[i] = d * d
+    std = math.sqrt(pairwise_sum(col, 0, nv) / nv)
+    for i in range(nv):
+        d = mv[i] - 1.0
+        col[i] = 0.0 if d < 0.0 else d
+    out[0] = mean
+    out[1] = std
+    out[2] = pairwise_sum(col, 0, nv) / nv
+    out[3] = total_var
+    out[4] = math.sqrt(total_var)
+    return nv
+
+
+@njit(cache=True, nogil=True)
+def _biquads(sos: np.ndarray, zi: np.ndarray, v: float) -> float:  # pragma: no cover
+    for s in range(sos.shape[0]):
+        y = sos[s, 0] * v + zi[s, 0]
+        zi[s, 0] = sos[s, 1] * v - sos[s, 4] * y + zi[s, 1]
+        zi[s, 1] = sos[s, 2] * v - sos[s, 5] * y
+        v = y
+    return v
+
+
+@njit(cache=True, nogil=True)
+def acc_consume(
+    mag: np.ndarray,
+    valid: np.ndarray,
+    start: int,
+    gap: int,
+    window: int,
+    sos: np.ndarray,
+    zi: np.ndarray,
+    zi_unit: np.ndarray,
+    fstate: np.ndarray,
+    istate: np.ndarray,
+    step_state: np.ndarray,
+    min_amp: float,
+    min_gap: int,
+    fs: float,
+    steps: np.ndarray,
+    mag_hist: np.ndarray,
+    counts_hist: np.ndarray,
+    valid_hist: np.ndarray,
+    counts_scratch: np.ndarray,
+) -> float:  # pragma: no cover - compiled
+    """Consume ``gap`` missing samples, then ``mag[start:]``; return the window's mean count.
+
+    Each sample's magnitude is held over gaps (``fstate[0]`` carries the last valid one), run
+    through the counts band-pass (``sos[0]``, state ``zi[0]``) and the step band-pass
+    (``sos[1]``, ``zi[1]``); both start in the steady state of the first held sample
+    (``zi_unit`` times it) while ``istate[1] == 0``. Steps (see :func:`step_one`) are appended
+    to ``steps[istate[2]:]`` as times ``fstate[1] + index / fs``. The magnitude (0.0 in gaps),
+    the rectified count signal and the mask are appended to histories of ``len(mag_hist)``
+    samples filled to ``istate[0]``. Returns the mean rectified count over the valid samples of
+    the last ``window`` history samples (0.0 without any).
+    """
+    cap = mag_hist.shape[0]
+    total = gap + (mag.shape[0] - start)
+    filled = istate[0]
+    # make room: keep the newest samples that still fit, then write the last `cap` new ones
+    keep = min(filled, cap - total) if total < cap else 0
+    shift = filled - keep
+    if shift > 0:
+        for i in range(keep):
+            mag_hist[i, 0] = mag_hist[i + shift, 0]
+            counts_hist[i] = counts_hist[i + shift]
+            valid_hist[i] = valid_hist[i + shift]
+    skip = total - cap if total > cap else 0
+    last = fstate[0]
+    n_steps = istate[2]
+    for t in range(total):
+        if t < gap:
+            v = 0.0
+            ok = False
+        else:
+            v = mag[start + t - gap]
+            ok = valid[start + t - gap]
+        if ok:
+            last = v
+        held = last
+        if istate[1] == 0:
+            for f in range(zi.shape[0]):
+                for s in range(zi.shape[1]):
+                    zi[f, s, 0] = zi_unit[f, s, 0] * held
+                    zi[f, s, 1] = zi_unit[f, s, 1] * held
+            istate[1] = 1
+        counts = _biquads(sos[0], zi[0], held)
+        bp = _biquads(sos[1], zi[1], held)
+        idx = step_one(bp, ok, step_state, min_amp, min_gap)
+        if idx >= 0:
+            steps[n_steps] = fstate[1] + idx / fs
+            n_steps += 1
+        if t >= skip:
+            p = keep + t - skip
+            mag_hist[p, 0] = v
+            counts_hist[p] = abs(counts)
+            valid_hist[p] = ok
+    fstate[0] = last
+    istate[2] = n_steps
+    filled = keep + total - skip
+    istate[0] = filled
+    nk = min(window, filled)
+    nc = 0
+    for i in range(filled - nk, filled):
+        if valid_hist[i]:
+            counts_scratch[nc] = counts_hist[i]
+            nc += 1
+    return pairwise_sum(counts_scratch, 0, nc) / nc if nc else 0.0
+
+
+@njit(cache=True, nogil=True)
+def prune_steps(
+    steps: np.ndarray, istate: np.ndarray, oldest: float, t_end: float
+) -> int:  # pragma: no cover - compiled
+    """Drop step times before ``oldest`` (``steps[:istate[2]]`` in place); return how many of
+    the rest fall before ``t_end``."""
+    n = 0
+    before = 0
+    for i in range(istate[2]):
+        s = steps[i]
+        if s >= oldest:
+            steps[n] = s
+            n += 1
+            if s < t_end:
+                before += 1
+    istate[2] = n
+    return before
