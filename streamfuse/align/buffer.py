@@ -40,6 +40,11 @@ class StreamBuffer:
     reorder_s : float
         How far (device seconds) behind the newest sample a chunk may still start.
 
+    tally : dict[str, int], optional
+        Totals that outlive this buffer (the device's counters): its ``gaps``,
+        ``gap_samples``, ``reordered`` and ``overlaps`` entries get the same increments as the
+        attributes below, as they happen (so no caller has to diff them after every put).
+
     Attributes
     ----------
     end_pos : int
@@ -47,24 +52,32 @@ class StreamBuffer:
     gaps, gap_samples, reordered, overlaps : int
         Discontinuities seen on arrival, samples still missing behind ``end_pos``, chunks that
         started behind ``end_pos``, and samples written over a present position.
+    version : int
+        Number of chunks stored so far: what :meth:`count` answers can only change when it
+        moves (a write fills positions and may evict the oldest ones).
     """
 
     def __init__(
-        self, channels: int, fs: float, origin: float, retain_s: float, reorder_s: float
+        self,
+        channels: int,
+        fs: float,
+        origin: float,
+        retain_s: float,
+        reorder_s: float,
+        tally: dict[str, int] | None = None,
     ) -> None:
         self.fs = float(fs)
         self.origin = float(origin)
         self.reorder = int(math.ceil(reorder_s * self.fs))
         self.values, self.slot_pos = new_ring(int(math.ceil(retain_s * self.fs)) + 1, channels)
+        self.capacity = int(self.values.shape[0])
         self.end_pos = 0
         self.gaps = 0
         self.gap_samples = 0
         self.reordered = 0
         self.overlaps = 0
-
-    @property
-    def capacity(self) -> int:
-        return int(self.values.shape[0])
+        self.version = 0
+        self._tally = {} if tally is None else tally
 
     @property
     def end_time(self) -> float:
@@ -78,25 +91,39 @@ class StreamBuffer:
     def put(self, t0: float, data: np.ndarray) -> str:
         """Store a chunk starting at device time ``t0``; returns ``"ok"``, ``"stale"`` or
         ``"too_long"`` (more samples than the ring holds)."""
-        n = int(data.shape[0])
-        if n > self.capacity // 2:
+        n = data.shape[0]
+        cap = self.capacity
+        if n > cap // 2:
             return TOO_LONG
         pos0 = int(round((t0 - self.origin) * self.fs))
         end = pos0 + n
-        if end <= self.end_pos - self.reorder or pos0 < self.end_pos - self.capacity:
+        end_pos = self.end_pos
+        if end <= end_pos - self.reorder or pos0 < end_pos - cap:
             return STALE
-        overlap = int(ring_write(self.values, self.slot_pos, data, np.int64(pos0)))
-        self.overlaps += overlap
-        if pos0 > self.end_pos:
+        overlap = ring_write(self.values, self.slot_pos, data, pos0)
+        self.version += 1
+        if overlap:
+            self.overlaps += overlap
+            self._tally["overlaps"] = self._tally.get("overlaps", 0) + overlap
+        if pos0 == end_pos:  # the usual case: nothing to count
+            self.end_pos = end
+            return OK
+        tally = self._tally
+        if pos0 > end_pos:
             self.gaps += 1
-            self.gap_samples += pos0 - self.end_pos
-        elif pos0 < self.end_pos:
+            self.gap_samples += pos0 - end_pos
+            tally["gaps"] = tally.get("gaps", 0) + 1
+            tally["gap_samples"] = tally.get("gap_samples", 0) + pos0 - end_pos
+        else:
             self.reordered += 1
-            below = min(end, self.end_pos) - pos0
-            self.gap_samples -= max(0, below - overlap)
-        self.end_pos = max(self.end_pos, end)
+            below = min(end, end_pos) - pos0
+            filled = max(0, below - overlap)
+            self.gap_samples -= filled
+            tally["reordered"] = tally.get("reordered", 0) + 1
+            tally["gap_samples"] = tally.get("gap_samples", 0) - filled
+        self.end_pos = max(end_pos, end)
         return OK
 
     def count(self, lo: int, hi: int) -> int:
         """Present positions in ``lo .. hi - 1``."""
-        return int(ring_count(self.slot_pos, np.int64(lo), np.int64(hi)))
+        return int(ring_count(self.slot_pos, lo, hi))

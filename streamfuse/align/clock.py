@@ -91,6 +91,10 @@ class ClockModel:
         self._xs = np.zeros(nb)
         self._ys = np.zeros(nb)
         self._hull = np.zeros(nb, np.int64)
+        # plain-list copies of the bins' ids and minima: the per-observation test reads them
+        # (indexing a list is several times cheaper than a NumPy scalar read)
+        self._bid_list = [int(EMPTY)] * nb
+        self._by_list = [0.0] * nb
         self._newest = int(EMPTY)
         self._pending: list[tuple[float, float]] = []
         self.resets = 0
@@ -99,6 +103,9 @@ class ClockModel:
         self.offset = math.nan
         self.drift = 0.0
         self._ymin = math.inf
+        #: moves whenever ``offset``, ``drift`` or ``d_ref`` may have changed (callers cache
+        #: what they derive from the mapping against it)
+        self.version = 0
 
     # -- mapping -------------------------------------------------------------------------
     @property
@@ -126,16 +133,19 @@ class ClockModel:
         ``"ok"`` after outliers releases them (already folded into the fit); ``"reset"``:
         a new epoch began, fitted on the held observations and this one.
         """
-        if not self.ready:
+        offset = self.offset
+        if not math.isfinite(offset):  # not ready
             self._start_epoch(t_device)
             self._add(t_device, arrival)
             return OK
-        r = self.residual(t_device, arrival)
+        # the residual (arrival - to_gateway(t_device)), written out: this runs per chunk
+        r = arrival - (t_device + offset + self.drift * (t_device - self.d_ref))
         if abs(r) <= self.jump_s:
-            for d, a in self._pending:
-                if self.residual(d, a) > 0:
-                    self._add(d, a)
-            self._pending.clear()
+            if self._pending:
+                for d, a in self._pending:
+                    if self.residual(d, a) > 0:
+                        self._add(d, a)
+                self._pending.clear()
             self._add(t_device, arrival)
             return OK
         self._pending.append((t_device, arrival))
@@ -163,24 +173,30 @@ class ClockModel:
 
     def _clear(self) -> None:
         self._bid.fill(EMPTY)
+        self._bid_list = [int(EMPTY)] * len(self._bid_list)
         self._newest = int(EMPTY)
         self.offset = math.nan
         self.drift = 0.0
         self._ymin = math.inf
+        self.version += 1
 
     def _start_epoch(self, t_device: float) -> None:
         self.d_ref = t_device
+        self.version += 1
 
     def _add(self, t_device: float, arrival: float) -> None:
         x = t_device - self.d_ref
         y = arrival - t_device
-        k = int(math.floor(x / self.bin_s))
-        nb = self._bid.shape[0]
+        k = math.floor(x / self.bin_s)
+        bid = self._bid_list
+        nb = len(bid)
         if k <= self._newest - nb:
             return  # older than the horizon
         s = k % nb
-        if self._bid[s] == k and self._by[s] <= y:
+        if bid[s] == k and self._by_list[s] <= y:
             return  # not a new minimum: the fit cannot change
+        bid[s] = k
+        self._by_list[s] = y
         self._bid[s] = k
         self._bx[s] = x
         self._by[s] = y
@@ -194,3 +210,4 @@ class ClockModel:
             self.offset, self.drift = self._ymin, 0.0
         else:
             self.offset, self.drift = float(a), float(b)
+        self.version += 1

@@ -31,15 +31,17 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..config import EngineConfig, ModalitySpec
+from ..config import EngineConfig
 from ..kernels.align import align_window, new_scratch
 from ..types import Chunk, FusedWindow, Window
 from .buffer import OK as BUF_OK
 from .buffer import STALE, StreamBuffer
-from .clock import OUTLIER, RESET, ClockModel
+from .clock import OK, OUTLIER, RESET, ClockModel
 from .windower import Windower, window_phase
 
 log = logging.getLogger("streamfuse.align.device")
+
+_F32 = np.dtype(np.float32)
 
 COUNTERS = (
     "chunks",
@@ -58,6 +60,50 @@ COUNTERS = (
 
 #: Redelivery keys remembered per stream (bounds memory; QoS-1 redelivery is near in time).
 _SEEN_MAX = 4096
+
+
+class _Stream:
+    """What the per-chunk path needs of one configured modality, in one place.
+
+    ``lo``/``hi`` are the ring positions window ``w``'s grid needs from this stream, valid
+    while the clock's ``version`` and the buffer are those they were derived from (they are
+    pure functions of ``w``, the clock mapping and the buffer's origin and rate); ``ok`` is
+    whether ``count(lo, hi)`` found all of them, valid while the buffer's ``version`` is
+    ``ok_version``.
+    """
+
+    __slots__ = (
+        "name",
+        "channels",
+        "seen",
+        "clock",
+        "registered",
+        "buf",
+        "last_arrival",
+        "w",
+        "clock_version",
+        "for_buf",
+        "lo",
+        "hi",
+        "ok_version",
+        "ok",
+    )
+
+    def __init__(self, name: str, channels: int, clock: ClockModel) -> None:
+        self.name = name
+        self.channels = channels
+        self.seen: OrderedDict[tuple[int, float, int], None] = OrderedDict()
+        self.clock = clock
+        self.registered = False  # clock listed in DeviceAligner._clocks (on first use)
+        self.buf: StreamBuffer | None = None
+        self.last_arrival = -math.inf  # meaningful once in DeviceAligner._arrived
+        self.w: int | None = None
+        self.clock_version = -1
+        self.for_buf: StreamBuffer | None = None
+        self.lo = 0
+        self.hi = 0
+        self.ok_version = -1
+        self.ok = False
 
 
 class DeviceAligner:
@@ -84,6 +130,15 @@ class DeviceAligner:
         ``rejected`` (unknown modality or wrong channel count), ``windows`` emitted and
         ``windows_dropped`` (fewer than ``min_modalities`` modalities with data, or one of
         ``required_modalities`` without any).
+
+    Notes
+    -----
+    Cost per chunk (tens of thousands a second per core): one record per modality holds its
+    spec, redelivery keys, clock, buffer and last arrival; the next window's bounds and
+    deadline are derived once per window; whether a stream holds all the samples the next
+    window needs is cached against the window index, the clock's version and the buffer's
+    version, so a chunk re-derives it only for what it changed, and the chunk's own stream
+    (the one that just gained data, usually still short of the window) is asked first.
     """
 
     def __init__(
@@ -106,14 +161,22 @@ class DeviceAligner:
         self._retain_s = (
             config.window_s + 2 * config.hop_s + config.lateness_s + config.reorder_s + 2.0
         )
+        self._silence_s = config.silence_s
+        self._grid_fs = config.grid_fs
         self._clocks: dict[str, ClockModel] = {}
         self._buffers: dict[str, StreamBuffer] = {}
-        self._seen: dict[str, OrderedDict[tuple[int, float, int], None]] = {
-            m: OrderedDict() for m in config.modalities
+        shared = ClockModel()
+        self._streams = {
+            m: _Stream(m, spec.channels, ClockModel() if clock_per_stream else shared)
+            for m, spec in config.modalities.items()
         }
-        self._last_arrival: dict[str, float] = {}
+        self._arrived: list[_Stream] = []  # streams with data stored, in order of first data
         self._held: list[Chunk] = []
         self._now = -math.inf
+        # the next window (windower.next_index) as last derived: index, start, deadline
+        self._w: int | None = None
+        self._w_start = math.nan
+        self._w_deadline = math.nan
         self._scratch = new_scratch(self.k)
         self._params = np.zeros((len(config.modalities), 4))
         self._n_ok = np.zeros(len(config.modalities), np.int64)
@@ -127,48 +190,44 @@ class DeviceAligner:
         """
         c = self.counters
         c["chunks"] += 1
-        spec = self.config.modalities.get(chunk.modality)
-        if spec is None or not self._acceptable(chunk, spec):
-            c["rejected"] += 1
-            log.debug(
-                "rejected chunk [device=%s, modality=%s, seq=%d]",
-                self.device,
-                chunk.modality,
-                chunk.seq,
-            )
-            return []
-        key = (chunk.seq, float(chunk.t0), chunk.n)
-        seen = self._seen[chunk.modality]
+        st = self._streams.get(chunk.modality)
+        d = chunk.data
+        if st is None or not isinstance(d, np.ndarray) or d.ndim != 2:
+            return self._reject(chunk)
+        n, ch = d.shape
+        t0 = chunk.t0
+        fs = chunk.fs
+        if (
+            n <= 0
+            or ch != st.channels
+            or not math.isfinite(t0)
+            or not math.isfinite(chunk.arrival)
+            or not math.isfinite(fs)
+            or not fs > 0
+        ):
+            return self._reject(chunk)
+        key = (chunk.seq, float(t0), n)
+        seen = st.seen
         if key in seen:
             c["duplicates"] += 1
             return []
         seen[key] = None
         if len(seen) > _SEEN_MAX:
             seen.popitem(last=False)
-        clock = self._clock(chunk.modality)
-        status = clock.observe(chunk.t0 + chunk.duration, chunk.arrival)
-        if status == OUTLIER:
-            c["clock_outliers"] += 1
-            self._held.append(chunk)
-            return []
-        out: list[FusedWindow] = []
-        if status == RESET:
-            c["clock_resets"] += 1
-            log.info("device %s: clock jump, starting a new epoch", self.device)
-            out.extend(self._close_all())
-            for m in self._sharing(chunk.modality):
-                self._buffers.pop(m, None)
-        held, self._held = self._held, []
-        for h in held:
-            out.extend(self._ingest(h))
-        out.extend(self._ingest(chunk))
-        return out
+        if not st.registered:
+            self._register(st)
+        status = st.clock.observe(t0 + n / fs, chunk.arrival)
+        if status is not OK:
+            return self._clock_event(chunk, status)
+        if self._held:
+            return self._release_held(chunk, st)
+        return self._ingest(chunk, st)
 
     def advance(self, now: float) -> list[FusedWindow]:
         """Close windows whose lateness budget ran out at gateway time ``now``."""
         if math.isfinite(now):
             self._now = max(self._now, now)
-        return self._close_ready()
+        return self._close_ready(None)
 
     def sync(self, now: float) -> None:
         """Take note that the gateway clock reached ``now`` without closing anything.
@@ -188,14 +247,17 @@ class DeviceAligner:
         arrival ``silence_s`` behind the clock) may complete it earlier. ``inf`` before any
         data.
         """
-        win = self.windower
-        if win.next_index is None:
+        w = self.windower.next_index
+        if w is None:
             return math.inf
-        t = win.bounds(win.next_index)[1] + win.lateness_s  # the test of Windower.timed_out
-        silence = self.config.silence_s
-        for arrival in self._last_arrival.values():
-            quiet = arrival + silence - 1e-6  # early rather than late by a rounding error
-            if self._now <= quiet < t:
+        if w != self._w:
+            self._derive_window(w)
+        t = self._w_deadline  # the test of Windower.timed_out
+        silence = self._silence_s
+        now = self._now
+        for st in self._arrived:
+            quiet = st.last_arrival + silence - 1e-6  # early rather than late by a rounding error
+            if now <= quiet < t:
                 t = quiet
         return t
 
@@ -209,25 +271,14 @@ class DeviceAligner:
         return math.nan if clock is None else clock.to_gateway(t_device)
 
     # -- internals -----------------------------------------------------------------------
-    def _acceptable(self, chunk: Chunk, spec: ModalitySpec) -> bool:
-        d = chunk.data
-        return (
-            isinstance(d, np.ndarray)
-            and d.ndim == 2
-            and d.shape[0] > 0
-            and d.shape[1] == spec.channels
-            and math.isfinite(chunk.t0)
-            and math.isfinite(chunk.arrival)
-            and math.isfinite(chunk.fs)
-            and chunk.fs > 0
-        )
+    def _register(self, st: _Stream) -> None:
+        """List ``st``'s clock in :attr:`_clocks` (in order of first use, which
+        :meth:`to_gateway` follows)."""
+        self._clocks.setdefault(st.name if self.clock_per_stream else "", st.clock)
+        st.registered = True
 
     def _clock(self, modality: str) -> ClockModel:
-        key = modality if self.clock_per_stream else ""
-        clock = self._clocks.get(key)
-        if clock is None:
-            clock = self._clocks[key] = ClockModel()
-        return clock
+        return self._streams[modality].clock
 
     def _any_clock(self) -> ClockModel | None:
         for clock in self._clocks.values():
@@ -239,39 +290,86 @@ class DeviceAligner:
         """Streams whose buffers depend on the clock of ``modality``."""
         return (modality,) if self.clock_per_stream else tuple(self._buffers)
 
-    def _ingest(self, chunk: Chunk) -> list[FusedWindow]:
-        m = chunk.modality
+    def _reject(self, chunk: Chunk) -> list[FusedWindow]:
+        """Unknown modality, wrong shape, or a non-finite time or rate."""
+        self.counters["rejected"] += 1
+        log.debug(
+            "rejected chunk [device=%s, modality=%s, seq=%d]",
+            self.device,
+            chunk.modality,
+            chunk.seq,
+        )
+        return []
+
+    def _clock_event(self, chunk: Chunk, status: str) -> list[FusedWindow]:
+        """The clock held ``chunk`` as a possible jump, or started a new epoch with it."""
         c = self.counters
-        self._now = max(self._now, chunk.arrival)
-        clock = self._clock(m)
-        buf = self._buffers.get(m)
-        if buf is None or abs(buf.fs - chunk.fs) > 1e-9 * chunk.fs:
+        if status == OUTLIER:
+            c["clock_outliers"] += 1
+            self._held.append(chunk)
+            return []
+        assert status == RESET
+        c["clock_resets"] += 1
+        log.info("device %s: clock jump, starting a new epoch", self.device)
+        out = self._close_all()
+        for m in self._sharing(chunk.modality):
+            if self._buffers.pop(m, None) is not None:
+                self._streams[m].buf = None
+        return self._release_held(chunk, self._streams[chunk.modality], out)
+
+    def _release_held(
+        self, chunk: Chunk, st: _Stream, out: list[FusedWindow] | None = None
+    ) -> list[FusedWindow]:
+        """Store the chunks held as outliers, then ``chunk``."""
+        if out is None:
+            out = []
+        held, self._held = self._held, []
+        for h in held:
+            out.extend(self._ingest(h, self._streams[h.modality]))
+        out.extend(self._ingest(chunk, st))
+        return out
+
+    def _ingest(self, chunk: Chunk, st: _Stream) -> list[FusedWindow]:
+        arrival = chunk.arrival
+        if arrival > self._now:
+            self._now = arrival
+        fs = chunk.fs
+        buf = st.buf
+        if buf is None or abs(buf.fs - fs) > 1e-9 * fs:
             buf = StreamBuffer(
-                chunk.channels, chunk.fs, chunk.t0, self._retain_s, self.config.reorder_s
+                chunk.channels,
+                fs,
+                chunk.t0,
+                self._retain_s,
+                self.config.reorder_s,
+                tally=self.counters,
             )
-            self._buffers[m] = buf
+            self._buffers[st.name] = st.buf = buf
         data = chunk.data
-        if data.dtype != np.float32 or not data.flags.c_contiguous:
-            data = np.ascontiguousarray(data, dtype=np.float32)
-        before = (buf.gaps, buf.gap_samples, buf.reordered, buf.overlaps)
+        if data.dtype is not _F32 or not data.flags.c_contiguous:
+            if data.dtype != np.float32 or not data.flags.c_contiguous:
+                data = np.ascontiguousarray(data, dtype=np.float32)
         status = buf.put(chunk.t0, data)
-        c["gaps"] += buf.gaps - before[0]
-        c["gap_samples"] += buf.gap_samples - before[1]
-        c["reordered"] += buf.reordered - before[2]
-        c["overlaps"] += buf.overlaps - before[3]
-        if status != BUF_OK:
-            if status == STALE:
-                c["late_chunks"] += 1
-            else:
-                c["rejected"] += 1
-            return self._close_ready()
-        self._last_arrival[m] = chunk.arrival
-        g0 = clock.to_gateway(chunk.t0)
-        if self.windower.next_index is None:
-            self.windower.start(g0)
-        elif g0 < self.windower.closed_end:
-            c["late_chunks"] += 1
-        return self._close_ready()
+        if status is not BUF_OK:
+            self.counters["late_chunks" if status == STALE else "rejected"] += 1
+            return self._close_ready(None)
+        if st.last_arrival == -math.inf and st not in self._arrived:
+            self._arrived.append(st)
+        st.last_arrival = arrival
+        win = self.windower
+        if win.next_index is None:
+            win.start(st.clock.to_gateway(chunk.t0))
+        elif st.clock.to_gateway(chunk.t0) < win.closed_end:
+            self.counters["late_chunks"] += 1
+        return self._close_ready(st)
+
+    def _derive_window(self, w: int) -> None:
+        """Bounds and deadline of window ``w``, the next to close."""
+        win = self.windower
+        t_start, t_end = win.bounds(w)
+        self._w = w
+        self._w_start = t_start
+        self._w_deadline = t_end + win.lateness_s  # exactly Windower.timed_out's test
 
     def _needed(self, buf: StreamBuffer, clock: ClockModel, t_start: float) -> tuple[float, float]:
         """Ring position of grid sample 0 and positions per grid sample."""
@@ -279,25 +377,53 @@ class DeviceAligner:
         step = buf.fs / (self.config.grid_fs * (1.0 + clock.drift))
         return p0, step
 
-    def _complete(self, w: int) -> bool:
-        """Every live stream holds every sample window ``w``'s grid needs."""
-        t_start, _ = self.windower.bounds(w)
-        live = [
-            m
-            for m, t in self._last_arrival.items()
-            if t >= self._now - self.config.silence_s and m in self._buffers
-        ]
-        if not live:
-            return False
-        for m in live:
-            buf = self._buffers[m]
-            p0, step = self._needed(buf, self._clock(m), t_start)
+    def _holds(self, st: _Stream, w: int) -> bool:
+        """Stream ``st`` holds every sample window ``w``'s grid needs (``w`` derived)."""
+        buf = st.buf
+        clock = st.clock
+        assert buf is not None
+        if st.w != w or st.clock_version != clock.version or st.for_buf is not buf:
+            # _needed(buf, clock, t_start) written out (same operations, same order)
+            drift = clock.drift
+            t_device = clock.d_ref + (self._w_start - clock.d_ref - clock.offset) / (1.0 + drift)
+            fs = buf.fs
+            p0 = (t_device - buf.origin) * fs
+            step = fs / (self._grid_fs * (1.0 + drift))
             reach = max(1.0, step)
-            lo = math.ceil(p0 - reach)
-            hi = math.floor(p0 + (self.k - 1) * step + reach) + 1
-            if hi > buf.end_pos or buf.count(lo, hi) < hi - lo:
-                return False
-        return True
+            st.lo = math.ceil(p0 - reach)
+            st.hi = math.floor(p0 + (self.k - 1) * step + reach) + 1
+            st.w = w
+            st.clock_version = clock.version
+            st.for_buf = buf
+            st.ok_version = -1
+        if st.hi > buf.end_pos:
+            return False
+        if st.ok_version != buf.version:
+            st.ok = buf.count(st.lo, st.hi) >= st.hi - st.lo
+            st.ok_version = buf.version
+        return st.ok
+
+    def _complete(self, w: int, first: _Stream | None) -> bool:
+        """Every live stream holds every sample window ``w``'s grid needs (``w`` derived).
+
+        ``first``, the stream that just gained data, is asked first: the answer is the same
+        in any order, and it is the one most likely to say no.
+        """
+        quiet = self._now - self._silence_s
+        if (
+            first is not None
+            and first.buf is not None
+            and first.last_arrival >= quiet
+            and not self._holds(first, w)
+        ):
+            return False
+        live = False
+        for st in self._arrived:
+            if st.buf is not None and st.last_arrival >= quiet:
+                live = True
+                if st is not first and not self._holds(st, w):
+                    return False
+        return live
 
     def _has_data_from(self, t: float) -> bool:
         """Some stream holds samples at or after gateway time ``t``."""
@@ -306,17 +432,18 @@ class DeviceAligner:
                 return True
         return False
 
-    def _close_ready(self) -> list[FusedWindow]:
+    def _close_ready(self, first: _Stream | None) -> list[FusedWindow]:
         out: list[FusedWindow] = []
         win = self.windower
         while win.next_index is not None:
             w = win.next_index
-            t_start, _ = win.bounds(w)
-            if win.timed_out(w, self._now):
-                if not self._has_data_from(t_start):
+            if w != self._w:
+                self._derive_window(w)
+            if self._now >= self._w_deadline:  # timed out
+                if not self._has_data_from(self._w_start):
                     win.next_index = max(w + 1, win.first_open(self._now))
                     continue
-            elif not self._complete(w):
+            elif not self._complete(w, first):
                 break
             fw = self._emit(w)
             win.closed(w)
