@@ -162,13 +162,19 @@ def qrs_kernel(
             ) * (fs / 8.0)
         sq_ring[n % r] = d * d
         slope_ring[n % r] = abs(d)
-        # moving-window integration, summed afresh (no drift over long streams)
+        # moving-window integration, summed afresh (no drift over long streams), oldest first;
+        # the ring positions run a..r-1 then 0.. (no modulo per term)
         s = 0.0
         lo = n - win + 1
         if lo < 0:
             lo = 0
-        for j in range(lo, n + 1):
-            s += sq_ring[j % r]
+        a = lo % r
+        cnt = n + 1 - lo
+        first = min(cnt, r - a)
+        for j in range(a, a + first):
+            s += sq_ring[j]
+        for j in range(cnt - first):
+            s += sq_ring[j]
         y = s / win
         ist[_I_N] = n + 1
 

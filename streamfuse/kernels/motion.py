@@ -150,6 +150,8 @@ def acc_consume(
     skip = total - cap if total > cap else 0
     last = fstate[0]
     n_steps = istate[2]
+    count_sos, count_zi = sos[0], zi[0]
+    step_sos, step_zi = sos[1], zi[1]
     for t in range(total):
         if t < gap:
             v = 0.0
@@ -166,8 +168,8 @@ def acc_consume(
                     zi[f, s, 0] = zi_unit[f, s, 0] * held
                     zi[f, s, 1] = zi_unit[f, s, 1] * held
             istate[1] = 1
-        counts = _biquads(sos[0], zi[0], held)
-        bp = _biquads(sos[1], zi[1], held)
+        counts = _biquads(count_sos, count_zi, held)
+        bp = _biquads(step_sos, step_zi, held)
         idx = step_one(bp, ok, step_state, min_amp, min_gap)
         if idx >= 0:
             steps[n_steps] = fstate[1] + idx / fs

@@ -33,6 +33,7 @@ def welch_segments(
     ch = x.shape[1]
     step = max(1, nperseg // 2)
     col = np.empty(nperseg)
+    mean = np.empty(ch)
     q = 0
     for s in range(0, n - nperseg + 1, step):
         ok = True
@@ -42,19 +43,23 @@ def welch_segments(
                 break
         if not ok:
             continue
-        for c in range(ch):
-            if ch == 1:
-                for i in range(nperseg):
-                    col[i] = x[s + i, 0]
-                mean = pairwise_sum(col, 0, nperseg) / nperseg
-            else:
-                acc = 0.0
-                for i in range(nperseg):
-                    acc += x[s + i, c]
-                mean = acc / nperseg
-            row = q * ch + c
+        if ch == 1:
             for i in range(nperseg):
-                out[row, i] = (x[s + i, c] - mean) * win[i]
+                col[i] = x[s + i, 0]
+            mean[0] = pairwise_sum(col, 0, nperseg) / nperseg
+        else:  # row by row, one running sum per channel
+            for c in range(ch):
+                mean[c] = 0.0
+            for i in range(s, s + nperseg):
+                for c in range(ch):
+                    mean[c] += x[i, c]
+            for c in range(ch):
+                mean[c] /= nperseg
+        for c in range(ch):
+            row = q * ch + c
+            mu = mean[c]
+            for i in range(nperseg):
+                out[row, i] = (x[s + i, c] - mu) * win[i]
         q += 1
     return q
 
