@@ -931,3 +931,52 @@ class NaiveDeviceAligner:
             index=w,
         )
         return FusedWindow(window=window, matrix=matrix, channels=self.channels, mask=mask)
+
+
+# ---------------------------------------------------------------------------------------------
+# features (issue 8): plain loops for streamfuse.kernels.moments.pairwise_sum and
+# streamfuse.kernels.filters (hold_kernel, push_rows, push_valid). The NumPy/SciPy code the
+# per-window feature kernels replaced is in tests/naive_features.py.
+
+
+def naive_pairwise_sum(values) -> float:
+    """NumPy's pairwise summation order written out (blocks of 128, eight partial sums)."""
+    v = [float(a) for a in values]
+    n = len(v)
+    if n < 8:
+        res = 0.0
+        for a in v:
+            res += a
+        return res
+    if n <= 128:
+        r = v[:8]
+        i = 8
+        while i < n - n % 8:
+            for j in range(8):
+                r[j] += v[i + j]
+            i += 8
+        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        for a in v[i:]:
+            res += a
+        return res
+    half = n // 2
+    half -= half % 8
+    return naive_pairwise_sum(v[:half]) + naive_pairwise_sum(v[half:])
+
+
+def naive_hold(x, valid, last):
+    """Each sample replaced by the latest valid one at or before it (``last`` before any)."""
+    out = []
+    for v, ok in zip(x, valid, strict=True):
+        if ok:
+            last = v
+        out.append(last)
+    return out, last
+
+
+def naive_tail(buf, new, n):
+    """The last ``n`` rows of ``buf`` followed by ``new``."""
+    import numpy as np
+
+    out = np.concatenate([buf, new], axis=0)
+    return out[-n:] if out.shape[0] > n else out

@@ -2,12 +2,11 @@
 
 This is the feature code as it stood before its per-window work moved into Numba kernels
 (``streamfuse.kernels.moments``, ``filters``, ``spectral``, ``motion``, ``heart``, ``early``,
-``welford``): the same classes and functions, renamed ``naive_*`` / ``Naive*``, plus plain-loop
-references for the small kernels. Tests check the kernels and the extractors built on them
-against these; ``bench/test_bench_features.py`` times them side by side.
-
-It lives beside ``tests/naive.py`` rather than inside it to keep that file's sections
-independent of one another.
+``welford``): the same classes and functions, renamed ``naive_*`` / ``Naive*``. Tests check
+the kernels and the extractors built on them against these; ``bench/test_bench_features.py``
+times them side by side. The plain-loop references of the small kernels (pairwise sum, hold,
+tail) are in ``tests/naive.py``; this larger module sits beside it so that file's sections stay
+short and independent.
 """
 
 from __future__ import annotations
@@ -29,50 +28,7 @@ from streamfuse.features.qrs import StreamingQRSDetector
 from streamfuse.features.stream import Cursor
 from streamfuse.fusion.early import EPS, early_keys
 from streamfuse.types import Window
-
-# --- plain loops for the small kernels -------------------------------------------------------
-
-
-def naive_pairwise_sum(values) -> float:
-    """NumPy's pairwise summation order written out (blocks of 128, eight partial sums)."""
-    v = [float(a) for a in values]
-    n = len(v)
-    if n < 8:
-        res = 0.0
-        for a in v:
-            res += a
-        return res
-    if n <= 128:
-        r = v[:8]
-        i = 8
-        while i < n - n % 8:
-            for j in range(8):
-                r[j] += v[i + j]
-            i += 8
-        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
-        for a in v[i:]:
-            res += a
-        return res
-    half = n // 2
-    half -= half % 8
-    return naive_pairwise_sum(v[:half]) + naive_pairwise_sum(v[half:])
-
-
-def naive_hold(x, valid, last):
-    """Each sample replaced by the latest valid one at or before it (``last`` before any)."""
-    out = []
-    for v, ok in zip(x, valid, strict=True):
-        if ok:
-            last = v
-        out.append(last)
-    return out, last
-
-
-def naive_tail(buf, new, n):
-    """The last ``n`` rows of ``buf`` followed by ``new``."""
-    out = np.concatenate([buf, new], axis=0)
-    return out[-n:] if out.shape[0] > n else out
-
+from tests.naive import naive_tail
 
 # --- streamfuse.features.spectrum / eeg (before the kernels) ---------------------------------
 

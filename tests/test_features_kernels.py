@@ -25,6 +25,7 @@ from streamfuse.fusion.early import ArrayNormalizer, EarlyFeatures
 from streamfuse.kernels.filters import hold_kernel, push_rows, push_valid, sosfilt_kernel
 from streamfuse.kernels.moments import pairwise_sum
 from streamfuse.types import FusedWindow, Window
+from tests import naive
 from tests import naive_features as nf
 from tests.feature_windows import CLEAN, LOSSY, simulated_windows
 
@@ -50,7 +51,7 @@ def test_pairwise_sum_is_numpys_order_bit_for_bit():
         got = pairwise_sum(a, 3, n)
         assert got == np.sum(a[3 : 3 + n]), n
         if n <= 1024:
-            assert got == nf.naive_pairwise_sum(a[3 : 3 + n]), n
+            assert got == naive.naive_pairwise_sum(a[3 : 3 + n]), n
 
 
 def test_hold_kernel_matches_naive():
@@ -64,7 +65,7 @@ def test_hold_kernel_matches_naive():
     for a in range(0, 500, 37):
         last = hold_kernel(x[a : a + 37], valid[a : a + 37], last, out[a : a + 37])
         got.extend(out[a : a + 37])
-    ref, ref_last = nf.naive_hold(x.tolist(), valid.tolist(), 0.25)
+    ref, ref_last = naive.naive_hold(x.tolist(), valid.tolist(), 0.25)
     assert got == ref
     assert last == ref_last
 
@@ -86,8 +87,8 @@ def test_push_rows_and_push_valid_keep_the_newest(cap):
         v = rng.random(k) > 0.2
         filled = push_rows(buf, buf_valid, filled, x, v, start, gap)
         new_valid = np.concatenate([np.zeros(gap, dtype=bool), v[start:]])
-        ref = nf.naive_tail(ref, np.concatenate([np.zeros((gap, 3)), x[start:]]), cap)
-        ref_valid = nf.naive_tail(ref_valid, new_valid, cap)
+        ref = naive.naive_tail(ref, np.concatenate([np.zeros((gap, 3)), x[start:]]), cap)
+        ref_valid = naive.naive_tail(ref_valid, new_valid, cap)
         filled_bits = push_valid(bits, filled_bits, new_valid)
         assert filled == ref.shape[0] == filled_bits
         np.testing.assert_array_equal(buf[:filled], ref)

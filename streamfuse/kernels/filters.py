@@ -4,7 +4,7 @@ bounded history that keeps the last ``n`` samples.
 Every function here works on preallocated arrays and carries its state in arrays the caller
 owns, so a stream cut into chunks of any size gives the same result as one call over the whole
 stream. Plain references: ``scipy.signal.sosfilt`` and ``tests.naive`` (``naive_steps``,
-``naive_hold``, ``naive_push_rows``).
+``naive_hold``, ``naive_tail``).
 """
 
 from __future__ import annotations
