@@ -9,6 +9,7 @@ NumPy uses its SIMD versions, which can differ in the last bit. Hence the tolera
 from __future__ import annotations
 
 import math
+import pickle
 import sys
 
 import numpy as np
@@ -320,16 +321,46 @@ def test_feature_pass_compiles_nothing_after_warm_up():
     before = compiled()
     cfg = EngineConfig()
     windows = _drop(simulated_windows(30.0, faults=LOSSY, seed=8), {10, 15, 16, 17, 18})
-    feats, norm, early, arr = (
-        DeviceFeatures(cfg),
-        OnlineNormalizer(3),
-        EarlyFeatures(),
-        ArrayNormalizer(3),
-    )
-    for fw in windows:
+    state = (DeviceFeatures(cfg), OnlineNormalizer(3), EarlyFeatures(), ArrayNormalizer(3))
+    for i, fw in enumerate(windows):
+        if i == 20:  # a checkpoint restore mid-stream
+            state = pickle.loads(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+        feats, norm, early, arr = state
         flat = concat(feats.update(fw.window))
         norm.learn_one(flat)
         norm.transform_one(flat)
         early(fw, arr)
-    # gaps, restarts and missing modalities take the same compiled paths as clean data
+    # gaps, restarts, missing modalities and restored state take the paths warm-up compiled
     assert compiled() == before
+
+
+def test_pickled_state_carries_on_exactly():
+    windows = simulated_windows(30.0, faults=LOSSY, seed=9)
+    cfg = EngineConfig()
+    live = (DeviceFeatures(cfg), OnlineNormalizer(3), ArrayNormalizer(3))
+    early = EarlyFeatures()
+    runs: list[list[tuple]] = [[], []]
+    restored = None
+    for i, fw in enumerate(windows):
+        if i == 15:
+            restored = pickle.loads(pickle.dumps(live, protocol=pickle.HIGHEST_PROTOCOL))
+        for state, out in ((live, runs[0]), (restored, runs[1])):
+            if state is None:
+                continue
+            flat = concat(state[0].update(fw.window))
+            state[1].learn_one(flat)
+            out.append((state[1].transform_one(flat), early(fw, state[2])))
+    assert runs[0][15:] == runs[1]
+
+
+def test_mismatched_shapes_are_refused():
+    fw = simulated_windows(4.0)[0]
+    w = fw.window
+    masks = {**w.masks, "eeg": w.masks["eeg"][:-1]}
+    bad = Window(w.device, w.t_start, w.t_end, w.fs, w.blocks, masks)
+    with pytest.raises(ValueError, match="one bool per row"):
+        DeviceFeatures(EngineConfig()).update(bad)
+    with pytest.raises(ValueError, match="differs from the matrix"):
+        EarlyFeatures()(FusedWindow(w, fw.matrix, fw.channels, fw.mask[:, :3]))
+    with pytest.raises(ValueError, match="one bool per row"):
+        masked_welch(np.zeros((10, 2)), np.ones(9, dtype=bool), 10.0, 4)

@@ -90,6 +90,11 @@ class DeviceFeatures:
             mask = window.masks.get(m)
             if mask is None:
                 mask = np.ones(blk.shape[0], dtype=bool)
+            elif np.shape(mask) != (blk.shape[0],):
+                raise ValueError(
+                    f"window mask of {m!r} has shape {np.shape(mask)}, the block {blk.shape}; "
+                    "pass one bool per row"
+                )
             ex = self._extractors.get(m)
             if ex is None or self._fs.get(m) != window.fs:
                 ex = self._make(m, window.fs, blk.shape[1])

@@ -221,6 +221,11 @@ class EEGFeatures:
         self, t_start: float, block: npt.NDArray[np.float32], mask: npt.NDArray[np.bool_]
     ) -> dict[str, float]:
         """Consume the new samples of one window and return the features (finite values)."""
+        if block.shape[1] != self._x.shape[1]:
+            raise ValueError(
+                f"{self.prefix}: a block of {block.shape[1]} channels, but this extractor was "
+                f"made for {self._x.shape[1]} ({', '.join(self.keys)})"
+            )
         new = self._cursor.advance(t_start, block.shape[0])
         x = np.ascontiguousarray(block)
         m = np.ascontiguousarray(mask, dtype=bool)

@@ -24,22 +24,24 @@ class WelchPlan:
     fs: float
     win: F64  # Hann without zero end points
     scale: float  # 1 / (fs * sum(win**2))
-    freqs: F64  # read-only
+    freqs: F64  # shared: do not modify
 
 
 _PLANS: dict[tuple[int, float], WelchPlan] = {}
 
 
 def welch_plan(nperseg: int, fs: float) -> WelchPlan:
-    """The (cached, shared, read-only) :class:`WelchPlan` of ``nperseg`` samples at ``fs`` Hz."""
+    """The (cached, shared) :class:`WelchPlan` of ``nperseg`` samples at ``fs`` Hz.
+
+    Its arrays stay writeable (a read-only array is another type to Numba, and pickling does
+    not keep the flag), so callers must not modify them.
+    """
     key = (int(nperseg), float(fs))
     plan = _PLANS.get(key)
     if plan is None:
         win = np.hanning(nperseg + 2)[1:-1]  # periodic-free Hann without zero end points
         scale = 1.0 / (fs * float(np.sum(win * win)))
         freqs = np.fft.rfftfreq(nperseg, d=1.0 / fs).astype(np.float64)
-        win.setflags(write=False)
-        freqs.setflags(write=False)
         plan = WelchPlan(int(nperseg), float(fs), win, scale, freqs)
         if len(_PLANS) > 256:
             _PLANS.clear()
@@ -90,8 +92,7 @@ def masked_welch(
     Returns
     -------
     (freqs, psd) or None
-        ``psd`` is ``[ch, nperseg // 2 + 1]``; None when no valid segment exists. ``freqs``
-        is shared and read-only.
+        ``psd`` is ``[ch, nperseg // 2 + 1]``; None when no valid segment exists.
     """
     a = np.asarray(x, dtype=np.float64)
     if a.ndim == 1:
@@ -99,6 +100,8 @@ def masked_welch(
     a = np.ascontiguousarray(a)
     m = np.ascontiguousarray(mask, dtype=bool)
     n = a.shape[0]
+    if m.shape != (n,):
+        raise ValueError(f"mask shape {m.shape} does not match {n} samples; one bool per row")
     nperseg = int(min(nperseg, n))
     if nperseg < 4:
         return None
@@ -107,7 +110,7 @@ def masked_welch(
     psd = np.empty((a.shape[1], plan.freqs.size))
     if not welch_into(a, m, n, plan, segs, psd):
         return None
-    return plan.freqs, psd
+    return plan.freqs.copy(), psd
 
 
 def band_power(freqs: F64, psd: F64, lo: float, hi: float) -> F64:

@@ -99,6 +99,8 @@ class EarlyFeatures:
             keys = self._keys[fused.channels] = [name for ks in nested for name in ks]
         x = np.ascontiguousarray(fused.matrix)
         m = np.ascontiguousarray(fused.mask, dtype=bool)
+        if m.shape != x.shape:
+            raise ValueError(f"fused mask shape {m.shape} differs from the matrix {x.shape}")
         k, n_ch = x.shape
         if k == 0 or n_ch == 0:
             return keys, np.full(len(keys), np.nan), 0
