@@ -134,7 +134,7 @@ class DeviceAligner:
     Notes
     -----
     Cost per chunk (tens of thousands a second per core): one record per modality holds its
-    spec, redelivery keys, clock, buffer and last arrival; the next window's bounds and
+    channel count, redelivery keys, clock, buffer and last arrival; the next window's bounds and
     deadline are derived once per window; whether a stream holds all the samples the next
     window needs is cached against the window index, the clock's version and the buffer's
     version, so a chunk re-derives it only for what it changed, and the chunk's own stream
