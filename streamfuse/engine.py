@@ -327,7 +327,7 @@ class Engine:
                     model=chosen.model,
                     rules=chosen.rules,
                     latency=lat if self._timer is not None else {},
-                    metrics=self.hub.metrics_snapshot(now),
+                    metrics=self.hub.metrics_snapshot(),
                     modalities=window.modalities,
                     index=window.index,
                     arrival=now,
@@ -350,9 +350,9 @@ class Engine:
             return
         self.counters["labels"] += 1
         session.labels.append((g_start, g_end, label.value))
-        self._resolve(session)
+        self._resolve(session, now)
 
-    def _resolve(self, session: DeviceSession) -> None:
+    def _resolve(self, session: DeviceSession, now: float) -> None:
         """Learn from every pending window that the labels now cover."""
         horizon = max(end for _, end, _ in session.labels)
         tolerance = 0.5 / self.config.grid_fs
@@ -362,7 +362,7 @@ class Engine:
             if y is None:
                 self.counters["unlabelled"] += 1
                 continue
-            self.hub.learn(p.evidence, p.verdict, y)
+            self.hub.learn(p.evidence, p.verdict, y, now)
             self.outcomes.append((session.device, p.index, y))
             self.counters["learned"] += 1
 
@@ -407,7 +407,7 @@ class Engine:
     def metrics(self) -> dict[str, float]:
         """Prequential figures per level, per modality and for the published choice, flat
         (``"intermediate.auc"``, ``"ecg.f1"``, ``"selected.accuracy"``, ``"selector.late"``)."""
-        return dict(self.hub.metrics_snapshot())
+        return self.hub.metrics_now()
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Counters of the whole engine and of each device's alignment."""

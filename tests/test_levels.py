@@ -275,8 +275,8 @@ def test_label_on_raw_topic_and_unlabelled_windows_teach_nothing() -> None:
 def test_published_metrics_refresh_at_most_once_per_metrics_refresh_s() -> None:
     """The rolling AUCs in each prediction are recomputed at most once per
     ``metrics_refresh_s`` of gateway time (they cost ~0.1 ms each, after every label of a whole
-    fleet); when they are, they equal an engine that recomputes after every label; the
-    selector's scores are always current."""
+    fleet), by the labels learnt: when they are, they equal an engine that recomputes after
+    every label; the selector's scores are always current."""
     device = SimulatedDevice("dev000", seed=4, faults=FaultProfile())
     events = list(device.events(90.0))
     every = Engine(EngineConfig(metrics_refresh_s=0.0))
@@ -305,6 +305,7 @@ def test_published_metrics_refresh_at_most_once_per_metrics_refresh_s() -> None:
                 changes.append(ev.send_time)
                 last = pre_b
     assert len(changes) >= 10
-    assert min(np.diff(changes)) >= 5.0
+    # refreshed by labels >= 5 s apart; a prediction shows it within one hop (1 s) of its label
+    assert min(np.diff(changes)) >= 4.0
     assert every_changes >= 3 * len(changes)
     assert lazy.metrics() == every.metrics()  # asked directly: always current

@@ -166,7 +166,8 @@ class FusionHub:
         self.metrics: dict[str, PrequentialMetrics] = {}
         self._snapshot: dict[str, float] = {}
         self._prequential: dict[str, float] = {}
-        self._refreshed = -math.inf
+        self._refreshed = -math.inf  # gateway time of the label that last refreshed them
+        self._refresh_due = False
         self._dirty = False
 
     # ------------------------------------------------------------------ per device
@@ -279,8 +280,11 @@ class FusionHub:
             )
         return m
 
-    def learn(self, evidence: Evidence, verdict: Verdict, y: str) -> None:
-        """Score the window's stored predictions against ``y``, then train every level on it."""
+    def learn(self, evidence: Evidence, verdict: Verdict, y: str, now: float = math.nan) -> None:
+        """Score the window's stored predictions against ``y``, then train every level on it.
+
+        ``now`` (the label's gateway arrival time; NaN: always) schedules the refresh of the
+        published prequential figures (:meth:`metrics_snapshot`)."""
         scored = {lv: p for lv, p in verdict.levels.items() if p}
         for lv, p in scored.items():
             self._metric(lv).update(y, p, _argmax(p))
@@ -293,6 +297,9 @@ class FusionHub:
         if scored:
             self.selector.update(y, scored)
         self._dirty = True
+        if not now - self._refreshed < self.config.metrics_refresh_s:  # NaN: due
+            self._refresh_due = True
+            self._refreshed = now if math.isfinite(now) else -math.inf
         for lv, model in self.models.items():
             x = evidence.x_early if lv == "early" else evidence.x_intermediate
             if x:
@@ -300,29 +307,41 @@ class FusionHub:
         if "late" in self.levels:
             self.late.learn(evidence.x_modalities, y)
 
-    def metrics_snapshot(self, now: float = math.nan) -> dict[str, float]:
-        """Flat, JSON-friendly prequential figures: ``"<level|modality|selected>.<metric>"``
-        (auc, accuracy, f1, precision, recall, specificity, n) and ``"selector.<level>"`` (the
-        selector's rolling score); undefined (NaN) figures are left out.
+    def metrics_snapshot(self) -> dict[str, float]:
+        """The figures published with each prediction (see :meth:`metrics_now`).
 
-        With a gateway time ``now``, the prequential figures (the rolling AUCs cost ~0.1 ms
-        each) are recomputed only when ``config.metrics_refresh_s`` has passed since the last
-        time; the selector's scores are always current. Without ``now``: everything current.
+        The selector's scores are current; the prequential figures (the rolling AUCs cost
+        ~0.1 ms each) are those of the last refresh, made by the first label learnt at least
+        ``config.metrics_refresh_s`` (gateway time) after the previous refresh. Only learnt
+        labels move it, so what a device's predictions carry never depends on other devices'
+        windows or on anyone asking for :meth:`metrics_now`.
         """
         if self._dirty:
-            stale = not (now - self._refreshed < self.config.metrics_refresh_s)  # NaN: stale
-            if stale:
-                prequential: dict[str, float] = {}
-                for name in sorted(self.metrics):
-                    for k, v in self.metrics[name].get().items():
-                        if math.isfinite(v):
-                            prequential[f"{name}.{k}"] = float(v)
-                self._prequential = prequential
-                self._refreshed = now if math.isfinite(now) else -math.inf
-            snap = dict(self._prequential)
-            for lv, v in self.selector.scores().items():
-                if math.isfinite(v):
-                    snap[f"selector.{lv}"] = float(v)
-            self._snapshot = snap
-            self._dirty = not stale
+            if self._refresh_due:
+                self._prequential = self._prequential_now()
+                self._refresh_due = False
+            self._snapshot = {**self._prequential, **self._selector_now()}
+            self._dirty = False
         return self._snapshot
+
+    def metrics_now(self) -> dict[str, float]:
+        """Flat, JSON-friendly prequential figures, all current:
+        ``"<level|modality|selected>.<metric>"`` (auc, accuracy, f1, precision, recall,
+        specificity, n) and ``"selector.<level>"`` (the selector's rolling score); undefined
+        (NaN) figures are left out."""
+        return {**self._prequential_now(), **self._selector_now()}
+
+    def _prequential_now(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name in sorted(self.metrics):
+            for k, v in self.metrics[name].get().items():
+                if math.isfinite(v):
+                    out[f"{name}.{k}"] = float(v)
+        return out
+
+    def _selector_now(self) -> dict[str, float]:
+        return {
+            f"selector.{lv}": float(v)
+            for lv, v in self.selector.scores().items()
+            if math.isfinite(v)
+        }
