@@ -223,3 +223,31 @@ def test_mixedsignals_shuffled_matches_reference(data_dir) -> None:
         np.testing.assert_allclose(fw.matrix[both], ref[both], rtol=1e-5, atol=1e-4)
         full += bool(mask.all() and fw.mask.all())
     assert full >= 100
+
+
+def test_stale_redelivery_from_before_the_epoch_cannot_tilt_the_clock() -> None:
+    """A device flushing old buffered data from *before* the first chunk the gateway saw
+    (device time 100-100.4 s, when the gateway's epoch began at 112 s), under new sequence
+    numbers: held as a clock outlier, then released as merely late once in-model data
+    follows, it once tilted the clock fit to a drift of -1 (time running backwards) and the
+    aligner emitted windows without end, the gateway's memory with them. It must be left out
+    of the fit, and the windows must go on as if it had never come."""
+    x = signal(EEG, 52.0, seed=3)
+    every = chunked(EEG, x, list(range(26, len(x), 26)))
+    start = next(i for i, c in enumerate(every) if c.t0 >= 112.0)
+    honest = every[start:]
+    at = next(i for i, c in enumerate(honest) if c.t0 >= 112.0 + 1.2)
+    stale = [
+        Chunk("d", "eeg", 10_000 + j, c.t0, c.fs, c.data, honest[at].arrival + 0.01 * j)
+        for j, c in enumerate(every[:4])
+    ]
+    faulty = [*honest[:at], *stale, *honest[at:]]
+    clean_windows, _ = run(honest)
+    got_windows, al = run(faulty)
+    assert len(got_windows) == len(clean_windows) <= 43  # 40 s at 1 per second + partial ends
+    (clock,) = al._clocks.values()
+    assert abs(clock.drift) < 1e-3
+    assert clock.implausible >= 1
+    for a, b in zip(got_windows, clean_windows, strict=True):
+        assert a.window.index == b.window.index
+        np.testing.assert_allclose(a.window.t_start, b.window.t_start, atol=1e-3)

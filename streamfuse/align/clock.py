@@ -57,6 +57,11 @@ class ClockModel:
         Agreeing outliers needed to accept a jump.
     confirm_s : float
         Gateway time over which those outliers must have arrived.
+    max_drift : float
+        Largest plausible drift (0.01: 1 %, a hundred times a cheap crystal's). A point whose
+        fit would put the drift beyond it is left out of the fit and counted in
+        ``implausible``: a stale redelivery from before the epoch, released as "late but
+        in the past", once tilted the line to a drift of -1, and with it time itself.
 
     Examples
     --------
@@ -77,6 +82,7 @@ class ClockModel:
         jump_s: float = 1.0,
         confirm: int = 6,
         confirm_s: float = 1.0,
+        max_drift: float = 0.01,
     ) -> None:
         self.bin_s = bin_s
         self.horizon_s = horizon_s
@@ -84,6 +90,9 @@ class ClockModel:
         self.jump_s = jump_s
         self.confirm = confirm
         self.confirm_s = confirm_s
+        self.max_drift = max_drift
+        #: points left out because their fit would have had an implausible drift
+        self.implausible = 0
         nb = max(2, int(math.ceil(horizon_s / bin_s)))
         self._bx = np.zeros(nb)
         self._by = np.zeros(nb)
@@ -195,6 +204,7 @@ class ClockModel:
         s = k % nb
         if bid[s] == k and self._by_list[s] <= y:
             return  # not a new minimum: the fit cannot change
+        before = (bid[s], self._by_list[s], self._bx[s], self._by[s], self._newest)
         bid[s] = k
         self._by_list[s] = y
         self._bid[s] = k
@@ -204,6 +214,17 @@ class ClockModel:
         a, b, n, span = envelope_fit(
             self._bx, self._by, self._bid, self._newest, self._xs, self._ys, self._hull
         )
+        if span >= self.min_span_s and not abs(b) <= self.max_drift:
+            # leave the point out: restore its bin as it was (the fit is what it was)
+            bid[s], self._by_list[s], self._bx[s], self._by[s], self._newest = before
+            self._bid[s] = bid[s]
+            self.implausible += 1
+            if self.implausible == 1:
+                log.warning(
+                    "clock fit: a point (device time %.3f, arrival %.3f) would make the drift "
+                    "%.4g; left out (further ones are only counted)", t_device, arrival, b
+                )
+            return
         if span < self.min_span_s:
             # offset only: the minimum apparent offset seen in this epoch so far
             self._ymin = min(self._ymin, y)
