@@ -82,3 +82,16 @@ def test_checkpoint_state_is_plain_pickle_of_our_own_objects(tmp_path: Path) -> 
     blob = path.read_bytes()
     assert blob.startswith(MAGIC)
     assert pickle.loads(blob[len(MAGIC) + 32 :]) == {"version": 1, "x": [1, 2]}
+
+
+def test_checkpoint_of_an_older_state_layout_means_a_fresh_start(tmp_path: Path) -> None:
+    from streamfuse.gateway.app import CHECKPOINT_VERSION
+
+    engine = Engine()
+    engine.push_many(device_messages("a", 5, seed=3))
+    CheckpointStore(tmp_path).save(
+        {"version": CHECKPOINT_VERSION - 1, "engine": engine, "retired_align": {}}
+    )
+    gw = Gateway(Engine(), GatewaySettings(checkpoint_dir=str(tmp_path)))
+    assert gw.restore() is None
+    assert gw.engine.counters == {}  # the fresh engine, not the old objects

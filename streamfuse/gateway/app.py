@@ -51,7 +51,10 @@ log = logging.getLogger("streamfuse.gateway")
 
 #: MQTT CONNACK codes (3.1.1 and their 5.0 equivalents) that mean "wrong credentials"
 _AUTH_CODES = frozenset({4, 5, 134, 135})
-CHECKPOINT_VERSION = 1
+#: the layout of what a checkpoint pickles; bump it whenever a pickled class's state changes
+#: (2: Numba-backed feature and normaliser state, per-stream aligner records, the linear
+#: model), so an older file gives a fresh start instead of objects the code cannot run
+CHECKPOINT_VERSION = 2
 #: packets read from the socket (at most) after each message processed
 _READ_AHEAD = 4
 #: messages processed in one go before the event loop gets a turn
