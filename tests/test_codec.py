@@ -307,11 +307,12 @@ def test_a_mutated_part_never_costs_its_neighbour(pos: int, byte: int) -> None:
     except PayloadError:
         assert pos < 2  # only a broken first magic refuses the whole bundle
         return
-    assert len(got.chunks) + len(got.rejected) <= 2
-    for c in got.chunks:
-        assert np.isfinite(c.data).all()
     intact = parts[1] if pos < size else parts[0]
     framing = pos % size in (0, 1, 2) or 16 <= pos % size < 24  # magic, version, channels, n
+    # a damaged length field can split the rest into a bad part plus unframed bytes: one more
+    assert len(got.chunks) + len(got.rejected) <= (3 if framing else 2)
+    for c in got.chunks:
+        assert np.isfinite(c.data).all()
     if not framing:  # the other part is decoded exactly, whatever the damage to this one
         survivors = [c for c in got.chunks if np.array_equal(c.data, intact.data)]
         assert len(survivors) == 1 and got.lost_bytes == 0
