@@ -1,0 +1,62 @@
+"""Where one device-second of engine time goes, offline: pushes split by what they caused.
+
+    python bench/engine_cost.py [DEVICES]        # default 20; run from the repository root
+
+A simulated fleet (ECG 250 Hz, EEG 8 x 256 Hz, ACC 3 x 50 Hz, 100 ms chunks, labels 1/s) is
+encoded as the gateway's MQTT messages and pushed through one engine (all fusion levels); the
+first 10 s are not timed. Prints ms per device-second in all, then the median cost and the
+share per device-second of a chunk that closes no window, a push that closes one (features,
+fusion, predict) and a label (test-then-train). To compare two commits, run it from each
+checkout in turn (``PYTHONPATH=<checkout> python <checkout>/bench/engine_cost.py``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from simulators import FaultProfile, Fleet
+from streamfuse import codec, topics
+from streamfuse.config import EngineConfig
+from streamfuse.engine import Engine, warm_up
+from streamfuse.types import Label, RawMessage
+
+SECONDS, WARM = 40.0, 10.0
+
+
+def main(devices: int) -> None:
+    fleet = Fleet(devices, seed=0, faults=FaultProfile(jitter_dist="none", jitter_mean_s=0.0))
+    items = []
+    for ev in fleet.advance(SECONDS):
+        p = ev.payload
+        if isinstance(p, Label):
+            msg = RawMessage(topics.label_topic("streamfuse", p.device), codec.encode_label(p))
+        else:
+            topic = topics.data_topic("streamfuse", p.device, p.modality)
+            msg = RawMessage(topic, codec.encode_chunk(p))
+        items.append((msg, ev.send_time + 0.003))
+    warm_up(EngineConfig())
+    engine = Engine(EngineConfig())
+    split = next(i for i, (_, t) in enumerate(items) if t > WARM)
+    engine.push_many(items[:split])
+    clock = time.perf_counter
+    cost: dict[str, list[float]] = {"chunk": [], "window": [], "label": []}
+    for item, now in items[split:]:
+        t0 = clock()
+        out = engine.push(item, now)
+        dt = clock() - t0
+        kind = "label" if item.topic.endswith("/label") else ("window" if out else "chunk")
+        cost[kind].append(dt)
+    per = devices * (SECONDS - WARM)
+    total = sum(sum(v) for v in cost.values())
+    print(f"{devices} devices: {total / per * 1e3:.3f} ms per device-second")
+    for kind, v in cost.items():
+        a = np.array(v)
+        print(f"  {kind:7s} n={len(a):6d}  median {np.median(a) * 1e6:8.1f} us  "
+              f"{a.sum() / per * 1e3:.3f} ms per device-second")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20)
