@@ -9,6 +9,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from . import topics
 from .errors import ConfigError
 
 
@@ -141,6 +142,12 @@ class EngineConfig:
         bad = sorted(set(self.modalities) & RESERVED_NAMES)
         if bad:
             raise ConfigError(f"modality names {bad} are reserved for fusion levels; rename them")
+        taken = sorted(set(self.modalities) & topics.RESERVED)
+        if taken:
+            raise ConfigError(
+                f"modality names {taken} are reserved topic levels ({sorted(topics.RESERVED)}): "
+                "a device's data on them would be read as something else; rename them"
+            )
         if not self.levels or not set(self.levels) <= set(FUSION_LEVELS) or len(
             set(self.levels)
         ) != len(self.levels):

@@ -43,3 +43,12 @@ def test_bundle_topic_is_reserved_and_parsed() -> None:
         topics.data_topic("streamfuse", "dev-1", "bundle")
     with pytest.raises(TopicError):
         topics.check_modality("bundle")
+
+
+@pytest.mark.parametrize("name", ["label", "bundle", "prediction"])
+def test_a_modality_cannot_take_a_reserved_topic_name(name: str) -> None:
+    from streamfuse.config import EngineConfig, ModalitySpec
+    from streamfuse.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="reserved topic levels"):
+        EngineConfig(modalities={name: ModalitySpec(name, ("a",), 100.0)})
