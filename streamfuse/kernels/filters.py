@@ -14,6 +14,17 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
+def biquads_one(sos: np.ndarray, zi: np.ndarray, v: float) -> float:  # pragma: no cover
+    """One sample through cascaded biquads (transposed direct form II); ``zi`` updated."""
+    for s in range(sos.shape[0]):
+        y = sos[s, 0] * v + zi[s, 0]
+        zi[s, 0] = sos[s, 1] * v - sos[s, 4] * y + zi[s, 1]
+        zi[s, 1] = sos[s, 2] * v - sos[s, 5] * y
+        v = y
+    return v
+
+
+@njit(cache=True, nogil=True)
 def sosfilt_kernel(
     sos: np.ndarray, zi: np.ndarray, x: np.ndarray, out: np.ndarray
 ) -> None:  # pragma: no cover - compiled
@@ -22,15 +33,8 @@ def sosfilt_kernel(
     The operations are scipy's own, in its order, so the output is bit-identical to
     ``scipy.signal.sosfilt(sos, x, zi=zi)``.
     """
-    n_sec = sos.shape[0]
     for i in range(x.shape[0]):
-        v = x[i]
-        for s in range(n_sec):
-            y = sos[s, 0] * v + zi[s, 0]
-            zi[s, 0] = sos[s, 1] * v - sos[s, 4] * y + zi[s, 1]
-            zi[s, 1] = sos[s, 2] * v - sos[s, 5] * y
-            v = y
-        out[i] = v
+        out[i] = biquads_one(sos, zi, x[i])
 
 
 @njit(cache=True, nogil=True)

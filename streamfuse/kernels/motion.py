@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .filters import step_one
+from .filters import biquads_one, step_one
 from .moments import pairwise_sum
 
 
@@ -95,16 +95,6 @@ def acc_window(
 
 
 @njit(cache=True, nogil=True)
-def _biquads(sos: np.ndarray, zi: np.ndarray, v: float) -> float:  # pragma: no cover
-    for s in range(sos.shape[0]):
-        y = sos[s, 0] * v + zi[s, 0]
-        zi[s, 0] = sos[s, 1] * v - sos[s, 4] * y + zi[s, 1]
-        zi[s, 1] = sos[s, 2] * v - sos[s, 5] * y
-        v = y
-    return v
-
-
-@njit(cache=True, nogil=True)
 def acc_consume(
     mag: np.ndarray,
     valid: np.ndarray,
@@ -169,8 +159,8 @@ def acc_consume(
                     zi[f, s, 0] = zi_unit[f, s, 0] * held
                     zi[f, s, 1] = zi_unit[f, s, 1] * held
             istate[1] = 1
-        counts = _biquads(count_sos, count_zi, held)
-        bp = _biquads(step_sos, step_zi, held)
+        counts = biquads_one(count_sos, count_zi, held)
+        bp = biquads_one(step_sos, step_zi, held)
         idx = step_one(bp, ok, step_state, min_amp, min_gap)
         if idx >= 0:
             steps[n_steps] = fstate[1] + idx / fs
