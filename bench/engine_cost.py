@@ -16,27 +16,14 @@ import sys
 import time
 
 import numpy as np
+from test_bench_engine import SECONDS, WARM, _messages  # the sibling file (run as a script)
 
-from simulators import FaultProfile, Fleet
-from streamfuse import codec, topics
 from streamfuse.config import EngineConfig
 from streamfuse.engine import Engine, warm_up
-from streamfuse.types import Label, RawMessage
-
-SECONDS, WARM = 40.0, 10.0
 
 
 def main(devices: int) -> None:
-    fleet = Fleet(devices, seed=0, faults=FaultProfile(jitter_dist="none", jitter_mean_s=0.0))
-    items = []
-    for ev in fleet.advance(SECONDS):
-        p = ev.payload
-        if isinstance(p, Label):
-            msg = RawMessage(topics.label_topic("streamfuse", p.device), codec.encode_label(p))
-        else:
-            topic = topics.data_topic("streamfuse", p.device, p.modality)
-            msg = RawMessage(topic, codec.encode_chunk(p))
-        items.append((msg, ev.send_time + 0.003))
+    items = _messages(bundle=False, devices=devices)
     warm_up(EngineConfig())
     engine = Engine(EngineConfig())
     split = next(i for i, (_, t) in enumerate(items) if t > WARM)

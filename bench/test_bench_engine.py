@@ -19,33 +19,28 @@ from __future__ import annotations
 import pytest
 
 from simulators import FaultProfile, Fleet
-from simulators.device import Bundle
-from streamfuse import codec, topics
+from simulators.publisher import encode_event, event_topic
+from streamfuse import topics
 from streamfuse.config import EngineConfig
 from streamfuse.engine import Engine, warm_up
-from streamfuse.types import Label, Prediction, RawMessage
+from streamfuse.types import Prediction, RawMessage
 
 DEVICES, SECONDS, WARM = 20, 40.0, 10.0
 PREFIX = topics.DEFAULT_PREFIX
 
 
-def _messages(bundle: bool) -> list[tuple[RawMessage, float]]:
+def _messages(bundle: bool, devices: int = DEVICES) -> list[tuple[RawMessage, float]]:
+    """The fleet's messages as the gateway receives them, with their arrival times."""
     fleet = Fleet(
-        DEVICES, seed=0, bundle=bundle, faults=FaultProfile(jitter_dist="none", jitter_mean_s=0.0)
+        devices, seed=0, bundle=bundle, faults=FaultProfile(jitter_dist="none", jitter_mean_s=0.0)
     )
-    out = []
-    for ev in fleet.advance(SECONDS):
-        p = ev.payload
-        if isinstance(p, Label):
-            msg = RawMessage(topics.label_topic(PREFIX, p.device), codec.encode_label(p))
-        elif isinstance(p, Bundle):
-            msg = RawMessage(f"{PREFIX}/{p.device}/bundle", codec.encode_bundle(p.chunks))
-        else:
-            msg = RawMessage(
-                topics.data_topic(PREFIX, p.device, p.modality), codec.encode_chunk(p)
-            )
-        out.append((msg, ev.send_time + 0.003))
-    return out
+    return [
+        (
+            RawMessage(event_topic(PREFIX, ev.payload.device, ev.kind), encode_event(ev.payload)),
+            ev.send_time + 0.003,
+        )
+        for ev in fleet.advance(SECONDS)
+    ]
 
 
 @pytest.fixture(scope="module")

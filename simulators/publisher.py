@@ -22,13 +22,32 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from streamfuse import codec, topics
 from streamfuse.errors import BrokerError
 from streamfuse.gateway.broker import parse_broker_url, set_nodelay
-from streamfuse.types import Label
+from streamfuse.types import Chunk, Label
 
 from .device import BUNDLE, LABEL, Bundle, Fleet
 
 log = logging.getLogger("streamfuse.simulators.publisher")
+
+
+def event_topic(prefix: str, device: str, kind: str) -> str:
+    """The topic an event of ``kind`` (a modality, ``"label"`` or ``"bundle"``) goes out on."""
+    if kind == LABEL:
+        return topics.label_topic(prefix, device)
+    if kind == BUNDLE:
+        return topics.bundle_topic(prefix, device)
+    return topics.data_topic(prefix, device, kind)
+
+
+def encode_event(payload: Chunk | Label | Bundle) -> bytes:
+    """An event's payload as the bytes a device sends."""
+    if isinstance(payload, Label):
+        return codec.encode_label(payload)
+    if isinstance(payload, Bundle):
+        return codec.encode_bundle(payload.chunks)
+    return codec.encode_chunk(payload)
 
 
 @dataclass(slots=True)
@@ -91,15 +110,12 @@ async def run_fleet(
     """
     import aiomqtt
 
-    from streamfuse.codec import encode_bundle, encode_chunk, encode_label
-    from streamfuse.topics import bundle_topic, data_topic, label_topic
-
     if not (speed >= 0 and not math.isnan(speed)):
         raise ValueError(f"speed must be >= 0 (0 or inf: as fast as possible), got {speed}")
     fast = speed == 0 or math.isinf(speed)
     host, port, username, password, _ = parse_broker_url(broker_url)
     stats = PublishStats()
-    topics: dict[tuple[str, str], str] = {}
+    known_topics: dict[tuple[str, str], str] = {}
     loop = asyncio.get_running_loop()
     cid = client_id or f"streamfuse-sim-{uuid.uuid4().hex[:8]}"
     try:
@@ -134,21 +150,10 @@ async def run_fleet(
                         break
                     p = ev.payload
                     key = (p.device, ev.kind)
-                    topic = topics.get(key)
+                    topic = known_topics.get(key)
                     if topic is None:
-                        if ev.kind == LABEL:
-                            topic = label_topic(prefix, p.device)
-                        elif ev.kind == BUNDLE:
-                            topic = bundle_topic(prefix, p.device)
-                        else:
-                            topic = data_topic(prefix, p.device, ev.kind)
-                        topics[key] = topic
-                    if isinstance(p, Label):
-                        payload = encode_label(p)
-                    elif isinstance(p, Bundle):
-                        payload = encode_bundle(p.chunks)
-                    else:
-                        payload = encode_chunk(p)
+                        topic = known_topics[key] = event_topic(prefix, p.device, ev.kind)
+                    payload = encode_event(p)
                     await client.publish(topic, payload, qos=qos)
                     stats.messages += 1
                     stats.bytes += len(payload)

@@ -84,39 +84,41 @@ def test_chunks_and_labels_are_well_formed():
     assert np.allclose(np.diff(starts), 1.0)
     assert dev.state_at(dev.start_s + 3.5) == "stress"
 
-
-@pytest.mark.broker
-def test_publish_fleet_through_a_real_broker(broker_url, topic_prefix):
+async def _publish_and_collect(broker_url, prefix, fleet, speed, duration):
+    """Publish ``fleet`` through the broker while a subscriber collects every message:
+    ``(stats, [(topic, payload), ...])``."""
     import aiomqtt
 
     from simulators.publisher import run_fleet
     from streamfuse.gateway.broker import parse_broker_url
 
+    host, port, *_ = parse_broker_url(broker_url)
+    got = []
+    async with aiomqtt.Client(host, port) as sub:
+        await sub.subscribe(f"{prefix}/#")
+        stats = await run_fleet(broker_url, fleet, prefix=prefix, speed=speed, duration=duration)
+
+        async def collect():
+            async for msg in sub.messages:
+                got.append((str(msg.topic), bytes(msg.payload)))
+                if len(got) == stats.messages:
+                    return
+
+        await asyncio.wait_for(collect(), timeout=10.0)
+    return stats, got
+
+
+@pytest.mark.broker
+def test_publish_fleet_through_a_real_broker(broker_url, topic_prefix):
     duration = 3.0
     expected = {
         (e.payload.device, e.kind, e.payload.seq if e.kind != LABEL else e.payload.t_start)
         for e in Fleet(3, seed=11).advance(duration)
     }
 
-    async def main():
-        host, port, *_ = parse_broker_url(broker_url)
-        got = []
-        async with aiomqtt.Client(host, port) as sub:
-            await sub.subscribe(f"{topic_prefix}/#")
-            stats = await run_fleet(
-                broker_url, Fleet(3, seed=11), prefix=topic_prefix, speed=6.0, duration=duration
-            )
-
-            async def collect():
-                async for msg in sub.messages:
-                    got.append((str(msg.topic), bytes(msg.payload)))
-                    if len(got) == stats.messages:
-                        return
-
-            await asyncio.wait_for(collect(), timeout=10.0)
-        return stats, got
-
-    stats, got = asyncio.run(main())
+    stats, got = asyncio.run(
+        _publish_and_collect(broker_url, topic_prefix, Fleet(3, seed=11), 6.0, duration)
+    )
     assert stats.messages == len(expected)
     assert stats.by_kind[LABEL] == 3 * 2  # labels for seconds 0-1 and 1-2 of each device
     seen = set()
@@ -196,32 +198,12 @@ def test_bundled_faults_hit_whole_bundles_and_steps_do_not_matter():
 
 @pytest.mark.broker
 def test_publish_bundled_fleet_through_a_real_broker(broker_url, topic_prefix):
-    import aiomqtt
-
-    from simulators.publisher import run_fleet
-    from streamfuse.gateway.broker import parse_broker_url
-
     duration = 2.0
     expected = _chunks_by_key(Fleet(2, seed=12, bundle=True).advance(duration))
 
-    async def main():
-        host, port, *_ = parse_broker_url(broker_url)
-        got = []
-        async with aiomqtt.Client(host, port) as sub:
-            await sub.subscribe(f"{topic_prefix}/#")
-            stats = await run_fleet(broker_url, Fleet(2, seed=12, bundle=True),
-                                    prefix=topic_prefix, speed=0, duration=duration)
-
-            async def collect():
-                async for msg in sub.messages:
-                    got.append((str(msg.topic), bytes(msg.payload)))
-                    if len(got) == stats.messages:
-                        return
-
-            await asyncio.wait_for(collect(), timeout=10.0)
-        return stats, got
-
-    stats, got = asyncio.run(main())
+    stats, got = asyncio.run(
+        _publish_and_collect(broker_url, topic_prefix, Fleet(2, seed=12, bundle=True), 0, duration)
+    )
     assert stats.by_kind[BUNDLE] == len(expected) // 3
     seen = {}
     for topic, payload in got:
