@@ -19,6 +19,7 @@ A beat is reported about 200-350 ms after it happened (the look-ahead plus the w
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 
@@ -259,6 +260,21 @@ def qrs_kernel(
     return n_out
 
 
+@functools.lru_cache(maxsize=64)
+def _qrs_band(fs: float) -> tuple[np.ndarray, int]:
+    """The 5-15 Hz band-pass at ``fs`` (shared, never written) and its group delay at 10 Hz in
+    samples: designed once per rate, not once per device (~1 ms)."""
+    sos = signal.butter(2, [5.0, 15.0], btype="bandpass", fs=fs, output="sos")
+    _, gd = signal.group_delay(signal.sos2tf(sos), w=[10.0], fs=fs)
+    return sos, int(round(float(gd[0])))
+
+
+@functools.lru_cache(maxsize=64)
+def _unit_zi(fs: float) -> np.ndarray:
+    zi = signal.sosfilt_zi(_qrs_band(fs)[0])
+    return zi
+
+
 class StreamingQRSDetector:
     """Stateful R-peak detector fed with chunks of one ECG lead at a fixed rate.
 
@@ -292,9 +308,7 @@ class StreamingQRSDetector:
             raise ConfigError(f"learn_s must be positive, got {learn_s!r}")
         self.fs = float(fs)
         self.learn_s = float(learn_s)
-        self._sos = signal.butter(2, [5.0, 15.0], btype="bandpass", fs=self.fs, output="sos")
-        w, gd = signal.group_delay(signal.sos2tf(self._sos), w=[10.0], fs=self.fs)
-        self._delay = int(round(float(gd[0])))
+        self._sos, self._delay = _qrs_band(self.fs)
         self._win = max(1, int(round(0.15 * self.fs)))
         self._confirm = int(round(0.2 * self.fs))
         self._refractory = int(round(0.2 * self.fs))
@@ -354,7 +368,7 @@ class StreamingQRSDetector:
             raise ValueError("ECG samples must be finite; fill gaps (e.g. hold the last value)")
         if self._zi is None:
             # start in the steady state of the first sample: no step transient at the start
-            self._zi = np.ascontiguousarray(signal.sosfilt_zi(self._sos) * a[0])
+            self._zi = np.ascontiguousarray(_unit_zi(self.fs) * a[0])
         bp = np.empty_like(a)
         sosfilt_kernel(self._sos, self._zi, a, bp)
         out = np.empty(a.size // max(1, self._refractory) + _LEARN_CAP + 2, dtype=np.int64)
