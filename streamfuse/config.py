@@ -85,7 +85,8 @@ class EngineConfig:
     raw channel's envelope at the early level. Prequential metrics treat ``positive`` as the
     positive class (None: macro averages), AUC over the last ``metrics_window`` windows; the
     copy published with each prediction is recomputed at most once per ``metrics_refresh_s``
-    of gateway time (0: after every label; the selector's scores are always current).
+    of gateway time, the selector's scores with the rest (0: after every label; the level
+    published is always chosen on current scores).
     ``rules_top`` fired rules are published when the model is neuro-fuzzy.
     """
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from streamfuse import codec
 from streamfuse.config import DEFAULT_MODALITIES, Limits
 from streamfuse.errors import PayloadError
-from streamfuse.types import Chunk, Label
+from streamfuse.types import Chunk, Label, Prediction
 
 MODS = DEFAULT_MODALITIES
 
@@ -321,3 +321,31 @@ def test_a_mutated_part_never_costs_its_neighbour(pos: int, byte: int) -> None:
     if pos >= size:  # damage in the second part never touches the first
         assert got.chunks[0].seq == 1
         np.testing.assert_array_equal(got.chunks[0].data, parts[0].data)
+
+
+# ---------------------------------------------------------------- predictions
+def _reference_prediction_bytes(p: Prediction) -> bytes:
+    """What encode_prediction promises: plain compact json.dumps of to_json_dict()."""
+    return json.dumps(p.to_json_dict(), separators=(",", ":")).encode()
+
+
+def test_encode_prediction_reuses_metrics_text_only_while_unchanged() -> None:
+    metrics = {"early.auc": 0.71, "late.n": 12.0, "selector.late": 0.52}
+    base = {"device": "d1", "t_start": 3.0, "t_end": 5.0, "level": "late", "label": "rest",
+            "proba": {"rest": 0.6, "stress": 0.4}, "model": "logreg",
+            "levels": {"late": {"rest": 0.6, "stress": 0.4}, "early": {}},
+            "modality_proba": {"eeg": {"rest": 0.5, "stress": 0.5}}}
+    cases = [
+        Prediction(**base, metrics=metrics, arrival=5.01, rules=("IF a THEN b",)),
+        Prediction(**base, metrics=metrics, arrival=float("nan"), latency={"align": 1e-4}),
+    ]
+    for p in cases:
+        assert codec.encode_prediction(p) == _reference_prediction_bytes(p)
+    metrics["early.auc"] = 0.9  # the same mapping changed in place must not reuse old text
+    metrics["late.f1"] = float("nan")
+    p = Prediction(**base, metrics=metrics, arrival=6.0)
+    assert codec.encode_prediction(p) == _reference_prediction_bytes(p)
+    assert b'"early.auc":0.9' in codec.encode_prediction(p)
+    other = Prediction(**base, metrics={}, arrival=7.0)
+    assert codec.encode_prediction(other) == _reference_prediction_bytes(other)
+    assert json.loads(codec.encode_prediction(other))["metrics"] == {}

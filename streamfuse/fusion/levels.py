@@ -165,10 +165,8 @@ class FusionHub:
         )
         self.metrics: dict[str, PrequentialMetrics] = {}
         self._snapshot: dict[str, float] = {}
-        self._prequential: dict[str, float] = {}
         self._refreshed = -math.inf  # gateway time of the label that last refreshed them
         self._refresh_due = False
-        self._dirty = False
 
     # ------------------------------------------------------------------ per device
     def new_device(self) -> DeviceFusion:
@@ -296,7 +294,6 @@ class FusionHub:
                 self._metric(m).update(y, p, _argmax(p))
         if scored:
             self.selector.update(y, scored)
-        self._dirty = True
         if not now - self._refreshed < self.config.metrics_refresh_s:  # NaN: due
             self._refresh_due = True
             self._refreshed = now if math.isfinite(now) else -math.inf
@@ -310,18 +307,18 @@ class FusionHub:
     def metrics_snapshot(self) -> dict[str, float]:
         """The figures published with each prediction (see :meth:`metrics_now`).
 
-        The selector's scores are current; the prequential figures (the rolling AUCs cost
-        ~0.1 ms each) are those of the last refresh, made by the first label learnt at least
-        ``config.metrics_refresh_s`` (gateway time) after the previous refresh. Only learnt
-        labels move it, so what a device's predictions carry never depends on other devices'
-        windows or on anyone asking for :meth:`metrics_now`.
+        All of them (the prequential figures, whose rolling AUCs cost ~0.1 ms each, and the
+        selector's scores) are those of the last refresh, made by the first label learnt at
+        least ``config.metrics_refresh_s`` (gateway time) after the previous refresh. Only
+        learnt labels move it, so what a device's predictions carry never depends on other
+        devices' windows or on anyone asking for :meth:`metrics_now`; and between refreshes
+        every prediction carries the same mapping (its JSON text is then reused, see
+        :func:`streamfuse.codec.encode_prediction`). The level *chosen* for publishing is
+        always current (:meth:`decide`).
         """
-        if self._dirty:
-            if self._refresh_due:
-                self._prequential = self._prequential_now()
-                self._refresh_due = False
-            self._snapshot = {**self._prequential, **self._selector_now()}
-            self._dirty = False
+        if self._refresh_due:
+            self._snapshot = self.metrics_now()
+            self._refresh_due = False
         return self._snapshot
 
     def metrics_now(self) -> dict[str, float]:
