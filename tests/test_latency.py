@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from streamfuse import codec
+from streamfuse import codec, topics
 from streamfuse.align.windower import window_phase
 from streamfuse.config import DEFAULT_MODALITIES, EngineConfig
 from streamfuse.errors import ConfigError
@@ -18,15 +18,18 @@ from streamfuse.latency.harness import (
     LABEL_CODE,
     LOG_DTYPE,
     MODALITIES,
+    BenchResult,
     BenchSettings,
     _fleet_messages,
     _stamp,
     analyse,
     completing_chunks,
+    echo_topic,
+    floor_topics,
     run_bench,
 )
 from streamfuse.latency.histograms import LatencyHistogram
-from streamfuse.latency.report import format_table, plot, write_json
+from streamfuse.latency.report import format_ramp, format_table, plot, write_json
 
 
 def test_histogram_percentiles_are_within_three_digits() -> None:
@@ -124,6 +127,120 @@ def test_analyse_joins_predictions_and_reports_missing() -> None:
     assert hists["publish"].percentile_ms(50) == pytest.approx(2.19, abs=0.01)
 
 
+def _heard(rec: np.ndarray, device: int, delay: float) -> list[tuple[str, str, int, float]]:
+    """What the subscriber would note for each logged chunk of ``device`` received ``delay``
+    after its publish: ``(device, modality, seq, receipt)``."""
+    return [(f"dev{device:03d}", MODALITIES[int(r["kind"])], int(r["seq"]),
+             float(r["published"]) + delay)
+            for r in rec if r["device"] == device and r["kind"] != LABEL_CODE]
+
+
+def test_round_trip_times_each_echo_from_its_data_messages_publish() -> None:
+    config = EngineConfig()
+    rec = _log(2, 5.0)
+    settings = BenchSettings(devices=2, duration=5.0, broker_url="mqtt://127.0.0.1:1")
+    echoes = _heard(rec, 0, 0.0021) + _heard(rec, 1, 0.0043)
+    n_dev0 = len(_heard(rec, 0, 0.0))
+    assert n_dev0 > 10 and len(echoes) > 2 * 10
+    unknown = [
+        ("dev000", "ecg", 10**9, 1.0),  # no such seq
+        ("dev009", "ecg", 0, 1.0),  # no such device in the log
+        ("dev000", "emg", 0, 1.0),  # no such modality
+        ("relay", "ecg", 0, 1.0),  # not a bench device id
+    ]
+    hists, counts = analyse(settings, rec, [], [], config, echoes + unknown)
+    rt = hists["round_trip"]
+    # an echo of a message published at t and receipted at t + d is timed d; unknowns are not
+    assert rt.count == counts["round_trip_messages"] == len(echoes)
+    assert counts["unmatched_echoes"] == len(unknown)
+    assert rt.percentile_ms(0) == pytest.approx(2.1, abs=0.01)
+    assert rt.max_ms() == pytest.approx(4.3, abs=0.01)
+    n_dev1 = len(echoes) - n_dev0
+    assert rt.mean_ms() == pytest.approx((2.1 * n_dev0 + 4.3 * n_dev1) / len(echoes), abs=0.01)
+    # the echoes do not touch the one-hop floor, and the floor's join is the same
+    assert hists["floor"].count == counts["floor_messages"] == 0
+    hists, counts = analyse(settings, rec, [], _heard(rec, 1, 0.0009) + unknown[:1], config)
+    assert hists["round_trip"].count == counts["round_trip_messages"] == 0
+    assert hists["floor"].percentile_ms(50) == pytest.approx(0.9, abs=0.01)
+    assert counts["unmatched_floor"] == 1
+
+
+def test_a_bundles_echo_is_timed_from_the_bundles_publish() -> None:
+    config = EngineConfig()
+    rec = _log(2, 4.0, bundle=True)
+    bundles = {}  # message number -> (device, first part's modality and seq, publish)
+    for r in rec[rec["kind"] != LABEL_CODE]:
+        bundles.setdefault(int(r["msg"]), (int(r["device"]), MODALITIES[int(r["kind"])],
+                                           int(r["seq"]), float(r["published"])))
+    assert {m for _, m, _, _ in bundles.values()} == {"ecg"}  # what the subscriber reads
+    echoes = [(f"dev{d:03d}", m, seq, pub + 0.003) for d, m, seq, pub in bundles.values()]
+    settings = BenchSettings(devices=2, duration=4.0, broker_url="mqtt://127.0.0.1:1",
+                             bundle=True)
+    hists, counts = analyse(settings, rec, [], [], config, echoes)
+    assert hists["round_trip"].count == len(bundles) > 20
+    assert counts["unmatched_echoes"] == 0
+    assert hists["round_trip"].percentile_ms(0) == pytest.approx(3.0, abs=0.01)
+    assert hists["round_trip"].max_ms() == pytest.approx(3.0, abs=0.01)
+
+
+def _result(e2e_ms: float, floor_ms: float, round_trip_ms: float) -> BenchResult:
+    hists = {name: LatencyHistogram(name) for name in ("end_to_end", "floor", "round_trip")}
+    for name, ms in (("end_to_end", e2e_ms), ("floor", floor_ms), ("round_trip", round_trip_ms)):
+        hists[name].record_many([ms / 2e3] * 50 + [ms / 1e3] * 50)  # p99 = ms (exact < 2 ms)
+    return BenchResult(
+        settings=BenchSettings(devices=3, duration=2.0, broker_url="mqtt://127.0.0.1:1"),
+        histograms=hists, counts={"relayed": 100, "expected": 4, "missing": 0},
+        gateway_cpu_s=0.5, wall_s=2.0,
+        publisher={"messages": 10, "messages_per_s": 5.0, "lag_p99_ms": 1.0}, engine={},
+    )
+
+
+def test_gateway_added_figure_is_taken_over_the_round_trip() -> None:
+    result = _result(e2e_ms=1.9, floor_ms=0.5, round_trip_ms=1.2)
+    assert result.gateway_added_p99_ms == pytest.approx(0.7)
+    assert result.gateway_added_p99_over_one_hop_ms == pytest.approx(1.4)
+    doc = result.to_json()
+    assert doc["gateway_added_p99_ms"] == result.gateway_added_p99_ms
+    assert doc["gateway_added_p99_over_one_hop_ms"] == result.gateway_added_p99_over_one_hop_ms
+    assert doc["latency_ms"]["round_trip"]["p99"] == pytest.approx(1.2)
+    table = format_table(doc)
+    assert "gateway-added p99 over the broker round trip: 0.700 ms (over one hop: 1.400 ms)" in (
+        table
+    )
+    assert [line.split()[0] for line in table.splitlines()[3:5]] == ["floor", "round_trip"]
+    ramp = format_ramp([doc], best=3, target_ms=50.0)
+    head, row = ramp.splitlines()[:2]
+    assert head.split()[:8] == ["devices", "e2e", "p99", "floor", "p99", "rt", "p99", "cpu"]
+    assert row.split()[:4] == ["3", "1.900", "0.500", "1.200"]
+
+
+def test_reports_written_before_the_round_trip_still_format() -> None:
+    doc = _result(e2e_ms=1.9, floor_ms=0.5, round_trip_ms=1.2).to_json()
+    del doc["latency_ms"]["round_trip"], doc["gateway_added_p99_over_one_hop_ms"]
+    doc["gateway_added_p99_ms"] = 1.4  # the one-hop definition it then had
+    assert "gateway-added p99 over one hop: 1.400 ms" in format_table(doc)
+    assert format_ramp([doc], best=3, target_ms=50.0).splitlines()[1].split()[:4] == [
+        "3", "1.900", "0.500", "-"]
+
+
+def test_echoes_reach_the_subscriber_and_never_the_gateway() -> None:
+    import aiomqtt
+
+    for bundle in (False, True):
+        settings = BenchSettings(devices=30, duration=2.0, broker_url="mqtt://127.0.0.1:1",
+                                 prefix="sfb/run1", bundle=bundle, floor_devices=4)
+        data = floor_topics(settings)
+        assert len(data) == 4 * (1 if bundle else len(MODALITIES))
+        for name in data:
+            echo = aiomqtt.Topic(echo_topic(name))
+            assert aiomqtt.Topic(name).matches(topics.subscription(settings.prefix))
+            assert not echo.matches(topics.subscription(settings.prefix))  # the gateway's
+            assert echo.matches(echo_topic(f"{settings.prefix}/+/+"))  # the subscriber's
+            assert not aiomqtt.Topic(name).matches(echo_topic(f"{settings.prefix}/+/+"))
+            with pytest.raises(topics.TopicError):  # nor would the engine take it as data
+                topics.parse(echo.value, settings.prefix)
+
+
 def test_settings_refuse_what_cannot_be_measured() -> None:
     with pytest.raises(ConfigError, match="duration"):
         BenchSettings(devices=1, duration=1.0, broker_url="mqtt://127.0.0.1:1")
@@ -144,22 +261,43 @@ def test_tiny_run_receives_every_window_and_writes_reports(
     assert c["timed"] + c["closed_by_timeout"] == c["received"]
     assert result.end_to_end.count == c["timed"] > 0
     assert result.floor.count == c["floor_messages"] > 0
+    _check_round_trip(result)
     e2e, floor = result.end_to_end.summary(), result.floor.summary()
     assert 0 < e2e["p50"] <= e2e["p99"] <= e2e["max"]
     assert 0 < floor["p50"] <= floor["max"]
     # end to end contains a broker hop in and one out: its median exceeds the floor's minimum
     assert e2e["p50"] > result.floor.percentile_ms(0)
     assert result.publisher["messages"] == c["published"]
-    assert result.engine["engine"]["chunks"] > 0
+    assert result.engine["engine"]["chunks"] == c["published_chunks"] > 0
+    assert result.engine["rejections"] == {}  # the echoes never reached the engine
     doc = result.to_json()
     table = format_table(doc)
-    assert "end_to_end" in table and "floor" in table
+    assert "end_to_end" in table and "floor" in table and "round_trip" in table
+    assert "gateway-added p99 over the broker round trip" in table
     write_json(tmp_path / "b.json", doc)
     back = json.loads((tmp_path / "b.json").read_text())
     assert back["settings"]["devices"] == 2
     assert back["counts"]["missing"] == 0
     plot(tmp_path / "b.png", doc)
     assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _check_round_trip(result: BenchResult) -> None:
+    """Structural facts of a real run's round trip (no timing thresholds)."""
+    c = result.counts
+    # every echo the relay sent came back to the subscriber and joined a logged chunk; the
+    # relay saw the same floor messages the subscriber did
+    assert result.round_trip.count == c["round_trip_messages"] == c["relayed"] > 0
+    assert c["relayed"] == c["floor_messages"]
+    assert c["unmatched_echoes"] == 0 and c["unmatched_floor"] == 0
+    rt = result.round_trip.summary()
+    assert "negative" not in rt and "invalid" not in rt  # every value was positive
+    assert 0 < result.round_trip.percentile_ms(0) <= rt["p50"] <= rt["max"]
+    doc = result.to_json()
+    assert doc["gateway_added_p99_ms"] == pytest.approx(
+        result.end_to_end.percentile_ms(99) - result.round_trip.percentile_ms(99))
+    assert doc["gateway_added_p99_over_one_hop_ms"] == pytest.approx(
+        result.end_to_end.percentile_ms(99) - result.floor.percentile_ms(99))
 
 
 def _data(msgs):
@@ -242,6 +380,8 @@ def test_tiny_bundled_run_times_every_window(broker_url: str, topic_prefix: str)
     assert c["timed"] + c["closed_by_timeout"] == c["received"] == c["published_by_gateway"]
     assert result.end_to_end.count == c["timed"]
     assert result.floor.count == c["floor_messages"] > 0
+    _check_round_trip(result)
+    assert 3 * c["relayed"] == c["published_chunks"]  # every bundle of both devices
     engine = result.engine["engine"]
     assert engine["bundles"] > 0 and engine["chunks"] == 3 * engine["bundles"]
     assert result.engine["rejections"] == {}

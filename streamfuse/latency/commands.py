@@ -23,7 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="end-to-end latency benchmark: simulated fleet -> broker -> gateway -> subscriber",
         description="Publish N simulated devices at real rates (separate process), run the "
         "gateway here, receive predictions in a third process; report end-to-end and per-stage "
-        "latency (HDR histograms) beside the broker's own pub->sub time for the same payloads.",
+        "latency (HDR histograms) beside the broker's own time for the same payloads: one hop "
+        "(pub->sub, the floor) and the round trip through a relay that republishes them "
+        "unchanged (pub->broker->relay->broker->sub, a fourth process): end to end crosses the "
+        "broker twice too, so the gateway-added p99 is taken over the round trip.",
     )
     p.add_argument("--devices", type=_count, default=100, help="simulated devices (100)")
     p.add_argument("--duration", type=_seconds, default=30.0, help="seconds per run (30)")
@@ -37,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ramp-limit", type=_count, default=4000, help="stop the ramp here (4000)")
     p.add_argument("--target-ms", type=float, default=50.0, help="p99 target of the ramp (50)")
     p.add_argument("--floor-devices", type=_count, default=20,
-                   help="devices whose data the subscriber also receives for the floor (20)")
+                   help="devices whose data the subscriber also receives (one-hop floor) and "
+                   "the relay echoes to it (round trip) (20)")
     p.add_argument("--bundle", action="store_true",
                    help="each device publishes its chunks of a period as one bundle message "
                    "({prefix}/{device}/bundle) instead of one message per modality")

@@ -1,6 +1,6 @@
 """The end-to-end latency harness behind ``streamfuse bench``.
 
-Three processes share one broker (and this machine's wall clock, :func:`time.time`):
+Four processes share one broker (and this machine's wall clock, :func:`time.time`):
 
 - the **gateway under test** runs in the calling process: a :class:`~streamfuse.gateway.app.Gateway`
   hosting an :class:`~streamfuse.engine.Engine` (per-stage timer on), exactly as ``streamfuse
@@ -15,8 +15,14 @@ Three processes share one broker (and this machine's wall clock, :func:`time.tim
   device sends its three chunks of a period as one bundle (``{prefix}/{device}/bundle``) when
   the last of them is complete; the log then holds one row per part, all with the bundle's
   publish time;
-- a **subscriber** process (:func:`subscriber_main`) receives every prediction, and the data
-  messages of up to ``floor_devices`` devices, and stamps each with its receipt time.
+- a **relay** process (:func:`relay_main`), a gateway that does nothing: an aiomqtt client
+  with the gateway's client options (TCP_NODELAY, keepalive, subscription QoS) subscribed to
+  the data topics of the first ``floor_devices`` devices, which republishes each message's
+  payload unchanged at QoS 0 to its :func:`echo_topic` (``{topic}/echo``, a level below the
+  gateway's ``{prefix}/+/+`` subscription, so the gateway never sees an echo);
+- a **subscriber** process (:func:`subscriber_main`) receives every prediction, the data
+  messages of the same ``floor_devices`` devices and the relay's echoes of them, and stamps
+  each with its receipt time.
 
 Definitions (see ``docs/performance.md``):
 
@@ -34,6 +40,10 @@ Definitions (see ``docs/performance.md``):
   timings; **publish** = what is left (encode, publish, broker hop, subscriber read).
 - **floor** = the broker's own pub->sub time for the same data messages in the same run
   (subscriber receipt - publish), i.e. what any client would pay for one hop.
+- **round_trip** = publish of a data message -> the subscriber's receipt of the relay's echo
+  of it: two broker hops and a client that only republishes, the path end-to-end takes
+  (data in, prediction out) without the engine. The gateway-added figure is end-to-end p99
+  minus this p99; minus the floor's p99 is reported beside it (``..._over_one_hop_ms``).
 """
 
 from __future__ import annotations
@@ -43,10 +53,11 @@ import contextlib
 import logging
 import math
 import multiprocessing as mp
+import socket
 import struct
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -71,6 +82,9 @@ _SEQ = struct.Struct("<Q")
 _SEQ_OFFSET = 24
 _NAME_OFFSET = 4  # the modality name (12 bytes) in the binary frame header
 _CODES = {m: i for i, m in enumerate(MODALITIES)}
+#: the topic level the relay appends to a data topic to republish it (see :func:`echo_topic`)
+ECHO = "echo"
+_ECHO_SUFFIX = "/" + ECHO
 #: the publisher's log: one row per chunk (a bundle's parts share ``msg`` and ``published``)
 #: or label; ``kind`` is the modality's index in MODALITIES, or LABEL_CODE
 LOG_DTYPE = np.dtype(
@@ -100,7 +114,8 @@ class BenchSettings:
     model
         The engine's online model.
     floor_devices
-        How many devices' data messages the subscriber also receives to measure the floor.
+        How many devices' data messages the subscriber also receives (the one-hop floor) and
+        the relay echoes (the round trip).
     settle_s
         Seconds to keep listening after the last publish (the lateness budget is added).
     start_delay_s
@@ -273,10 +288,81 @@ def publisher_main(settings: BenchSettings, conn: Any) -> None:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
+# --------------------------------------------------------------------------- relay process
+
+
+def echo_topic(topic: str) -> str:
+    """The topic the relay republishes a message received on ``topic`` to.
+
+    One level below the data topic (``{prefix}/{device}/{kind}/echo``): the gateway subscribes
+    to ``{prefix}/+/+`` (:func:`streamfuse.topics.subscription`), exactly two levels below the
+    prefix, so an echo never reaches it as data.
+    """
+    return topic + _ECHO_SUFFIX
+
+
+def floor_topics(settings: BenchSettings) -> list[str]:
+    """The data topics of the first ``floor_devices`` devices (per modality, or bundles)."""
+    kinds = (topics.BUNDLE,) if settings.bundle else MODALITIES
+    return [
+        f"{settings.prefix}/dev{d:03d}/{k}"
+        for d in range(min(settings.floor_devices, settings.devices))
+        for k in kinds
+    ]
+
+
+async def _relay(settings: BenchSettings, conn: Any) -> int:
+    import aiomqtt
+
+    from ..gateway.app import GatewaySettings
+    from ..gateway.broker import parse_broker_url, set_nodelay
+
+    gw = GatewaySettings()  # the bench's gateway runs with these client defaults
+    host, port, user, password, tls = parse_broker_url(settings.broker_url)
+    relayed = 0
+    async with aiomqtt.Client(
+        host, port, username=user, password=password,
+        tls_params=aiomqtt.TLSParameters() if tls else None,
+        identifier=f"{settings.prefix}-relay", keepalive=gw.keepalive_s,
+        socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
+    ) as client:
+        set_nodelay(client)
+        for name in floor_topics(settings):
+            await client.subscribe(name, qos=gw.qos)
+        conn.send(("ready", None))
+
+        async def relay() -> None:
+            nonlocal relayed
+            publish = client.publish
+            async for message in client.messages:
+                await publish(message.topic.value + _ECHO_SUFFIX, message.payload, qos=0)
+                relayed += 1
+
+        task = asyncio.create_task(relay(), name="streamfuse[bench].relay")
+        while not conn.poll() and not task.done():
+            await asyncio.sleep(0.05)
+        task.cancel()
+        failure = (await asyncio.gather(task, return_exceptions=True))[0]
+        if isinstance(failure, Exception):
+            raise failure
+    return relayed
+
+
+def relay_main(settings: BenchSettings, conn: Any) -> None:
+    """Child process: subscribe, report ready, echo until told to stop, send how many it echoed."""
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        relayed = asyncio.run(_relay(settings, conn))
+        conn.recv()
+        conn.send(("done", relayed))
+    except Exception as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
 # --------------------------------------------------------------------------- subscriber process
 
 
-async def _subscribe(settings: BenchSettings, conn: Any) -> tuple[list, list]:
+async def _subscribe(settings: BenchSettings, conn: Any) -> tuple[list, list, list]:
     import aiomqtt
 
     from ..gateway.broker import parse_broker_url, set_nodelay
@@ -285,6 +371,7 @@ async def _subscribe(settings: BenchSettings, conn: Any) -> tuple[list, list]:
     prefix = settings.prefix
     predictions: list[tuple[str, bytes, float]] = []
     floor: list[tuple[str, bytes, float]] = []
+    echoes: list[tuple[str, bytes, float]] = []
     pred_filter = f"{prefix}/+/{topics.PREDICTION}"
     async with aiomqtt.Client(
         host, port, username=user, password=password,
@@ -293,10 +380,9 @@ async def _subscribe(settings: BenchSettings, conn: Any) -> tuple[list, list]:
     ) as client:
         set_nodelay(client)
         await client.subscribe(pred_filter)
-        kinds = (topics.BUNDLE,) if settings.bundle else MODALITIES
-        for d in range(min(settings.floor_devices, settings.devices)):
-            for m in kinds:
-                await client.subscribe(f"{prefix}/dev{d:03d}/{m}")
+        for name in floor_topics(settings):
+            await client.subscribe(name)
+        await client.subscribe(echo_topic(f"{prefix}/+/+"))
         conn.send(("ready", None))
 
         async def consume() -> None:
@@ -307,7 +393,9 @@ async def _subscribe(settings: BenchSettings, conn: Any) -> tuple[list, list]:
                 payload = message.payload
                 if name.endswith("/" + topics.PREDICTION):
                     predictions.append((name, payload, t))
-                else:  # the (first) frame's modality .. seq
+                elif name.endswith(_ECHO_SUFFIX):  # the (first) frame's modality .. seq
+                    echoes.append((name, payload[_NAME_OFFSET : _SEQ_OFFSET + 8], t))
+                else:
                     floor.append((name, payload[_NAME_OFFSET : _SEQ_OFFSET + 8], t))
 
         task = asyncio.create_task(consume(), name="streamfuse[bench].subscriber")
@@ -315,7 +403,22 @@ async def _subscribe(settings: BenchSettings, conn: Any) -> tuple[list, list]:
             await asyncio.sleep(0.05)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    return predictions, floor
+    return predictions, floor, echoes
+
+
+def _frame_ids(
+    received: list[tuple[str, bytes, float]], device_level: int
+) -> list[tuple[str, str, int, float]]:
+    """``(device, modality, seq, receipt)`` of each data message (or echo) the subscriber got:
+    the device is the topic's ``device_level``-th level from the end, modality and seq come
+    from the (first) frame's header."""
+    out = []
+    for name, head, t in received:
+        device = name.rsplit("/", device_level)[1]
+        modality = head[:12].rstrip(b"\0").decode("ascii", "replace")
+        seq = _SEQ.unpack_from(head, _SEQ_OFFSET - _NAME_OFFSET)[0]
+        out.append((device, modality, seq, t))
+    return out
 
 
 def subscriber_main(settings: BenchSettings, conn: Any) -> None:
@@ -324,7 +427,7 @@ def subscriber_main(settings: BenchSettings, conn: Any) -> None:
 
     logging.basicConfig(level=logging.WARNING)
     try:
-        raw_pred, raw_floor = asyncio.run(_subscribe(settings, conn))
+        raw_pred, raw_floor, raw_echoes = asyncio.run(_subscribe(settings, conn))
         conn.recv()
         preds = []
         for _name, payload, t in raw_pred:
@@ -332,13 +435,9 @@ def subscriber_main(settings: BenchSettings, conn: Any) -> None:
             preds.append(
                 (obj["device"], int(obj["index"]), obj.get("closed_at"), obj["latency_ms"], t)
             )
-        floor = []
-        for name, head, t in raw_floor:
-            device = name.rsplit("/", 2)[1]
-            modality = head[:12].rstrip(b"\0").decode("ascii", "replace")
-            seq = _SEQ.unpack_from(head, _SEQ_OFFSET - _NAME_OFFSET)[0]
-            floor.append((device, modality, seq, t))
-        conn.send(("done", (preds, floor)))
+        floor = _frame_ids(raw_floor, 2)  # {prefix}/{device}/{kind}
+        echoes = _frame_ids(raw_echoes, 3)  # {prefix}/{device}/{kind}/echo
+        conn.send(("done", (preds, floor, echoes)))
     except Exception as exc:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
@@ -416,12 +515,23 @@ class BenchResult:
         return self.histograms["floor"]
 
     @property
+    def round_trip(self) -> LatencyHistogram:
+        return self.histograms["round_trip"]
+
+    @property
     def cpu_fraction(self) -> float:
         """Share of one core the gateway process used while the fleet was publishing."""
         return self.gateway_cpu_s / self.wall_s if self.wall_s > 0 else math.nan
 
     @property
     def gateway_added_p99_ms(self) -> float:
+        """End-to-end p99 minus the broker round trip's p99 (both paths cross the broker twice)."""
+        return self.end_to_end.percentile_ms(99) - self.round_trip.percentile_ms(99)
+
+    @property
+    def gateway_added_p99_over_one_hop_ms(self) -> float:
+        """End-to-end p99 minus the one-hop floor's p99 (the figure reported before the round
+        trip was measured: it also counts the second broker hop as the gateway's)."""
         return self.end_to_end.percentile_ms(99) - self.floor.percentile_ms(99)
 
     def sustained(self, target_ms: float = P99_TARGET_MS) -> bool:
@@ -442,6 +552,7 @@ class BenchResult:
             "machine": self.machine,
             "latency_ms": {k: h.summary() for k, h in self.histograms.items()},
             "gateway_added_p99_ms": self.gateway_added_p99_ms,
+            "gateway_added_p99_over_one_hop_ms": self.gateway_added_p99_over_one_hop_ms,
             "counts": self.counts,
             "gateway_cpu_s": self.gateway_cpu_s,
             "wall_s": self.wall_s,
@@ -462,9 +573,18 @@ def analyse(
     predictions: list[tuple[str, int, float | None, dict[str, float], float]],
     floor: list[tuple[str, str, int, float]],
     config: EngineConfig,
+    echoes: Sequence[tuple[str, str, int, float]] = (),
 ) -> tuple[dict[str, LatencyHistogram], dict[str, int]]:
-    """Join the publisher's log, the predictions and the floor messages into histograms."""
-    hists = {name: LatencyHistogram(name) for name in ("end_to_end", *STAGES, "floor")}
+    """Join the publisher's log, the predictions, the floor messages and the relay's echoes
+    into histograms.
+
+    ``floor`` and ``echoes`` hold ``(device, modality, seq, receipt)``; each is timed from the
+    publish of the logged chunk with that device, modality and seq (a bundle's first part: its
+    bundle's publish). One that matches no logged chunk is not timed (counted as
+    ``unmatched_floor`` / ``unmatched_echoes``).
+    """
+    names = ("end_to_end", *STAGES, "floor", "round_trip")
+    hists = {name: LatencyHistogram(name) for name in names}
     completed, timed_out = completing_chunks(log_rec, config, settings.devices)
     counts: Counter[str] = Counter()
     seen: set[tuple[str, int]] = set()
@@ -496,15 +616,36 @@ def analyse(
     pub_of = {
         (int(r["device"]), int(r["kind"]), int(r["seq"])): float(r["published"]) for r in data
     }
-    codes = {m: i for i, m in enumerate(MODALITIES)}
-    for device, modality, seq, receipt in floor:
-        pub = pub_of.get((int(device[3:]), codes[modality], seq))
-        if pub is not None:
-            hists["floor"].record(receipt - pub)
+    counts["unmatched_floor"] = _time_hops(hists["floor"], floor, pub_of)
+    counts["unmatched_echoes"] = _time_hops(hists["round_trip"], echoes, pub_of)
     counts["floor_messages"] = hists["floor"].count
+    counts["round_trip_messages"] = hists["round_trip"].count
     counts["published"] = len(np.unique(log_rec["msg"]))
     counts["published_chunks"] = len(data)
     return hists, dict(counts)
+
+
+def _time_hops(
+    hist: LatencyHistogram,
+    received: Sequence[tuple[str, str, int, float]],
+    pub_of: Mapping[tuple[int, int, int], float],
+) -> int:
+    """Record receipt - publish of every received data message found in ``pub_of`` (keyed by
+    device number, modality code, seq); return how many were not found."""
+    unmatched = 0
+    for device, modality, seq, receipt in received:
+        code = _CODES.get(modality)
+        number = device[3:]
+        pub = (
+            pub_of.get((int(number), code, seq))
+            if code is not None and device.startswith("dev") and number.isdigit()
+            else None
+        )
+        if pub is None:
+            unmatched += 1
+        else:
+            hist.record(receipt - pub)
+    return unmatched
 
 
 # --------------------------------------------------------------------------- the run
@@ -552,17 +693,22 @@ async def run_bench(settings: BenchSettings, *, profiler: Any = None) -> BenchRe
     ctx = mp.get_context("spawn")
     pub_parent, pub_child = ctx.Pipe()
     sub_parent, sub_child = ctx.Pipe()
+    relay_parent, relay_child = ctx.Pipe()
     publisher = ctx.Process(target=publisher_main, args=(settings, pub_child),
                             name="streamfuse-bench-publisher", daemon=True)
     subscriber = ctx.Process(target=subscriber_main, args=(settings, sub_child),
                              name="streamfuse-bench-subscriber", daemon=True)
+    relay = ctx.Process(target=relay_main, args=(settings, relay_child),
+                        name="streamfuse-bench-relay", daemon=True)
     stop = asyncio.Event()
     gw_task = asyncio.create_task(gateway.run(stop), name="streamfuse[bench].gateway")
     try:
         await asyncio.wait_for(gateway.connected.wait(), 10)
         publisher.start()
         subscriber.start()
+        relay.start()
         await _recv(sub_parent, "subscriber", 60)
+        await _recv(relay_parent, "relay", 60)
         gen_budget = 120 + settings.devices * settings.duration / 50
         ready = await _recv(pub_parent, "publisher", gen_budget)
         log.info("publisher ready: %s", ready)
@@ -578,12 +724,16 @@ async def run_bench(settings: BenchSettings, *, profiler: Any = None) -> BenchRe
         # the last window holding data (its start is on the device's own phase) ends less than
         # window_s after the data does, then waits out its lateness budget
         await asyncio.sleep(settings.settle_s + config.window_s + config.lateness_s)
+        # the relay first, so that every echo it sent is in the subscriber's record
+        with contextlib.suppress(OSError):  # a relay that failed has said why on its pipe
+            relay_parent.send("stop")
+        relayed = await _recv(relay_parent, "relay", 60)
         sub_parent.send("stop")
-        preds, floor = await _recv(sub_parent, "subscriber", 120)
+        preds, floor, echoes = await _recv(sub_parent, "subscriber", 120)
     finally:
         stop.set()
         await asyncio.gather(gw_task, return_exceptions=True)
-        for proc in (publisher, subscriber):
+        for proc in (publisher, subscriber, relay):
             if proc.pid is None:
                 continue
             proc.join(timeout=5)
@@ -601,8 +751,9 @@ async def run_bench(settings: BenchSettings, *, profiler: Any = None) -> BenchRe
         "lag_max_ms": float(lag.max()) if len(lag) else math.nan,
         "messages_per_s": float(len(sent) / settings.duration),
     }
-    hists, counts = analyse(settings, log_rec, preds, floor, config)
+    hists, counts = analyse(settings, log_rec, preds, floor, config, echoes)
     counts["published_by_gateway"] = gateway.published
+    counts["relayed"] = relayed
     return BenchResult(
         settings=settings,
         histograms=hists,

@@ -15,7 +15,8 @@ log = logging.getLogger("streamfuse.latency.report")
 
 #: rows of the latency table, in pipeline order, with what each one measures
 ROWS: tuple[tuple[str, str], ...] = (
-    ("floor", "broker pub->sub, same payloads"),
+    ("floor", "broker pub->sub, same payloads (one hop)"),
+    ("round_trip", "pub->broker->relay->broker->sub (two hops)"),
     ("receive", "publish -> engine (broker hop + queue)"),
     ("decode", "bytes -> Chunk"),
     ("align", "buffer, clock, window, resample"),
@@ -52,11 +53,19 @@ def format_table(doc: Mapping[str, Any]) -> str:
             + f"  {what}"
         )
     c = doc["counts"]
+    if "gateway_added_p99_over_one_hop_ms" in doc:
+        added = (
+            f"gateway-added p99 over the broker round trip: {_fmt(doc['gateway_added_p99_ms'])} "
+            f"ms (over one hop: {_fmt(doc['gateway_added_p99_over_one_hop_ms'])} ms)"
+        )
+    else:  # a report written before the round trip was measured
+        added = f"gateway-added p99 over one hop: {_fmt(doc['gateway_added_p99_ms'])} ms"
     lines += [
         "",
-        f"gateway-added p99 over the floor: {_fmt(doc['gateway_added_p99_ms'])} ms; "
+        added,
         f"windows timed {c.get('timed', 0)}, expected {c.get('expected', 0)}, missing "
-        f"{c.get('missing', 0)}, closed by lateness budget {c.get('closed_by_timeout', 0)}",
+        f"{c.get('missing', 0)}, closed by lateness budget {c.get('closed_by_timeout', 0)}; "
+        f"relay echoed {c.get('relayed', '-')}",
         f"gateway CPU {doc['gateway_cpu_fraction']:.1%} of one core "
         f"(~{_fmt(doc.get('devices_per_core_estimate'))} devices per core if linear); publisher "
         f"{doc['publisher']['messages_per_s']:.0f} msg/s, schedule lag p99 "
@@ -68,13 +77,15 @@ def format_table(doc: Mapping[str, Any]) -> str:
 def format_ramp(docs: Sequence[Mapping[str, Any]], best: int, target_ms: float) -> str:
     """One line per ramp step and the verdict."""
     lines = [
-        f"{'devices':>8} {'e2e p99':>9} {'floor p99':>9} {'cpu':>6} {'lag p99':>8} {'missing':>8}"
+        f"{'devices':>8} {'e2e p99':>9} {'floor p99':>9} {'rt p99':>9} {'cpu':>6} {'lag p99':>8} "
+        f"{'missing':>8}"
     ]
     for d in sorted(docs, key=lambda d: d["settings"]["devices"]):
         lat = d["latency_ms"]
         lines.append(
             f"{d['settings']['devices']:>8} {_fmt(lat['end_to_end']['p99']):>9} "
-            f"{_fmt(lat['floor']['p99']):>9} {d['gateway_cpu_fraction']:>6.0%} "
+            f"{_fmt(lat['floor']['p99']):>9} {_fmt(lat.get('round_trip', {}).get('p99')):>9} "
+            f"{d['gateway_cpu_fraction']:>6.0%} "
             f"{_fmt(d['publisher']['lag_p99_ms']):>8} {d['counts'].get('missing', 0):>8}"
         )
     lines.append(f"largest device count holding p99 < {target_ms:g} ms: {best}")
@@ -114,7 +125,9 @@ def plot(path: str | Path, doc: Mapping[str, Any], ramp: Sequence[Mapping[str, A
             continue
         qs, vals = LatencyHistogram.decode(name, text).curve()
         x = [1.0 / (1.0 - q / 100.0) for q in qs]
-        ax.plot(x, vals, label=name, lw=2.2 if name in ("end_to_end", "floor") else 1.2)
+        broker = name in ("floor", "round_trip")  # the references: dashed
+        ax.plot(x, vals, label=name, lw=2.2 if broker or name == "end_to_end" else 1.2,
+                ls="--" if broker else "-")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ticks = [1, 2, 10, 100, 1000, 10000]
@@ -131,6 +144,10 @@ def plot(path: str | Path, doc: Mapping[str, Any], ramp: Sequence[Mapping[str, A
         n = [d["settings"]["devices"] for d in pts]
         bx.plot(n, [d["latency_ms"]["end_to_end"]["p99"] for d in pts], "o-", label="e2e p99")
         bx.plot(n, [d["latency_ms"]["floor"]["p99"] for d in pts], "s--", label="floor p99")
+        rt = [d["latency_ms"].get("round_trip", {}).get("p99") for d in pts]
+        if any(v is not None for v in rt):
+            bx.plot(n, [math.nan if v is None else v for v in rt], "^--",
+                    label="round trip p99")
         bx.axhline(50.0, color="k", lw=0.8, ls=":")
         bx.set_xlabel("devices")
         bx.set_ylabel("p99 (ms)")
