@@ -61,6 +61,10 @@ class LevelSelector:
 
     """
 
+    #: best() until the next update (asked once per window); a class default, so selectors
+    #: pickled before it existed (checkpoints) restore without it
+    _best: str | None = None
+
     def __init__(self, levels: Sequence[str], *, horizon: int = 50, score: str = "log_loss",
                  pinned: str | None = None) -> None:
         levels = tuple(levels)
@@ -74,6 +78,7 @@ class LevelSelector:
         self.horizon = horizon
         self.score = score
         self._recent: dict[str, deque[float]] = {lv: deque(maxlen=horizon) for lv in levels}
+        self._best = None
         self.pinned: str | None = None
         self.pin(pinned)
 
@@ -95,6 +100,7 @@ class LevelSelector:
             ``{level: proba}`` as predicted before the label; unknown levels raise, levels
             absent from the mapping are not scored for this window.
         """
+        self._best = None
         for level, proba in probas_by_level.items():
             if level not in self._recent:
                 raise ConfigError(f"LevelSelector: unknown level {level!r}; known: "
@@ -109,6 +115,11 @@ class LevelSelector:
         """The level to publish: the pinned one, else the best recent score."""
         if self.pinned is not None:
             return self.pinned
+        if self._best is None:
+            self._best = self._rank()
+        return self._best
+
+    def _rank(self) -> str:
         sign = 1.0 if self.score == "log_loss" else -1.0
         scores = self.scores()
 
