@@ -45,7 +45,7 @@ from river.base.typing import FeatureName
 from ..config import EngineConfig
 from ..features import OnlineNormalizer, concat
 from ..learn.metrics import PrequentialMetrics
-from ..learn.models import explain, model_name
+from ..learn.models import explain, final_step, model_name
 from ..types import FusedWindow
 from .early import ArrayNormalizer, EarlyFeatures
 from .late import LateFusion
@@ -142,6 +142,10 @@ class FusionHub:
         The model's name in predictions (default: derived from the first model made).
     """
 
+    #: whether the models can list fired rules; True (ask each time) for a hub restored from
+    #: a checkpoint written before this was kept
+    _explains = True
+
     def __init__(
         self,
         config: EngineConfig,
@@ -156,6 +160,8 @@ class FusionHub:
         self.late = LateFusion(_Fresh(model_factory), combine=config.late_combine)
         probe = next(iter(self.models.values())) if self.models else model_factory()
         self.model_name = model_label or model_name(probe)
+        # every model comes from the one factory: rules exist for all of them or for none
+        self._explains = hasattr(final_step(probe), "explain_one")
         self.early = EarlyFeatures(config.early_segments)
         self.selector = LevelSelector(
             self.levels,
@@ -251,7 +257,7 @@ class FusionHub:
         self, level: str, evidence: Evidence, weights: Mapping[str, float]
     ) -> tuple[str, ...]:
         top = self.config.rules_top
-        if top <= 0:
+        if top <= 0 or not self._explains:
             return ()
         if level == "late":
             if not weights:
