@@ -1,14 +1,25 @@
-"""Gateway read path without a broker: burst draining, labels held back while data waits,
-QoS 0 predictions written through paho at once, shedding of held labels."""
+"""Gateway read path: burst draining, labels held back while data waits, QoS 0 predictions
+written through paho at once, shedding of held labels (without a broker); and the ingest fast
+path (paho -> RawMessage -> bounded queue) against the real broker: exact topics and bytes,
+junk, shedding when full, a dropped connection."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiomqtt
+import pytest
+from paho.mqtt.client import MQTTMessage
+from paho.mqtt.matcher import MQTTMatcher
+
+from streamfuse import topics
 from streamfuse.engine import Engine
-from streamfuse.gateway.app import Gateway, GatewaySettings
+from streamfuse.gateway.app import Gateway, GatewaySettings, raw_from_paho
+from streamfuse.gateway.broker import parse_broker_url
 from streamfuse.types import RawMessage
 from tests.streams import device_messages
 
@@ -160,3 +171,148 @@ def test_idle_devices_are_evicted_and_their_counters_kept() -> None:
     feed_until(1000 + 20.5)
     gateway.evict_idle()
     assert set(engine.sessions) == {"b"}  # b sent its last chunk about 0.5 s ago
+
+
+# ---------------------------------------------------------------- ingest fast path, real broker
+def test_a_paho_message_becomes_a_raw_message_without_copying_its_payload() -> None:
+    message = MQTTMessage(0, b"sf/dev1/ecg")
+    message.payload = payload = b"\x01\x02frame"
+    raw = raw_from_paho(message)
+    assert type(raw) is RawMessage and raw.topic == "sf/dev1/ecg" and raw.payload is payload
+    message.payload = bytearray(b"abc")  # not immutable: copied into bytes
+    assert type(raw_from_paho(message).payload) is bytes
+    # a topic that is not UTF-8 stays readable (and is then rejected as a bad topic)
+    assert raw_from_paho(MQTTMessage(0, b"sf/\xff/ecg")).topic == "sf/\\xff/ecg"
+
+
+@pytest.fixture
+def slow_paths(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Counts calls of aiomqtt's per-message conversion and of paho's topic matcher."""
+    calls: Counter[str] = Counter()
+
+    def counted(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return original(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(
+        aiomqtt.Client, "_on_message", counted("aiomqtt", aiomqtt.Client._on_message)
+    )
+    monkeypatch.setattr(MQTTMatcher, "iter_match", counted("matcher", MQTTMatcher.iter_match))
+    return calls
+
+
+async def _publish(broker_url: str, messages: list[RawMessage]) -> None:
+    host, port, *_ = parse_broker_url(broker_url)
+    async with aiomqtt.Client(host, port) as client:
+        for m in messages:
+            await client.publish(m.topic, m.payload, qos=1)
+
+
+async def _until(condition: Callable[[], bool], what: str, limit_s: float = 20.0) -> None:
+    """Wait for ``condition``; the generous limit only makes a lost message fail, not hang."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + limit_s
+    while not condition():
+        if loop.time() > end:
+            raise AssertionError(f"gave up waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def test_broker_messages_reach_the_engine_as_sent_and_again_after_the_connection_drops(
+    broker_url: str, topic_prefix: str, slow_paths: Counter[str]
+) -> None:
+    first = [raw for raw, _ in device_messages("a", 2, seed=4, prefix=topic_prefix)]
+    second = [raw for raw, _ in device_messages("b", 2, seed=5, prefix=topic_prefix)]
+    good = first[0].payload
+    junk = [
+        RawMessage(f"{topic_prefix}/a/ecg", b"\xde\xad\xbe\xef" * 5),  # not a frame
+        RawMessage(f"{topic_prefix}/a/spo2", good),  # unknown modality
+        RawMessage(f"{topic_prefix}/a/eeg", b""),  # empty payload
+    ]
+    client_id = f"{topic_prefix}-gw"
+    seen: list[RawMessage] = []
+    engine = Engine(prefix=topic_prefix)
+    settings = GatewaySettings(
+        broker_url=broker_url, prefix=topic_prefix, client_id=client_id, backoff_initial_s=0.05
+    )
+    gateway = Gateway(engine, settings, on_message=seen.append)
+    host, port, *_ = parse_broker_url(broker_url)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(gateway.run(stop))
+        try:
+            await asyncio.wait_for(gateway.connected.wait(), 10)
+            await _publish(broker_url, first + junk)
+            await _until(lambda: len(seen) == len(first) + len(junk), "the first batch")
+            # another connection with the gateway's client id: the broker drops the gateway's
+            async with aiomqtt.Client(host, port, identifier=client_id, clean_session=True):
+                await _until(lambda: gateway.reconnects >= 1, "the dropped connection")
+            await _until(gateway.connected.is_set, "the reconnect")
+            await _publish(broker_url, second)
+            await _until(lambda: len(seen) == len(first) + len(junk) + len(second), "batch 2")
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 20)
+            # leave no persistent session behind on the shared broker
+            async with aiomqtt.Client(host, port, identifier=client_id, clean_session=True):
+                pass
+
+    asyncio.run(main())
+    assert all(type(m) is RawMessage for m in seen)
+    sent = first + junk + second
+    # every message exactly as published (labels are taken after waiting data: compare as sets)
+    assert Counter((m.topic, m.payload) for m in seen) == Counter(
+        (m.topic, m.payload) for m in sent
+    )
+    assert gateway.processed == len(sent) and gateway.reconnects >= 1
+    assert engine.rejections["unknown_modality"] == 1 and sum(engine.rejections.values()) == 3
+    n_data = sum(not m.topic.endswith("/label") for m in first + second)
+    n_labels = len(first) + len(second) - n_data
+    assert engine.counters["chunks"] == n_data and engine.counters["labels"] == n_labels
+    assert slow_paths["aiomqtt"] == 0 and slow_paths["matcher"] == 0  # the fast path was taken
+
+
+def test_a_full_queue_sheds_and_counts_what_a_real_connection_delivers(
+    broker_url: str, topic_prefix: str, slow_paths: Counter[str]
+) -> None:
+    sent = [raw for raw, _ in device_messages("c", 1, seed=6, prefix=topic_prefix)]
+    sent = [m for m in sent if not m.topic.endswith("/label")][:10] + [
+        m for m in sent if m.topic.endswith("/label")
+    ]
+    n_labels = sum(m.topic.endswith("/label") for m in sent)
+    assert len(sent) == 10 + n_labels and n_labels >= 1
+    gateway = Gateway(
+        Engine(prefix=topic_prefix),
+        GatewaySettings(broker_url=broker_url, prefix=topic_prefix, max_queued_incoming=3),
+    )
+    hook = gateway.inbox.on_shed
+    shed_seen: list[str] = []
+
+    def on_shed(kind: str) -> None:
+        shed_seen.append(kind)
+        assert hook is not None
+        hook(kind)  # the metrics counter still counts
+
+    gateway.inbox.on_shed = on_shed
+
+    async def main() -> None:
+        # connected and subscribed, but nothing takes from the queue
+        async with gateway._client() as client:
+            await client.subscribe(topics.subscription(topic_prefix), qos=1)
+            await _publish(broker_url, sent)
+            await _until(lambda: gateway.inbox.puts == len(sent), "every message offered")
+
+    asyncio.run(main())
+    inbox = gateway.inbox
+    queued = [inbox.get_nowait() for _ in range(inbox.qsize())]
+    assert queued == sent[:3] and all(type(m) is RawMessage for m in queued)
+    assert inbox.high_water == 3
+    assert inbox.shed == {"data": 7, "label": n_labels}
+    assert shed_seen == ["data"] * 7 + ["label"] * n_labels
+    shed_metric = gateway.metrics.shed.labels("data")._value.get()
+    assert shed_metric == 7
+    assert slow_paths["aiomqtt"] == 0 and slow_paths["matcher"] == 0

@@ -9,6 +9,9 @@ the clock and keeps the daemon alive:
   A refused login is not retried: it raises :class:`~streamfuse.errors.BrokerError` saying so.
 - **Bounded incoming queue** (:class:`SheddingQueue`, shared across reconnects): when the engine
   falls behind, new messages are dropped and counted by kind instead of growing memory.
+- **Ingest**: paho hands each received PUBLISH straight to the gateway, which queues it as a
+  :class:`~streamfuse.types.RawMessage` (topic decoded once, payload bytes as paho made them),
+  in place of aiomqtt's own message objects and paho's per-message topic matching.
 - **Read path**: every message already queued is taken in one wake-up and the socket is read on
   between messages; labels are held back (bounded) while data is waiting, so a fleet's labels
   arriving together (learning is the costliest step per message) do not delay the windows
@@ -120,11 +123,70 @@ def _topic(message: Any) -> str:
     return value if isinstance(value, str) else str(topic)
 
 
+def as_raw(message: Any) -> RawMessage:
+    """``message`` (a :class:`RawMessage`, an aiomqtt message or alike) as a :class:`RawMessage`."""
+    if type(message) is RawMessage:
+        return message
+    payload = message.payload
+    if not isinstance(payload, bytes | bytearray):
+        payload = b"" if payload is None else str(payload).encode()
+    return RawMessage(_topic(message), bytes(payload))
+
+
+def raw_from_paho(message: Any) -> RawMessage:
+    """A paho ``MQTTMessage`` as a :class:`RawMessage`: the topic decoded once, no payload copy.
+
+    paho decodes a PUBLISH with :func:`struct.unpack`, so topic and payload are already
+    immutable ``bytes``; anything else (a ``bytearray``) is copied. A topic that is not UTF-8
+    (brokers refuse those, but) is kept readable with backslash escapes for the engine to
+    reject as a bad topic, where paho's ``topic`` property would raise.
+    """
+    topic = message._topic
+    try:
+        text = topic.decode()
+    except UnicodeDecodeError:
+        text = topic.decode("utf-8", "backslashreplace")
+    payload = message.payload
+    if type(payload) is not bytes:
+        payload = bytes(payload)
+    return RawMessage(text, payload)
+
+
+def install_ingest(client: aiomqtt.Client, put: Callable[[RawMessage], None]) -> bool:
+    """Make ``client``'s paho hand every received message to ``put`` as a :class:`RawMessage`.
+
+    aiomqtt's own ``on_message`` builds an ``aiomqtt.Message`` (and a validated ``Topic``) per
+    message, and paho looks every topic up in its (here always empty) table of per-topic
+    callbacks first, decoding the topic twice. paho calls ``_handle_on_message`` for each
+    PUBLISH it has read (QoS 0 and 1 at once, QoS 2 on PUBREL) and acknowledges QoS 1/2 after it
+    returns, so replacing that method on this one paho client skips all of that and leaves
+    acknowledgements, keepalive and disconnect detection (aiomqtt's ``on_disconnect``) alone.
+    Returns False if this paho has no such method: then ``on_message`` is replaced instead
+    (still no aiomqtt message objects, but paho's matching stays).
+    """
+    paho = client._client
+
+    def on_message(message: Any) -> None:
+        put(raw_from_paho(message))
+
+    # aiomqtt's callback is detached either way, so nothing builds its messages any more
+    paho.on_message = lambda _client, _userdata, message: put(raw_from_paho(message))
+    if not callable(getattr(type(paho), "_handle_on_message", None)):
+        return False
+    paho._handle_on_message = on_message  # type: ignore[method-assign]
+    return True
+
+
 class SheddingQueue(asyncio.Queue):  # type: ignore[type-arg]
     """A bounded queue that drops (and counts) new messages when full instead of raising.
 
-    aiomqtt puts every incoming message here from its paho callback; tail drop keeps what is
-    already queued, and the engine sees the dropped chunks as gaps.
+    The paho callback of :func:`install_ingest` puts every incoming message here; tail drop
+    keeps what is already queued, and the engine sees the dropped chunks as gaps.
+
+    ``put_nowait`` and ``get_nowait`` (once per message each) work on :class:`asyncio.Queue`'s
+    own deque and waiter lists, as its methods do, without the method calls around them
+    (``full``, ``qsize``, ``_put``, ``_wakeup_next`` on no waiter): together 0.47 us instead
+    of 1.85 us per message. ``get``, ``put``, ``join`` and ``task_done`` are asyncio's.
     """
 
     def __init__(self, maxsize: int) -> None:
@@ -133,17 +195,34 @@ class SheddingQueue(asyncio.Queue):  # type: ignore[type-arg]
         self.high_water = 0
         self.puts = 0  # messages offered (kept or shed)
         self.on_shed: Callable[[str], None] | None = None
+        self._items: deque[Any] = self._queue  # type: ignore[attr-defined]
 
     def put_nowait(self, item: Any) -> None:
         self.puts += 1
-        if self.full():
+        items = self._items
+        n = len(items)
+        if 0 < self.maxsize <= n:
             kind = message_kind(str(getattr(item, "topic", "")))
             self.shed[kind] += 1
             if self.on_shed is not None:
                 self.on_shed(kind)
             return
-        super().put_nowait(item)
-        self.high_water = max(self.high_water, self.qsize())
+        items.append(item)
+        self._unfinished_tasks += 1  # type: ignore[attr-defined]
+        self._finished.clear()  # type: ignore[attr-defined]
+        if self._getters:  # type: ignore[attr-defined]
+            self._wakeup_next(self._getters)  # type: ignore[attr-defined]
+        if n >= self.high_water:
+            self.high_water = n + 1
+
+    def get_nowait(self) -> Any:
+        items = self._items
+        if not items:
+            raise asyncio.QueueEmpty
+        item = items.popleft()
+        if self._putters:  # type: ignore[attr-defined]
+            self._wakeup_next(self._putters)  # type: ignore[attr-defined]
+        return item
 
 
 class Gateway:
@@ -187,7 +266,7 @@ class Gateway:
         self._outbox: deque[Prediction] = deque()
         self._outbox_ready = asyncio.Event()
         self._kind_counters: dict[str, Any] = {}
-        self._labels: deque[Any] = deque()  # labels held back while data is waiting
+        self._labels: deque[RawMessage] = deque()  # labels held back while data is waiting
         self.metrics = GatewayMetrics(self.inbox.qsize, settings.max_queued_incoming)
         self.inbox.on_shed = lambda kind: self.metrics.shed.labels(kind).inc()
         self.store = (
@@ -298,7 +377,7 @@ class Gateway:
                 cert_reqs=ssl.CERT_REQUIRED,
             )
         persistent = bool(s.client_id)
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             host,
             port,
             username=user,
@@ -313,6 +392,10 @@ class Gateway:
             queue_type=lambda maxsize=0: self.inbox,  # type: ignore[arg-type,misc]
             socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
         )
+        # before connecting, so that what a persistent session delivers first takes it too
+        if not install_ingest(client, self.inbox.put_nowait):
+            self._log.warning("paho has no _handle_on_message; ingest goes through on_message")
+        return client
 
     async def _connection_loop(self, stop: asyncio.Event) -> None:
         s = self.settings
@@ -415,10 +498,14 @@ class Gateway:
                 if inbox.empty():
                     await asyncio.sleep(0)
                 continue
-            message = await anext(messages)
+            message: Any = await anext(messages)
             n = 0
             while True:
-                if _topic(message).endswith(_LABEL_SUFFIX):
+                if (
+                    type(message) is not RawMessage
+                ):  # not queued by install_ingest (tests, fallbacks)
+                    message = as_raw(message)
+                if message.topic.endswith(_LABEL_SUFFIX):
                     self._defer(message)
                 elif self._process(message):
                     self._publish_now(client)
@@ -432,7 +519,7 @@ class Gateway:
                 except asyncio.QueueEmpty:
                     break
 
-    def _defer(self, message: Any) -> None:
+    def _defer(self, message: RawMessage) -> None:
         """Hold a label until no data is waiting (bounded like the queue; excess is shed)."""
         if len(self._labels) >= self.settings.max_queued_incoming:
             self.inbox.shed["label"] += 1
@@ -461,12 +548,8 @@ class Gateway:
             if rc != 0 or inbox.puts == puts:
                 return
 
-    def _process(self, message: Any) -> bool:
+    def _process(self, raw: RawMessage) -> bool:
         """Hand one message to the engine; True if it caused a prediction."""
-        payload = message.payload
-        if not isinstance(payload, bytes | bytearray):
-            payload = b"" if payload is None else str(payload).encode()
-        raw = RawMessage(_topic(message), bytes(payload))
         counter = self._kind_counters.get(raw.topic.rpartition("/")[2])
         if counter is None:
             counter = self._kind_counter(raw.topic)
@@ -500,7 +583,9 @@ class Gateway:
                 )
                 return
             inbox = self.inbox
-            self._process(inbox.get_nowait() if not inbox.empty() else self._labels.popleft())
+            self._process(
+                as_raw(inbox.get_nowait() if not inbox.empty() else self._labels.popleft())
+            )
             n += 1
             if n % 200 == 0:
                 await asyncio.sleep(0)  # let a second signal through
