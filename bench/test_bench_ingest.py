@@ -1,0 +1,156 @@
+"""The gateway's MQTT ingest per message: aiomqtt's conversion (the baseline) against ours.
+
+Both variants take the same pre-built messages of a simulated fleet (20 devices, per-modality
+chunks and labels, 5 s) through a real (unconnected) paho client owned by an ``aiomqtt.Client``
+whose queue is the gateway's :class:`~streamfuse.gateway.app.SheddingQueue`, and then off the
+queue the way :meth:`Gateway._read` takes them, up to the :class:`RawMessage` handed to
+``Engine.push`` (the engine itself is not run):
+
+- **baseline** (before): aiomqtt's ``on_message`` behind paho's ``_handle_on_message`` (topic
+  matcher, callback locks), an ``aiomqtt.Message`` with its validated ``Topic`` queued; the
+  reader reads the topic twice (label check, then the message) and copies the payload;
+- **fast**: :func:`~streamfuse.gateway.app.install_ingest`, a ``RawMessage`` queued directly.
+
+Two groups: from paho's ``MQTTMessage`` (``_handle_on_message`` on), and from the raw PUBLISH
+packet (paho's ``_handle_publish``: decoding and its debug log call, unchanged by us, included),
+so the saving can be read against the whole paho receive path. QoS 0 (no PUBACK to send).
+``extra_info``: microseconds per message.
+
+Run: ``cd /tmp && /work/venv/bin/pytest /work/main/bench/test_bench_ingest.py -p no:cacheprovider``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import aiomqtt
+import pytest
+from paho.mqtt.client import MQTTMessage
+
+from simulators import FaultProfile, Fleet
+from simulators.publisher import encode_event, event_topic
+from streamfuse import topics
+from streamfuse.gateway.app import SheddingQueue, _topic, install_ingest
+from streamfuse.types import RawMessage
+
+PREFIX = topics.DEFAULT_PREFIX
+LABEL_SUFFIX = "/" + topics.LABEL
+
+
+def _fleet_messages() -> list[tuple[bytes, bytes]]:
+    fleet = Fleet(20, seed=0, faults=FaultProfile(jitter_dist="none", jitter_mean_s=0.0))
+    return [
+        (event_topic(PREFIX, ev.payload.device, ev.kind).encode(), encode_event(ev.payload))
+        for ev in fleet.advance(5.0)
+    ]
+
+
+MESSAGES = _fleet_messages()
+N = len(MESSAGES)
+
+
+def _paho_message(topic: bytes, payload: bytes) -> MQTTMessage:
+    message = MQTTMessage(0, topic)
+    message.payload = payload  # bytes, as paho's decode_publish gives it
+    return message
+
+
+PAHO_MESSAGES = [_paho_message(t, p) for t, p in MESSAGES]
+PACKETS = [struct.pack("!H", len(t)) + t + p for t, p in MESSAGES]  # PUBLISH body, QoS 0
+
+
+def _take_baseline(message: Any) -> RawMessage:
+    """What ``Gateway._read`` / ``_process`` did with each aiomqtt message before."""
+    _topic(message).endswith(LABEL_SUFFIX)
+    payload = message.payload
+    if not isinstance(payload, bytes | bytearray):
+        payload = b"" if payload is None else str(payload).encode()
+    return RawMessage(_topic(message), bytes(payload))
+
+
+def _take_fast(message: Any) -> RawMessage:
+    """What ``Gateway._read`` does with each queued message now."""
+    if type(message) is not RawMessage:
+        raise AssertionError("the fast path queued something else than a RawMessage")
+    message.topic.endswith(LABEL_SUFFIX)
+    return message
+
+
+def _client(fast: bool) -> tuple[Any, SheddingQueue]:
+    """An aiomqtt client (never connected) whose queue is a gateway-like SheddingQueue."""
+    inbox = SheddingQueue(10 * N)
+
+    async def build() -> aiomqtt.Client:
+        return aiomqtt.Client("127.0.0.1", queue_type=lambda maxsize=0: inbox)  # type: ignore[arg-type,misc]
+
+    client = asyncio.run(build())
+    if fast:
+        assert install_ingest(client, inbox.put_nowait)
+    return client._client, inbox
+
+
+def _run(feed: Callable[[], None], inbox: SheddingQueue, take: Callable[[Any], RawMessage]) -> None:
+    feed()
+    get = inbox.get_nowait
+    last = None
+    for _ in range(inbox.qsize()):
+        last = take(get())
+    assert last is not None and inbox.empty()
+
+
+def _bench(benchmark, fast: bool, from_packets: bool) -> None:
+    paho, inbox = _client(fast)
+    take = _take_fast if fast else _take_baseline
+    if from_packets:
+        handle = paho._handle_publish
+
+        def feed() -> None:
+            packet = paho._in_packet
+            for body in PACKETS:
+                packet["command"] = 0x30
+                packet["packet"] = body
+                handle()
+    else:
+        handle = paho._handle_on_message
+
+        def feed() -> None:
+            for message in PAHO_MESSAGES:
+                handle(message)
+
+    _run(feed, inbox, take)  # once untimed, and check what arrives
+    got: list[RawMessage] = []
+
+    def capture(message: Any) -> RawMessage:
+        got.append(take(message))
+        return got[-1]
+
+    _run(feed, inbox, capture)
+    assert [(r.topic.encode(), r.payload) for r in got] == MESSAGES
+    assert inbox.puts == 2 * N and not inbox.shed
+    benchmark.pedantic(_run, args=(feed, inbox, take), rounds=15, iterations=1, warmup_rounds=1)
+    benchmark.extra_info.update(
+        messages=N, us_per_message=round(benchmark.stats.stats.median / N * 1e6, 3)
+    )
+
+
+@pytest.mark.benchmark(group="ingest per message, from paho MQTTMessage")
+def test_ingest_from_message_baseline_aiomqtt(benchmark) -> None:
+    _bench(benchmark, fast=False, from_packets=False)
+
+
+@pytest.mark.benchmark(group="ingest per message, from paho MQTTMessage")
+def test_ingest_from_message_fast(benchmark) -> None:
+    _bench(benchmark, fast=True, from_packets=False)
+
+
+@pytest.mark.benchmark(group="ingest per message, from the PUBLISH packet")
+def test_ingest_from_packet_baseline_aiomqtt(benchmark) -> None:
+    _bench(benchmark, fast=False, from_packets=True)
+
+
+@pytest.mark.benchmark(group="ingest per message, from the PUBLISH packet")
+def test_ingest_from_packet_fast(benchmark) -> None:
+    _bench(benchmark, fast=True, from_packets=True)
