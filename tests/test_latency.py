@@ -290,6 +290,8 @@ def _check_round_trip(result: BenchResult) -> None:
     assert result.round_trip.count == c["round_trip_messages"] == c["relayed"] > 0
     assert c["relayed"] == c["floor_messages"]
     assert c["unmatched_echoes"] == 0 and c["unmatched_floor"] == 0
+    assert result.relay["messages"] == c["relayed"] and result.relay["cpu_s"] > 0
+    assert f"relay echoed {c['relayed']} messages" in format_table(result.to_json())
     rt = result.round_trip.summary()
     assert "negative" not in rt and "invalid" not in rt  # every value was positive
     assert 0 < result.round_trip.percentile_ms(0) <= rt["p50"] <= rt["max"]

@@ -311,7 +311,7 @@ def floor_topics(settings: BenchSettings) -> list[str]:
     ]
 
 
-async def _relay(settings: BenchSettings, conn: Any) -> int:
+async def _relay(settings: BenchSettings, conn: Any) -> dict[str, float]:
     import aiomqtt
 
     from ..gateway.app import GatewaySettings
@@ -330,6 +330,7 @@ async def _relay(settings: BenchSettings, conn: Any) -> int:
         for name in floor_topics(settings):
             await client.subscribe(name, qos=gw.qos)
         conn.send(("ready", None))
+        cpu0, wall0 = time.process_time(), time.perf_counter()
 
         async def relay() -> None:
             nonlocal relayed
@@ -345,16 +346,18 @@ async def _relay(settings: BenchSettings, conn: Any) -> int:
         failure = (await asyncio.gather(task, return_exceptions=True))[0]
         if isinstance(failure, Exception):
             raise failure
-    return relayed
+        cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
+    return {"messages": relayed, "cpu_s": cpu_s, "wall_s": wall_s}
 
 
 def relay_main(settings: BenchSettings, conn: Any) -> None:
-    """Child process: subscribe, report ready, echo until told to stop, send how many it echoed."""
+    """Child process: subscribe, report ready, echo until told to stop, send how many it echoed
+    and the CPU time it took (from ready to stop)."""
     logging.basicConfig(level=logging.WARNING)
     try:
-        relayed = asyncio.run(_relay(settings, conn))
+        stats = asyncio.run(_relay(settings, conn))
         conn.recv()
-        conn.send(("done", relayed))
+        conn.send(("done", stats))
     except Exception as exc:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
@@ -505,6 +508,8 @@ class BenchResult:
     engine: Mapping[str, object]
     broker_kind: str = "external"
     machine: dict[str, object] = field(default_factory=dict)
+    #: the relay's messages echoed, CPU and wall seconds (from its ready to its stop)
+    relay: dict[str, float] = field(default_factory=dict)
 
     @property
     def end_to_end(self) -> LatencyHistogram:
@@ -562,6 +567,7 @@ class BenchResult:
             ),
             "sustained_p99_under_ms": {str(P99_TARGET_MS): self.sustained()},
             "publisher": self.publisher,
+            "relay": self.relay,
             "engine": self.engine,
             "hdr": {k: h.encode() for k, h in self.histograms.items() if h.count},
         }
@@ -727,7 +733,7 @@ async def run_bench(settings: BenchSettings, *, profiler: Any = None) -> BenchRe
         # the relay first, so that every echo it sent is in the subscriber's record
         with contextlib.suppress(OSError):  # a relay that failed has said why on its pipe
             relay_parent.send("stop")
-        relayed = await _recv(relay_parent, "relay", 60)
+        relay_stats = await _recv(relay_parent, "relay", 60)
         sub_parent.send("stop")
         preds, floor, echoes = await _recv(sub_parent, "subscriber", 120)
     finally:
@@ -753,7 +759,7 @@ async def run_bench(settings: BenchSettings, *, profiler: Any = None) -> BenchRe
     }
     hists, counts = analyse(settings, log_rec, preds, floor, config, echoes)
     counts["published_by_gateway"] = gateway.published
-    counts["relayed"] = relayed
+    counts["relayed"] = int(relay_stats["messages"])
     return BenchResult(
         settings=settings,
         histograms=hists,
@@ -762,6 +768,7 @@ async def run_bench(settings: BenchSettings, *, profiler: Any = None) -> BenchRe
         wall_s=wall_s,
         publisher=publisher_stats,
         engine=engine.stats(),
+        relay=relay_stats,
         machine=_machine(),
     )
 

@@ -64,13 +64,16 @@ def format_table(doc: Mapping[str, Any]) -> str:
         "",
         added,
         f"windows timed {c.get('timed', 0)}, expected {c.get('expected', 0)}, missing "
-        f"{c.get('missing', 0)}, closed by lateness budget {c.get('closed_by_timeout', 0)}; "
-        f"relay echoed {c.get('relayed', '-')}",
+        f"{c.get('missing', 0)}, closed by lateness budget {c.get('closed_by_timeout', 0)}",
         f"gateway CPU {doc['gateway_cpu_fraction']:.1%} of one core "
         f"(~{_fmt(doc.get('devices_per_core_estimate'))} devices per core if linear); publisher "
         f"{doc['publisher']['messages_per_s']:.0f} msg/s, schedule lag p99 "
         f"{_fmt(doc['publisher']['lag_p99_ms'])} ms",
     ]
+    relay = doc.get("relay") or {}
+    if relay:
+        cpu = relay["cpu_s"] / relay["wall_s"] if relay.get("wall_s") else math.nan
+        lines.append(f"relay echoed {int(relay['messages'])} messages, CPU {cpu:.1%} of one core")
     return "\n".join(lines)
 
 
