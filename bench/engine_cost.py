@@ -1,6 +1,6 @@
 """Where one device-second of engine time goes, offline: pushes split by what they caused.
 
-    python bench/engine_cost.py [DEVICES]        # default 20; run from the repository root
+    python bench/engine_cost.py [DEVICES] [--bundle]   # default 20; from the repository root
 
 A simulated fleet (ECG 250 Hz, EEG 8 x 256 Hz, ACC 3 x 50 Hz, 100 ms chunks, labels 1/s) is
 encoded as the gateway's MQTT messages and pushed through one engine (all fusion levels); the
@@ -22,8 +22,8 @@ from streamfuse.config import EngineConfig
 from streamfuse.engine import Engine, warm_up
 
 
-def main(devices: int) -> None:
-    items = _messages(bundle=False, devices=devices)
+def main(devices: int, bundle: bool = False) -> None:
+    items = _messages(bundle=bundle, devices=devices)
     warm_up(EngineConfig())
     engine = Engine(EngineConfig())
     split = next(i for i, (_, t) in enumerate(items) if t > WARM)
@@ -38,7 +38,8 @@ def main(devices: int) -> None:
         cost[kind].append(dt)
     per = devices * (SECONDS - WARM)
     total = sum(sum(v) for v in cost.values())
-    print(f"{devices} devices: {total / per * 1e3:.3f} ms per device-second")
+    kind = "bundled" if bundle else "per-modality"
+    print(f"{devices} devices ({kind}): {total / per * 1e3:.3f} ms per device-second")
     for kind, v in cost.items():
         a = np.array(v)
         print(f"  {kind:7s} n={len(a):6d}  median {np.median(a) * 1e6:8.1f} us  "
@@ -46,4 +47,5 @@ def main(devices: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20)
+    args = [a for a in sys.argv[1:] if a != "--bundle"]
+    main(int(args[0]) if args else 20, bundle="--bundle" in sys.argv[1:])

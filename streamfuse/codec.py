@@ -16,6 +16,7 @@ import numpy as np
 
 from .config import Limits, ModalitySpec
 from .errors import PayloadError
+from .kernels.frames import copy_count_nonfinite
 from .types import Chunk, Label, Prediction
 
 MAGIC = b"SF"
@@ -25,6 +26,7 @@ HEADER_SIZE = HEADER.size  # 48 bytes
 assert HEADER_SIZE == 48
 
 _F32LE = np.dtype("<f4")
+_NATIVE_F32 = _F32LE.isnative  # the payload's samples can be copied as they are
 DEFAULT_LIMITS = Limits()
 #: most parts one bundle may hold (a device sends one per modality per period); the parts
 #: beyond it are refused unread, so a bundle of tiny frames cannot buy unbounded work
@@ -130,8 +132,10 @@ def decode_chunk(
     payload: bytes,
     modalities: Mapping[str, ModalitySpec],
     limits: Limits = DEFAULT_LIMITS,
+    arrival: float = math.nan,
 ) -> Chunk:
-    """Decode a data message published on ``{prefix}/{device}/{modality}``."""
+    """Decode a data message published on ``{prefix}/{device}/{modality}`` (``arrival``: the
+    gateway's receipt time, stamped on the chunk)."""
     if len(payload) > limits.max_payload_bytes:
         raise PayloadError(
             "oversize",
@@ -147,9 +151,10 @@ def decode_chunk(
             device=device,
             modality=modality,
         )
-    if payload[:2] == MAGIC:
+    if payload[:2] == MAGIC:  # times and samples checked inside
         seq, t0, fs, data = _decode_binary(device, modality, payload, spec, limits)
-    elif payload.lstrip()[:1] == b"{":
+        return Chunk(device, modality, seq, t0, fs, data, arrival)
+    if payload.lstrip()[:1] == b"{":
         seq, t0, fs, data = _decode_json(device, modality, payload, spec, limits)
     elif not payload:
         raise PayloadError("empty", "empty payload", device=device, modality=modality)
@@ -163,7 +168,7 @@ def decode_chunk(
         )
     _check_times(device, modality, seq, t0, fs, limits)
     _check_finite(device, modality, seq, data, limits)
-    return Chunk(device, modality, seq, t0, fs, data)
+    return Chunk(device, modality, seq, t0, fs, data, arrival)
 
 
 def decode_bundle(
@@ -173,6 +178,7 @@ def decode_bundle(
     limits: Limits = DEFAULT_LIMITS,
     *,
     max_parts: int = MAX_BUNDLE_PARTS,
+    arrival: float = math.nan,
 ) -> BundleParts:
     """Decode a bundle published on ``{prefix}/{device}/bundle``: version-1 binary frames of
     any configured modalities, back to back (see ``docs/wire-format.md``).
@@ -207,9 +213,8 @@ def decode_bundle(
     off = part = 0
     while off < size:
         left = size - off
-        where = f"bundle part {part} at byte {off}"
-        lost = f"the last {left} of {size} bytes are lost"
         if part == max_parts:
+            where, lost = _bundle_place(part, off, left, size)
             rejected.append(
                 PayloadError(
                     "too_many_parts",
@@ -220,6 +225,7 @@ def decode_bundle(
             )
             return BundleParts(chunks, rejected, left)
         if left < HEADER_SIZE:
+            where, lost = _bundle_place(part, off, left, size)
             rejected.append(
                 PayloadError(
                     "truncated",
@@ -233,6 +239,7 @@ def decode_bundle(
             payload, off
         )
         if magic != MAGIC or version != VERSION:
+            where, lost = _bundle_place(part, off, left, size)
             rejected.append(
                 PayloadError(
                     "bad_framing" if magic != MAGIC else "bad_version",
@@ -246,6 +253,7 @@ def decode_bundle(
         modality = name.rstrip(b"\0").decode("ascii", "replace")
         end = off + HEADER_SIZE + 4 * n * ch
         if end > size:
+            where, lost = _bundle_place(part, off, left, size)
             rejected.append(
                 PayloadError(
                     "too_many_samples" if n > limits.max_samples else "truncated",
@@ -262,7 +270,8 @@ def decode_bundle(
             if flags != 0 or reserved != 0:
                 raise PayloadError(
                     "bad_header",
-                    f"{where}: flags ({flags}) and reserved ({reserved}) must be 0 in version 1",
+                    f"{_bundle_place(part, off, left, size)[0]}: flags ({flags}) and reserved "
+                    f"({reserved}) must be 0 in version 1",
                     device=device,
                     modality=modality,
                     seq=seq,
@@ -270,23 +279,50 @@ def decode_bundle(
             if spec is None:
                 raise PayloadError(
                     "unknown_modality",
-                    f"{where}: unknown modality {modality!r}; configured: {sorted(modalities)}",
+                    f"{_bundle_place(part, off, left, size)[0]}: unknown modality "
+                    f"{modality!r}; configured: {sorted(modalities)}",
                     device=device,
                     modality=modality,
                     seq=seq,
                 )
             _check_shape(device, modality, seq, n, ch, spec, limits)
             _check_times(device, modality, seq, t0, fs, limits)
-            data = np.frombuffer(payload, dtype=_F32LE, count=n * ch, offset=off + HEADER_SIZE)
-            _check_finite(device, modality, seq, data, limits)
-            chunks.append(
-                Chunk(device, modality, seq, t0, fs, data.reshape(n, ch).astype(np.float32))
-            )
+            data = _samples(device, modality, seq, payload, off + HEADER_SIZE, n, ch, limits)
+            chunks.append(Chunk(device, modality, seq, t0, fs, data, arrival))
         except PayloadError as exc:
             rejected.append(exc)
         off = end
         part += 1
     return BundleParts(chunks, rejected)
+
+
+def _bundle_place(part: int, off: int, left: int, size: int) -> tuple[str, str]:
+    """Where a bundle part sits and what is lost with it, for error messages."""
+    return f"bundle part {part} at byte {off}", f"the last {left} of {size} bytes are lost"
+
+
+def _samples(
+    device: str, modality: str, seq: int, payload: bytes, offset: int, n: int, ch: int,
+    limits: Limits,
+) -> np.ndarray:
+    """The ``[n, ch]`` float32 samples at ``offset`` of ``payload``, copied (the chunk owns
+    them), refused if any is NaN or infinite under the ``reject`` policy."""
+    src = np.frombuffer(payload, dtype=_F32LE, count=n * ch, offset=offset)
+    if not _NATIVE_F32:
+        data = src.astype(np.float32)
+        _check_finite(device, modality, seq, data, limits)
+        return data.reshape(n, ch)
+    flat = np.empty(n * ch, dtype=np.float32)
+    bad = copy_count_nonfinite(src, flat)
+    if bad and limits.nan_policy == "reject":
+        raise PayloadError(
+            "nonfinite",
+            f"{bad} of {n * ch} samples are NaN or infinite",
+            device=device,
+            modality=modality,
+            seq=seq,
+        )
+    return flat.reshape(n, ch)
 
 
 def _check_finite(
@@ -349,8 +385,8 @@ def _decode_binary(
             modality=modality,
             seq=seq,
         )
-    data = np.frombuffer(payload, dtype=_F32LE, count=n * ch, offset=HEADER_SIZE)
-    return seq, t0, fs, data.reshape(n, ch).astype(np.float32)
+    _check_times(device, modality, seq, t0, fs, limits)
+    return seq, t0, fs, _samples(device, modality, seq, payload, HEADER_SIZE, n, ch, limits)
 
 
 def _decode_json(

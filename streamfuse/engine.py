@@ -131,7 +131,7 @@ class Engine:
         decoded: Chunk | Label | codec.BundleParts | None
         if isinstance(item, RawMessage):
             try:
-                decoded = self._decode(item)
+                decoded = self._decode(item, now)
                 if decoded is None:
                     self.counters["own_output_ignored"] += 1
                     return out
@@ -223,9 +223,9 @@ class Engine:
         return out
 
     # ----------------------------------------------------------------- stages
-    def _decode(self, msg: RawMessage) -> Chunk | Label | codec.BundleParts | None:
-        """Bytes to an item (a bundle to its parts); ``None`` for our own outputs (prediction
-        topics share the prefix)."""
+    def _decode(self, msg: RawMessage, now: float) -> Chunk | Label | codec.BundleParts | None:
+        """Bytes to an item (a bundle to its parts), chunks stamped with their arrival
+        ``now``; ``None`` for our own outputs (prediction topics share the prefix)."""
         device, kind = topics.parse(msg.topic, self.prefix)
         if kind == topics.LABEL:
             return codec.decode_label(device, msg.payload)
@@ -233,10 +233,10 @@ class Engine:
             return None
         if kind == topics.BUNDLE:
             return codec.decode_bundle(
-                device, msg.payload, self.config.modalities, self.config.limits
+                device, msg.payload, self.config.modalities, self.config.limits, arrival=now
             )
         return codec.decode_chunk(
-            device, kind, msg.payload, self.config.modalities, self.config.limits
+            device, kind, msg.payload, self.config.modalities, self.config.limits, now
         )
 
     def _session(self, device: str) -> DeviceSession:

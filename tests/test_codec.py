@@ -349,3 +349,42 @@ def test_encode_prediction_reuses_metrics_text_only_while_unchanged() -> None:
     other = Prediction(**base, metrics={}, arrival=7.0)
     assert codec.encode_prediction(other) == _reference_prediction_bytes(other)
     assert json.loads(codec.encode_prediction(other))["metrics"] == {}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    bad=st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from([np.nan, np.inf, -np.inf])),
+                 max_size=5),
+    bundled=st.booleans(),
+)
+def test_samples_are_copied_exactly_and_nonfinite_ones_counted(
+    n: int, bad: list[tuple[int, float]], bundled: bool
+) -> None:
+    """The one-pass copy-and-count kernel against NumPy: same float32 values (an owned,
+    writable copy), and a NaN or infinity refused with how many there are."""
+    ch = MODS["eeg"].channels
+    rng = np.random.default_rng(n)
+    data = (rng.standard_normal((n, ch)) * 1e3).astype(np.float32)
+    for pos, v in bad:
+        data.flat[pos % data.size] = v
+    c = Chunk("dev1", "eeg", 9, 50.0, MODS["eeg"].fs, data)
+    expected_bad = int(np.count_nonzero(~np.isfinite(data)))
+    if bundled:
+        parts = codec.decode_bundle("dev1", codec.encode_bundle([c]), MODS, arrival=7.5)
+        if expected_bad:
+            assert [e.reason for e in parts.rejected] == ["nonfinite"]
+            assert f"{expected_bad} of {data.size} samples" in str(parts.rejected[0])
+            return
+        (got,) = parts.chunks
+    else:
+        payload = codec.encode_chunk(c)
+        if expected_bad:
+            with pytest.raises(PayloadError, match=f"{expected_bad} of {data.size} samples"):
+                codec.decode_chunk("dev1", "eeg", payload, MODS)
+            return
+        got = codec.decode_chunk("dev1", "eeg", payload, MODS, arrival=7.5)
+    # a copy: a view of the payload bytes would be read-only
+    assert got.data.dtype == np.float32 and got.data.flags.writeable
+    np.testing.assert_array_equal(got.data, data)
+    assert got.arrival == 7.5
