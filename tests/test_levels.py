@@ -306,3 +306,30 @@ def test_published_metrics_refresh_at_most_once_per_metrics_refresh_s() -> None:
     assert min(np.diff(changes)) >= 4.0
     assert every_changes >= 3 * len(changes)
     assert lazy.metrics() == every.metrics()  # asked directly: always current
+
+
+def test_normalised_evidence_equals_learn_then_transform() -> None:
+    """FusionHub's shared learn+transform (one lookup, slices per modality) gives what
+    learn_one then transform_one give, window after window, with keys coming and going and
+    with a key present in two modalities (the fallback)."""
+    from streamfuse.features import concat
+    from streamfuse.fusion.levels import _normalised
+
+    rng = np.random.default_rng(5)
+    fast, ref = OnlineNormalizer(warmup=3), OnlineNormalizer(warmup=3)
+    for t in range(60):
+        feats: dict[str, dict[str, float]] = {
+            "eeg": {f"eeg_b{i}": float(rng.normal(i, 1)) for i in range(4)},
+            "ecg": {"ecg_hr": float(rng.normal(70, 5))} if t % 7 else {},
+            "acc": {"acc_mag": float(rng.normal(1, 0.1)), "acc_dom": float("nan")},
+        }
+        if t % 11 == 0:
+            feats["acc"]["eeg_b0"] = 9.0  # same key in two modalities
+        got_feats, got_flat = _normalised(feats, fast)
+        flat = concat({m: f for m, f in feats.items() if f})
+        ref.learn_one(flat)
+        want_flat = ref.transform_one(flat)
+        want = {m: {k: want_flat[k] for k in f} for m, f in feats.items() if f}
+        assert got_flat == want_flat and list(got_flat) == list(want_flat)
+        assert got_feats == want and list(got_feats) == list(want)
+        assert all(list(got_feats[m]) == list(want[m]) for m in want)

@@ -94,6 +94,18 @@ class OnlineNormalizer(base.Transformer):
         )
         return keys, out
 
+    def learn_transform(self, x: dict) -> tuple[tuple[Hashable, ...], list[float]]:
+        """:meth:`learn_one` then :meth:`transform_one` of ``x``, sharing the lookups: its
+        keys and their z-scores, in order."""
+        keys = tuple(x)
+        values = np.fromiter(x.values(), dtype=np.float64, count=len(keys))
+        slots = self._slots(keys)
+        out = np.empty(len(keys))
+        args = (math.ceil(max(self.warmup, 2)), float(self.clip), float(self.eps), out)
+        welford_indexed(slots, values, self._count, self._mean, self._m2, True, *args)
+        welford_indexed(slots, values, self._count, self._mean, self._m2, False, *args)
+        return keys, out.tolist()
+
     def learn_one(self, x: dict) -> None:
         """Update the running statistics with the finite values of ``x``."""
         self._run(x, True)

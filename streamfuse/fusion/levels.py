@@ -128,6 +128,27 @@ class Verdict:
         return self.decision.level
 
 
+def _normalised(
+    features: FeatureSet, normalizer: OnlineNormalizer
+) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Learn one window's features into the device's normaliser, then its z-scores: per
+    modality (in ``features``' order) and flat (:func:`~streamfuse.features.concat`)."""
+    present = {m: cast(dict[str, float], f) for m, f in features.items() if f}
+    names, z = normalizer.learn_transform(concat(present))
+    keys = cast(tuple[str, ...], names)
+    flat = dict(zip(keys, z, strict=True))
+    if len(flat) != sum(len(f) for f in present.values()):  # a key in two modalities
+        return {m: {k: flat[k] for k in f} for m, f in present.items()}, flat
+    # concat lays the modalities out in sorted order, each one's keys together and in order
+    span: dict[str, slice] = {}
+    i = 0
+    for m in sorted(present):
+        span[m] = slice(i, i + len(present[m]))
+        i = span[m].stop
+    feats = {m: dict(zip(keys[span[m]], z[span[m]], strict=True)) for m in present}
+    return feats, flat
+
+
 class FusionHub:
     """Runs every configured fusion level on each window; learns when its label arrives.
 
@@ -185,12 +206,11 @@ class FusionHub:
     # ------------------------------------------------------------------ predict
     def evidence(self, fused: FusedWindow, features: FeatureSet, device: DeviceFusion) -> Evidence:
         """The inputs of every level for one window (normalisers updated first, causally)."""
-        feats = {m: dict(f) for m, f in features.items() if f}
-        flat = concat(feats)
-        if device.features is not None:
-            device.features.learn_one(flat)
-            flat = device.features.transform_one(flat)
-            feats = {m: {k: flat[k] for k in f} for m, f in feats.items()}
+        if device.features is None:
+            feats = {m: dict(f) for m, f in features.items() if f}
+            flat = concat(feats)
+        else:
+            feats, flat = _normalised(features, device.features)
         x_early: dict[str, float] = {}
         if "early" in self.levels:
             x_early = self.early(fused, device.early)
