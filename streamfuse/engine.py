@@ -65,6 +65,8 @@ class DeviceSession:
     windows: int = 0
     #: creation order (ties in the deadline heap and the order devices are ticked in)
     order: int = 0
+    #: start of the last window made (gateway time; later windows start after it)
+    last_start: float = -math.inf
     #: the deadline this session holds in the engine's heap (``inf``: none)
     scheduled: float = math.inf
     #: engine ticks so far when the session was made (ticks before it never reach it)
@@ -305,6 +307,7 @@ class Engine:
             t2 = self._clock()
             window = fused.window
             session.windows += 1
+            session.last_start = window.t_start
             self.counters["windows"] += 1
             session.pending.append(
                 Pending(window.t_start, window.t_end, window.index, evidence, verdict)
@@ -365,6 +368,13 @@ class Engine:
             self.hub.learn(p.evidence, p.verdict, y, now)
             self.outcomes.append((session.device, p.index, y))
             self.counters["learned"] += 1
+        # forget labels that end before any window still to be resolved can start (pending
+        # ones, or those yet to close, which start after the last one made): they can never
+        # overlap one again, and every label costs a look on each resolution
+        bound = session.pending[0].t_start if session.pending else session.last_start
+        labels = session.labels
+        while labels and labels[0][1] <= bound:
+            labels.popleft()
 
     # ------------------------------------------------------------- plumbing
     def _reject(self, exc: PayloadError) -> Rejection:

@@ -56,8 +56,9 @@ log = logging.getLogger("streamfuse.gateway")
 _AUTH_CODES = frozenset({4, 5, 134, 135})
 #: the layout of what a checkpoint pickles; bump it whenever a pickled class's state changes
 #: (2: Numba-backed feature and normaliser state, per-stream aligner records, the linear
-#: model), so an older file gives a fresh start instead of objects the code cannot run
-CHECKPOINT_VERSION = 2
+#: model; 3: sessions remember their last window's start), so an older file gives a fresh
+#: start instead of objects the code cannot run
+CHECKPOINT_VERSION = 3
 #: packets read from the socket (at most) after each message processed
 _READ_AHEAD = 4
 #: messages processed in one go before the event loop gets a turn
