@@ -216,3 +216,49 @@ def test_required_modalities_drop_windows_without_them() -> None:
     assert strict.stats()["align"]["windows_dropped"] == len(free)
     with pytest.raises(ConfigError, match="spo2"):
         EngineConfig(required_modalities=("spo2",))
+
+
+class _KeepAllLabelsEngine(Engine):
+    """The label resolution before labels were forgotten: every label kept (up to 512)."""
+
+    def _resolve(self, session, now):  # type: ignore[no-untyped-def]
+        from streamfuse.labelling import window_truth
+
+        horizon = max(end for _, end, _ in session.labels)
+        tolerance = 0.5 / self.config.grid_fs
+        while session.pending and session.pending[0].t_end <= horizon + tolerance:
+            p = session.pending.popleft()
+            y = window_truth(session.labels, p.t_start, p.t_end)
+            if y is None:
+                self.counters["unlabelled"] += 1
+                continue
+            self.hub.learn(p.evidence, p.verdict, y, now)
+            self.outcomes.append((session.device, p.index, y))
+            self.counters["learned"] += 1
+
+
+def test_forgetting_spent_labels_changes_nothing() -> None:
+    """Labels that can no longer overlap a window are dropped; what is learnt, and every
+    prediction, stay those of an engine that keeps them all; labels arrive out of order,
+    duplicated and late here."""
+    from simulators import FaultProfile, SimulatedDevice
+
+    faults = FaultProfile(reorder=0.2, duplicate=0.05, loss=0.02, label_delay_s=3.0,
+                          jitter_mean_s=0.05)
+    events = sorted(
+        (ev for d in range(3)
+         for ev in SimulatedDevice(f"d{d}", seed=d, faults=faults).events(120.0)),
+        key=lambda ev: ev.send_time,
+    )
+    fast, ref = Engine(EngineConfig()), _KeepAllLabelsEngine(EngineConfig())
+    most = 0
+    for ev in events:
+        a = fast.push(ev.payload, ev.send_time)
+        b = ref.push(ev.payload, ev.send_time)
+        assert [(p.device, p.index, p.proba, p.metrics) for p in predictions(a)] == [
+            (p.device, p.index, p.proba, p.metrics) for p in predictions(b)
+        ]
+        most = max(most, max((len(s.labels) for s in fast.sessions.values()), default=0))
+    assert list(fast.outcomes) == list(ref.outcomes) and len(fast.outcomes) > 300
+    assert max(len(s.labels) for s in ref.sessions.values()) > 100  # the reference kept them
+    assert most <= 5

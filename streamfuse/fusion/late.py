@@ -104,7 +104,8 @@ class LateFusion:
             model = self.models.get(m)
             if model is None:
                 continue
-            x: dict[FeatureName, Any] = dict(features[m].items())
+            f = features[m]
+            x: dict[FeatureName, Any] = f if type(f) is dict else dict(f.items())
             p = model.predict_proba_one(x)
             if p:
                 out[m] = p
