@@ -72,8 +72,11 @@ def format_table(doc: Mapping[str, Any]) -> str:
     ]
     relay = doc.get("relay") or {}
     if relay:
-        cpu = relay["cpu_s"] / relay["wall_s"] if relay.get("wall_s") else math.nan
-        lines.append(f"relay echoed {int(relay['messages'])} messages, CPU {cpu:.1%} of one core")
+        n = int(relay["messages"])
+        lines.append(
+            f"relay echoed {n} messages, {_fmt(relay['cpu_s'] / n * 1e3 if n else math.nan)} ms "
+            "CPU per message"
+        )
     return "\n".join(lines)
 
 
