@@ -106,3 +106,32 @@ def test_device_aligner_survives_reboot() -> None:
     assert abs(al.to_gateway(5.0) - 77.001) < 1e-6  # the constant 1 ms delay is in the offset
     idx = [o.window.index for o in out]
     assert idx == sorted(set(idx)) and idx[-1] >= 80  # windows went on after the reboot
+
+
+def test_held_outliers_decide_as_the_sorted_scan_did() -> None:
+    """The outlier path keeps the held offsets sorted (insort/bisect) instead of sorting them
+    per chunk: statuses, offset and drift equal the frozen model's (tests/naive.py), chunk for
+    chunk, through stalls longer than jump_s, reboots and scattered single outliers."""
+    from tests.naive import NaiveClockModel
+
+    rng = np.random.default_rng(11)
+    for trial in range(8):
+        # a short confirm_s from trial 4 on, so the count of agreeing outliers decides
+        confirm_s = 1.0 if trial < 4 else 0.2
+        new, old = ClockModel(confirm_s=confirm_s), NaiveClockModel(confirm_s=confirm_s)
+        offset, d, a_stall = 5.0, 0.0, 0.0
+        for i in range(3000):
+            d += 0.1
+            delay = 0.002 + rng.exponential(0.003)
+            if i % 700 == 350:
+                offset += rng.choice([-30.0, 4.0, 120.0])  # a reboot or clock set
+            if i % 500 == 100:
+                a_stall = 1.5 + rng.uniform(0, 3)  # a network stall: late, then caught up
+            a_stall = max(0.0, a_stall - 0.1)
+            # scattered single outliers, offsets spread wider than jump_s / 10 apart
+            spike = rng.uniform(1.5, 2.5) if rng.random() < 0.03 * trial else 0.0
+            arrival = d + offset + delay + a_stall + spike
+            got, want = new.observe(d, arrival), old.observe(d, arrival)
+            assert got == want, (trial, i)
+            assert (new.offset, new.drift, new.epoch) == (old.offset, old.drift, old.epoch)
+        assert new.epoch >= 3 and new.implausible == 0

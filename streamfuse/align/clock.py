@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+from bisect import bisect_left, bisect_right, insort
 
 import numpy as np
 
@@ -106,6 +107,7 @@ class ClockModel:
         self._by_list = [0.0] * nb
         self._newest = int(EMPTY)
         self._pending: list[tuple[float, float]] = []
+        self._pending_ys: list[float] = []  # their apparent offsets (arrival - d), sorted
         self.resets = 0
         self.epoch = 0
         self.d_ref = math.nan
@@ -155,17 +157,23 @@ class ClockModel:
                     if self.residual(d, a) > 0:
                         self._add(d, a)
                 self._pending.clear()
+                self._pending_ys.clear()
             self._add(t_device, arrival)
             return OK
         self._pending.append((t_device, arrival))
+        ys = self._pending_ys  # the held apparent offsets, kept sorted
+        insort(ys, arrival - t_device)
         if len(self._pending) > 8 * self.confirm:
-            del self._pending[0]
-        ys = sorted(a - d for d, a in self._pending)
-        agree = sum(1 for y in ys if y - ys[0] <= self.jump_s / 10)
+            d0, a0 = self._pending.pop(0)
+            del ys[bisect_left(ys, a0 - d0)]
+        # how many agree with the smallest: y - ys[0] grows with y, so they are a prefix
+        y0 = ys[0]
+        agree = bisect_right(ys, self.jump_s / 10, key=lambda y: y - y0)
         span = self._pending[-1][1] - self._pending[0][1]
         if agree >= self.confirm and span >= self.confirm_s:
             held = self._pending
             self._pending = []
+            self._pending_ys = []
             self._clear()
             self._start_epoch(min(d for d, _ in held))
             for d, a in held:
