@@ -178,6 +178,35 @@ def install_ingest(client: aiomqtt.Client, put: Callable[[RawMessage], None]) ->
     return True
 
 
+def publish_now(paho: Any, messages: list[tuple[str, bytes]]) -> int:
+    """Publish ``(topic, payload)`` pairs at QoS 0 through aiomqtt's paho client, written to
+    the socket at once; returns how many paho took, in order (it refuses when not connected).
+
+    aiomqtt's ``publish`` awaits paho's "written" callback (an event-loop turn per message),
+    and paho asks aiomqtt for a write watch on every publish, which aiomqtt schedules with
+    ``call_soon_threadsafe`` (a self-pipe write each). Marking the watch as already requested
+    suppresses that while we write ourselves; what the socket does not take now, paho keeps
+    queued and asks for the watch (through aiomqtt), which sends it when the socket is ready.
+    Not when a watch was already requested: aiomqtt may not have installed it yet, and one
+    installed after paho's queue emptied would never be removed (a spinning loop).
+    """
+    quiet = hasattr(paho, "_registered_write") and not paho.want_write()
+    if quiet:
+        paho._registered_write = True
+    sent = 0
+    try:
+        for topic, payload in messages:
+            if paho.publish(topic, payload, 0).rc != 0:
+                break
+            sent += 1
+    finally:
+        if quiet:
+            paho._registered_write = False
+    if sent and quiet:
+        paho.loop_write()
+    return sent
+
+
 class SheddingQueue(asyncio.Queue):  # type: ignore[type-arg]
     """A bounded queue that drops (and counts) new messages when full instead of raising.
 
@@ -634,35 +663,17 @@ class Gateway:
         if self.settings.publish_qos != 0 or paho is None:
             return False
         prefix = self.settings.prefix
-        sent = 0
-        # paho asks aiomqtt to watch the socket for writing on every publish, and aiomqtt
-        # schedules that watch with call_soon_threadsafe (a self-pipe write per publish);
-        # marking the watch as already requested suppresses it while we write ourselves
-        quiet = hasattr(paho, "_registered_write") and not paho.want_write()
-        if quiet:
-            paho._registered_write = True
-        try:
-            while self._outbox:
-                out = self._outbox[0]
-                info = paho.publish(
-                    topics.prediction_topic(prefix, out.device), codec.encode_prediction(out), 0
-                )
-                if info.rc != 0:
-                    break  # not connected: the connection loop reconnects, the outbox waits
-                self._outbox.popleft()
-                sent += 1
-        finally:
-            if quiet:
-                paho._registered_write = False
+        outbox = self._outbox
+        sent = publish_now(
+            paho,
+            [(topics.prediction_topic(prefix, out.device), codec.encode_prediction(out))
+             for out in outbox],
+        )
+        for _ in range(sent):
+            outbox.popleft()
         if sent:
             self.published += sent
             self.metrics.published.inc(sent)
-        if sent and quiet:
-            # write now; what the socket does not take, paho leaves queued and asks for the
-            # write watch (through aiomqtt), which sends it when the socket is ready. Not when
-            # a watch was already requested: aiomqtt may not have installed it yet, and one
-            # installed after paho's queue emptied would never be removed (a spinning loop).
-            paho.loop_write()
         return not self._outbox
 
     async def _publish_outbox(self, client: aiomqtt.Client) -> None:

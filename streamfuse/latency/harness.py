@@ -67,6 +67,7 @@ from .. import topics
 from ..codec import HEADER_SIZE
 from ..config import EngineConfig
 from ..errors import BrokerError, ConfigError
+from ..types import RawMessage
 from .histograms import LatencyHistogram
 
 log = logging.getLogger("streamfuse.latency.harness")
@@ -314,7 +315,7 @@ def floor_topics(settings: BenchSettings) -> list[str]:
 async def _relay(settings: BenchSettings, conn: Any) -> dict[str, float]:
     import aiomqtt
 
-    from ..gateway.app import GatewaySettings
+    from ..gateway.app import GatewaySettings, install_ingest, publish_now
     from ..gateway.broker import parse_broker_url, set_nodelay
 
     gw = GatewaySettings()  # the bench's gateway runs with these client defaults
@@ -327,25 +328,20 @@ async def _relay(settings: BenchSettings, conn: Any) -> dict[str, float]:
         socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
     ) as client:
         set_nodelay(client)
+        paho = client._client
+
+        def relay(raw: RawMessage) -> None:
+            # echoed from inside paho's read, as the gateway ingests and publishes
+            nonlocal relayed
+            relayed += publish_now(paho, [(raw.topic + _ECHO_SUFFIX, raw.payload)])
+
+        install_ingest(client, relay)
         for name in floor_topics(settings):
             await client.subscribe(name, qos=gw.qos)
         conn.send(("ready", None))
         cpu0, wall0 = time.process_time(), time.perf_counter()
-
-        async def relay() -> None:
-            nonlocal relayed
-            publish = client.publish
-            async for message in client.messages:
-                await publish(message.topic.value + _ECHO_SUFFIX, message.payload, qos=0)
-                relayed += 1
-
-        task = asyncio.create_task(relay(), name="streamfuse[bench].relay")
-        while not conn.poll() and not task.done():
+        while not conn.poll():
             await asyncio.sleep(0.05)
-        task.cancel()
-        failure = (await asyncio.gather(task, return_exceptions=True))[0]
-        if isinstance(failure, Exception):
-            raise failure
         cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
     return {"messages": relayed, "cpu_s": cpu_s, "wall_s": wall_s}
 
@@ -368,6 +364,7 @@ def relay_main(settings: BenchSettings, conn: Any) -> None:
 async def _subscribe(settings: BenchSettings, conn: Any) -> tuple[list, list, list]:
     import aiomqtt
 
+    from ..gateway.app import install_ingest
     from ..gateway.broker import parse_broker_url, set_nodelay
 
     host, port, user, password, tls = parse_broker_url(settings.broker_url)
@@ -382,30 +379,29 @@ async def _subscribe(settings: BenchSettings, conn: Any) -> tuple[list, list, li
         identifier=f"{prefix}-subscriber",
     ) as client:
         set_nodelay(client)
+        now = time.time
+        suffix = "/" + topics.PREDICTION
+
+        def receive(raw: RawMessage) -> None:
+            # stamped inside paho's read of the packet (the gateway's ingest path), so the
+            # subscriber's own queueing is not in the figures
+            t = now()
+            name, payload = raw.topic, raw.payload
+            if name.endswith(suffix):
+                predictions.append((name, payload, t))
+            elif name.endswith(_ECHO_SUFFIX):  # the (first) frame's modality .. seq
+                echoes.append((name, payload[_NAME_OFFSET : _SEQ_OFFSET + 8], t))
+            else:
+                floor.append((name, payload[_NAME_OFFSET : _SEQ_OFFSET + 8], t))
+
+        install_ingest(client, receive)
         await client.subscribe(pred_filter)
         for name in floor_topics(settings):
             await client.subscribe(name)
         await client.subscribe(echo_topic(f"{prefix}/+/+"))
         conn.send(("ready", None))
-
-        async def consume() -> None:
-            now = time.time
-            async for message in client.messages:
-                t = now()
-                name = message.topic.value
-                payload = message.payload
-                if name.endswith("/" + topics.PREDICTION):
-                    predictions.append((name, payload, t))
-                elif name.endswith(_ECHO_SUFFIX):  # the (first) frame's modality .. seq
-                    echoes.append((name, payload[_NAME_OFFSET : _SEQ_OFFSET + 8], t))
-                else:
-                    floor.append((name, payload[_NAME_OFFSET : _SEQ_OFFSET + 8], t))
-
-        task = asyncio.create_task(consume(), name="streamfuse[bench].subscriber")
         while not conn.poll():
             await asyncio.sleep(0.05)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
     return predictions, floor, echoes
 
 
