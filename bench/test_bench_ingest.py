@@ -33,7 +33,8 @@ from paho.mqtt.client import MQTTMessage
 from simulators import FaultProfile, Fleet
 from simulators.publisher import encode_event, event_topic
 from streamfuse import topics
-from streamfuse.gateway.app import SheddingQueue, _topic, install_ingest
+from streamfuse.gateway.app import SheddingQueue, _topic
+from streamfuse.gateway.mqtt_io import install_ingest
 from streamfuse.types import RawMessage
 
 PREFIX = topics.DEFAULT_PREFIX

@@ -13,13 +13,16 @@ from typing import Any
 
 import aiomqtt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from paho.mqtt.client import MQTTMessage
 from paho.mqtt.matcher import MQTTMatcher
 
 from streamfuse import topics
 from streamfuse.engine import Engine
-from streamfuse.gateway.app import Gateway, GatewaySettings, raw_from_paho
+from streamfuse.gateway.app import Gateway, GatewaySettings
 from streamfuse.gateway.broker import parse_broker_url
+from streamfuse.gateway.mqtt_io import raw_from_paho
 from streamfuse.types import RawMessage
 from tests.streams import device_messages
 
@@ -316,3 +319,161 @@ def test_a_full_queue_sheds_and_counts_what_a_real_connection_delivers(
     shed_metric = gateway.metrics.shed.labels("data")._value.get()
     assert shed_metric == 7
     assert slow_paths["aiomqtt"] == 0 and slow_paths["matcher"] == 0
+
+
+# ---------------------------------------------------------------- batched packet reader
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n % 128, n // 128
+        out.append(b | (128 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _publish_packet(
+    topic: bytes, payload: bytes, qos: int = 0, mid: int = 1, flags: int = 0
+) -> bytes:
+    body = len(topic).to_bytes(2, "big") + topic + (mid.to_bytes(2, "big") if qos else b"")
+    return bytes([0x30 | (qos << 1) | flags]) + _varint(len(body) + len(payload)) + body + payload
+
+
+def _reader_on_socketpair() -> tuple[Any, Any, Any, list[RawMessage]]:
+    import socket
+
+    from paho.mqtt.client import CallbackAPIVersion, Client
+
+    from streamfuse.gateway.mqtt_io import BatchedReader
+
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    paho = Client(CallbackAPIVersion.VERSION2)
+    paho._sock = ours
+    got: list[RawMessage] = []
+    paho._handle_on_message = lambda m: got.append(raw_from_paho(m))  # QoS 1/2 via paho
+    assert BatchedReader.fits(paho)
+    return BatchedReader(paho, got.append), paho, theirs, got
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    packets=st.lists(
+        st.tuples(st.binary(min_size=1, max_size=40), st.binary(max_size=3000),
+                  st.sampled_from([0, 0, 0, 1]), st.integers(0, 9)),
+        min_size=1, max_size=25,
+    ),
+    cuts=st.lists(st.integers(1, 4000), max_size=12),
+)
+def test_batched_reader_gives_every_publish_in_order_however_the_bytes_arrive(
+    packets: list[tuple[bytes, bytes, int, int]], cuts: list[int]
+) -> None:
+    """QoS 0 PUBLISH packets parsed here, QoS 1 ones (and a PINGRESP) handed to paho, which
+    acknowledges them; bytes split anywhere, including inside a length field; every message
+    arrives once, in order, as paho itself would have given it."""
+    reader, paho, peer, got = _reader_on_socketpair()
+    stream = bytearray()
+    expected = []
+    for k, (topic, payload, qos, flags) in enumerate(packets):
+        stream += _publish_packet(topic, payload, qos, mid=k + 1, flags=flags & 0b1001)
+        expected.append((topic.decode("utf-8", "backslashreplace"), payload))
+        if k % 7 == 3:
+            stream += b"\xd0\x00"  # PINGRESP
+    pieces, last = [], 0
+    for c in sorted({min(c, len(stream)) for c in cuts}):
+        pieces.append(bytes(stream[last:c]))
+        last = c
+    pieces.append(bytes(stream[last:]))
+    for piece in pieces:
+        if piece:
+            peer.sendall(piece)
+        while reader() == 0:  # MQTT_ERR_SUCCESS: read something; AGAIN (nonzero) when empty
+            pass
+    assert [(m.topic, m.payload) for m in got] == expected
+    assert reader.parsed == sum(1 for p in packets if p[2] == 0)
+    acks = sum(1 for p in packets if p[2] == 1)
+    assert reader.handed == acks + sum(1 for k in range(len(packets)) if k % 7 == 3)
+    if acks:  # paho wrote a PUBACK for each QoS 1 message to its socket
+        paho.loop_write()
+        peer.settimeout(2)
+        data = b""
+        while len(data) < 4 * acks:
+            data += peer.recv(4096)
+        assert data[0] == 0x40 and len(data) == 4 * acks
+    peer.close()
+    paho._sock.close()
+
+
+def test_batched_reader_reports_a_closed_or_broken_stream() -> None:
+    from paho.mqtt.client import MQTTErrorCode
+
+    reader, paho, peer, got = _reader_on_socketpair()
+    peer.sendall(b"\x30\xff\xff\xff\xff\x01")  # a length field longer than four bytes
+    assert reader() == MQTTErrorCode.MQTT_ERR_PROTOCOL and got == []
+    peer.close()
+    assert reader() == MQTTErrorCode.MQTT_ERR_CONN_LOST
+    paho._sock.close()
+
+
+def test_batched_reader_small_reads_across_length_field_sizes() -> None:
+    """Reads of 1, 2, 3 and 5 bytes: every cut point, including inside one-, two- and
+    three-byte length fields (remaining lengths around 127/128 and 16383/16384), and reads
+    that end one packet and begin the next."""
+    sizes = [0, 1, 120, 121, 122, 123, 16370, 16376, 16377, 16378, 20000, 3]
+    stream = b"".join(_publish_packet(b"sf/d/eeg", bytes([k]) * n) for k, n in enumerate(sizes))
+    stream += b"\xd0\x00"
+    for step in (1, 2, 3, 5):
+        reader, paho, peer, got = _reader_on_socketpair()
+        for k in range(0, len(stream), step):
+            peer.sendall(stream[k : k + step])
+            while reader() == 0:
+                pass
+        assert [(m.topic, m.payload) for m in got] == [
+            ("sf/d/eeg", bytes([k]) * n) for k, n in enumerate(sizes)
+        ], step
+        assert reader.parsed == len(sizes) and reader.handed == 1
+        peer.close()
+        paho._sock.close()
+
+
+def test_qos0_messages_from_a_real_broker_come_through_the_batched_reader(
+    broker_url: str, topic_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Device data at QoS 0 (what the simulators and the bench publish) is parsed by the
+    batched reader, every message once and as sent; QoS 1 goes through paho (test above)."""
+    from streamfuse.gateway.mqtt_io import BatchedReader
+
+    readers: list[BatchedReader] = []
+    init = BatchedReader.__init__
+
+    def recording(self: BatchedReader, *args: Any) -> None:
+        init(self, *args)
+        readers.append(self)
+
+    monkeypatch.setattr(BatchedReader, "__init__", recording)
+    sent = [raw for raw, _ in device_messages("q", 3, seed=6, prefix=topic_prefix)]
+    seen: list[RawMessage] = []
+    engine = Engine(prefix=topic_prefix)
+    gateway = Gateway(
+        engine, GatewaySettings(broker_url=broker_url, prefix=topic_prefix), on_message=seen.append
+    )
+    host, port, *_ = parse_broker_url(broker_url)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(gateway.run(stop))
+        try:
+            await asyncio.wait_for(gateway.connected.wait(), 10)
+            async with aiomqtt.Client(host, port) as client:
+                for m in sent:
+                    await client.publish(m.topic, m.payload, qos=0)
+            await _until(lambda: len(seen) == len(sent), "every message")
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 20)
+
+    asyncio.run(main())
+    assert Counter((m.topic, m.payload) for m in seen) == Counter(
+        (m.topic, m.payload) for m in sent
+    )
+    assert readers and sum(r.parsed for r in readers) == len(sent)
+    assert sum(r.reads for r in readers) < len(sent)  # batches, not a read per message

@@ -9,9 +9,10 @@ the clock and keeps the daemon alive:
   A refused login is not retried: it raises :class:`~streamfuse.errors.BrokerError` saying so.
 - **Bounded incoming queue** (:class:`SheddingQueue`, shared across reconnects): when the engine
   falls behind, new messages are dropped and counted by kind instead of growing memory.
-- **Ingest**: paho hands each received PUBLISH straight to the gateway, which queues it as a
-  :class:`~streamfuse.types.RawMessage` (topic decoded once, payload bytes as paho made them),
-  in place of aiomqtt's own message objects and paho's per-message topic matching.
+- **Ingest** (:mod:`.mqtt_io`): each received PUBLISH is queued as a
+  :class:`~streamfuse.types.RawMessage` (topic decoded once), in place of aiomqtt's own
+  message objects and paho's per-message topic matching; on plain TCP, QoS 0 packets are read
+  and parsed in batches (one ``recv`` for all the socket holds), the rest by paho.
 - **Read path**: every message already queued is taken in one wake-up and the socket is read on
   between messages; labels are held back (bounded) while data is waiting, so a fleet's labels
   arriving together (learning is the costliest step per message) do not delay the windows
@@ -49,6 +50,7 @@ from ..types import Prediction, RawMessage
 from .broker import parse_broker_url, set_nodelay
 from .checkpoint import CheckpointStore, Restored, state_digest
 from .metrics import GatewayMetrics
+from .mqtt_io import install_ingest, publish_now
 
 log = logging.getLogger("streamfuse.gateway")
 
@@ -132,79 +134,6 @@ def as_raw(message: Any) -> RawMessage:
     if not isinstance(payload, bytes | bytearray):
         payload = b"" if payload is None else str(payload).encode()
     return RawMessage(_topic(message), bytes(payload))
-
-
-def raw_from_paho(message: Any) -> RawMessage:
-    """A paho ``MQTTMessage`` as a :class:`RawMessage`: the topic decoded once, no payload copy.
-
-    paho decodes a PUBLISH with :func:`struct.unpack`, so topic and payload are already
-    immutable ``bytes``; anything else (a ``bytearray``) is copied. A topic that is not UTF-8
-    (brokers refuse those, but) is kept readable with backslash escapes for the engine to
-    reject as a bad topic, where paho's ``topic`` property would raise.
-    """
-    topic = message._topic
-    try:
-        text = topic.decode()
-    except UnicodeDecodeError:
-        text = topic.decode("utf-8", "backslashreplace")
-    payload = message.payload
-    if type(payload) is not bytes:
-        payload = bytes(payload)
-    return RawMessage(text, payload)
-
-
-def install_ingest(client: aiomqtt.Client, put: Callable[[RawMessage], None]) -> bool:
-    """Make ``client``'s paho hand every received message to ``put`` as a :class:`RawMessage`.
-
-    aiomqtt's own ``on_message`` builds an ``aiomqtt.Message`` (and a validated ``Topic``) per
-    message, and paho looks every topic up in its (here always empty) table of per-topic
-    callbacks first, decoding the topic twice. paho calls ``_handle_on_message`` for each
-    PUBLISH it has read (QoS 0 and 1 at once, QoS 2 on PUBREL) and acknowledges QoS 1/2 after it
-    returns, so replacing that method on this one paho client skips all of that and leaves
-    acknowledgements, keepalive and disconnect detection (aiomqtt's ``on_disconnect``) alone.
-    Returns False if this paho has no such method: then ``on_message`` is replaced instead
-    (still no aiomqtt message objects, but paho's matching stays).
-    """
-    paho = client._client
-
-    def on_message(message: Any) -> None:
-        put(raw_from_paho(message))
-
-    # aiomqtt's callback is detached either way, so nothing builds its messages any more
-    paho.on_message = lambda _client, _userdata, message: put(raw_from_paho(message))
-    if not callable(getattr(type(paho), "_handle_on_message", None)):
-        return False
-    paho._handle_on_message = on_message  # type: ignore[method-assign]
-    return True
-
-
-def publish_now(paho: Any, messages: list[tuple[str, bytes]]) -> int:
-    """Publish ``(topic, payload)`` pairs at QoS 0 through aiomqtt's paho client, written to
-    the socket at once; returns how many paho took, in order (it refuses when not connected).
-
-    aiomqtt's ``publish`` awaits paho's "written" callback (an event-loop turn per message),
-    and paho asks aiomqtt for a write watch on every publish, which aiomqtt schedules with
-    ``call_soon_threadsafe`` (a self-pipe write each). Marking the watch as already requested
-    suppresses that while we write ourselves; what the socket does not take now, paho keeps
-    queued and asks for the watch (through aiomqtt), which sends it when the socket is ready.
-    Not when a watch was already requested: aiomqtt may not have installed it yet, and one
-    installed after paho's queue emptied would never be removed (a spinning loop).
-    """
-    quiet = hasattr(paho, "_registered_write") and not paho.want_write()
-    if quiet:
-        paho._registered_write = True
-    sent = 0
-    try:
-        for topic, payload in messages:
-            if paho.publish(topic, payload, 0).rc != 0:
-                break
-            sent += 1
-    finally:
-        if quiet:
-            paho._registered_write = False
-    if sent and quiet:
-        paho.loop_write()
-    return sent
 
 
 class SheddingQueue(asyncio.Queue):  # type: ignore[type-arg]

@@ -224,8 +224,8 @@ async def _publish_all(
     import aiomqtt
 
     from ..codec import encode_label
-    from ..gateway.app import publish_now
     from ..gateway.broker import parse_broker_url, set_nodelay
+    from ..gateway.mqtt_io import publish_now
     from ..types import Label
 
     host, port, user, password, tls = parse_broker_url(settings.broker_url)
@@ -323,8 +323,9 @@ def floor_topics(settings: BenchSettings) -> list[str]:
 async def _relay(settings: BenchSettings, conn: Any) -> dict[str, float]:
     import aiomqtt
 
-    from ..gateway.app import GatewaySettings, install_ingest, publish_now
+    from ..gateway.app import GatewaySettings
     from ..gateway.broker import parse_broker_url, set_nodelay
+    from ..gateway.mqtt_io import install_ingest, publish_now
 
     gw = GatewaySettings()  # the bench's gateway runs with these client defaults
     host, port, user, password, tls = parse_broker_url(settings.broker_url)
@@ -372,8 +373,8 @@ def relay_main(settings: BenchSettings, conn: Any) -> None:
 async def _subscribe(settings: BenchSettings, conn: Any) -> tuple[list, list, list]:
     import aiomqtt
 
-    from ..gateway.app import install_ingest
     from ..gateway.broker import parse_broker_url, set_nodelay
+    from ..gateway.mqtt_io import install_ingest
 
     host, port, user, password, tls = parse_broker_url(settings.broker_url)
     prefix = settings.prefix

@@ -1,0 +1,267 @@
+"""The paths around aiomqtt's paho client that run once per message, made cheap.
+
+aiomqtt keeps paho for the protocol (connect, subscribe, keepalive, acknowledgements,
+disconnect detection) and turns every received PUBLISH into its own message objects; the
+gateway and the benchmark's clients move thousands of messages a second, where that per-message
+Python dominates. Here:
+
+- :func:`install_ingest`: every PUBLISH reaches a callable as a
+  :class:`~streamfuse.types.RawMessage`, without aiomqtt's message objects or paho's topic
+  matching; on a plain TCP socket, QoS 0 PUBLISH packets (MQTT 3.1.1) are also read in batches
+  (:class:`BatchedReader`): one ``recv`` for everything the socket holds, instead of paho's
+  one-byte reads of each packet's header and a ``MQTTMessage`` each.
+- :func:`publish_now`: QoS 0 messages written to the socket at once, without an event-loop
+  turn each.
+
+These reach into paho's private parts (``_handle_on_message``, ``_packet_read``,
+``_in_packet``, ``_packet_handle``, ``_registered_write``); ``tests/test_gateway_readpath.py``
+fails if a paho upgrade breaks them, and each falls back to paho's own code where its
+assumptions do not hold (TLS, websockets, MQTT 5, QoS 1/2, paho without those parts).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiomqtt
+from paho.mqtt import client as _paho_client
+from paho.mqtt.client import MQTTErrorCode
+from paho.mqtt.exception import MalformedPacket
+
+from ..types import RawMessage
+
+#: most bytes one batched read takes off the socket
+READ_BYTES = 1 << 18
+
+_MQTTV5 = _paho_client.MQTTv5
+#: paho's clock for "last bytes received" (its keepalive bookkeeping)
+_time_func: Callable[[], float] = getattr(_paho_client, "time_func", time.monotonic)
+
+
+def raw_from_paho(message: Any) -> RawMessage:
+    """A paho ``MQTTMessage`` as a :class:`RawMessage`: the topic decoded once, no payload copy.
+
+    paho decodes a PUBLISH with :func:`struct.unpack`, so topic and payload are already
+    immutable ``bytes``; anything else (a ``bytearray``) is copied. A topic that is not UTF-8
+    (brokers refuse those, but) is kept readable with backslash escapes for the engine to
+    reject as a bad topic, where paho's ``topic`` property would raise.
+    """
+    topic = message._topic
+    try:
+        text = topic.decode()
+    except UnicodeDecodeError:
+        text = topic.decode("utf-8", "backslashreplace")
+    payload = message.payload
+    if type(payload) is not bytes:
+        payload = bytes(payload)
+    return RawMessage(text, payload)
+
+
+def install_ingest(client: aiomqtt.Client, put: Callable[[RawMessage], None]) -> bool:
+    """Make ``client``'s paho hand every received message to ``put`` as a :class:`RawMessage`.
+
+    aiomqtt's own ``on_message`` builds an ``aiomqtt.Message`` (and a validated ``Topic``) per
+    message, and paho looks every topic up in its (here always empty) table of per-topic
+    callbacks first, decoding the topic twice. paho calls ``_handle_on_message`` for each
+    PUBLISH it has read (QoS 0 and 1 at once, QoS 2 on PUBREL) and acknowledges QoS 1/2 after it
+    returns, so replacing that method on this one paho client skips all of that and leaves
+    acknowledgements, keepalive and disconnect detection (aiomqtt's ``on_disconnect``) alone.
+    Returns False if this paho has no such method: then ``on_message`` is replaced instead
+    (still no aiomqtt message objects, but paho's matching stays). Where it fits, paho's packet
+    reader is replaced too (:class:`BatchedReader`).
+    """
+    paho = client._client
+
+    def on_message(message: Any) -> None:
+        put(raw_from_paho(message))
+
+    # aiomqtt's callback is detached either way, so nothing builds its messages any more
+    paho.on_message = lambda _client, _userdata, message: put(raw_from_paho(message))
+    if not callable(getattr(type(paho), "_handle_on_message", None)):
+        return False
+    paho._handle_on_message = on_message  # type: ignore[method-assign]
+    if BatchedReader.fits(paho):
+        paho._packet_read = BatchedReader(paho, put)  # type: ignore[method-assign]
+    return True
+
+
+def publish_now(paho: Any, messages: list[tuple[str, bytes]]) -> int:
+    """Publish ``(topic, payload)`` pairs at QoS 0 through aiomqtt's paho client, written to
+    the socket at once; returns how many paho took, in order (it refuses when not connected).
+
+    aiomqtt's ``publish`` awaits paho's "written" callback (an event-loop turn per message),
+    and paho asks aiomqtt for a write watch on every publish, which aiomqtt schedules with
+    ``call_soon_threadsafe`` (a self-pipe write each). Marking the watch as already requested
+    suppresses that while we write ourselves; what the socket does not take now, paho keeps
+    queued and asks for the watch (through aiomqtt), which sends it when the socket is ready.
+    Not when a watch was already requested: aiomqtt may not have installed it yet, and one
+    installed after paho's queue emptied would never be removed (a spinning loop).
+    """
+    quiet = hasattr(paho, "_registered_write") and not paho.want_write()
+    if quiet:
+        paho._registered_write = True
+    sent = 0
+    try:
+        for topic, payload in messages:
+            if paho.publish(topic, payload, 0).rc != 0:
+                break
+            sent += 1
+    finally:
+        if quiet:
+            paho._registered_write = False
+    if sent and quiet:
+        paho.loop_write()
+    return sent
+
+
+
+
+def _fresh_in_packet() -> dict[str, Any]:
+    """paho's state of "no packet begun" (as its ``_packet_read`` resets it)."""
+    return {
+        "command": 0,
+        "have_remaining": 0,
+        "remaining_count": [],
+        "remaining_mult": 1,
+        "remaining_length": 0,
+        "packet": bytearray(b""),
+        "to_process": 0,
+        "pos": 0,
+    }
+
+
+class BatchedReader:
+    """paho's ``_packet_read`` for one client: whole packets, as many as the socket holds.
+
+    paho reads a packet with a one-byte ``recv`` for its command, one per byte of its length
+    and one or more for its body, then builds an ``MQTTMessage`` (with a lock and a condition
+    variable) and logs it: about four system calls and a dozen objects per message. This reads
+    up to :data:`READ_BYTES` at once and parses every complete packet in them: a QoS 0 PUBLISH
+    (MQTT 3.1.1: topic length, topic, payload) goes to ``put`` as a
+    :class:`~streamfuse.types.RawMessage` directly; any other packet (acknowledgements, pings,
+    QoS 1/2 PUBLISH, anything malformed) is given to paho's own handler exactly as paho would
+    have read it. A partial packet stays buffered until its remaining bytes arrive, which makes
+    the socket readable again, so nothing complete is ever left waiting after a call.
+
+    Falls back to paho's reader (the call is passed on) while its socket is not a plain TCP
+    socket (TLS and websockets buffer on their own), for MQTT 5 (PUBLISH carries properties),
+    or while paho itself is midway through a packet.
+    """
+
+    def __init__(self, paho: Any, put: Callable[[RawMessage], None]) -> None:
+        self._paho = paho
+        self._put = put
+        self._original = type(paho)._packet_read.__get__(paho)
+        self._buf = bytearray()
+        self._sock: Any = None
+        self._mqtt5 = getattr(paho, "_protocol", None) == _MQTTV5
+        #: socket reads that returned data, QoS 0 PUBLISH packets parsed here, and packets
+        #: given to paho's handler
+        self.reads = 0
+        self.parsed = 0
+        self.handed = 0
+
+    @staticmethod
+    def fits(paho: Any) -> bool:
+        """paho has the private parts this reader drives."""
+        return all(
+            hasattr(paho, name)
+            for name in ("_packet_read", "_packet_handle", "_in_packet", "_sock", "_protocol")
+        ) and isinstance(getattr(paho, "_in_packet", None), dict)
+
+    def __call__(self) -> MQTTErrorCode:
+        paho = self._paho
+        sock = paho._sock
+        if sock is not self._sock:  # a new connection: bytes of the old one mean nothing
+            self._buf.clear()
+            self._sock = sock
+        if not self._buf and (
+            type(sock) is not socket.socket or self._mqtt5 or paho._in_packet["command"] != 0
+        ):
+            return self._original()  # type: ignore[no-any-return]
+        try:
+            data = sock.recv(READ_BYTES)
+        except BlockingIOError:
+            return MQTTErrorCode.MQTT_ERR_AGAIN
+        except OSError:
+            return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        if not data:
+            return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        self.reads += 1
+        self._buf += data
+        rc = self._parse()
+        with paho._msgtime_mutex:
+            paho._last_bytes_received = _time_func()
+        return rc
+
+    def _parse(self) -> MQTTErrorCode:
+        buf = self._buf
+        n = len(buf)
+        pos = 0
+        put = self._put
+        rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        while n - pos >= 2:
+            cmd = buf[pos]
+            # the remaining length: up to four bytes of seven bits, least significant first
+            length, mult, i = 0, 1, pos + 1
+            while True:
+                if i >= n:
+                    del buf[:pos]
+                    return rc  # the header is not all here yet
+                b = buf[i]
+                length += (b & 127) * mult
+                mult *= 128
+                i += 1
+                if not b & 128:
+                    break
+                if i - pos > 4:
+                    del buf[:]
+                    return MQTTErrorCode.MQTT_ERR_PROTOCOL  # as paho: a broken stream
+            end = i + length
+            if end > n:
+                break
+            if cmd & 0xF6 == 0x30 and length >= 2:  # PUBLISH at QoS 0 (any DUP/RETAIN)
+                tl = (buf[i] << 8) | buf[i + 1]
+                if 2 + tl <= length:
+                    topic = bytes(buf[i + 2 : i + 2 + tl])
+                    try:
+                        text = topic.decode()
+                    except UnicodeDecodeError:
+                        text = topic.decode("utf-8", "backslashreplace")
+                    self.parsed += 1
+                    put(RawMessage(text, bytes(buf[i + 2 + tl : end])))
+                    pos = end
+                    continue
+            rc = self._hand(cmd, buf, pos, i, end, length, mult)
+            pos = end
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break
+        del buf[:pos]
+        return rc
+
+    def _hand(
+        self, cmd: int, buf: bytearray, pos: int, i: int, end: int, length: int, mult: int
+    ) -> MQTTErrorCode:
+        """Give one whole packet to paho's handler, as if paho had read it."""
+        paho = self._paho
+        paho._in_packet = {
+            "command": cmd,
+            "have_remaining": 1,
+            "remaining_count": list(buf[pos + 1 : i]),
+            "remaining_mult": mult,
+            "remaining_length": length,
+            "packet": bytearray(buf[i:end]),
+            "to_process": 0,
+            "pos": 0,
+        }
+        self.handed += 1
+        try:
+            rc: MQTTErrorCode = paho._packet_handle()
+        except MalformedPacket:
+            rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+        finally:
+            paho._in_packet = _fresh_in_packet()
+        return rc
