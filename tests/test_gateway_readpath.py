@@ -477,3 +477,49 @@ def test_qos0_messages_from_a_real_broker_come_through_the_batched_reader(
     )
     assert readers and sum(r.parsed for r in readers) == len(sent)
     assert sum(r.reads for r in readers) < len(sent)  # batches, not a read per message
+
+
+def test_stage_latencies_are_recorded_once_each_after_their_prediction_is_out(
+    broker_url: str, topic_prefix: str
+) -> None:
+    """The per-stage histograms are filled after the publish (off the prediction's path),
+    every published prediction exactly once."""
+    import time
+
+    timed = device_messages("h", 5, seed=7, prefix=topic_prefix)
+    sent = [raw for raw, _ in timed]
+    engine = Engine(prefix=topic_prefix, timer=time.perf_counter)
+    gateway = Gateway(engine, GatewaySettings(broker_url=broker_url, prefix=topic_prefix))
+    host, port, *_ = parse_broker_url(broker_url)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(gateway.run(stop))
+        try:
+            await asyncio.wait_for(gateway.connected.wait(), 10)
+            start, t_first = time.monotonic(), timed[0][1]
+            async with aiomqtt.Client(host, port) as client:
+                for m, t in timed:  # at the devices' pace: windows close as data arrives
+                    await asyncio.sleep(max(0.0, (t - t_first) - (time.monotonic() - start)))
+                    await client.publish(m.topic, m.payload, qos=0)
+            # the gateway also receives its own predictions (and ignores them)
+            await _until(
+                lambda: gateway.processed - engine.counters["own_output_ignored"] == len(sent),
+                "every message",
+            )
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 20)
+
+    asyncio.run(main())
+    registry = gateway.metrics.registry
+    counts = {
+        stage: registry.get_sample_value(
+            "streamfuse_stage_latency_seconds_count", {"stage": stage}
+        )
+        for stage in ("align", "features", "predict")
+    }
+    assert gateway.published >= 3 and engine.counters["predictions"] == gateway.published
+    assert counts == {"align": gateway.published, "features": gateway.published,
+                      "predict": gateway.published}
+    assert gateway._unobserved == []
