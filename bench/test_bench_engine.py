@@ -65,6 +65,8 @@ def _bench(benchmark, items, model) -> list[Prediction]:
         out.append(_run(items, model))
 
     benchmark.pedantic(once, rounds=3, iterations=1)
+    if benchmark.stats is None:  # --benchmark-disable: the checks below still run
+        return out[-1]
     per = benchmark.stats.stats.median / (DEVICES * (SECONDS - WARM))
     benchmark.extra_info.update(
         ms_per_device_second=round(per * 1e3, 3),

@@ -11,9 +11,11 @@ queue the way :meth:`Gateway._read` takes them, up to the :class:`RawMessage` ha
   reader reads the topic twice (label check, then the message) and copies the payload;
 - **fast**: :func:`~streamfuse.gateway.app.install_ingest`, a ``RawMessage`` queued directly.
 
-Two groups: from paho's ``MQTTMessage`` (``_handle_on_message`` on), and from the raw PUBLISH
+Three groups: from paho's ``MQTTMessage`` (``_handle_on_message`` on), from the raw PUBLISH
 packet (paho's ``_handle_publish``: decoding and its debug log call, unchanged by us, included),
-so the saving can be read against the whole paho receive path. QoS 0 (no PUBACK to send).
+so the saving can be read against the whole paho receive path, and from the bytes on a socket
+(a socketpair; paho's own packet reader against :class:`~streamfuse.gateway.mqtt_io.BatchedReader`,
+``recv`` calls included). QoS 0 (no PUBACK to send).
 ``extra_info``: microseconds per message.
 
 Run: ``cd /tmp && /work/venv/bin/pytest /work/main/bench/test_bench_ingest.py -p no:cacheprovider``
@@ -155,3 +157,65 @@ def test_ingest_from_packet_baseline_aiomqtt(benchmark) -> None:
 @pytest.mark.benchmark(group="ingest per message, from the PUBLISH packet")
 def test_ingest_from_packet_fast(benchmark) -> None:
     _bench(benchmark, fast=True, from_packets=True)
+
+
+# ------------------------------------------------------------------ from the socket's bytes
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n % 128, n // 128
+        out.append(b | (128 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+STREAM = b"".join(b"\x30" + _varint(len(body)) + body for body in PACKETS)  # whole packets
+
+
+def _bench_socket(benchmark, batched: bool) -> None:
+    """The fleet's PUBLISH packets written to a socketpair, read by paho's ``loop_read`` until
+    drained: paho's own ``_packet_read`` (one ``recv`` for the command, one per length byte,
+    then the body; an ``MQTTMessage`` each) with our ``_handle_on_message``, or the
+    :class:`~streamfuse.gateway.mqtt_io.BatchedReader`. Both end in the same queue."""
+    import socket
+
+    paho, inbox = _client(True)
+    if not batched:
+        del paho._packet_read  # the instance's reader: back to paho's method
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+    paho._sock = ours
+
+    def feed() -> None:
+        theirs.sendall(STREAM)
+        while paho.loop_read(64) == 0 and inbox.qsize() < N:
+            pass
+
+    got: list[RawMessage] = []
+
+    def capture(message: Any) -> RawMessage:
+        got.append(_take_fast(message))
+        return got[-1]
+
+    _run(feed, inbox, capture)
+    assert [(r.topic.encode(), r.payload) for r in got] == MESSAGES
+    benchmark.pedantic(_run, args=(feed, inbox, _take_fast), rounds=15, iterations=1,
+                       warmup_rounds=1)
+    if benchmark.stats is not None:
+        benchmark.extra_info.update(
+            messages=N, us_per_message=round(benchmark.stats.stats.median / N * 1e6, 3)
+        )
+    theirs.close()
+    ours.close()
+
+
+@pytest.mark.benchmark(group="ingest per message, from the socket")
+def test_ingest_from_socket_paho_reader(benchmark) -> None:
+    _bench_socket(benchmark, batched=False)
+
+
+@pytest.mark.benchmark(group="ingest per message, from the socket")
+def test_ingest_from_socket_batched_reader(benchmark) -> None:
+    _bench_socket(benchmark, batched=True)
