@@ -167,10 +167,11 @@ class BatchedReader:
     @staticmethod
     def fits(paho: Any) -> bool:
         """paho has the private parts this reader drives."""
-        return all(
-            hasattr(paho, name)
-            for name in ("_packet_read", "_packet_handle", "_in_packet", "_sock", "_protocol")
-        ) and isinstance(getattr(paho, "_in_packet", None), dict)
+        names = ("_packet_read", "_packet_handle", "_in_packet", "_sock", "_protocol",
+                 "_msgtime_mutex", "_last_bytes_received")
+        return all(hasattr(paho, name) for name in names) and isinstance(
+            getattr(paho, "_in_packet", None), dict
+        )
 
     def __call__(self) -> MQTTErrorCode:
         paho = self._paho
