@@ -458,6 +458,10 @@ def test_qos0_messages_from_a_real_broker_come_through_the_batched_reader(
     )
     host, port, *_ = parse_broker_url(broker_url)
 
+    def data() -> list[RawMessage]:
+        # the gateway also receives its own predictions once windows close (lateness budget)
+        return [m for m in seen if not m.topic.endswith("/" + topics.PREDICTION)]
+
     async def main() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(gateway.run(stop))
@@ -466,16 +470,17 @@ def test_qos0_messages_from_a_real_broker_come_through_the_batched_reader(
             async with aiomqtt.Client(host, port) as client:
                 for m in sent:
                     await client.publish(m.topic, m.payload, qos=0)
-            await _until(lambda: len(seen) == len(sent), "every message")
+            await _until(lambda: len(data()) == len(sent), "every message")
         finally:
             stop.set()
             await asyncio.wait_for(task, 20)
 
     asyncio.run(main())
-    assert Counter((m.topic, m.payload) for m in seen) == Counter(
+    assert Counter((m.topic, m.payload) for m in data()) == Counter(
         (m.topic, m.payload) for m in sent
     )
-    assert readers and sum(r.parsed for r in readers) == len(sent)
+    # every data message (and any prediction of its own the gateway heard back) was parsed
+    assert readers and sum(r.parsed for r in readers) >= len(sent)
     assert sum(r.reads for r in readers) < len(sent)  # batches, not a read per message
 
 
