@@ -38,6 +38,7 @@ from streamfuse import topics
 from streamfuse.gateway.app import SheddingQueue, _topic
 from streamfuse.gateway.mqtt_io import install_ingest
 from streamfuse.types import RawMessage
+from tests.mqtt_packets import publish_packet
 
 PREFIX = topics.DEFAULT_PREFIX
 LABEL_SUFFIX = "/" + topics.LABEL
@@ -160,16 +161,7 @@ def test_ingest_from_packet_fast(benchmark) -> None:
 
 
 # ------------------------------------------------------------------ from the socket's bytes
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n % 128, n // 128
-        out.append(b | (128 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-STREAM = b"".join(b"\x30" + _varint(len(body)) + body for body in PACKETS)  # whole packets
+STREAM = b"".join(publish_packet(t, p) for t, p in MESSAGES)  # whole QoS 0 packets
 
 
 def _bench_socket(benchmark, batched: bool) -> None:

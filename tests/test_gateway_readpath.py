@@ -24,6 +24,7 @@ from streamfuse.gateway.app import Gateway, GatewaySettings
 from streamfuse.gateway.broker import parse_broker_url
 from streamfuse.gateway.mqtt_io import raw_from_paho
 from streamfuse.types import RawMessage
+from tests.mqtt_packets import publish_packet
 from tests.streams import device_messages
 
 
@@ -322,22 +323,6 @@ def test_a_full_queue_sheds_and_counts_what_a_real_connection_delivers(
 
 
 # ---------------------------------------------------------------- batched packet reader
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n % 128, n // 128
-        out.append(b | (128 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _publish_packet(
-    topic: bytes, payload: bytes, qos: int = 0, mid: int = 1, flags: int = 0
-) -> bytes:
-    body = len(topic).to_bytes(2, "big") + topic + (mid.to_bytes(2, "big") if qos else b"")
-    return bytes([0x30 | (qos << 1) | flags]) + _varint(len(body) + len(payload)) + body + payload
-
-
 def _reader_on_socketpair() -> tuple[Any, Any, Any, list[RawMessage]]:
     import socket
 
@@ -374,7 +359,7 @@ def test_batched_reader_gives_every_publish_in_order_however_the_bytes_arrive(
     stream = bytearray()
     expected = []
     for k, (topic, payload, qos, flags) in enumerate(packets):
-        stream += _publish_packet(topic, payload, qos, mid=k + 1, flags=flags & 0b1001)
+        stream += publish_packet(topic, payload, qos, mid=k + 1, flags=flags & 0b1001)
         expected.append((topic.decode("utf-8", "backslashreplace"), payload))
         if k % 7 == 3:
             stream += b"\xd0\x00"  # PINGRESP
@@ -419,7 +404,7 @@ def test_batched_reader_small_reads_across_length_field_sizes() -> None:
     three-byte length fields (remaining lengths around 127/128 and 16383/16384), and reads
     that end one packet and begin the next."""
     sizes = [0, 1, 120, 121, 122, 123, 16370, 16376, 16377, 16378, 20000, 3]
-    stream = b"".join(_publish_packet(b"sf/d/eeg", bytes([k]) * n) for k, n in enumerate(sizes))
+    stream = b"".join(publish_packet(b"sf/d/eeg", bytes([k]) * n) for k, n in enumerate(sizes))
     stream += b"\xd0\x00"
     for step in (1, 2, 3, 5):
         reader, paho, peer, got = _reader_on_socketpair()
