@@ -211,3 +211,71 @@ def test_ingest_from_socket_paho_reader(benchmark) -> None:
 @pytest.mark.benchmark(group="ingest per message, from the socket")
 def test_ingest_from_socket_batched_reader(benchmark) -> None:
     _bench_socket(benchmark, batched=True)
+
+
+# ------------------------------------------------------------------ publishing predictions
+PREDICTIONS = [(f"{PREFIX}/dev{k % 20:03d}/prediction", bytes(2600)) for k in range(2000)]
+
+
+def _bench_publish(benchmark, direct: bool) -> None:
+    """2,000 prediction-sized QoS 0 messages (2.6 KB) onto a socketpair whose peer drains
+    them: ``publish_now`` writing its own packets, or paho's ``publish`` and ``loop_write`` (its
+    message info, locks, queue and ``on_publish`` call) as the gateway published before."""
+    import socket
+    import threading
+
+    from paho.mqtt.client import CallbackAPIVersion, Client
+    from paho.mqtt.enums import _ConnectionState
+
+    from streamfuse.gateway.mqtt_io import publish_now
+
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    paho = Client(CallbackAPIVersion.VERSION2)
+    paho._sock = ours
+    paho._state = _ConnectionState.MQTT_CS_CONNECTED
+    # aiomqtt always sets one: paho then builds a reason code and properties per QoS 0 write
+    paho.on_publish = lambda *_: None
+    stop = threading.Event()
+
+    def drain() -> None:
+        theirs.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                theirs.recv(1 << 20)
+            except TimeoutError:
+                pass
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+
+    def run() -> None:
+        for message in PREDICTIONS:
+            if direct:
+                publish_now(paho, [message])
+            else:
+                paho.publish(message[0], message[1], 0)
+                paho.loop_write()
+        while paho._out_packet:
+            paho.loop_write()
+
+    benchmark.pedantic(run, rounds=10, iterations=1, warmup_rounds=1)
+    if benchmark.stats is not None:
+        benchmark.extra_info.update(
+            messages=len(PREDICTIONS),
+            us_per_message=round(benchmark.stats.stats.median / len(PREDICTIONS) * 1e6, 3),
+        )
+    stop.set()
+    reader.join()
+    ours.close()
+    theirs.close()
+
+
+@pytest.mark.benchmark(group="publish per prediction (QoS 0, 2.6 KB)")
+def test_publish_paho(benchmark) -> None:
+    _bench_publish(benchmark, direct=False)
+
+
+@pytest.mark.benchmark(group="publish per prediction (QoS 0, 2.6 KB)")
+def test_publish_direct(benchmark) -> None:
+    _bench_publish(benchmark, direct=True)

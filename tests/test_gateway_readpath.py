@@ -513,3 +513,97 @@ def test_stage_latencies_are_recorded_once_each_after_their_prediction_is_out(
     assert counts == {"align": gateway.published, "features": gateway.published,
                       "predict": gateway.published}
     assert gateway._unobserved == []
+
+
+# ---------------------------------------------------------------- direct QoS 0 writes
+def _connected_paho_on_socketpair(sndbuf: int | None = None) -> tuple[Any, Any]:
+    import socket
+
+    from paho.mqtt.client import CallbackAPIVersion, Client
+    from paho.mqtt.enums import _ConnectionState
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    if sndbuf is not None:
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    ours.setblocking(False)
+    paho = Client(CallbackAPIVersion.VERSION2)
+    paho._sock = ours
+    paho._state = _ConnectionState.MQTT_CS_CONNECTED
+    return paho, theirs
+
+
+def _drain(peer: Any, n: int) -> bytes:
+    peer.settimeout(5)
+    data = b""
+    while len(data) < n:
+        data += peer.recv(1 << 20)
+    return data
+
+
+_TOPICS = st.text(min_size=1, max_size=30).filter(lambda t: not set(t) & {"\x00", "+", "#"})
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(_TOPICS, st.binary(max_size=20000)), min_size=1, max_size=12))
+def test_direct_qos0_writes_are_the_bytes_paho_writes(messages: list[tuple[str, bytes]]) -> None:
+    """publish_now's own PUBLISH packets equal paho's for the same messages, byte for byte."""
+    import socket as _socket
+
+    from paho.mqtt.client import CallbackAPIVersion, Client
+
+    from streamfuse.gateway.mqtt_io import publish_now
+
+    ours, peer = _connected_paho_on_socketpair()
+    assert publish_now(ours, messages) == len(messages)
+    got = _drain(peer, sum(len(p) for _, p in messages))
+    # paho's own: a client that is not "connected" to our check queues through paho
+    ref_a, ref_b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    ref = Client(CallbackAPIVersion.VERSION2)
+    ref._sock = ref_a
+    from paho.mqtt.enums import _ConnectionState
+
+    ref._state = _ConnectionState.MQTT_CS_CONNECTED
+    for topic, payload in messages:
+        assert ref.publish(topic, payload, 0).rc == 0
+    ref.loop_write()
+    want = _drain(ref_b, len(got))
+    got += peer.recv(1 << 20) if len(got) < len(want) else b""
+    assert got == want
+    for s in (ours._sock, peer, ref_a, ref_b):
+        s.close()
+
+
+def test_a_wildcard_topic_is_refused_as_paho_refuses_it() -> None:
+    from streamfuse.gateway.mqtt_io import publish_now
+
+    paho, peer = _connected_paho_on_socketpair()
+    with pytest.raises(ValueError, match="wildcards"):
+        publish_now(paho, [("sf/+/prediction", b"x")])
+    paho._sock.close()
+    peer.close()
+
+
+def test_a_direct_write_the_socket_cannot_take_is_finished_by_paho_in_order() -> None:
+    """A small send buffer: what the socket refuses goes to paho's queue; a publish made
+    meanwhile goes through paho after it; the peer reads every packet whole and in order."""
+    from streamfuse.gateway.mqtt_io import publish_now
+
+    paho, peer = _connected_paho_on_socketpair(sndbuf=4096)
+    first = [(f"sf/d{k}/prediction", bytes([k]) * 3000) for k in range(40)]
+    assert publish_now(paho, first) == len(first)
+    assert paho._out_packet  # the rest is queued in paho
+    later = [("sf/late/prediction", b"after")]
+    assert publish_now(paho, later) == 1  # through paho's queue, behind the rest
+    expected = b"".join(publish_packet(t.encode(), p) for t, p in first + later)
+    peer.settimeout(5)
+    got = b""
+    while len(got) < len(expected):
+        paho.loop_write()
+        try:
+            got += peer.recv(1 << 16)
+        except TimeoutError:
+            break
+    assert got == expected
+    assert not paho._out_packet
+    paho._sock.close()
+    peer.close()
