@@ -76,35 +76,27 @@ class OnlineNormalizer(base.Transformer):
             self._layouts[keys] = slots
         return slots
 
-    def _run(self, x: dict, learn: bool) -> tuple[tuple[Hashable, ...], npt.NDArray[np.float64]]:
+    def _run(
+        self, x: dict, *passes: bool
+    ) -> tuple[tuple[Hashable, ...], npt.NDArray[np.float64]]:
+        """One kernel pass over ``x`` per entry of ``passes`` (True: learn, False: z-scores
+        into the returned array), with its keys looked up once."""
         keys = tuple(x)
         values = np.fromiter(x.values(), dtype=np.float64, count=len(keys))
+        slots = self._slots(keys)
         out = np.empty(len(keys))
-        welford_indexed(
-            self._slots(keys),
-            values,
-            self._count,
-            self._mean,
-            self._m2,
-            learn,
-            math.ceil(max(self.warmup, 2)),
-            float(self.clip),
-            float(self.eps),
-            out,
-        )
+        need, clip, eps = math.ceil(max(self.warmup, 2)), float(self.clip), float(self.eps)
+        for learn in passes:
+            welford_indexed(
+                slots, values, self._count, self._mean, self._m2, learn, need, clip, eps, out
+            )
         return keys, out
 
     def learn_transform(self, x: dict) -> tuple[tuple[Hashable, ...], list[float]]:
         """:meth:`learn_one` then :meth:`transform_one` of ``x``, sharing the lookups: its
         keys and their z-scores, in order."""
-        keys = tuple(x)
-        values = np.fromiter(x.values(), dtype=np.float64, count=len(keys))
-        slots = self._slots(keys)
-        out = np.empty(len(keys))
-        args = (math.ceil(max(self.warmup, 2)), float(self.clip), float(self.eps), out)
-        welford_indexed(slots, values, self._count, self._mean, self._m2, True, *args)
-        welford_indexed(slots, values, self._count, self._mean, self._m2, False, *args)
-        return keys, out.tolist()
+        keys, z = self._run(x, True, False)
+        return keys, z.tolist()
 
     def learn_one(self, x: dict) -> None:
         """Update the running statistics with the finite values of ``x``."""

@@ -163,10 +163,6 @@ class FusionHub:
         The model's name in predictions (default: derived from the first model made).
     """
 
-    #: whether the models can list fired rules; True (ask each time) for a hub restored from
-    #: a checkpoint written before this was kept
-    _explains = True
-
     def __init__(
         self,
         config: EngineConfig,

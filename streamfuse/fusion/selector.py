@@ -61,10 +61,6 @@ class LevelSelector:
 
     """
 
-    #: best() until the next update (asked once per window); a class default, so selectors
-    #: pickled before it existed (checkpoints) restore without it
-    _best: str | None = None
-
     def __init__(self, levels: Sequence[str], *, horizon: int = 50, score: str = "log_loss",
                  pinned: str | None = None) -> None:
         levels = tuple(levels)
@@ -78,7 +74,7 @@ class LevelSelector:
         self.horizon = horizon
         self.score = score
         self._recent: dict[str, deque[float]] = {lv: deque(maxlen=horizon) for lv in levels}
-        self._best = None
+        self._best: str | None = None  # best() until the next update (asked per window)
         self.pinned: str | None = None
         self.pin(pinned)
 

@@ -463,10 +463,7 @@ class Gateway:
             message: Any = await anext(messages)
             n = 0
             while True:
-                if (
-                    type(message) is not RawMessage
-                ):  # not queued by install_ingest (tests, fallbacks)
-                    message = as_raw(message)
+                message = as_raw(message)  # install_ingest queued a RawMessage already
                 if message.topic.endswith(_LABEL_SUFFIX):
                     self._defer(message)
                 elif self._process(message):

@@ -79,7 +79,7 @@ def install_ingest(client: aiomqtt.Client, put: Callable[[RawMessage], None]) ->
         put(raw_from_paho(message))
 
     # aiomqtt's callback is detached either way, so nothing builds its messages any more
-    paho.on_message = lambda _client, _userdata, message: put(raw_from_paho(message))
+    paho.on_message = lambda _client, _userdata, message: on_message(message)
     if not callable(getattr(type(paho), "_handle_on_message", None)):
         return False
     paho._handle_on_message = on_message  # type: ignore[method-assign]
@@ -124,8 +124,6 @@ def publish_now(paho: Any, messages: list[tuple[str, bytes]]) -> int:
     if sent and quiet:
         paho.loop_write()
     return sent
-
-
 
 
 def _direct_fits(paho: Any) -> bool:

@@ -342,7 +342,7 @@ async def _relay(settings: BenchSettings, conn: Any) -> dict[str, float]:
         def relay(raw: RawMessage) -> None:
             # echoed from inside paho's read, as the gateway ingests and publishes
             nonlocal relayed
-            relayed += publish_now(paho, [(raw.topic + _ECHO_SUFFIX, raw.payload)])
+            relayed += publish_now(paho, [(echo_topic(raw.topic), raw.payload)])
 
         install_ingest(client, relay)
         for name in floor_topics(settings):
