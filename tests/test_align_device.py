@@ -203,3 +203,70 @@ def test_window_phase_staggers_devices_and_aligned_keeps_the_shared_grid() -> No
     assert starts["a", "device"][0] % 1.0 != pytest.approx(starts["b", "device"][0] % 1.0)
     with pytest.raises(Exception, match="window_phase"):
         EngineConfig(window_phase="random")
+
+
+def _gc_visits(root: object) -> int:
+    """References a full garbage collection follows among the tracked objects reachable from
+    ``root`` (what each full collection pays for them; untracked objects cost nothing)."""
+    import gc
+
+    seen: set[int] = set()
+    todo = [root]
+    visits = 0
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen or not gc.is_tracked(obj) or isinstance(obj, type):
+            continue
+        seen.add(id(obj))
+        refs = gc.get_referents(obj)
+        visits += len(refs)
+        todo.extend(refs)
+    return visits
+
+
+def test_redeliveries_are_remembered_without_growing_the_collectors_work() -> None:
+    """A device's GC cost does not grow with uptime: a tuple-keyed redelivery memory made
+    every full collection walk each stream's last 4,096 keys (1,000 devices: 12 M entries
+    after seven minutes, a stall of seconds), and the clock's per-bin lists 1,200 more."""
+    import gc
+
+    from streamfuse.align import device as device_mod
+
+    spec = EngineConfig().modalities["acc"]
+    cfg = EngineConfig(modalities={"acc": spec}, min_modalities=1, required_modalities=())
+    chunks = stream_chunks(spec, 5200, 5)  # 520 s of 100 ms chunks
+    al = DeviceAligner("d1", cfg)
+    for c in chunks[:600]:
+        al.add(c)
+    early = _gc_visits(al)
+    for c in chunks[600:]:
+        al.add(c)
+    late = _gc_visits(al)
+    assert late <= early + 16, (early, late)
+    assert early < 400, early  # per device, whatever its uptime (was > 1,800 at 60 s)
+    st = al._streams["acc"]
+    assert not gc.is_tracked(st.seen) and not gc.is_tracked(st.seen_old)
+    assert device_mod._SEEN_MAX <= len(st.seen) + len(st.seen_old) <= 2 * device_mod._SEEN_MAX
+    # the last _SEEN_MAX chunks are still known: redelivered, they only count
+    before = dict(al.counters)
+    for c in chunks[-device_mod._SEEN_MAX :: 97]:
+        assert al.add(c) == []
+    dup = al.counters["duplicates"] - before["duplicates"]
+    assert dup == len(chunks[-device_mod._SEEN_MAX :: 97])
+    assert al.counters["chunks"] - before["chunks"] == dup
+
+
+def test_redelivery_keys_are_exact() -> None:
+    from streamfuse.align.device import redelivery_key
+
+    keys = {
+        redelivery_key(1, 0.5, 25),
+        redelivery_key(2, 0.5, 25),
+        redelivery_key(1, 0.5 + 2**-40, 25),
+        redelivery_key(1, 0.5, 26),
+        redelivery_key(2**70, 0.5, 25),  # beyond int64: the text form
+        redelivery_key(-(2**70), 0.5, 25),
+    }
+    assert len(keys) == 6
+    assert redelivery_key(2**70, 0.5, 25) == redelivery_key(2**70, 0.5, 25)
+    assert redelivery_key(np.int64(7), np.float64(1.25), 3) == redelivery_key(7, 1.25, 3)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+from array import array
 from bisect import bisect_left, bisect_right, insort
 
 import numpy as np
@@ -101,10 +102,11 @@ class ClockModel:
         self._xs = np.zeros(nb)
         self._ys = np.zeros(nb)
         self._hull = np.zeros(nb, np.int64)
-        # plain-list copies of the bins' ids and minima: the per-observation test reads them
-        # (indexing a list is several times cheaper than a NumPy scalar read)
-        self._bid_list = [int(EMPTY)] * nb
-        self._by_list = [0.0] * nb
+        # copies of the bins' ids and minima for the per-observation test (indexing an
+        # array.array is several times cheaper than a NumPy scalar read); not lists: a list's
+        # every entry is visited by each full garbage collection, an array.array's never
+        self._bid_list = array("q", [int(EMPTY)]) * nb
+        self._by_list = array("d", [0.0]) * nb
         self._newest = int(EMPTY)
         self._pending: list[tuple[float, float]] = []
         self._pending_ys: list[float] = []  # their apparent offsets (arrival - d), sorted
@@ -190,7 +192,7 @@ class ClockModel:
 
     def _clear(self) -> None:
         self._bid.fill(EMPTY)
-        self._bid_list = [int(EMPTY)] * len(self._bid_list)
+        self._bid_list = array("q", [int(EMPTY)]) * len(self._bid_list)
         self._newest = int(EMPTY)
         self.offset = math.nan
         self.drift = 0.0

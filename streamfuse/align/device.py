@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import OrderedDict
+import struct
 
 import numpy as np
 
@@ -58,8 +58,26 @@ COUNTERS = (
     "windows_dropped",
 )
 
-#: Redelivery keys remembered per stream (bounds memory; QoS-1 redelivery is near in time).
+#: Redelivery keys remembered per stream: at least the last ``_SEEN_MAX``, at most twice
+#: that (bounds memory; QoS-1 redelivery is near in time).
 _SEEN_MAX = 4096
+#: A chunk's redelivery key packed exactly: (seq, t0, n) as int64, float64, int64.
+_KEY = struct.Struct("<qdq")
+
+
+def redelivery_key(seq: int, t0: float, n: int) -> bytes:
+    """(seq, t0, n) as one bytes object, exactly.
+
+    Bytes, not a tuple: a dict of bytes keys and ``None`` values holds nothing the garbage
+    collector tracks, so it stays untracked and a full collection never walks it (tuple keys
+    kept every stream's thousands of keys on each full collection's path). A ``seq`` outside
+    int64 (JSON allows any integer) falls back to its text, which is longer than any packed
+    key, so the two forms never meet.
+    """
+    try:
+        return _KEY.pack(seq, t0, n)
+    except struct.error:
+        return repr((seq, t0, n)).encode()
 
 
 class _Stream:
@@ -76,6 +94,7 @@ class _Stream:
         "name",
         "channels",
         "seen",
+        "seen_old",
         "clock",
         "registered",
         "buf",
@@ -92,7 +111,9 @@ class _Stream:
     def __init__(self, name: str, channels: int, clock: ClockModel) -> None:
         self.name = name
         self.channels = channels
-        self.seen: OrderedDict[tuple[int, float, int], None] = OrderedDict()
+        # redelivery keys in two generations: when ``seen`` is full it becomes ``seen_old``
+        self.seen: dict[bytes, None] = {}
+        self.seen_old: dict[bytes, None] = {}
         self.clock = clock
         self.registered = False  # clock listed in DeviceAligner._clocks (on first use)
         self.buf: StreamBuffer | None = None
@@ -206,14 +227,15 @@ class DeviceAligner:
             or not fs > 0
         ):
             return self._reject(chunk)
-        key = (chunk.seq, float(t0), n)
+        key = redelivery_key(chunk.seq, t0, n)
         seen = st.seen
-        if key in seen:
+        if key in seen or key in st.seen_old:
             c["duplicates"] += 1
             return []
         seen[key] = None
-        if len(seen) > _SEEN_MAX:
-            seen.popitem(last=False)
+        if len(seen) >= _SEEN_MAX:
+            st.seen_old = seen
+            st.seen = {}
         if not st.registered:
             self._register(st)
         status = st.clock.observe(t0 + n / fs, chunk.arrival)
