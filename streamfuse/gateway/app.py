@@ -58,13 +58,18 @@ log = logging.getLogger("streamfuse.gateway")
 _AUTH_CODES = frozenset({4, 5, 134, 135})
 #: the layout of what a checkpoint pickles; bump it whenever a pickled class's state changes
 #: (2: Numba-backed feature and normaliser state, per-stream aligner records, the linear
-#: model; 3: sessions remember their last window's start), so an older file gives a fresh
-#: start instead of objects the code cannot run
-CHECKPOINT_VERSION = 3
+#: model; 3: sessions remember their last window's start; 4: redelivery keys in two bytes-keyed
+#: generations, the clock's bin copies in arrays), so an older file gives a fresh start instead
+#: of objects the code cannot run
+CHECKPOINT_VERSION = 4
 #: stage latencies held back from the histograms (until the next publish) at most
 _UNOBSERVED_MAX = 1024
-#: packets read from the socket (at most) after each message processed
+#: socket reads (at most) each time the socket is read
 _READ_AHEAD = 4
+#: while messages are queued, the socket is read after every this many (and whenever the
+#: queue runs dry): a read takes everything the socket holds, so reading after each message
+#: cost a system call per message and bought nothing (queued messages go first either way)
+_READ_EVERY = 16
 #: messages processed in one go before the event loop gets a turn
 _YIELD_EVERY = 64
 _LABEL_SUFFIX = "/" + topics.LABEL
@@ -442,7 +447,8 @@ class Gateway:
         aiomqtt's iterator waits on the queue *and* on the disconnect future with a fresh task
         per message; here it is awaited once per wake-up (so a lost connection still raises
         :class:`aiomqtt.MqttError` here) and the rest of the burst comes straight off our own
-        queue, which :meth:`_read_socket` tops up from the socket; the loop gets a turn every
+        queue, which :meth:`_read_socket` tops up from the socket every ``_READ_EVERY``
+        messages and whenever it runs dry; the loop gets a turn every
         ``_YIELD_EVERY`` messages. Predictions a message caused are published before the next
         message is taken.
         """
@@ -471,7 +477,7 @@ class Gateway:
                 n += 1
                 if n % _YIELD_EVERY == 0:
                     await asyncio.sleep(0)  # ticks, signals and the publisher get their turn
-                if paho is not None:
+                if paho is not None and (n % _READ_EVERY == 0 or inbox.empty()):
                     self._read_socket(paho)
                 try:
                     message = inbox.get_nowait()
@@ -491,7 +497,7 @@ class Gateway:
         """Let paho read up to ``_READ_AHEAD`` packets the socket already holds into the queue.
 
         aiomqtt reads one MQTT packet per readable event of the loop: one loop turn, one
-        wake-up of this task per message. Reading here, after each message processed, takes a
+        wake-up of this task per message. Reading here, between messages processed, takes a
         burst without those turns, and reads faster than the engine consumes, so an engine
         that falls behind fills the bounded queue and sheds (counted) as before instead of
         leaving the backlog to the broker. A read error is left to aiomqtt's own reader,
