@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -126,6 +127,50 @@ def test_analyse_joins_predictions_and_reports_missing() -> None:
     # publish = 5 - 2 - (0.01 + 0.1 + 0.5 + 0.2) ms
     assert hists["publish"].percentile_ms(50) == pytest.approx(2.19, abs=0.01)
 
+
+
+def test_a_warm_up_is_timed_apart_from_the_steady_state() -> None:
+    """Windows completed in the first warmup_s go to "startup" only; the floor is taken over
+    the same span; the table prints the startup row."""
+    config = EngineConfig()
+    rec = _log(2, 8.0)
+    completed, _ = completing_chunks(rec, config, 2)
+    start = float(rec["scheduled"].min())
+    # 40 ms end to end in the warm-up (the fleet connecting), 3 ms after it
+    preds = [(d, w, pub + 0.001, {"decode": 0.01}, pub + (0.040 if pub < start + 3.0 else 0.003))
+             for (d, w), pub in completed.items()]
+    floor = _heard(rec, 0, 0.0007)
+    early = [f for f in floor if f[3] - 0.0007 < start + 3.0]
+    assert 0 < len(early) < len(floor)
+    settings = BenchSettings(devices=2, duration=8.0, broker_url="mqtt://127.0.0.1:1",
+                             warmup_s=3.0)
+    hists, counts = analyse(settings, rec, preds, floor, config)
+    n_early = sum(pub < start + 3.0 for pub in completed.values())
+    assert 0 < n_early < len(completed)
+    assert counts["startup"] == hists["startup"].count == n_early
+    assert counts["timed"] == hists["end_to_end"].count == len(completed) - n_early
+    assert hists["end_to_end"].max_ms() == pytest.approx(3.0, abs=0.01)
+    assert hists["startup"].percentile_ms(0) == pytest.approx(40.0, abs=0.05)
+    assert hists["floor"].count == len(floor) - len(early) and counts["unmatched_floor"] == 0
+    # without a warm-up everything is one figure, the 40 ms included
+    hists, counts = analyse(replace(settings, warmup_s=0.0), rec, preds, floor, config)
+    assert hists["startup"].count == 0 and counts["timed"] == len(completed)
+    assert hists["end_to_end"].max_ms() == pytest.approx(40.0, abs=0.05)
+    with pytest.raises(ConfigError, match="warmup"):
+        replace(settings, warmup_s=6.5)  # leaves less than one window
+
+
+def test_the_table_shows_the_startup_row_only_after_a_warm_up() -> None:
+    result = _result(e2e_ms=1.9, floor_ms=0.5, round_trip_ms=1.2)
+    assert "startup" not in format_table(result.to_json())
+    result.histograms["startup"] = LatencyHistogram("startup")
+    result.histograms["startup"].record_many([0.030] * 10)
+    result.counts["startup"] = 10
+    result.settings = replace(result.settings, duration=8.0, warmup_s=3.0)
+    table = format_table(result.to_json())
+    row = next(line for line in table.splitlines() if line.startswith("startup"))
+    assert row.split()[1:3] == ["10", "30.0"]
+    assert "in the first 3 s (startup) 10" in table
 
 def _heard(rec: np.ndarray, device: int, delay: float) -> list[tuple[str, str, int, float]]:
     """What the subscriber would note for each logged chunk of ``device`` received ``delay``

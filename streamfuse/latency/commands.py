@@ -14,6 +14,7 @@ log = logging.getLogger("streamfuse.latency.commands")
 
 _count = bounded(int, 1, strict=False, what="a whole number of at least 1")
 _seconds = bounded(float, 2, strict=False, what="at least 2 s (one window)")
+_warmup = bounded(float, 0, strict=False, what="0 s or more")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,6 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lockstep", action="store_true",
                    help="every device on the same chunk phase (the whole fleet's chunks at the "
                    "same instants: the worst case); default: each device its own seeded phase")
+    p.add_argument("--warmup", type=_warmup, default=0.0, metavar="S",
+                   help="time the windows of the first S seconds apart (the 'startup' row: "
+                   "the whole fleet connecting at once) and leave them out of every other "
+                   "figure, the ramp's included (0: time everything as one)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default="logreg")
     p.add_argument("--out", metavar="FILE", help="write the JSON report here")
@@ -72,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         settings = BenchSettings(
             devices=args.devices, duration=args.duration, broker_url=url, prefix=prefix,
             seed=args.seed, model=args.model, floor_devices=args.floor_devices,
-            bundle=args.bundle, lockstep=args.lockstep,
+            bundle=args.bundle, lockstep=args.lockstep, warmup_s=args.warmup,
         )
         ramp_docs: list[dict[str, object]] = []
         if args.ramp:

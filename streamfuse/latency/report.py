@@ -24,6 +24,7 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("predict", "fusion + models"),
     ("publish", "encode + publish + hop + read"),
     ("end_to_end", "last chunk publish -> prediction receipt"),
+    ("startup", "end to end in the warm-up (apart from the rows above)"),
 )
 COLUMNS: tuple[str, ...] = tuple(f"p{q:g}" for q in PERCENTILES) + ("max",)
 
@@ -47,6 +48,8 @@ def format_table(doc: Mapping[str, Any]) -> str:
     ]
     for name, what in ROWS:
         row = lat.get(name, {})
+        if name == "startup" and not row.get("count"):
+            continue  # no warm-up asked for
         lines.append(
             f"{name:<11} {int(row.get('count', 0)):>7} "
             + " ".join(f"{_fmt(row.get(c)):>8}" for c in COLUMNS)
@@ -64,7 +67,12 @@ def format_table(doc: Mapping[str, Any]) -> str:
         "",
         added,
         f"windows timed {c.get('timed', 0)}, expected {c.get('expected', 0)}, missing "
-        f"{c.get('missing', 0)}, closed by lateness budget {c.get('closed_by_timeout', 0)}",
+        f"{c.get('missing', 0)}, closed by lateness budget {c.get('closed_by_timeout', 0)}"
+        + (
+            f", in the first {s.get('warmup_s', 0):g} s (startup) {c['startup']}"
+            if c.get("startup")
+            else ""
+        ),
         f"gateway CPU {doc['gateway_cpu_fraction']:.1%} of one core "
         f"(~{_fmt(doc.get('devices_per_core_estimate'))} devices per core if linear); publisher "
         f"{doc['publisher']['messages_per_s']:.0f} msg/s, schedule lag p99 "
