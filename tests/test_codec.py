@@ -388,3 +388,77 @@ def test_samples_are_copied_exactly_and_nonfinite_ones_counted(
     assert got.data.dtype == np.float32 and got.data.flags.writeable
     np.testing.assert_array_equal(got.data, data)
     assert got.arrival == 7.5
+
+
+def _same_parts(a: codec.BundleParts, b: codec.BundleParts) -> None:
+    assert [(c.device, c.modality, c.seq, c.t0, c.fs, repr(c.arrival)) for c in a.chunks] == [
+        (c.device, c.modality, c.seq, c.t0, c.fs, repr(c.arrival)) for c in b.chunks
+    ]
+    for x, y in zip(a.chunks, b.chunks, strict=True):
+        assert x.data.dtype == y.data.dtype == np.float32 and x.data.shape == y.data.shape
+        assert x.data.flags.c_contiguous and x.data.flags.writeable
+        np.testing.assert_array_equal(x.data, y.data)  # NaN where NaN
+    assert [(e.reason, str(e), e.device, e.modality, e.seq) for e in a.rejected] == [
+        (e.reason, str(e), e.device, e.modality, e.seq) for e in b.rejected
+    ]
+    assert a.lost_bytes == b.lost_bytes
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 3 * 48 + 4 * (25 + 26 * 8 + 5 * 3) - 1),
+                       st.integers(0, 255)), max_size=3),
+    st.sampled_from(["reject", "keep"]),
+    st.integers(0, 3),
+)
+def test_a_bundle_decoded_at_once_is_what_part_by_part_decoding_gives(
+    edits: list[tuple[int, int]], nan_policy: str, cut: int
+) -> None:
+    """The one-pass kernel (every part good) and the part-by-part path agree on any bundle:
+    the kernel either declines (then the part-by-part path answers) or gives the same chunks;
+    so every refusal still comes with the part-by-part path's reason and text."""
+    payload = bytearray(bundle_of(*period()))
+    for pos, byte in edits:
+        payload[pos] = byte
+    payload = payload[: len(payload) - cut * 7]
+    limits = Limits(nan_policy=nan_policy)
+    args = ("dev1", bytes(payload), MODS, limits)
+    fast = codec._bundle_at_once(*args, codec.MAX_BUNDLE_PARTS, 5.0)
+    try:
+        slow = codec._bundle_part_by_part(*args, codec.MAX_BUNDLE_PARTS, 5.0)
+    except PayloadError as exc:  # refused as a whole
+        assert fast is None
+        with pytest.raises(PayloadError) as info:
+            codec.decode_bundle("dev1", bytes(payload), MODS, limits, arrival=5.0)
+        assert (info.value.reason, str(info.value)) == (exc.reason, str(exc))
+        return
+    if fast is not None:
+        assert not slow.rejected and slow.chunks
+        _same_parts(fast, slow)
+    got = codec.decode_bundle("dev1", bytes(payload), MODS, limits, arrival=5.0)
+    _same_parts(got, slow)
+
+
+def test_the_one_pass_decoder_takes_good_bundles_and_declines_the_edge_cases() -> None:
+    good = bundle_of(*period())
+    assert codec._bundle_at_once("d", good, MODS, Limits(), 32, 1.0) is not None
+    big_seq = bundle_of(chunk("ecg", 25, 2**63), chunk("acc", 5, 2**64 - 1))
+    nan = chunk("acc", 5)
+    nan.data[2, 1] = np.nan
+    declined = [
+        (big_seq, Limits()),  # seq beyond int64: Python ints on the part-by-part path
+        (bundle_of(nan), Limits()),  # refused for its NaN, with the reason
+        (good, Limits(max_samples=25)),  # the EEG part is too long
+        (good * 12, Limits()),  # 36 parts, the cap is 32
+    ]
+    for payload, limits in declined:
+        assert codec._bundle_at_once("d", payload, MODS, limits, 32, 1.0) is None
+        _same_parts(codec.decode_bundle("d", payload, MODS, limits),
+                    codec._bundle_part_by_part("d", payload, MODS, limits, 32, float("nan")))
+    kept = codec._bundle_at_once("d", bundle_of(nan), MODS, Limits(nan_policy="keep"), 32, 1.0)
+    assert kept is not None and np.isnan(kept.chunks[0].data[2, 1])
+    assert [c.seq for c in codec.decode_bundle("d", big_seq, MODS).chunks] == [2**63, 2**64 - 1]
+    # a modality whose name no header can hold is never matched, by either path
+    odd = {"ecg": MODS["ecg"], "x" * 13: MODS["acc"]}
+    assert [c.modality for c in codec.decode_bundle("d", good, odd).chunks] == ["ecg"]
+    assert codec._bundle_at_once("d", good, odd, Limits(), 32, 1.0) is None

@@ -205,7 +205,9 @@ def test_warm_up_compiles_everything_the_first_windows_need() -> None:
         "from tests.streams import device_messages, merge\n"
         "assert warm_up() >= 0.0\n"
         "before = _compiled_signatures()\n"
+        "from tests.test_engine_bundle import _as_bundles, _periods\n"
         "out = run(merge(device_messages('a', 12, seed=12), device_messages('b', 12, seed=13)))\n"
+        "out += run(_as_bundles(*_periods(device_messages('c', 12, seed=14))))\n"
         "print(before, _compiled_signatures(), len(predictions(out)))\n"
     )
     root = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ import numpy as np
 
 from .align import align_window, new_scratch, resample_into
 from .clockfit import envelope_fit
-from .frames import copy_count_nonfinite
+from .frames import copy_count_nonfinite, scan_bundle
 from .ring import EMPTY, new_ring, ring_count, ring_read, ring_write
 
 log = logging.getLogger("streamfuse.kernels")
@@ -55,6 +55,10 @@ def warmup() -> float:
     envelope_fit(bx, bx.copy(), bid, np.int64(2), np.zeros(3), np.zeros(3), np.zeros(3, np.int64))
     # a frame's samples: a read-only view of the payload bytes, as codec passes them
     copy_count_nonfinite(np.frombuffer(bytes(8), "<f4"), np.zeros(2, np.float32))
+    # a bundle at once: its bytes a read-only view too
+    scan_bundle(np.frombuffer(bytes(0), np.uint8), np.zeros((1, 12), np.uint8),
+                np.ones(1, np.int64), 32, 65536, 0.01, 2e4, 1e11, True,
+                np.zeros(1, np.float32), np.zeros((32, 5), np.int64), np.zeros((32, 2)))
     dt = time.perf_counter() - t0
     log.info("kernels warmed up in %.3f s", dt)
     return dt
