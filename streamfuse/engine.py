@@ -155,14 +155,9 @@ class Engine:
                 out.append(self._reject(refused))
             if decoded.lost_bytes:
                 self.counters["bundle_bytes_lost"] += decoded.lost_bytes
-            # one device's parts: its session looked up and synced once, and its next
-            # deadline scheduled once after the last part (only the latest state matters)
-            share = t_decode / max(1, len(decoded.chunks))
-            session: DeviceSession | None = None
-            for chunk in decoded.chunks:
-                session = self._on_chunk(chunk, now, out, share, session, False) or session
-            if session is not None:
-                self._schedule(session)
+            chunks = decoded.chunks
+            if chunks:
+                self._on_parts(chunks, now, out, t_decode / len(chunks))
         if now - self._last_tick >= self._tick_every:
             out.extend(self.tick(now))
         return out
@@ -262,21 +257,9 @@ class Engine:
             self.counters["devices"] += 1
         return session
 
-    def _on_chunk(
-        self,
-        chunk: Chunk,
-        now: float,
-        out: list[Output],
-        t_decode: float,
-        session: DeviceSession | None = None,
-        schedule: bool = True,
-    ) -> DeviceSession | None:
-        """Align one chunk; returns its device's session (None if refused).
-
-        Without ``session`` it is looked up and brought up to the last tick here; with it (a
-        bundle's later parts: same device, already synced) that is skipped. ``schedule``:
-        put the device's next deadline in the heap now (a bundle does it after its last part).
-        """
+    def _on_chunk(self, chunk: Chunk, now: float, out: list[Output], t_decode: float) -> None:
+        """Align one chunk (its device's session looked up and brought up to the last tick);
+        refuse it if it does not match the configured modalities."""
         spec = self.config.modalities.get(chunk.modality)
         if spec is None or chunk.channels != spec.channels:
             out.append(
@@ -290,27 +273,44 @@ class Engine:
                     )
                 )
             )
-            return None
+            return
         if math.isnan(chunk.arrival):
             # a new object, as the caller may push this one again (a replay run twice); the
             # constructor, not dataclasses.replace, which costs ~6 us more per chunk
             c = chunk
             chunk = Chunk(c.device, c.modality, c.seq, c.t0, c.fs, c.data, now)
-        synced = session is not None
-        if session is None:
-            session = self._session(chunk.device)
+        session = self._session(chunk.device)
         session.last_seen = now
         self.counters["chunks"] += 1
         t0 = self._clock()
-        if not synced:
-            self._sync(session)
+        self._sync(session)
         windows = session.aligner.add(chunk)
         if windows:
             latency = {"decode": t_decode, "align": self._clock() - t0}
             out.extend(self._on_windows(session, windows, now, latency))
-        if schedule:  # after the windows: they do not move the aligner's next deadline
-            self._schedule(session)
-        return session
+        self._schedule(session)  # after the windows: they do not move the next deadline
+
+    def _on_parts(
+        self, chunks: list[Chunk], now: float, out: list[Output], share: float
+    ) -> None:
+        """A decoded bundle's parts: :meth:`_on_chunk` for each, with what they share done
+        once: the device's session looked up and synced, and its next deadline scheduled after
+        the last part (only the latest state matters). The decoder has checked each part's
+        modality and channels against this configuration and stamped its arrival."""
+        session = self._session(chunks[0].device)
+        session.last_seen = now
+        self._sync(session)
+        add = session.aligner.add
+        counters = self.counters
+        clock = self._clock
+        for chunk in chunks:
+            counters["chunks"] += 1
+            t0 = clock()
+            windows = add(chunk)
+            if windows:
+                latency = {"decode": share, "align": clock() - t0}
+                out.extend(self._on_windows(session, windows, now, latency))
+        self._schedule(session)
 
     def _on_windows(
         self,

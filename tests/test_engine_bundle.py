@@ -138,10 +138,9 @@ class _PartByPartEngine(Engine):
     """Each bundle part looked up, synced and scheduled on its own (as before bundles were
     handled as one device's batch)."""
 
-    def _on_chunk(  # type: ignore[no-untyped-def]
-        self, chunk, now, out, t_decode, session=None, schedule=True
-    ):
-        return super()._on_chunk(chunk, now, out, t_decode)
+    def _on_parts(self, chunks, now, out, share):  # type: ignore[no-untyped-def]
+        for chunk in chunks:
+            self._on_chunk(chunk, now, out, share)
 
 
 def test_a_bundle_schedules_its_device_once_with_the_same_outputs() -> None:
