@@ -324,31 +324,34 @@ def test_a_mutated_part_never_costs_its_neighbour(pos: int, byte: int) -> None:
 
 
 # ---------------------------------------------------------------- predictions
-def _reference_prediction_bytes(p: Prediction) -> bytes:
-    """What encode_prediction promises: plain compact json.dumps of to_json_dict()."""
-    return json.dumps(p.to_json_dict(), separators=(",", ":")).encode()
+def _strict(text: bytes) -> object:
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
 
 
-def test_encode_prediction_reuses_metrics_text_only_while_unchanged() -> None:
+def test_encode_prediction_is_compact_strict_json_of_to_json_dict() -> None:
     metrics = {"early.auc": 0.71, "late.n": 12.0, "selector.late": 0.52}
     base = {"device": "d1", "t_start": 3.0, "t_end": 5.0, "level": "late", "label": "rest",
-            "proba": {"rest": 0.6, "stress": 0.4}, "model": "logreg",
+            "proba": {"rest": 0.6, "stress": 3.5988572725623706e-06}, "model": "logreg",
             "levels": {"late": {"rest": 0.6, "stress": 0.4}, "early": {}},
             "modality_proba": {"eeg": {"rest": 0.5, "stress": 0.5}}}
     cases = [
         Prediction(**base, metrics=metrics, arrival=5.01, rules=("IF a THEN b",)),
-        Prediction(**base, metrics=metrics, arrival=float("nan"), latency={"align": 1e-4}),
+        Prediction(**base, metrics={}, arrival=7.0, latency={"align": 1e-4}),
     ]
     for p in cases:
-        assert codec.encode_prediction(p) == _reference_prediction_bytes(p)
-    metrics["early.auc"] = 0.9  # the same mapping changed in place must not reuse old text
-    metrics["late.f1"] = float("nan")
-    p = Prediction(**base, metrics=metrics, arrival=6.0)
-    assert codec.encode_prediction(p) == _reference_prediction_bytes(p)
-    assert b'"early.auc":0.9' in codec.encode_prediction(p)
-    other = Prediction(**base, metrics={}, arrival=7.0)
-    assert codec.encode_prediction(other) == _reference_prediction_bytes(other)
-    assert json.loads(codec.encode_prediction(other))["metrics"] == {}
+        text = codec.encode_prediction(p)
+        # the values json.dumps would write, key order included, without a space
+        assert _strict(text) == json.loads(json.dumps(p.to_json_dict()))
+        assert list(_strict(text)) == list(p.to_json_dict())  # type: ignore[call-overload]
+        assert b" " not in text.replace(b"IF a THEN b", b"")
+    # a non-finite figure is null, not the NaN that json.dumps writes and strict parsers refuse
+    odd = Prediction(**base, metrics={**metrics, "late.f1": float("nan")}, arrival=float("nan"))
+    doc = _strict(codec.encode_prediction(odd))
+    assert doc["metrics"]["late.f1"] is None and doc["closed_at"] is None  # type: ignore[index]
+    assert doc["metrics"]["early.auc"] == 0.71  # type: ignore[index]
 
 
 @settings(max_examples=60, deadline=None)
