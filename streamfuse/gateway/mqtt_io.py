@@ -252,14 +252,21 @@ class BatchedReader:
         if not data:
             return MQTTErrorCode.MQTT_ERR_CONN_LOST
         self.reads += 1
-        self._buf += data
-        rc = self._parse()
+        buf = self._buf
+        if buf:  # a packet begun in an earlier read: parse it and what follows as one
+            buf += data
+            data = bytes(buf)
+            buf.clear()
+        rc, done = self._parse(data)
+        if done < len(data):  # the start of a packet whose rest is still to come
+            buf += data[done:]
         with paho._msgtime_mutex:
             paho._last_bytes_received = _time_func()
         return rc
 
-    def _parse(self) -> MQTTErrorCode:
-        buf = self._buf
+    def _parse(self, buf: bytes) -> tuple[MQTTErrorCode, int]:
+        """Hand on every whole packet in ``buf``; returns the code and how many bytes were
+        used (the rest is a packet still incomplete; all of them after a broken stream)."""
         n = len(buf)
         pos = 0
         put = self._put
@@ -270,8 +277,7 @@ class BatchedReader:
             length, mult, i = 0, 1, pos + 1
             while True:
                 if i >= n:
-                    del buf[:pos]
-                    return rc  # the header is not all here yet
+                    return rc, pos  # the header is not all here yet
                 b = buf[i]
                 length += (b & 127) * mult
                 mult *= 128
@@ -279,32 +285,30 @@ class BatchedReader:
                 if not b & 128:
                     break
                 if i - pos > 4:
-                    del buf[:]
-                    return MQTTErrorCode.MQTT_ERR_PROTOCOL  # as paho: a broken stream
+                    return MQTTErrorCode.MQTT_ERR_PROTOCOL, n  # as paho: a broken stream
             end = i + length
             if end > n:
                 break
             if cmd & 0xF6 == 0x30 and length >= 2:  # PUBLISH at QoS 0 (any DUP/RETAIN)
                 tl = (buf[i] << 8) | buf[i + 1]
                 if 2 + tl <= length:
-                    topic = bytes(buf[i + 2 : i + 2 + tl])
+                    topic = buf[i + 2 : i + 2 + tl]
                     try:
                         text = topic.decode()
                     except UnicodeDecodeError:
                         text = topic.decode("utf-8", "backslashreplace")
                     self.parsed += 1
-                    put(RawMessage(text, bytes(buf[i + 2 + tl : end])))
+                    put(RawMessage(text, buf[i + 2 + tl : end]))
                     pos = end
                     continue
             rc = self._hand(cmd, buf, pos, i, end, length, mult)
             pos = end
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 break
-        del buf[:pos]
-        return rc
+        return rc, pos
 
     def _hand(
-        self, cmd: int, buf: bytearray, pos: int, i: int, end: int, length: int, mult: int
+        self, cmd: int, buf: bytes, pos: int, i: int, end: int, length: int, mult: int
     ) -> MQTTErrorCode:
         """Give one whole packet to paho's handler, as if paho had read it."""
         paho = self._paho
