@@ -334,8 +334,7 @@ class FusionHub:
         least ``config.metrics_refresh_s`` (gateway time) after the previous refresh. Only
         learnt labels move it, so what a device's predictions carry never depends on other
         devices' windows or on anyone asking for :meth:`metrics_now`; and between refreshes
-        every prediction carries the same mapping (its JSON text is then reused, see
-        :func:`streamfuse.codec.encode_prediction`). The level *chosen* for publishing is
+        every prediction carries the same mapping. The level *chosen* for publishing is
         always current (:meth:`decide`).
         """
         if self._refresh_due:
