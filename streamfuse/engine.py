@@ -37,6 +37,9 @@ Output = Prediction | Rejection
 LOG_FIRST = 5
 #: how many scored windows :attr:`Engine.outcomes` keeps
 OUTCOMES_KEPT = 4096
+#: parsed topics remembered (a few per device); past this the memory starts afresh, so junk
+#: topics cannot grow it
+TOPICS_KEPT = 65536
 
 
 @dataclass(slots=True)
@@ -124,6 +127,13 @@ class Engine:
         # window without new data (DeviceAligner.next_deadline); stale entries are skipped
         self._deadlines: list[tuple[float, int, str]] = []
         self._made = 0
+        # topic -> (device, kind) of topics that parsed (a device sends on the same few)
+        self._topics: dict[str, topics.Topic] = {}
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state["_topics"] = {}  # a cache: not worth a checkpoint's bytes
+        return state
 
     # ------------------------------------------------------------------ intake
     def push(self, item: Item, now: float) -> list[Output]:
@@ -228,7 +238,13 @@ class Engine:
     def _decode(self, msg: RawMessage, now: float) -> Chunk | Label | codec.BundleParts | None:
         """Bytes to an item (a bundle to its parts), chunks stamped with their arrival
         ``now``; ``None`` for our own outputs (prediction topics share the prefix)."""
-        device, kind = topics.parse(msg.topic, self.prefix)
+        parsed = self._topics.get(msg.topic)
+        if parsed is None:
+            parsed = topics.parse(msg.topic, self.prefix)  # raises for a bad topic
+            if len(self._topics) >= TOPICS_KEPT:
+                self._topics.clear()
+            self._topics[msg.topic] = parsed
+        device, kind = parsed
         if kind == topics.LABEL:
             return codec.decode_label(device, msg.payload)
         if kind == topics.PREDICTION:

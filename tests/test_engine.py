@@ -279,3 +279,27 @@ def test_forgetting_spent_labels_changes_nothing() -> None:
     assert list(fast.outcomes) == list(ref.outcomes) and len(fast.outcomes) > 300
     assert max(len(s.labels) for s in ref.sessions.values()) > 100  # the reference kept them
     assert most <= 5
+
+
+def test_parsed_topics_are_remembered_boundedly_and_bad_ones_refused_every_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pickle
+
+    from streamfuse import engine as engine_mod
+
+    msgs = merge(*(device_messages(d, 6, seed=20 + i) for i, d in enumerate("abcde")))
+    junk = [(RawMessage("streamfuse/bad device/ecg", b"x"), 1000.5)] * 3 + [
+        (RawMessage("elsewhere/a/ecg", b"x"), 1000.6)
+    ] * 2
+    want = run(msgs + junk)
+    monkeypatch.setattr(engine_mod, "TOPICS_KEPT", 8)  # 5 devices x 4 topics: 20 to remember
+    small = Engine()
+    got = run(msgs + junk, small)
+    assert got == want
+    assert 0 < len(small._topics) <= 8
+    bad = [o for o in got if isinstance(o, Rejection)]
+    assert [r.reason for r in bad] == ["bad_device"] * 3 + ["bad_topic"] * 2
+    assert all(" " not in t and t.startswith("streamfuse/") for t in small._topics)
+    # a checkpoint does not carry the memory
+    assert pickle.loads(pickle.dumps(small))._topics == {}
