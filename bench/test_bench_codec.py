@@ -82,3 +82,37 @@ def test_bench_decode_only_baseline(benchmark) -> None:
 
     benchmark(run)
     benchmark.extra_info["chunks"] = len(STREAM)
+
+
+PERIOD = [
+    Chunk("dev000", m, 7, 1000.0, spec.fs,
+          RNG.standard_normal((n, spec.channels)).astype(np.float32))
+    for (m, spec), n in zip(DEFAULT_MODALITIES.items(), (25, 26, 5), strict=True)
+]
+BUNDLE = codec.encode_bundle(PERIOD)
+
+
+def test_a_bundle_decodes_the_same_both_ways() -> None:
+    whole = codec.decode_bundle("dev000", BUNDLE, DEFAULT_MODALITIES)
+    parts = codec._bundle_part_by_part(
+        "dev000", BUNDLE, DEFAULT_MODALITIES, codec.DEFAULT_LIMITS, codec.MAX_BUNDLE_PARTS,
+        float("nan"),
+    )
+    assert [c.modality for c in whole.chunks] == [c.modality for c in parts.chunks]
+    for a, b in zip(whole.chunks, parts.chunks, strict=True):
+        np.testing.assert_array_equal(a.data, b.data)
+
+
+@pytest.mark.benchmark(group="codec decode, one bundle (ECG 25 + EEG 26x8 + ACC 5x3)")
+def test_bench_decode_bundle_at_once(benchmark) -> None:
+    warmup()
+    benchmark.extra_info["bytes"] = len(BUNDLE)
+    benchmark(codec.decode_bundle, "dev000", BUNDLE, DEFAULT_MODALITIES)
+
+
+@pytest.mark.benchmark(group="codec decode, one bundle (ECG 25 + EEG 26x8 + ACC 5x3)")
+def test_bench_decode_bundle_part_by_part_baseline(benchmark) -> None:
+    benchmark(
+        codec._bundle_part_by_part, "dev000", BUNDLE, DEFAULT_MODALITIES, codec.DEFAULT_LIMITS,
+        codec.MAX_BUNDLE_PARTS, float("nan"),
+    )
