@@ -31,6 +31,7 @@ from typing import Any
 import aiomqtt
 import pytest
 from paho.mqtt.client import MQTTMessage
+from timing import median_s
 
 from simulators import FaultProfile, Fleet
 from simulators.publisher import encode_event, event_topic
@@ -136,7 +137,7 @@ def _bench(benchmark, fast: bool, from_packets: bool) -> None:
     assert inbox.puts == 2 * N and not inbox.shed
     benchmark.pedantic(_run, args=(feed, inbox, take), rounds=15, iterations=1, warmup_rounds=1)
     benchmark.extra_info.update(
-        messages=N, us_per_message=round(benchmark.stats.stats.median / N * 1e6, 3)
+        messages=N, us_per_message=round(median_s(benchmark) / N * 1e6, 3)
     )
 
 
@@ -197,7 +198,7 @@ def _bench_socket(benchmark, batched: bool) -> None:
                        warmup_rounds=1)
     if benchmark.stats is not None:
         benchmark.extra_info.update(
-            messages=N, us_per_message=round(benchmark.stats.stats.median / N * 1e6, 3)
+            messages=N, us_per_message=round(median_s(benchmark) / N * 1e6, 3)
         )
     theirs.close()
     ours.close()
@@ -247,7 +248,10 @@ def _bench_publish(benchmark, direct: bool) -> None:
             except BlockingIOError:
                 return
 
+    rounds = [0]
+
     def run() -> None:
+        rounds[0] += 1
         for message in PREDICTIONS:
             if direct:
                 publish_now(paho, [message])
@@ -263,11 +267,11 @@ def _bench_publish(benchmark, direct: bool) -> None:
 
     benchmark.pedantic(run, setup=setup, rounds=300, iterations=1, warmup_rounds=2)
     setup()
-    assert received[0] >= 300 * total  # every packet reached the peer
+    assert received[0] >= rounds[0] * total > 0  # every packet reached the peer
     if benchmark.stats is not None:
         benchmark.extra_info.update(
             messages=len(PREDICTIONS),
-            us_per_message=round(benchmark.stats.stats.median / len(PREDICTIONS) * 1e6, 3),
+            us_per_message=round(median_s(benchmark) / len(PREDICTIONS) * 1e6, 3),
         )
     ours.close()
     theirs.close()
