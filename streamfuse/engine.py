@@ -408,9 +408,12 @@ class Engine:
             self.hub.learn(p.evidence, p.verdict, y, now)
             self.outcomes.append((session.device, p.index, y))
             self.counters["learned"] += 1
-        # forget labels that end before any window still to be resolved can start (pending
-        # ones, or those yet to close, which start after the last one made): they can never
-        # overlap one again, and every label costs a look on each resolution
+        self._forget_spent_labels(session)
+
+    def _forget_spent_labels(self, session: DeviceSession) -> None:
+        """Drop labels that end before any window still to be resolved can start (pending
+        ones, or those yet to close, which start after the last one made): they can never
+        overlap one again, and every label costs a look on each resolution."""
         bound = session.pending[0].t_start if session.pending else session.last_start
         labels = session.labels
         while labels and labels[0][1] <= bound:

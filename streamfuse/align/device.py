@@ -379,22 +379,10 @@ class DeviceAligner:
             self._arrived.append(st)
         st.last_arrival = arrival
         win = self.windower
-        w = win.next_index
-        if w is None:
+        if win.next_index is None:
             win.start(st.clock.to_gateway(chunk.t0))
         elif st.clock.to_gateway(chunk.t0) < win.closed_end:
             self.counters["late_chunks"] += 1
-        elif (
-            st.w == w == self._w
-            and st.for_buf is buf
-            and st.clock_version == st.clock.version
-            and st.hi > buf.end_pos
-            and self._now < self._w_deadline
-            and arrival >= self._now - self._silence_s
-        ):
-            # _close_ready's usual answer without its calls: the next window is not due and
-            # this stream, live and just fed, still falls short of it (bounds still valid)
-            return []
         return self._close_ready(st)
 
     def _derive_window(self, w: int) -> None:

@@ -105,13 +105,7 @@ def scan_bundle(
         end = off + _HEAD + 4 * m
         if end > size:
             return -1
-        src = buf[off + _HEAD : end].view(np.float32)
-        bad = 0
-        for i in range(m):
-            v = src[i]
-            out[pos + i] = v
-            if not math.isfinite(v):
-                bad += 1
+        bad = copy_count_nonfinite(buf[off + _HEAD : end].view(np.float32), out[pos : pos + m])
         if bad and reject_nonfinite:
             return -1
         meta_i[part, 0] = j

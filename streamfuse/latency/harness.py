@@ -755,9 +755,8 @@ async def run_bench(settings: BenchSettings, *, profiler: Any = None) -> BenchRe
             mark[:] = [time.process_time(), time.perf_counter()]
 
         if settings.warmup_s > 0:
-            asyncio.get_running_loop().call_at(
-                asyncio.get_running_loop().time() + settings.start_delay_s + settings.warmup_s,
-                _warm,
+            asyncio.get_running_loop().call_later(
+                settings.start_delay_s + settings.warmup_s, _warm
             )
         if profiler is not None:
             profiler.enable()
