@@ -14,8 +14,8 @@ from streamfuse import codec, topics
 from streamfuse.config import EngineConfig
 from streamfuse.engine import Engine, warm_up
 from streamfuse.gateway.app import Gateway, GatewaySettings
-from streamfuse.gateway.broker import parse_broker_url
 from streamfuse.gateway.monitor import Scoreboard, watch
+from streamfuse.mqtt.address import parse_broker_url
 from streamfuse.types import Chunk
 
 SPEED = 8.0

@@ -19,8 +19,11 @@ import pytest
 from streamfuse import codec
 from streamfuse.engine import Engine
 from streamfuse.gateway.app import Gateway, GatewaySettings
-from streamfuse.gateway.broker import _mqtt_connect_ok, find_mosquitto, free_port, parse_broker_url
 from streamfuse.gateway.checkpoint import CheckpointStore, state_digest
+from streamfuse.mqtt.address import parse_broker_url
+from streamfuse.mqtt.child import find_mosquitto
+from streamfuse.mqtt.sockets import free_port
+from streamfuse.mqtt.sockets import mqtt_connect_ok as _mqtt_connect_ok
 from streamfuse.types import RawMessage
 from tests.streams import device_messages, merge
 

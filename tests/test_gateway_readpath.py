@@ -21,8 +21,8 @@ from paho.mqtt.matcher import MQTTMatcher
 from streamfuse import topics
 from streamfuse.engine import Engine
 from streamfuse.gateway.app import _READ_EVERY, Gateway, GatewaySettings
-from streamfuse.gateway.broker import parse_broker_url
-from streamfuse.gateway.mqtt_io import raw_from_paho
+from streamfuse.mqtt.address import parse_broker_url
+from streamfuse.mqtt.fastpath import raw_from_paho
 from streamfuse.types import Prediction, RawMessage
 from tests.mqtt_packets import publish_packet
 from tests.streams import device_messages
@@ -331,7 +331,7 @@ def _reader_on_socketpair() -> tuple[Any, Any, Any, list[RawMessage]]:
 
     from paho.mqtt.client import CallbackAPIVersion, Client
 
-    from streamfuse.gateway.mqtt_io import BatchedReader
+    from streamfuse.mqtt.fastpath import BatchedReader
 
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
@@ -428,7 +428,7 @@ def test_qos0_messages_from_a_real_broker_come_through_the_batched_reader(
 ) -> None:
     """Device data at QoS 0 (what the simulators and the bench publish) is parsed by the
     batched reader, every message once and as sent; QoS 1 goes through paho (test above)."""
-    from streamfuse.gateway.mqtt_io import BatchedReader
+    from streamfuse.mqtt.fastpath import BatchedReader
 
     readers: list[BatchedReader] = []
     init = BatchedReader.__init__
@@ -562,7 +562,7 @@ def test_direct_qos0_writes_are_the_bytes_paho_writes(messages: list[tuple[str, 
 
     from paho.mqtt.client import CallbackAPIVersion, Client
 
-    from streamfuse.gateway.mqtt_io import publish_now
+    from streamfuse.mqtt.fastpath import publish_now
 
     ours, peer = _connected_paho_on_socketpair()
     assert publish_now(ours, messages) == len(messages)
@@ -585,7 +585,7 @@ def test_direct_qos0_writes_are_the_bytes_paho_writes(messages: list[tuple[str, 
 
 
 def test_a_wildcard_topic_is_refused_as_paho_refuses_it() -> None:
-    from streamfuse.gateway.mqtt_io import publish_now
+    from streamfuse.mqtt.fastpath import publish_now
 
     paho, peer = _connected_paho_on_socketpair()
     with pytest.raises(ValueError, match="wildcards"):
@@ -597,7 +597,7 @@ def test_a_wildcard_topic_is_refused_as_paho_refuses_it() -> None:
 def test_a_direct_write_the_socket_cannot_take_is_finished_by_paho_in_order() -> None:
     """A small send buffer: what the socket refuses goes to paho's queue; a publish made
     meanwhile goes through paho after it; the peer reads every packet whole and in order."""
-    from streamfuse.gateway.mqtt_io import publish_now
+    from streamfuse.mqtt.fastpath import publish_now
 
     paho, peer = _connected_paho_on_socketpair(sndbuf=4096)
     first = [(f"sf/d{k}/prediction", bytes([k]) * 3000) for k in range(40)]

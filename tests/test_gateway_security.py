@@ -20,8 +20,9 @@ from streamfuse import codec, topics
 from streamfuse.engine import Engine
 from streamfuse.errors import BrokerError
 from streamfuse.gateway.app import Gateway, GatewaySettings
-from streamfuse.gateway.broker import free_port, parse_broker_url
 from streamfuse.gateway.metrics import parse_exposition
+from streamfuse.mqtt.address import parse_broker_url
+from streamfuse.mqtt.sockets import free_port
 from streamfuse.types import Prediction, RawMessage, Rejection
 from tests.streams import device_messages, merge
 from tests.test_gateway_faults import OwnMosquitto, spawn, wait_for_log

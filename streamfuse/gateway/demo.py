@@ -16,8 +16,8 @@ from rich.text import Text
 
 from ..config import EngineConfig
 from ..engine import Engine, warm_up
+from ..mqtt.broker import EmbeddedBroker
 from .app import Gateway, GatewaySettings
-from .broker import EmbeddedBroker
 from .monitor import Scoreboard, watch
 
 log = logging.getLogger("streamfuse.demo")

@@ -22,7 +22,7 @@ from typing import Any, TypedDict
 from .. import topics
 from ..config import DEFAULT_MODALITIES, EngineConfig, Limits, ModalitySpec
 from ..errors import BrokerError, ConfigError, TopicError
-from .broker import parse_broker_url
+from ..mqtt.address import parse_broker_url
 
 ENV_PREFIX = "STREAMFUSE_"
 

@@ -53,7 +53,6 @@ import contextlib
 import logging
 import math
 import multiprocessing as mp
-import socket
 import struct
 import time
 from collections import Counter
@@ -232,14 +231,11 @@ def _stamp(chunks: tuple[Any, ...], frame: bytearray, t_base: float) -> list[flo
 async def _publish_all(
     settings: BenchSettings, messages: list[tuple[float, int, int, Any]], t_base: float
 ) -> np.ndarray:
-    import aiomqtt
-
     from ..codec import encode_label
-    from ..gateway.broker import parse_broker_url, set_nodelay
-    from ..gateway.mqtt_io import publish_now
+    from ..mqtt.client import open_session
+    from ..mqtt.fastpath import paho_of, publish_now
     from ..types import Label
 
-    host, port, user, password, tls = parse_broker_url(settings.broker_url)
     ids = [f"dev{i:03d}" for i in range(settings.devices)]
     names = (*MODALITIES, topics.LABEL, topics.BUNDLE)
     topic = {
@@ -249,13 +245,11 @@ async def _publish_all(
     }
     rows = sum(1 if kind == LABEL_CODE else len(payload[0]) for _, _, kind, payload in messages)
     rec = np.zeros(rows, dtype=LOG_DTYPE)
-    async with aiomqtt.Client(
-        host, port, username=user, password=password,
-        tls_params=aiomqtt.TLSParameters() if tls else None,
-        identifier=f"{settings.prefix}-publisher", max_queued_outgoing_messages=0,
+    async with open_session(
+        settings.broker_url, client_id=f"{settings.prefix}-publisher",
+        max_queued_outgoing_messages=0,
     ) as client:
-        set_nodelay(client)
-        paho = client._client
+        paho = paho_of(client)
 
         def send(name: str, payload: bytes) -> None:
             # written to the socket now, as the gateway publishes (no loop turn per message)
@@ -332,23 +326,16 @@ def floor_topics(settings: BenchSettings) -> list[str]:
 
 
 async def _relay(settings: BenchSettings, conn: Any) -> dict[str, float]:
-    import aiomqtt
-
     from ..gateway.app import GatewaySettings
-    from ..gateway.broker import parse_broker_url, set_nodelay
-    from ..gateway.mqtt_io import install_ingest, publish_now
+    from ..mqtt.client import open_session
+    from ..mqtt.fastpath import install_ingest, paho_of, publish_now
 
     gw = GatewaySettings()  # the bench's gateway runs with these client defaults
-    host, port, user, password, tls = parse_broker_url(settings.broker_url)
     relayed = 0
-    async with aiomqtt.Client(
-        host, port, username=user, password=password,
-        tls_params=aiomqtt.TLSParameters() if tls else None,
-        identifier=f"{settings.prefix}-relay", keepalive=gw.keepalive_s,
-        socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
+    async with open_session(
+        settings.broker_url, client_id=f"{settings.prefix}-relay", keepalive=gw.keepalive_s
     ) as client:
-        set_nodelay(client)
-        paho = client._client
+        paho = paho_of(client)
 
         def relay(raw: RawMessage) -> None:
             # echoed from inside paho's read, as the gateway ingests and publishes
@@ -382,23 +369,15 @@ def relay_main(settings: BenchSettings, conn: Any) -> None:
 
 
 async def _subscribe(settings: BenchSettings, conn: Any) -> tuple[list, list, list]:
-    import aiomqtt
+    from ..mqtt.client import open_session
+    from ..mqtt.fastpath import install_ingest
 
-    from ..gateway.broker import parse_broker_url, set_nodelay
-    from ..gateway.mqtt_io import install_ingest
-
-    host, port, user, password, tls = parse_broker_url(settings.broker_url)
     prefix = settings.prefix
     predictions: list[tuple[str, bytes, float]] = []
     floor: list[tuple[str, bytes, float]] = []
     echoes: list[tuple[str, bytes, float]] = []
     pred_filter = f"{prefix}/+/{topics.PREDICTION}"
-    async with aiomqtt.Client(
-        host, port, username=user, password=password,
-        tls_params=aiomqtt.TLSParameters() if tls else None,
-        identifier=f"{prefix}-subscriber",
-    ) as client:
-        set_nodelay(client)
+    async with open_session(settings.broker_url, client_id=f"{prefix}-subscriber") as client:
         now = time.time
         suffix = "/" + topics.PREDICTION
 
@@ -859,7 +838,7 @@ def broker_for(url: str | None, kind: str = "auto") -> Any:
     if url:
         yield url, "external"
         return
-    from ..gateway.broker import EmbeddedBroker
+    from ..mqtt.broker import EmbeddedBroker
 
     with EmbeddedBroker(kind=kind) as broker:  # type: ignore[arg-type]
         yield broker.url, broker.kind
