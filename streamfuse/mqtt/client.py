@@ -180,4 +180,25 @@ async def open_session(
             set_nodelay(client)
             yield client
     except MqttError as exc:
+        _close_orphan_sockets(exc)
         raise BrokerError(describe_failure(exc, address, tls=tls)) from exc
+
+
+def _close_orphan_sockets(exc: BaseException) -> None:
+    """Close sockets a failed connect left open in the frames of its traceback.
+
+    paho drops the half-open socket of a failed TLS handshake while raising (it is kept alive
+    only by the traceback), so it would be closed by the garbage collector with a
+    ``ResourceWarning``; closed here, nothing of the failed attempt outlives the error.
+    """
+    seen: set[int] = set()
+    chain: BaseException | None = exc
+    while chain is not None and id(chain) not in seen:
+        seen.add(id(chain))
+        tb = chain.__traceback__
+        while tb is not None:
+            for value in tb.tb_frame.f_locals.values():
+                if isinstance(value, socket.socket) and value.fileno() != -1:
+                    value.close()
+            tb = tb.tb_next
+        chain = chain.__cause__ or chain.__context__
