@@ -36,7 +36,7 @@ from timing import median_s
 from simulators import FaultProfile, Fleet
 from simulators.publisher import encode_event, event_topic
 from streamfuse import topics
-from streamfuse.gateway.app import _topic
+from streamfuse.gateway.ingest import _topic
 from streamfuse.mqtt.fastpath import install_ingest
 from streamfuse.mqtt.queue import SheddingQueue
 from streamfuse.types import RawMessage

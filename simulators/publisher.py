@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import signal
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -166,3 +167,48 @@ async def run_fleet(
         stats.wall_s,
     )
     return stats
+
+
+def simulate(
+    broker_url: str,
+    *,
+    prefix: str = "streamfuse",
+    devices: int = 8,
+    duration: float = 30.0,
+    speed: float = 1.0,
+    seed: int = 0,
+    bundle: bool = False,
+) -> int:
+    """``streamfuse simulate``: publish a fleet on wall-clock device time until ``duration``
+    or SIGINT/SIGTERM (a second one exits at once); print what was sent; returns 0."""
+    from .faults import FaultProfile
+
+    async def main() -> PublishStats:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        hits = {"n": 0}
+
+        def on_signal() -> None:
+            hits["n"] += 1
+            if hits["n"] > 1:
+                log.warning("second signal: exiting at once")
+                raise SystemExit(130)
+            stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        # device clocks read wall-clock time, as NTP-synced wearables would
+        fleet = Fleet(
+            devices, seed=seed, faults=FaultProfile(clock_offset_s=time.time()), bundle=bundle
+        )
+        return await run_fleet(
+            broker_url, fleet, prefix=prefix, speed=speed, duration=duration, stop_event=stop
+        )
+
+    stats = asyncio.run(main())
+    print(
+        f"published {stats.messages} messages ({stats.bytes} bytes; {dict(stats.by_kind)}) "
+        f"covering {stats.sim_s:.1f} simulated s in {stats.wall_s:.1f} s"
+        + (" - stopped early" if stats.stopped else "")
+    )
+    return 0
