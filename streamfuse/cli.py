@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(sub)
     sub.choices["bench"].set_defaults(run=_bench)
+    sub.choices["replay"].set_defaults(run=_replay)
     return parser
 
 
@@ -181,6 +182,17 @@ def _bench(args: argparse.Namespace) -> int:
     from .latency.commands import run
 
     return run(args, host=bench_server)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from .replay.commands import run_replay
+
+    if args.config is None:
+        return run_replay(args)
+    from .gateway.loading import load
+
+    config = load(args.config)  # the gateway's file, environment included
+    return run_replay(args, engine_config=config.engine_config(), prefix=config.prefix)
 
 
 def _simulate(args: argparse.Namespace) -> int:
