@@ -20,12 +20,10 @@ The rules (``docs/replay.md``) the comparison states, checks and counts:
    ``metrics``, ``rules``) are equal in every window published before the first label reached
    the recorder: the same level published (the gateway's default, ``selected``), the same
    untrained models, the same features. From the first label on they may differ, and the
-   differing ones are counted: the gateway holds labels back while data is waiting (learning
-   is its costliest step) and learns from them between bursts, so its models, shared by all
-   devices, learn at other points of the stream than the recording's arrival order, and every
-   later prediction follows from what was learnt. The gateway's journal (the input log in its
-   own processing order) removes this difference; until then the recorder's order is what
-   replay has.
+   differing ones are counted: the recorder stamps each message a fraction of a millisecond
+   from the gateway's reading of it, the engine takes that stamp as the arrival its clock
+   model maps device time with, and online learning carries the tiny feature differences into
+   every later prediction (arrivals jittered by 0.5 ms offline give the same count).
 """
 
 from __future__ import annotations
