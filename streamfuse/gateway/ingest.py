@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import topics
-from ..mqtt.fastpath import paho_of
+from ..mqtt.fastpath import protocol_of
 from ..mqtt.queue import message_kind
 from ..types import RawMessage
 
@@ -86,7 +86,7 @@ class Ingest:
         """
         inbox = self.inbox
         messages = client.messages
-        paho = paho_of(client)
+        paho = protocol_of(client)
         labels = self.labels
         publish_now = self.gateway.outbox.publish_now
         while True:

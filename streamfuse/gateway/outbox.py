@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .. import codec, topics
-from ..mqtt.fastpath import paho_of, publish_now
+from ..mqtt.fastpath import protocol_of, publish_now
 from ..types import Prediction
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ class Outbox:
         write now, the loop writes when the socket is ready). Returns False (leaving the
         outbox to :meth:`publish_all`) for QoS 1/2, or if paho refuses (not connected).
         """
-        paho = paho_of(client)
+        paho = protocol_of(client)
         config = self.gateway.config
         if config.mqtt.publish_qos != 0 or paho is None:
             self.observe_latencies()

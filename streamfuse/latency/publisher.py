@@ -94,7 +94,7 @@ async def _publish_all(
 ) -> np.ndarray:
     from ..codec import encode_label
     from ..mqtt.client import open_session
-    from ..mqtt.fastpath import paho_of, publish_now
+    from ..mqtt.fastpath import protocol_of, publish_now
     from ..types import Label
 
     ids = [f"dev{i:03d}" for i in range(settings.devices)]
@@ -110,7 +110,7 @@ async def _publish_all(
         settings.broker_url, client_id=f"{settings.prefix}-publisher",
         max_queued_outgoing_messages=0,
     ) as client:
-        paho = paho_of(client)
+        paho = protocol_of(client)
 
         def send(name: str, payload: bytes) -> None:
             # written to the socket now, as the gateway publishes (no loop turn per message)

@@ -20,13 +20,13 @@ from .settings import BenchSettings, echo_topic, floor_topics
 
 async def _relay(settings: BenchSettings, conn: Any, keepalive: int, qos: int) -> dict[str, float]:
     from ..mqtt.client import open_session
-    from ..mqtt.fastpath import install_ingest, paho_of, publish_now
+    from ..mqtt.fastpath import install_ingest, protocol_of, publish_now
 
     relayed = 0
     async with open_session(
         settings.broker_url, client_id=f"{settings.prefix}-relay", keepalive=keepalive
     ) as client:
-        paho = paho_of(client)
+        paho = protocol_of(client)
 
         def relay(raw: RawMessage) -> None:
             # echoed from inside paho's read, as the gateway ingests and publishes

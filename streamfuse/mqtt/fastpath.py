@@ -333,6 +333,6 @@ class BatchedReader:
         return rc
 
 
-def paho_of(client: Any) -> Any:
+def protocol_of(client: Any) -> Any:
     """The paho client inside an :class:`aiomqtt.Client` (None if it has none)."""
     return getattr(client, "_client", None)

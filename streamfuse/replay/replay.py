@@ -19,8 +19,9 @@ from ..engine import Engine, Item
 from ..mqtt.address import parse_broker_url
 from ..mqtt.client import open_session
 from ..types import Chunk, Label, Prediction, RawMessage, Rejection
+from .chunks import chunk_stream
 from .mcap_io import read_session
-from .readers import Recording, chunk_stream
+from .readers import Recording
 
 log = logging.getLogger("streamfuse.replay")
 
