@@ -114,3 +114,20 @@ def test_monitor_over_mqtts_sends_a_tls_hello_never_the_password(
     with pytest.raises(BrokerError, match="TLS handshake with the broker"):
         asyncio.run(main())
     _check_handshake_only(listener)
+
+
+def test_gateway_over_mqtts_fails_at_start_with_a_tls_error(
+    listener: PlainListener, tmp_path: Path
+) -> None:
+    """A TLS listener that is not one is a setting to fix: the daemon says so and exits 1
+    instead of retrying forever (a connection lost after the first one is still retried)."""
+    proc = _streamfuse("gateway", "--broker", listener.url(), "--client-id", "",
+                       "--duration", "60")  # fmt: skip
+    _check_clear_tls_error(proc)
+    _check_handshake_only(listener)
+
+
+def test_demo_over_mqtts_sends_a_tls_hello_never_the_password(listener: PlainListener) -> None:
+    proc = _streamfuse("demo", "--broker", listener.url(), "--no-live", "--duration", "2")
+    _check_clear_tls_error(proc)
+    _check_handshake_only(listener)

@@ -6,7 +6,8 @@ reads the clock and keeps the connection alive. Its parts, one module each:
 - **Session** (here): QoS 1 subscription on a persistent session (fixed client id, clean
   session off), so the broker queues what arrives while the gateway is away and delivers it on
   reconnect; reconnects with capped, jittered exponential backoff. A refused login is not
-  retried: it raises :class:`~streamfuse.errors.BrokerError` saying so. The client comes from
+  retried: it raises :class:`~streamfuse.errors.BrokerError` saying so, and so does a TLS
+  handshake that fails before the first connection (a setting to fix). The client comes from
   :func:`streamfuse.mqtt.client.connect` (TLS for ``mqtts://`` or ``mqtt.tls``).
 - **Bounded incoming queue** (:class:`~streamfuse.mqtt.queue.SheddingQueue`, shared across
   reconnects): when the engine falls behind, new messages are dropped and counted by kind.
@@ -39,7 +40,15 @@ from .. import topics
 from ..engine import Engine
 from ..errors import BrokerError, ConfigError
 from ..mqtt.address import parse_broker_url
-from ..mqtt.client import Client, MqttError, TlsFiles, connect
+from ..mqtt.client import (
+    Client,
+    MqttError,
+    TlsFiles,
+    connect,
+    describe_failure,
+    is_tls_failure,
+    uses_tls,
+)
 from ..mqtt.fastpath import install_ingest
 from ..mqtt.queue import SheddingQueue
 from ..mqtt.sockets import set_nodelay
@@ -106,6 +115,10 @@ class Gateway:
         self.store = CheckpointStore(c.dir, c.keep) if c.dir else None
         self._restore_attempted = False
         self._password = config.password()  # read once: a missing file fails at start
+        m = config.mqtt
+        self._tls = uses_tls(
+            parse_broker_url(m.broker), tls=m.tls, files=TlsFiles(m.ca_file, m.cert_file)
+        )
 
     # ------------------------------------------------------------------ counters
     @property
@@ -293,6 +306,12 @@ class Gateway:
                         f"{' of user ' + repr(self._user()) if self._user() else ''}: {exc}. "
                         "Check mqtt.username and the password (mqtt.password_file or "
                         "STREAMFUSE_MQTT_PASSWORD)"
+                    ) from exc
+                if first and self._tls and is_tls_failure(exc):
+                    # a TLS listener that is not one, or a certificate not trusted: a setting
+                    # to fix, not a broker to wait for (once connected, losses are retried)
+                    raise BrokerError(
+                        describe_failure(exc, parse_broker_url(m.broker), tls=True)
                     ) from exc
                 if stop.is_set():
                     break

@@ -33,7 +33,10 @@ from ..errors import BrokerError
 from .address import BrokerAddress, parse_broker_url
 from .sockets import set_nodelay
 
-__all__ = ["Client", "MqttError", "TlsFiles", "connect", "describe_failure", "open_session"]
+__all__ = [
+    "Client", "MqttError", "TlsFiles", "connect", "describe_failure", "is_tls_failure",
+    "open_session", "uses_tls",
+]
 
 Client = aiomqtt.Client
 
@@ -143,15 +146,23 @@ def connect(
     )
 
 
+def is_tls_failure(exc: BaseException) -> bool:
+    """The connect failed in the TLS handshake (or the peer hung up during it)."""
+    text = str(exc).lower()
+    cause = exc.__cause__ or exc.__context__
+    return (
+        isinstance(exc, ssl.SSLError)
+        or isinstance(cause, ssl.SSLError | ConnectionResetError | EOFError)
+        or any(word in text for word in ("ssl", "tls", "certificate", "handshake"))
+    )
+
+
 def describe_failure(exc: BaseException, address: BrokerAddress, *, tls: bool) -> str:
     """A one-line reason a connection to ``address`` failed, saying how to fix it."""
     where = f"{address.host}:{address.port}"
     text = str(exc) or type(exc).__name__
     cause = exc.__cause__ or exc.__context__
-    ssl_failure = isinstance(exc, ssl.SSLError) or isinstance(cause, ssl.SSLError) or any(
-        word in text.lower() for word in ("ssl", "tls", "certificate", "handshake")
-    )
-    if tls and (ssl_failure or isinstance(cause, ConnectionError | EOFError)):
+    if tls and is_tls_failure(exc):
         return (
             f"TLS handshake with the broker at {where} failed ({text}); an mqtts:// URL (or "
             "mqtt.tls = true) always means TLS: check that this port is the broker's TLS "
