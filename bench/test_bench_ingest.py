@@ -9,7 +9,7 @@ queue the way :meth:`Gateway._read` takes them, up to the :class:`RawMessage` ha
 - **baseline** (before): aiomqtt's ``on_message`` behind paho's ``_handle_on_message`` (topic
   matcher, callback locks), an ``aiomqtt.Message`` with its validated ``Topic`` queued; the
   reader reads the topic twice (label check, then the message) and copies the payload;
-- **fast**: :func:`~streamfuse.gateway.app.install_ingest`, a ``RawMessage`` queued directly.
+- **fast**: :func:`~streamfuse.mqtt.fastpath.install_ingest`, a ``RawMessage`` queued directly.
 
 Three groups: from paho's ``MQTTMessage`` (``_handle_on_message`` on), from the raw PUBLISH
 packet (paho's ``_handle_publish``: decoding and its debug log call, unchanged by us, included),
