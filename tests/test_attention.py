@@ -166,3 +166,12 @@ def test_non_finite_quality_counts_as_absent():
     assert all(math.isfinite(v) for v in w.values()) and sum(w.values()) == pytest.approx(1.0)
     gate.learn(members, {"ecg": {"flat": math.inf}}, "a")
     assert math.isfinite(gate.coef["ecg"]["flat"])
+
+
+def test_a_member_with_non_finite_probabilities_counts_as_absent():
+    gate = ModalityGate()
+    members = {"ecg": {"a": 0.9, "b": 0.1}, "eeg": {"a": math.nan, "b": 0.5}}
+    proba, w = gate.combine(members, {})
+    assert w == {"ecg": 1.0} and proba == pytest.approx({"a": 0.9, "b": 0.1})
+    gate.learn(members, {}, "a")
+    assert all(math.isfinite(v) for v in gate.bias.values())

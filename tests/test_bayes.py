@@ -184,3 +184,18 @@ def test_pickle_roundtrip_and_bad_parameters():
         BayesianFusion(level=1.0)
     with pytest.raises(ConfigError, match="forget"):
         BayesFusionClassifier(forget=0.0)
+
+
+def test_non_finite_member_probabilities_give_no_term():
+    fusion = BayesianFusion()
+    rng = np.random.default_rng(7)
+    for _ in range(100):
+        y = bool(rng.random() < 0.5)
+        fusion.learn(_members(rng, y), y)
+    good = {"ecg": {True: 0.8, False: 0.2}}
+    fusion.learn(good | {"eeg": {True: math.nan, False: math.nan}}, True)
+    out = fusion.fuse(good | {"eeg": {True: math.inf, False: 0.0}})
+    assert set(out.contributions) == {"ecg"}
+    assert all(math.isfinite(v) for v in out.proba.values())
+    cal = fusion.calibrators[("eeg", True)]
+    assert math.isfinite(cal.a) and math.isfinite(cal.paa)

@@ -134,3 +134,14 @@ def test_bad_parameters_are_refused():
         AdaptiveConformal(gamma=-0.1)
     with pytest.raises(ConfigError, match="window"):
         AdaptiveConformal(window=0)
+
+
+def test_non_finite_probabilities_neither_enter_a_set_nor_the_scores():
+    aci = AdaptiveConformal(target=0.8)
+    for _ in range(50):
+        aci.learn({"a": 0.9, "b": 0.1}, "a", aci.predict({"a": 0.9, "b": 0.1}))
+    made = aci.predict({"a": math.nan, "b": 0.2})
+    assert "a" not in made.classes
+    n_scores = len(aci._sorted)
+    aci.learn({"a": math.nan, "b": 0.2}, "a", made)
+    assert len(aci._sorted) == n_scores and aci.n == 51

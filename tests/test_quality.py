@@ -148,3 +148,18 @@ def test_gaps_empty_and_bad_shapes():
         q.window_quality("ecg", x, np.ones(3, dtype=bool), FS)
     with pytest.raises(ValueError, match="samples, channels"):
         q.flat_fraction(np.zeros((2, 2, 2)), None, 2)
+
+
+def test_tiny_and_non_finite_blocks():
+    one = np.array([[1.0]])
+    assert q.flat_fraction(one, None, 2) == 0.0
+    assert q.clipped_fraction(one, None) == 0.0
+    assert q.beat_template_correlation(one, None, FS) == 0.0
+    assert math.isnan(q.line_noise_ratio(one, None, FS))
+    assert math.isnan(q.flat_channel_fraction(one, None, 0.5))
+    bad = np.full((40, 2), np.nan)
+    assert q.window_quality("eeg", bad, None, FS) == {"gap": 1.0}  # non-finite rows are gaps
+    x = np.zeros((40, 1))
+    x[::2] = np.inf
+    got = q.ecg_quality(x, None, FS)
+    assert all(math.isfinite(v) for v in got.values())

@@ -5,7 +5,7 @@ no learning; what :mod:`streamfuse.fusion.attention` feeds its gate so it can tr
 less in the windows where its signal is bad. Each index is a number in ``[0, 1]`` (the
 template correlation in ``[-1, 1]``) that is 0 (1 for the correlation) on a clean signal:
 
-- ``gap``: fraction of the window with no data behind it (``1 - mean(mask)``);
+- ``gap``: fraction of the window with no usable data (masked, or not finite);
 - ``flat``: fraction of valid samples inside flat runs (successive values within ``tol``) of at
   least ``flat_s`` seconds: a lead that came off, a frozen sensor;
 - ``clipped``: fraction of valid samples held at the block's extreme (within ``rel_tol`` of

@@ -44,6 +44,12 @@ _P_FLOOR = 1e-6
 _S_MAX = 30.0
 
 
+def _speaking(members: Probas) -> list[str]:
+    """The members with a usable decision: non-empty, every probability finite."""
+    return [m for m, p in members.items()
+            if p and all(math.isfinite(float(v)) for v in p.values())]
+
+
 class ModalityGate:
     """Softmax gate over modalities, linear in each modality's quality indices.
 
@@ -111,7 +117,7 @@ class ModalityGate:
         ----------
         members
             ``{modality: {class: p}}`` of the modalities present; an empty dict (a model that
-            cannot predict yet) counts as absent.
+            cannot predict yet) or one with a non-finite probability counts as absent.
         quality
             ``{modality: {index: value}}``; a modality without an entry is scored by its bias.
 
@@ -122,7 +128,7 @@ class ModalityGate:
             gives it 0), and each contributing modality's weight; both {} when no member
             speaks.
         """
-        speaking = [m for m, p in members.items() if p]
+        speaking = _speaking(members)
         w = self.weights(quality, speaking)
         proba: dict[Hashable, float] = {}
         for m in w:
@@ -136,7 +142,7 @@ class ModalityGate:
     def learn(self, members: Probas, quality: QualityByModality, y: Hashable) -> None:
         """One gradient step on ``-log p(y)`` of the mixture of ``members`` (the probabilities
         the members gave before learning this window). Nothing to learn with < 2 members."""
-        speaking = [m for m, p in members.items() if p]
+        speaking = _speaking(members)
         for m in speaking:
             self.bias.setdefault(m, 0.0)
             coef = self.coef.setdefault(m, {})

@@ -203,7 +203,8 @@ class BayesianFusion:
 
     # ------------------------------------------------------------------ fuse
     def fuse(self, members: Probas) -> BayesOutcome:
-        """Fuse the present modalities' probabilities (an empty member counts as absent)."""
+        """Fuse the present modalities' probabilities (an empty member counts as absent, a
+        non-finite probability gives no term)."""
         modelled = self._modelled()
         if not modelled:
             if len(self.counts) == 1:
@@ -216,7 +217,7 @@ class BayesianFusion:
             total, var, terms = prior, 0.0, {}
             for m in sorted(members):
                 p = members[m]
-                if not p or c not in p:
+                if not p or c not in p or not math.isfinite(float(p[c])):
                     continue
                 cal = self.calibrators.get((m, c))
                 mean, v = cal.predict(_logit(p[c])) if cal else (_logit(p[c]), self.prior_sd**2)
@@ -254,7 +255,7 @@ class BayesianFusion:
         self.counts[y] = self.counts.get(y, 0.0) + 1.0
         for c in self._modelled():
             for m, p in members.items():
-                if not p or c not in p:
+                if not p or c not in p or not math.isfinite(float(p[c])):
                     continue
                 cal = self.calibrators.get((m, c))
                 if cal is None:
