@@ -43,7 +43,7 @@ def _mixture_loss(bias, coef, members, quality, y):
 
 def test_gate_step_is_the_gradient_of_the_mixture_log_loss():
     rng = random.Random(4)
-    gate = ModalityGate(lr=1e-6, l2=0.0)
+    gate = ModalityGate(lr=1e-6, l2=0.0, standardize=False)
     members = {"ecg": {"a": 0.7, "b": 0.3}, "eeg": {"a": 0.2, "b": 0.8},
                "acc": {"a": 0.5, "b": 0.5}}
     quality = {m: {"flat": rng.random(), "gap": rng.random()} for m in members}
@@ -93,9 +93,11 @@ def test_gate_learns_to_down_weight_a_modality_of_pure_noise():
     assert model.gate.bias["ecg"] > model.gate.bias["eeg"]
 
 
-def test_gate_trusts_a_modality_less_in_the_windows_its_quality_says_are_bad():
+@pytest.mark.parametrize("scale", [1.0, 0.05])
+def test_gate_trusts_a_modality_less_in_the_windows_its_quality_says_are_bad(scale):
     """eeg is the better modality when clean, confidently wrong when corrupted (30 % of the
-    windows, flagged by its ``beyond`` index); ecg is fair throughout."""
+    windows, flagged by its ``beyond`` index, whatever that index's scale); ecg is fair
+    throughout."""
     rng = np.random.default_rng(1)
     gate = ModalityGate(lr=0.1)
     corrupted_w, clean_w = [], []
@@ -106,8 +108,8 @@ def test_gate_trusts_a_modality_less_in_the_windows_its_quality_says_are_bad():
         p_ecg = 0.7
         p_eeg = 0.15 if bad else 0.9
         members = {"ecg": {y: p_ecg, other: 1 - p_ecg}, "eeg": {y: p_eeg, other: 1 - p_eeg}}
-        quality = {"ecg": {"flat": 0.0}, "eeg": {"beyond": (0.8 if bad else 0.05)
-                                                  + 0.05 * rng.random()}}
+        quality = {"ecg": {"flat": 0.0}, "eeg": {"beyond": scale * ((0.8 if bad else 0.05)
+                                                           + 0.05 * rng.random())}}
         if i >= 2500:
             w = gate.weights(quality, members)["eeg"]
             (corrupted_w if bad else clean_w).append(w)
@@ -155,6 +157,22 @@ def test_bad_parameters_are_refused():
         ModalityGate(lr=0.0)
     with pytest.raises(ConfigError, match="l2"):
         AttentionFusionClassifier(l2=-1.0)
+
+
+def test_standardised_inputs_follow_the_running_moments():
+    gate = ModalityGate()
+    members = {"ecg": {"a": 0.9, "b": 0.1}, "eeg": {"a": 0.5, "b": 0.5}}
+    values = [0.01, 0.03, 0.02, 0.06]
+    assert gate._inputs("eeg", {"clipped": 0.5}) == {"clipped": 0.0}  # nothing seen yet
+    for v in values:
+        gate.learn(members, {"eeg": {"clipped": v}}, "a")
+    mean = sum(values) / len(values)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    assert gate._inputs("eeg", {"clipped": 0.04}) == pytest.approx({"clipped": (0.04 - mean) / sd})
+    assert gate._inputs("eeg", {"clipped": 10.0}) == {"clipped": 5.0}  # clipped to ±5
+    gate.learn(members, {"eeg": {"flat": 0.0}}, "a")
+    gate.learn(members, {"eeg": {"flat": 0.0}}, "a")
+    assert gate._inputs("eeg", {"flat": 3.0}) == {"flat": 0.0}  # has not varied yet
 
 
 def test_non_finite_quality_counts_as_absent():

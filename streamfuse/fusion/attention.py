@@ -40,6 +40,8 @@ QualityByModality = Mapping[str, Mapping[str, float]]
 
 #: floor of a member's probability of the true class in the gate's gradient
 _P_FLOOR = 1e-6
+#: bound on a standardised quality index
+_Z_MAX = 5.0
 #: bound on a gate score (the softmax of scores this far apart is 0/1 in float64 anyway)
 _S_MAX = 30.0
 
@@ -59,11 +61,20 @@ class ModalityGate:
         Gradient step on the mixture's log-loss.
     l2
         L2 penalty on the gate parameters (keeps them bounded when a modality is always best).
+    standardize
+        Feed the gate each index z-scored against its running mean and spread (per modality,
+        learnt from the labelled windows, clipped to ``±5``) rather than raw. The indices
+        live on very different scales (a clipped fraction of 0.06 can be as bad as a flat
+        channel share of 1), and a raw small index barely moves its weight: on eegmat with
+        30 % corrupted EEG windows the raw gate gave EEG the same weight on corrupted and
+        clean windows (0.22 vs 0.24).
 
     Notes
     -----
     State: ``bias[m]`` and ``coef[m][index]``, created at 0 the first time ``m`` (or one of
-    its indices) is seen. Quality values that are not finite count as absent (term 0).
+    its indices) is seen; ``moments[m][index]`` (count, mean, sum of squares) when
+    standardising. Quality values that are not finite count as absent (term 0); an index that
+    has not varied yet contributes 0.
 
     Examples
     --------
@@ -76,24 +87,52 @@ class ModalityGate:
     (0.95, 0.05)
     """
 
-    def __init__(self, *, lr: float = 0.1, l2: float = 1e-3) -> None:
+    def __init__(self, *, lr: float = 0.1, l2: float = 1e-3, standardize: bool = True) -> None:
         if not lr > 0:
             raise ConfigError(f"ModalityGate: lr={lr!r}; pass a float > 0, e.g. 0.1")
         if not l2 >= 0:
             raise ConfigError(f"ModalityGate: l2={l2!r}; pass a float >= 0, e.g. 1e-3")
         self.lr = float(lr)
         self.l2 = float(l2)
+        self.standardize = bool(standardize)
         self.bias: dict[str, float] = {}
         self.coef: dict[str, dict[str, float]] = {}
+        self.moments: dict[str, dict[str, list[float]]] = {}
+
+    def _inputs(self, modality: str, quality: Mapping[str, float] | None) -> dict[str, float]:
+        """The gate's inputs from one modality's indices (finite ones only)."""
+        if not quality:
+            return {}
+        out = {k: float(v) for k, v in quality.items() if math.isfinite(v)}
+        if not self.standardize:
+            return out
+        moments = self.moments.get(modality, {})
+        for k, v in out.items():
+            n, mean, m2 = moments.get(k, (0.0, 0.0, 0.0))
+            sd = math.sqrt(m2 / n) if n > 1 else 0.0
+            out[k] = min(max((v - mean) / sd, -_Z_MAX), _Z_MAX) if sd > 1e-12 else 0.0
+        return out
+
+    def _learn_moments(self, modality: str, quality: Mapping[str, float] | None) -> None:
+        if not self.standardize or not quality:
+            return
+        moments = self.moments.setdefault(modality, {})
+        for k, v in quality.items():
+            if math.isfinite(v):
+                st = moments.setdefault(k, [0.0, 0.0, 0.0])
+                st[0] += 1.0
+                d = v - st[1]
+                st[1] += d / st[0]
+                st[2] += d * (v - st[1])
 
     def score(self, modality: str, quality: Mapping[str, float] | None) -> float:
         """The gate score ``b_m + a_m . q_m`` of one modality (0 for one never learnt)."""
         s = self.bias.get(modality, 0.0)
         coef = self.coef.get(modality)
         if coef and quality:
-            for k, v in quality.items():
+            for k, v in self._inputs(modality, quality).items():
                 a = coef.get(k)
-                if a is not None and math.isfinite(v):
+                if a is not None:
                     s += a * v
         return min(max(s, -_S_MAX), _S_MAX)
 
@@ -148,8 +187,14 @@ class ModalityGate:
             coef = self.coef.setdefault(m, {})
             for k in quality.get(m, {}):
                 coef.setdefault(k, 0.0)
-        if len(speaking) < 2:
-            return
+        if len(speaking) >= 2:
+            self._step(members, quality, speaking, y)
+        for m in speaking:
+            self._learn_moments(m, quality.get(m))
+
+    def _step(
+        self, members: Probas, quality: QualityByModality, speaking: list[str], y: Hashable
+    ) -> None:
         w = self.weights(quality, speaking)
         py = {m: max(float(members[m].get(y, 0.0)), _P_FLOOR) for m in w}
         p = sum(w[m] * py[m] for m in w)
@@ -157,12 +202,9 @@ class ModalityGate:
             g = w[m] - w[m] * py[m] / p  # dL/ds_m: weight minus posterior responsibility
             self.bias[m] -= self.lr * (g + self.l2 * self.bias[m])
             coef = self.coef[m]
-            q = quality.get(m, {})
+            q = self._inputs(m, quality.get(m))
             for k, a in coef.items():
-                v = q.get(k, 0.0)
-                if not math.isfinite(v):
-                    v = 0.0
-                coef[k] = a - self.lr * (g * v + self.l2 * a)
+                coef[k] = a - self.lr * (g * q.get(k, 0.0) + self.l2 * a)
 
 
 class AttentionFusionClassifier(base.Classifier):
@@ -177,6 +219,8 @@ class AttentionFusionClassifier(base.Classifier):
         The gate's learning rate.
     l2
         The gate's L2 penalty.
+    standardize
+        Whether the gate z-scores the quality indices (:class:`ModalityGate`).
     separator
         Splits a flat feature key into ``<modality><separator><rest>``
         (:func:`~streamfuse.fusion.views.split_views`).
@@ -210,15 +254,17 @@ class AttentionFusionClassifier(base.Classifier):
         member: base.Classifier | None = None,
         lr: float = 0.1,
         l2: float = 1e-3,
+        standardize: bool = True,
         separator: str = "_",
         quality_tag: str = "q",
     ) -> None:
         self.member = member
         self.lr = lr
         self.l2 = l2
+        self.standardize = standardize
         self.separator = separator
         self.quality_tag = quality_tag
-        self.gate = ModalityGate(lr=lr, l2=l2)
+        self.gate = ModalityGate(lr=lr, l2=l2, standardize=standardize)
         self.members: dict[str, base.Classifier] = {}
         self.classes: list[Hashable] = []
 
@@ -229,7 +275,7 @@ class AttentionFusionClassifier(base.Classifier):
     @classmethod
     def _unit_test_params(cls):  # type: ignore[no-untyped-def]
         yield {}
-        yield {"lr": 0.5, "l2": 0.0}
+        yield {"lr": 0.5, "l2": 0.0, "standardize": False}
 
     def _template(self) -> base.Classifier:
         if self.member is not None:
