@@ -13,7 +13,7 @@ import pytest
 from river import checks
 
 from streamfuse.errors import ConfigError
-from streamfuse.fusion import attention, views
+from streamfuse.fusion import attention, standardize, views
 from streamfuse.fusion.attention import AttentionFusionClassifier, ModalityGate
 
 
@@ -28,7 +28,7 @@ def test_river_estimator_checks(params):
 
 
 def test_doctests():
-    for module in (attention, views):
+    for module in (attention, views, standardize):
         result = doctest.testmod(module)
         assert result.attempted >= 1 and result.failed == 0
 

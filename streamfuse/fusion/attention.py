@@ -31,6 +31,7 @@ from typing import Any
 from river import base
 
 from ..errors import ConfigError
+from .standardize import QualityScaler
 from .views import split_views
 
 log = logging.getLogger("streamfuse.fusion.attention")
@@ -72,9 +73,9 @@ class ModalityGate:
     Notes
     -----
     State: ``bias[m]`` and ``coef[m][index]``, created at 0 the first time ``m`` (or one of
-    its indices) is seen; ``moments[m][index]`` (count, mean, sum of squares) when
-    standardising. Quality values that are not finite count as absent (term 0); an index that
-    has not varied yet contributes 0.
+    its indices) is seen; ``scaler``, the running moments of the indices
+    (:class:`~streamfuse.fusion.standardize.QualityScaler`). Quality values that are not
+    finite count as absent (term 0); an index that has not varied yet contributes 0.
 
     Examples
     --------
@@ -97,33 +98,13 @@ class ModalityGate:
         self.standardize = bool(standardize)
         self.bias: dict[str, float] = {}
         self.coef: dict[str, dict[str, float]] = {}
-        self.moments: dict[str, dict[str, list[float]]] = {}
+        self.scaler = QualityScaler(_Z_MAX)
 
     def _inputs(self, modality: str, quality: Mapping[str, float] | None) -> dict[str, float]:
         """The gate's inputs from one modality's indices (finite ones only)."""
-        if not quality:
-            return {}
-        out = {k: float(v) for k, v in quality.items() if math.isfinite(v)}
         if not self.standardize:
-            return out
-        moments = self.moments.get(modality, {})
-        for k, v in out.items():
-            n, mean, m2 = moments.get(k, (0.0, 0.0, 0.0))
-            sd = math.sqrt(m2 / n) if n > 1 else 0.0
-            out[k] = min(max((v - mean) / sd, -_Z_MAX), _Z_MAX) if sd > 1e-12 else 0.0
-        return out
-
-    def _learn_moments(self, modality: str, quality: Mapping[str, float] | None) -> None:
-        if not self.standardize or not quality:
-            return
-        moments = self.moments.setdefault(modality, {})
-        for k, v in quality.items():
-            if math.isfinite(v):
-                st = moments.setdefault(k, [0.0, 0.0, 0.0])
-                st[0] += 1.0
-                d = v - st[1]
-                st[1] += d / st[0]
-                st[2] += d * (v - st[1])
+            return {k: float(v) for k, v in (quality or {}).items() if math.isfinite(v)}
+        return self.scaler.transform(modality, quality)
 
     def score(self, modality: str, quality: Mapping[str, float] | None) -> float:
         """The gate score ``b_m + a_m . q_m`` of one modality (0 for one never learnt)."""
@@ -189,8 +170,9 @@ class ModalityGate:
                 coef.setdefault(k, 0.0)
         if len(speaking) >= 2:
             self._step(members, quality, speaking, y)
-        for m in speaking:
-            self._learn_moments(m, quality.get(m))
+        if self.standardize:
+            for m in speaking:
+                self.scaler.learn(m, quality.get(m))
 
     def _step(
         self, members: Probas, quality: QualityByModality, speaking: list[str], y: Hashable
