@@ -39,9 +39,10 @@ def test_random_features_approximate_the_gaussian_kernel():
     d, D = 5, 4000
     ex = _ModalityExperts("eeg", 2, D, entropy=7)
     data = rng.normal(size=(400, d))
-    for row in data:  # z-scoring learnt on standard-normal data: close to the identity
-        cols, vals = ex.cols({f"f{j}": row[j] for j in range(d)}, add=True)
-        ex.learn_scale(cols, vals)
+    ex.cols({f"f{j}": 0.0 for j in range(d)}, add=True)
+    ex.count[:d] = data.shape[0]  # the z-scoring moments of the data
+    ex.mean[:d] = data.mean(axis=0)
+    ex.m2[:d] = ((data - data.mean(axis=0)) ** 2).sum(axis=0)
     gammas = np.array([0.3, 2.0])
     for _ in range(10):
         a, b = rng.normal(size=d), rng.normal(size=d)
@@ -129,3 +130,45 @@ def test_non_finite_values_and_unseen_features_do_not_poison_the_model():
     assert all(math.isfinite(v) for v in p.values()) and sum(p.values()) == pytest.approx(1.0)
     ecg = model.experts["ecg"]
     assert np.isfinite(ecg.W).all() and np.isfinite(ecg.mean).all()
+
+
+def _kernel_case(rng, n_cols=7, D=16, K=3, rows=3):
+    G = rng.normal(size=(D, n_cols + 2))
+    cols = rng.permutation(n_cols)[: int(rng.integers(1, n_cols + 1))].astype(np.int64)
+    vals = rng.normal(size=cols.size) * 3
+    if cols.size > 2:
+        vals[1] = rng.choice([np.nan, np.inf])
+    count = rng.integers(0, 4, size=n_cols + 2).astype(float)
+    mean = rng.normal(size=n_cols + 2)
+    m2 = rng.random(n_cols + 2) * count
+    m2[0] = 0.0  # a feature that has not varied
+    scales = np.sqrt(2 * rng.random(K) * 5)
+    offsets = rng.uniform(0, 2 * np.pi, size=(K, D))
+    W = rng.normal(size=(K, rows, D + 1))
+    return G, cols, vals, count, mean, m2, n_cols, scales, offsets, W
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_kernels_match_the_numpy_references(seed):
+    from streamfuse.kernels import mkl as kern
+    from tests import naive_mkl as ref
+
+    rng = np.random.default_rng(seed)
+    G, cols, vals, count, mean, m2, n_cols, scales, offsets, W = _kernel_case(rng)
+    K, D = offsets.shape
+    Z = np.empty((K, D + 1))
+    kern.rff_features(G, cols, vals, count, mean, m2, n_cols, scales, offsets, np.empty(D), Z)
+    want = ref.naive_features(G, cols, vals, count, mean, m2, n_cols, scales, offsets)
+    np.testing.assert_allclose(Z, want, rtol=1e-12, atol=1e-12)
+    for n_classes in (1, 3, 4):  # fewer, as many and more classes than W has rows
+        P = np.empty((K, n_classes))
+        kern.softmax_proba(W, Z, n_classes, P)
+        np.testing.assert_allclose(P, ref.naive_proba(W, Z, n_classes), rtol=1e-12)
+    y, lr, l2 = int(rng.integers(0, 3)), 0.3, 1e-3
+    c2, mu2, s2, W2, losses_want = ref.naive_learn(G, cols, vals, count, mean, m2, n_cols,
+                                                   scales, offsets, W, 3, y, lr, l2, 1e-6)
+    losses = np.empty(K)
+    kern.learn_step(G, cols, vals, count, mean, m2, n_cols, scales, offsets, W, 3, y, lr, l2,
+                    1e-6, np.empty(D), np.empty((K, D + 1)), np.empty((K, 3)), losses)
+    for got, want_ in ((count, c2), (mean, mu2), (m2, s2), (W, W2), (losses, losses_want)):
+        np.testing.assert_allclose(got, want_, rtol=1e-10, atol=1e-12)

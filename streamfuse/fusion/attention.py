@@ -108,10 +108,13 @@ class ModalityGate:
 
     def score(self, modality: str, quality: Mapping[str, float] | None) -> float:
         """The gate score ``b_m + a_m . q_m`` of one modality (0 for one never learnt)."""
+        return self._score(modality, self._inputs(modality, quality))
+
+    def _score(self, modality: str, inputs: Mapping[str, float]) -> float:
         s = self.bias.get(modality, 0.0)
         coef = self.coef.get(modality)
-        if coef and quality:
-            for k, v in self._inputs(modality, quality).items():
+        if coef:
+            for k, v in inputs.items():
                 a = coef.get(k)
                 if a is not None:
                     s += a * v
@@ -120,9 +123,13 @@ class ModalityGate:
     def weights(self, quality: QualityByModality, present: Iterable[str]) -> dict[str, float]:
         """Gate weights over the ``present`` modalities (sorted), summing to 1; {} if none."""
         mods = sorted(set(present))
+        return self._weights({m: self._inputs(m, quality.get(m)) for m in mods})
+
+    def _weights(self, inputs: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+        mods = sorted(inputs)
         if not mods:
             return {}
-        scores = [self.score(m, quality.get(m)) for m in mods]
+        scores = [self._score(m, inputs[m]) for m in mods]
         top = max(scores)
         raw = [math.exp(s - top) for s in scores]
         total = sum(raw)
@@ -177,14 +184,15 @@ class ModalityGate:
     def _step(
         self, members: Probas, quality: QualityByModality, speaking: list[str], y: Hashable
     ) -> None:
-        w = self.weights(quality, speaking)
+        inputs = {m: self._inputs(m, quality.get(m)) for m in speaking}
+        w = self._weights(inputs)
         py = {m: max(float(members[m].get(y, 0.0)), _P_FLOOR) for m in w}
         p = sum(w[m] * py[m] for m in w)
         for m in w:
             g = w[m] - w[m] * py[m] / p  # dL/ds_m: weight minus posterior responsibility
             self.bias[m] -= self.lr * (g + self.l2 * self.bias[m])
             coef = self.coef[m]
-            q = self._inputs(m, quality.get(m))
+            q = inputs[m]
             for k, a in coef.items():
                 coef[k] = a - self.lr * (g * q.get(k, 0.0) + self.l2 * a)
 

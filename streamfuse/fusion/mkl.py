@@ -34,11 +34,13 @@ import numpy as np
 from river import base
 
 from ..errors import ConfigError
+from ..kernels import mkl as kern
 from .views import split_views
 
 log = logging.getLogger("streamfuse.fusion.mkl")
 
 _P_FLOOR = 1e-6
+_CACHED_KEY_SETS = 64
 
 
 def _crc(value: Hashable) -> int:
@@ -46,7 +48,7 @@ def _crc(value: Hashable) -> int:
 
 
 class _ModalityExperts:
-    """One modality's scaler, random features and ``K`` softmax regressions."""
+    """One modality's z-scoring moments, random features and ``K`` softmax regressions."""
 
     def __init__(self, modality: str, n_kernels: int, n_components: int, entropy: int) -> None:
         self.modality = modality
@@ -60,6 +62,14 @@ class _ModalityExperts:
         rng = np.random.default_rng([entropy, _crc(modality), 1])
         self.offsets = rng.uniform(0.0, 2.0 * math.pi, size=(n_kernels, n_components))
         self.W = np.zeros((n_kernels, 2, n_components + 1))
+        self._u = np.zeros(n_components)
+        self._Z = np.zeros((n_kernels, n_components + 1))
+        self._key_sets: dict[tuple[Hashable, ...], np.ndarray] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_key_sets"] = {}  # a cache; rebuilt on first use
+        return state
 
     def _grow(self, n: int) -> None:
         cap = self.mean.shape[0]
@@ -77,41 +87,34 @@ class _ModalityExperts:
 
     def cols(self, x: Mapping[Hashable, Any], add: bool) -> tuple[np.ndarray, np.ndarray]:
         """Column indices and float values of ``x`` (unknown features added, or dropped)."""
-        if add:
-            for k in x:
-                if k not in self.columns:
-                    j = self.columns[k] = len(self.columns)
-                    self._grow(j + 1)
-                    rng = np.random.default_rng([self.entropy, _crc(self.modality), 2, _crc(k)])
-                    self.G[:, j] = rng.standard_normal(self.G.shape[0])
-        keys = [k for k in x if k in self.columns]
-        cols = np.fromiter((self.columns[k] for k in keys), np.int64, len(keys))
-        vals = np.fromiter((float(x[k]) for k in keys), np.float64, len(keys))
-        return cols, vals
-
-    def learn_scale(self, cols: np.ndarray, vals: np.ndarray) -> None:
-        """Welford update of the present features' mean and spread (non-finite skipped)."""
-        ok = np.isfinite(vals)
-        c, v = cols[ok], vals[ok]
-        self.count[c] += 1.0
-        delta = v - self.mean[c]
-        self.mean[c] += delta / self.count[c]
-        self.m2[c] += delta * (v - self.mean[c])
+        keys = tuple(x)
+        cols = self._key_sets.get(keys)
+        if cols is None:
+            if add:
+                for k in keys:
+                    if k not in self.columns:
+                        j = self.columns[k] = len(self.columns)
+                        self._grow(j + 1)
+                        rng = np.random.default_rng(
+                            [self.entropy, _crc(self.modality), 2, _crc(k)]
+                        )
+                        self.G[:, j] = rng.standard_normal(self.G.shape[0])
+            elif any(k not in self.columns for k in keys):
+                known = [k for k in keys if k in self.columns]
+                cols = np.fromiter((self.columns[k] for k in known), np.int64, len(known))
+                return cols, np.fromiter((float(x[k]) for k in known), np.float64, len(known))
+            cols = np.fromiter((self.columns[k] for k in keys), np.int64, len(keys))
+            if len(self._key_sets) >= _CACHED_KEY_SETS:
+                self._key_sets.clear()
+            self._key_sets[keys] = cols
+        return cols, np.fromiter(x.values(), np.float64, len(keys))
 
     def features(self, cols: np.ndarray, vals: np.ndarray, scales: np.ndarray) -> np.ndarray:
         """``[K, D + 1]`` random features of one sample (last column 1, the intercept)."""
-        n = self.count[cols]
-        sd = np.sqrt(np.where(n > 1, self.m2[cols] / np.maximum(n, 1.0), 0.0))
-        z = np.where((sd > 0) & np.isfinite(vals), (vals - self.mean[cols]) / np.where(
-            sd > 0, sd, 1.0), 0.0)
-        d = max(len(self.columns), 1)
-        u = self.G[:, cols] @ z
-        D = self.G.shape[0]
-        out = np.ones((scales.shape[0], D + 1))
-        out[:, :D] = math.sqrt(2.0 / D) * np.cos(
-            np.outer(scales / math.sqrt(d), u) + self.offsets
-        )
-        return out
+        Z = np.empty_like(self._Z)
+        kern.rff_features(self.G, cols, vals, self.count, self.mean, self.m2,
+                          len(self.columns), scales, self.offsets, self._u, Z)
+        return Z
 
     def ensure_classes(self, n: int) -> None:
         rows = self.W.shape[1]
@@ -121,14 +124,25 @@ class _ModalityExperts:
         W[:, :rows] = self.W
         self.W = W
 
-    def proba(self, Z: np.ndarray, n_classes: int) -> np.ndarray:
+    def proba(self, cols: np.ndarray, vals: np.ndarray, scales: np.ndarray,
+              n_classes: int) -> np.ndarray:
         """``[K, C]`` class probabilities of each kernel's softmax regression."""
-        rows = min(n_classes, self.W.shape[1])
-        logits = np.zeros((Z.shape[0], n_classes))  # a class never learnt here: weights 0
-        logits[:, :rows] = np.einsum("kcd,kd->kc", self.W[:, :rows], Z)
-        logits -= logits.max(axis=1, keepdims=True)
-        e = np.exp(logits)
-        return e / e.sum(axis=1, keepdims=True)
+        kern.rff_features(self.G, cols, vals, self.count, self.mean, self.m2,
+                          len(self.columns), scales, self.offsets, self._u, self._Z)
+        P = np.empty((self._Z.shape[0], n_classes))
+        kern.softmax_proba(self.W, self._Z, n_classes, P)
+        return P
+
+    def learn(self, cols: np.ndarray, vals: np.ndarray, scales: np.ndarray, n_classes: int,
+              y: int, lr: float, l2: float) -> np.ndarray:
+        """Moments, features, the experts' log-losses on ``y`` (returned), one SGD step."""
+        self.ensure_classes(n_classes)
+        P = np.empty((self._Z.shape[0], n_classes))
+        losses = np.empty(self._Z.shape[0])
+        kern.learn_step(self.G, cols, vals, self.count, self.mean, self.m2, len(self.columns),
+                        scales, self.offsets, self.W, n_classes, y, lr, l2, _P_FLOOR, self._u,
+                        self._Z, P, losses)
+        return losses
 
 
 class OnlineMKLClassifier(base.Classifier):
@@ -256,7 +270,7 @@ class OnlineMKLClassifier(base.Classifier):
             if ex is None or not views[m]:
                 continue
             cols, vals = ex.cols(views[m], add=False)
-            out[m] = ex.proba(ex.features(cols, vals, self._scales), n)
+            out[m] = ex.proba(cols, vals, self._scales, n)
         return out
 
     def predict_views(
@@ -298,16 +312,9 @@ class OnlineMKLClassifier(base.Classifier):
                 )
                 self.losses[m] = np.full(len(self.gammas), start)
                 log.debug("mkl: new experts for modality %s", m)
-            ex.ensure_classes(n)
             cols, vals = ex.cols(views[m], add=True)
-            ex.learn_scale(cols, vals)
-            Z = ex.features(cols, vals, self._scales)
-            P = ex.proba(Z, n)
-            loss = -np.log(np.maximum(P[:, k], _P_FLOOR))
+            loss = ex.learn(cols, vals, self._scales, n, k, float(self.lr), float(self.l2))
             self.losses[m] = self.discount * self.losses[m] + loss
-            P[:, k] -= 1.0  # softmax cross-entropy gradient on the logits
-            W = ex.W[:, :n]
-            W -= self.lr * (np.einsum("kc,kd->kcd", P, Z) + self.l2 * W)
 
     def learn_one(self, x: dict, y: Hashable, **kwargs: Any) -> None:  # type: ignore[override]
         self.learn_views(split_views(x, self.separator, None)[0], y)
