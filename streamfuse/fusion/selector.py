@@ -2,9 +2,14 @@
 
 Every labelled window scores each level's prediction (made before the label arrived). The
 selector keeps the last ``horizon`` scores of each level and publishes the level with the best
-mean: lowest log-loss (``score="log_loss"``) or highest accuracy (``score="accuracy"``). Ties
-go to the level listed first in ``levels``; a level with no score yet ranks last. ``pinned``
-overrides the choice.
+mean: lowest log-loss (``score="log_loss"``) or highest accuracy (``score="accuracy"``); or
+the level whose last ``horizon`` predictions rank best (``score="auc"``: the exact ROC AUC of
+each class's probability against that class, averaged over the classes that have both
+positives and negatives in the horizon). Log-loss rewards calibration, so a level whose
+probabilities are sharper wins it even when another orders the windows better; ranking
+quality is comparable across levels whatever their probability scales. Ties go to the level
+listed first in ``levels``; a level with no score yet ranks last. ``pinned`` overrides the
+choice.
 """
 
 from __future__ import annotations
@@ -15,7 +20,12 @@ from collections import deque
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TypeVar
 
+import numpy as np
+
 from streamfuse.errors import ConfigError
+from streamfuse.learn.metrics import auc
+
+SCORES = ("log_loss", "accuracy", "auc")
 
 log = logging.getLogger("streamfuse.fusion.selector")
 
@@ -38,6 +48,26 @@ def window_score(score: str, y_true: _C, proba: Mapping[_C, float]) -> float:
     return 1.0 if decided == y_true else 0.0
 
 
+def ranking_score(pairs: Sequence[tuple[Hashable, Mapping[Hashable, float]]]) -> float:
+    """Mean over classes of the ROC AUC of ``proba[c]`` for "the label is ``c``", over the
+    classes with both positives and negatives among ``pairs`` (NaN when none has)."""
+    if not pairs:
+        return math.nan
+    classes = sorted({y for y, _ in pairs}, key=repr)
+    if len(classes) < 2:
+        return math.nan
+    ys = [y for y, _ in pairs]
+    values = []
+    for c in classes:
+        scores = np.array([float(p.get(c, 0.0)) for _, p in pairs])
+        a = auc(scores, np.array([y == c for y in ys]))
+        if math.isfinite(a):
+            values.append(a)
+        if len(classes) == 2:
+            break  # the other class's AUC is the same figure
+    return sum(values) / len(values) if values else math.nan
+
+
 class LevelSelector:
     """Tracks each fusion level's rolling prequential score and says which is best.
 
@@ -48,7 +78,7 @@ class LevelSelector:
     horizon
         How many recent labelled windows the score covers.
     score
-        ``"log_loss"`` (lower is better) or ``"accuracy"`` (higher is better).
+        ``"log_loss"`` (lower is better), ``"accuracy"`` or ``"auc"`` (higher is better).
     pinned
         A level to publish regardless of scores, or None.
 
@@ -68,12 +98,16 @@ class LevelSelector:
             raise ConfigError(f"LevelSelector: levels={levels!r}; pass distinct level names")
         if not isinstance(horizon, int) or horizon < 1:
             raise ConfigError(f"LevelSelector: horizon={horizon!r}; pass an int >= 1, e.g. 50")
-        if score not in ("log_loss", "accuracy"):
-            raise ConfigError(f"LevelSelector: score={score!r}; pass 'log_loss' or 'accuracy'")
+        if score not in SCORES:
+            raise ConfigError(f"LevelSelector: score={score!r}; pass one of {SCORES}")
         self.levels = levels
         self.horizon = horizon
         self.score = score
         self._recent: dict[str, deque[float]] = {lv: deque(maxlen=horizon) for lv in levels}
+        # score="auc": each level's last ``horizon`` (label, probabilities) pairs
+        self._pairs: dict[str, deque[tuple[Hashable, Mapping[Hashable, float]]]] = {
+            lv: deque(maxlen=horizon) for lv in levels
+        }
         self._best: str | None = None  # best() until the next update (asked per window)
         self.pinned: str | None = None
         self.pin(pinned)
@@ -101,10 +135,16 @@ class LevelSelector:
             if level not in self._recent:
                 raise ConfigError(f"LevelSelector: unknown level {level!r}; known: "
                                   f"{list(self.levels)}")
-            self._recent[level].append(window_score(self.score, y_true, proba))
+            if self.score == "auc":
+                self._pairs[level].append((y_true, {c: float(v) for c, v in proba.items()}))
+            else:
+                self._recent[level].append(window_score(self.score, y_true, proba))
 
     def scores(self) -> dict[str, float]:
-        """Mean score of each level over its last ``horizon`` windows (NaN if none yet)."""
+        """Score of each level over its last ``horizon`` windows (NaN if none yet, or for
+        ``"auc"`` while no class has both positives and negatives there)."""
+        if self.score == "auc":
+            return {lv: ranking_score(q) for lv, q in self._pairs.items()}
         return {lv: (sum(q) / len(q) if q else math.nan) for lv, q in self._recent.items()}
 
     def best(self) -> str:
@@ -116,7 +156,7 @@ class LevelSelector:
         return self._best
 
     def _rank(self) -> str:
-        sign = 1.0 if self.score == "log_loss" else -1.0
+        sign = 1.0 if self.score == "log_loss" else -1.0  # accuracy, auc: higher is better
         scores = self.scores()
 
         def key(i: int) -> tuple[int, float, int]:
