@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamfuse.fusion.selector import LevelSelector, ranking_score
+from streamfuse.fusion.selector import LevelSelector, grouped_ranking_score, ranking_score
 from streamfuse.replay.controls import majority, permutation
 from streamfuse.replay.eegmat import REST, TASK, EvalSettings, Subject, first_class
 from streamfuse.replay.evaluate import evaluate_eegmat
@@ -58,6 +58,21 @@ def test_ranking_score_is_the_auc_and_the_selector_prefers_ranking() -> None:
     assert math.isnan(ranking_score([("a", {"a": 1.0})]))
 
 
+def test_grouped_ranking_ranks_within_each_group() -> None:
+    # within each device the scores order the windows perfectly, but device "y" sits higher
+    # as a whole: pooled, the ranking is poor; within devices it is perfect
+    triples = [
+        ("x", "b", {"a": 0.1}), ("x", "a", {"a": 0.2}),
+        ("y", "b", {"a": 0.8}), ("y", "a", {"a": 0.9}), ("z", "a", {"a": 0.0}),
+    ]  # fmt: skip
+    assert grouped_ranking_score(triples) == 1.0  # "z" has one class: left out
+    pooled = _pairwise_auc([0.1, 0.2, 0.8, 0.9, 0.0], [False, True, False, True, True])
+    assert ranking_score([(y, p) for _, y, p in triples]) == pytest.approx(pooled)
+    assert pooled < 0.7
+    one_class = [("x", "a", {"a": 0.3}), ("y", "b", {"a": 0.1})]
+    assert grouped_ranking_score(one_class) == 1.0  # pooled while no group has both
+
+
 def test_paired_statistics() -> None:
     rng = np.random.default_rng(0)
     b = rng.uniform(0.6, 0.9, 20)
@@ -83,11 +98,15 @@ def test_permutation_shuffles_within_each_device_only() -> None:
     assert out == permutation(truths, devices, seed=5)
 
 
-def test_majority_predicts_the_most_learnt_class_with_certainty() -> None:
-    said = majority(4, [(0, None), (0, "a"), (1, None), (1, "b"), (2, "b"), (3, None)], ["a", "b"])
-    assert said[0] is None
-    assert said[1] == ({"a": 1.0, "b": 0.0}, "a")
-    assert said[3] == ({"a": 0.0, "b": 1.0}, "b")
+def test_majority_is_fixed_per_device_from_the_labels_before_it() -> None:
+    devices = ["x", "y", "y", "z", "z"]
+    schedule = [(0, None), (0, "a"), (1, None), (1, "b"), (2, "b"), (2, None), (3, None),
+                (4, None)]  # fmt: skip
+    said = majority(devices, schedule, ["a", "b"])
+    assert said[0] is None  # no label before device x
+    # device y starts after one "a": "a" for all its windows, though "b" leads later
+    assert said[1] == said[2] == ({"a": 1.0, "b": 0.0}, "a")
+    assert said[3] == said[4] == ({"a": 0.0, "b": 1.0}, "b")
 
 
 def _noise_dataset(root: Path, seconds: tuple[float, float], fs: int = 100) -> Path:
@@ -131,3 +150,24 @@ def test_only_order_separates_the_classes(tmp_path: Path) -> None:
     w = evaluate_eegmat(root, EvalSettings(labels="window", **base))  # type: ignore[arg-type]
     assert w["controls"]["subject-only"]["auc"]["mean"] > 0.7
     assert r["protocol"]["order"] == "balanced" and w["protocol"]["labels"] == "window"
+
+
+@pytest.mark.data
+def test_default_run_has_order_controls_and_paired(data_dir: Path) -> None:
+    from tests.conftest import need_data
+
+    root = need_data(data_dir, "eegmat")
+    r = evaluate_eegmat(root, EvalSettings(subjects=4, seconds=40.0))
+    assert r["protocol"]["order"] == "balanced" and r["protocol"]["labels"] == "window"
+    assert [x["first"] for x in r["subjects"]] == [REST, TASK, REST, TASK]
+    controls = r["controls"]
+    assert set(controls) == {"majority", "time-only", "subject-only", "permuted"}
+    assert controls["majority"]["auc"]["mean"] == 0.5
+    assert set(controls["permuted"]) == {"seed", *r["levels"]}
+    for name in ("time-only", "subject-only"):
+        assert len(controls[name]["per_subject_auc"]) == 4
+    p = r["paired"]
+    assert p["fusion"] in ("early", "intermediate", "late") and p["unimodal"] in ("eeg", "ecg")
+    assert set(p) >= {"diff_mean", "ci95", "p"}
+    # the first subject of task-first order plays arithmetic from its start
+    assert r["subjects"][1]["arithmetic_s"] == 40.0 and r["subjects"][1]["rest_s"] == 40.0

@@ -4,12 +4,13 @@ Every labelled window scores each level's prediction (made before the label arri
 selector keeps the last ``horizon`` scores of each level and publishes the level with the best
 mean: lowest log-loss (``score="log_loss"``) or highest accuracy (``score="accuracy"``); or
 the level whose last ``horizon`` predictions rank best (``score="auc"``: the exact ROC AUC of
-each class's probability against that class, averaged over the classes that have both
-positives and negatives in the horizon). Log-loss rewards calibration, so a level whose
-probabilities are sharper wins it even when another orders the windows better; ranking
-quality is comparable across levels whatever their probability scales. Ties go to the level
-listed first in ``levels``; a level with no score yet ranks last. ``pinned`` overrides the
-choice.
+each class's probability against that class, within each group, e.g. device, that has both
+classes in the horizon, averaged over those groups; pooled over all windows while no group
+has both). Within a group is how a monitor is used: telling one person's states apart.
+Log-loss rewards calibration, so a level whose probabilities are sharper wins it even when
+another orders the windows better; ranking quality is comparable across levels whatever
+their probability scales. Ties go to the level listed first in ``levels``; a level with no
+score yet ranks last. ``pinned`` overrides the choice.
 """
 
 from __future__ import annotations
@@ -68,6 +69,21 @@ def ranking_score(pairs: Sequence[tuple[Hashable, Mapping[Hashable, float]]]) ->
     return sum(values) / len(values) if values else math.nan
 
 
+def grouped_ranking_score(
+    triples: Sequence[tuple[Hashable, Hashable, Mapping[Hashable, float]]],
+) -> float:
+    """:func:`ranking_score` within each group of ``(group, label, proba)`` that has two
+    classes, averaged over those groups; pooled over all of them while no group has two."""
+    groups: dict[Hashable, list[tuple[Hashable, Mapping[Hashable, float]]]] = {}
+    for g, y, p in triples:
+        groups.setdefault(g, []).append((y, p))
+    values = [ranking_score(pairs) for pairs in groups.values()]
+    values = [v for v in values if math.isfinite(v)]
+    if values:
+        return sum(values) / len(values)
+    return ranking_score([(y, p) for _, y, p in triples])
+
+
 class LevelSelector:
     """Tracks each fusion level's rolling prequential score and says which is best.
 
@@ -104,8 +120,8 @@ class LevelSelector:
         self.horizon = horizon
         self.score = score
         self._recent: dict[str, deque[float]] = {lv: deque(maxlen=horizon) for lv in levels}
-        # score="auc": each level's last ``horizon`` (label, probabilities) pairs
-        self._pairs: dict[str, deque[tuple[Hashable, Mapping[Hashable, float]]]] = {
+        # score="auc": each level's last ``horizon`` (group, label, probabilities)
+        self._pairs: dict[str, deque[tuple[Hashable, Hashable, Mapping[Hashable, float]]]] = {
             lv: deque(maxlen=horizon) for lv in levels
         }
         self._best: str | None = None  # best() until the next update (asked per window)
@@ -119,7 +135,12 @@ class LevelSelector:
                               f"{list(self.levels)}")
         self.pinned = level
 
-    def update(self, y_true: _C, probas_by_level: Mapping[str, Mapping[_C, float]]) -> None:
+    def update(
+        self,
+        y_true: _C,
+        probas_by_level: Mapping[str, Mapping[_C, float]],
+        group: Hashable = None,
+    ) -> None:
         """Score one labelled window for every level that predicted it.
 
         Parameters
@@ -129,6 +150,9 @@ class LevelSelector:
         probas_by_level
             ``{level: proba}`` as predicted before the label; unknown levels raise, levels
             absent from the mapping are not scored for this window.
+        group
+            What the window belongs to (e.g. its device); ``score="auc"`` ranks windows of
+            one group against each other.
         """
         self._best = None
         for level, proba in probas_by_level.items():
@@ -136,7 +160,8 @@ class LevelSelector:
                 raise ConfigError(f"LevelSelector: unknown level {level!r}; known: "
                                   f"{list(self.levels)}")
             if self.score == "auc":
-                self._pairs[level].append((y_true, {c: float(v) for c, v in proba.items()}))
+                p: dict[Hashable, float] = {c: float(v) for c, v in proba.items()}
+                self._pairs[level].append((group, y_true, p))
             else:
                 self._recent[level].append(window_score(self.score, y_true, proba))
 
@@ -144,7 +169,7 @@ class LevelSelector:
         """Score of each level over its last ``horizon`` windows (NaN if none yet, or for
         ``"auc"`` while no class has both positives and negatives there)."""
         if self.score == "auc":
-            return {lv: ranking_score(q) for lv, q in self._pairs.items()}
+            return {lv: grouped_ranking_score(q) for lv, q in self._pairs.items()}
         return {lv: (sum(q) / len(q) if q else math.nan) for lv, q in self._recent.items()}
 
     def best(self) -> str:

@@ -6,9 +6,9 @@ The evaluation's engine records, with :class:`RecordingHub`, every window's inpu
 every label it learnt, when. A control replays exactly that schedule (same windows, same
 test-then-train order, same label delay) with one thing changed:
 
-- ``majority``: always the class seen most among the labels learnt so far (probability 1, so
-  every window gets the same score and the AUC is 0.5 by construction; accuracy is the
-  figure to read);
+- ``majority``: for each device, the class seen most among the labels learnt before its first
+  window, with probability 1 for the whole device (every window of a subject gets the same
+  score, so its AUC is 0.5 by construction; accuracy is the figure to read);
 - ``time-only``: the same online model fed one input, the seconds since the device's first
   window (its session start). Under ``rest-first`` it shows what order alone is worth;
 - ``subject-only``: the same online model fed a fixed random vector per subject, as many
@@ -105,16 +105,24 @@ def replay_single(
 
 
 def majority(
-    n: int, schedule: Sequence[tuple[int, str | None]], classes: Sequence[str]
+    devices: Sequence[str], schedule: Sequence[tuple[int, str | None]], classes: Sequence[str]
 ) -> list[Said]:
-    """The class most often learnt so far (ties: the first of ``classes``), probability 1."""
+    """Per device, the class most often learnt before its first window was decided (ties:
+    the first of ``classes``), probability 1; None for a device that came before any label."""
     seen: Counter[str] = Counter()
-    said: list[Said] = [None] * n
+    chosen: dict[str, str | None] = {}
+    said: list[Said] = [None] * len(devices)
     for i, y in schedule:
         if y is not None:
             seen[y] += 1
-        elif seen:
-            best = max(classes, key=lambda c: (seen[c], -classes.index(c)))
+            continue
+        d = devices[i]
+        if d not in chosen:
+            chosen[d] = (
+                max(classes, key=lambda c: (seen[c], -classes.index(c))) if seen else None
+            )
+        best = chosen[d]
+        if best is not None:
             said[i] = ({c: float(c == best) for c in classes}, best)
     return said
 

@@ -206,7 +206,7 @@ def _controls(
     ]
     names = [subj.name for subj in subjects]
     out: dict[str, object] = {}
-    said = ctl.majority(len(windows), schedule, (REST, TASK))
+    said = ctl.majority([w.device for w in windows], schedule, (REST, TASK))
     out["majority"] = _entry(_per_subject(said, windows, truths, subjects), names)
     said = ctl.replay_single(make_model(s.model), ctl.time_inputs(windows), schedule)
     out["time-only"] = _entry(_per_subject(said, windows, truths, subjects), names)
