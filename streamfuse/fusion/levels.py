@@ -322,7 +322,8 @@ class FusionHub:
             if p:
                 self._metric(m).update(y, p, _argmax(p))
         if scored:
-            self.selector.update(y, scored, group=evidence.device)
+            # evidence pickled before it had a device (an older checkpoint) groups as ""
+            self.selector.update(y, scored, group=getattr(evidence, "device", ""))
         if not now - self._refreshed < self.config.metrics_refresh_s:  # NaN: due
             self._refresh_due = True
             self._refreshed = now if math.isfinite(now) else -math.inf
