@@ -61,9 +61,10 @@ def table(results: Mapping[str, Any]) -> str:
 
 
 def plot(results: Mapping[str, Any], path: str | Path) -> None:
-    """Left: AUC per subject for every level and control (points, mean bars), the best
-    single modality and the best fusion level joined subject by subject, chance (0.5)
-    dashed. Right: the six metrics, mean ± sd, the majority control's accuracy dashed."""
+    """Left: AUC per subject for every level and control (points, mean bars), chance (0.5,
+    the majority control's AUC) dashed. Middle: the best single modality and the best fusion
+    level joined subject by subject, with the paired figures. Right: the six metrics,
+    mean ± sd, the majority control's accuracy dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -84,8 +85,8 @@ def plot(results: Mapping[str, Any], path: str | Path) -> None:
         if level in permuted:
             cols.append((f"permuted\n{level}", permuted[level]["per_subject_auc"], True))
 
-    fig, (ax, bx) = plt.subplots(
-        1, 2, figsize=(14, 5), dpi=110, gridspec_kw={"width_ratios": [1.25, 1]}
+    fig, (ax, px, bx) = plt.subplots(
+        1, 3, figsize=(16, 5), dpi=110, gridspec_kw={"width_ratios": [1.25, 0.35, 1]}
     )
     rng = np.random.default_rng(0)
     xs = {}
@@ -103,11 +104,19 @@ def plot(results: Mapping[str, Any], path: str | Path) -> None:
         b = [x["levels"].get(fu, {}).get("auc") for x in subjects]
         for ya, yb in zip(a, b, strict=True):
             if ya is not None and yb is not None:
-                ax.plot([xs[un], xs[fu]], [ya, yb], color="k", alpha=0.25, lw=0.8, zorder=2)
+                up = yb > ya
+                px.plot([0, 1], [ya, yb], color="C2" if up else "C3", alpha=0.6, lw=0.9,
+                        marker="o", ms=3)  # fmt: skip
+        px.set_xticks([0, 1], [un, fu], fontsize=8)
+        px.set_xlim(-0.3, 1.3)
         if p.get("diff_mean") is not None:
             lo, hi = p["ci95"]
-            ax.text(0.01, 0.02, f"{fu} − {un}: {p['diff_mean']:+.3f} [{lo:+.3f}, {hi:+.3f}], "
-                    f"p = {p['p']:.2g}", transform=ax.transAxes, fontsize=8)  # fmt: skip
+            px.set_title(f"paired: {p['diff_mean']:+.3f}\n[{lo:+.3f}, {hi:+.3f}], "
+                         f"p = {p['p']:.2g}", fontsize=8)  # fmt: skip
+    px.axhline(0.5, color="k", ls="--", lw=0.8)
+    px.set_ylim(0, 1.05)
+    px.set_ylabel("AUC per subject (green: fusion higher)", fontsize=8)
+    px.grid(axis="y", alpha=0.3)
     ax.axhline(0.5, color="k", ls="--", lw=0.8, label="chance / majority AUC")
     ax.set_xticks(range(len(cols)), [c[0] for c in cols], fontsize=8, rotation=30)
     ax.set_ylim(0, 1.05)
