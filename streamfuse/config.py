@@ -77,7 +77,8 @@ class EngineConfig:
     of ``levels`` (a subset of :data:`FUSION_LEVELS`) with a fresh ``model`` per level (one per
     modality for ``late``, combined by ``late_combine``: ``"weighted"`` or ``"vote"``).
     ``level`` is the level published: ``"selected"`` lets the selector choose the level with
-    the best mean ``selector_score`` (``"log_loss"`` or ``"accuracy"``) over the last
+    the best ``selector_score`` (mean ``"log_loss"`` or ``"accuracy"``, or ranking quality
+    ``"auc"``) over the last
     ``selector_horizon`` labelled windows; a level name pins it. ``normalize`` z-scores each
     device's inputs online (per-device baselines), giving 0 for a device's first
     ``normalize_warmup`` windows (3: on the simulators, 10 cost a third of a 30 s demo's
@@ -160,9 +161,9 @@ class EngineConfig:
                 f"level={self.level!r}: pass 'selected' or one of the running levels "
                 f"{self.levels}"
             )
-        if self.selector_score not in ("log_loss", "accuracy"):
+        if self.selector_score not in ("log_loss", "accuracy", "auc"):
             raise ConfigError(
-                f"selector_score={self.selector_score!r}: pass 'log_loss' or 'accuracy'"
+                f"selector_score={self.selector_score!r}: pass 'log_loss', 'accuracy' or 'auc'"
             )
         if self.window_phase not in ("device", "aligned"):
             raise ConfigError(
