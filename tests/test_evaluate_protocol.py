@@ -166,7 +166,8 @@ def test_default_run_has_order_controls_and_paired(data_dir: Path) -> None:
 
     root = need_data(data_dir, "eegmat")
     r = evaluate_eegmat(root, EvalSettings(subjects=4, seconds=40.0))
-    assert r["protocol"]["order"] == "balanced" and r["protocol"]["labels"] == "window"
+    # the default protocol is the new-person one: balanced order, session labels
+    assert r["protocol"]["order"] == "balanced" and r["protocol"]["labels"] == "session"
     assert [x["first"] for x in r["subjects"]] == [REST, TASK, REST, TASK]
     controls = r["controls"]
     assert set(controls) == {"majority", "time-only", "subject-only", "permuted"}

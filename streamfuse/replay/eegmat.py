@@ -54,10 +54,11 @@ class EvalSettings:
     levels: tuple[str, ...] = LEVELS
     subjects: int | None = None  # first N subjects only
     order: str = "balanced"  # rest-first, task-first or balanced (see ORDERS)
+    #: "session" (default): every label of a subject only after its session ended (the
+    #: model scoring a subject never learnt from that subject's labels: a new person);
     #: "window": each window's label ``delay`` after its end (the model follows the subject
-    #: as it goes); "session": every label of a subject only after its session ended (the
-    #: model scoring a subject never learnt from that subject's labels)
-    labels: str = "window"
+    #: as it goes, which a subject-only control shows is mostly label persistence)
+    labels: str = "session"
     selector_score: str = "auc"
     #: about 16 subjects of windows: a choice on ranking over many people, made rarely
     selector_horizon: int = 1000
@@ -71,7 +72,7 @@ class EvalSettings:
 
 
 ORDERS = ("balanced", "rest-first", "task-first")
-LABEL_MODES = ("window", "session")
+LABEL_MODES = ("session", "window")
 
 
 def first_class(order: str, position: int) -> str:
