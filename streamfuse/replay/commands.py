@@ -86,7 +86,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--data-dir", type=Path, required=True)
     ev.add_argument("--out", type=Path, required=True, help="results JSON")
     ev.add_argument("--plot", type=Path, default=None, help="comparison PNG")
-    ev.add_argument("--model", default="logreg")
+    ev.add_argument("--model", default="lda",
+                    help="online model of every level (default lda: diagonal LDA, which "
+                    "transfers best to a new person; logreg: the engine's default)")
     ev.add_argument("--window-s", type=positive_float, default=8.0)
     ev.add_argument("--hop-s", type=positive_float, default=4.0)
     ev.add_argument("--grid-fs", type=positive_float, default=250.0)
