@@ -20,7 +20,10 @@ Clock jumps (device reboot, clock set): an observation whose residual against th
 exceeds ``jump_s`` in either direction is held as an *outlier*. When at least ``confirm``
 outliers agree with each other (apparent offsets within ``jump_s / 10``) and have kept arriving
 for ``confirm_s`` seconds, the model resets to a new epoch fitted on them; a single in-model
-observation instead releases them (a network stall or a stale redelivery, not a jump).
+observation instead releases them (a network stall or a stale redelivery, not a jump). The
+epoch's mapping is kept as :attr:`ClockModel.retired`, so the data stored under it can be
+closed under it (mapped by the new epoch, data from before a backward jump of 1e5 s lay 1e5 s
+in the future and the aligner walked every window up to it).
 """
 
 from __future__ import annotations
@@ -40,6 +43,25 @@ log = logging.getLogger("streamfuse.align.clock")
 OK = "ok"
 OUTLIER = "outlier"
 RESET = "reset"
+
+
+class ClockMapping:
+    """A clock model's mapping frozen as it stood (what :attr:`ClockModel.retired` holds: the
+    last epoch's, so the windows of data stored under it can still be closed under it)."""
+
+    __slots__ = ("d_ref", "offset", "drift", "version")
+
+    def __init__(self, d_ref: float, offset: float, drift: float, version: int) -> None:
+        self.d_ref = d_ref
+        self.offset = offset
+        self.drift = drift
+        self.version = version
+
+    def to_gateway(self, t_device: float) -> float:
+        return t_device + self.offset + self.drift * (t_device - self.d_ref)
+
+    def to_device(self, t_gateway: float) -> float:
+        return self.d_ref + (t_gateway - self.d_ref - self.offset) / (1.0 + self.drift)
 
 
 class ClockModel:
@@ -116,6 +138,8 @@ class ClockModel:
         self.offset = math.nan
         self.drift = 0.0
         self._ymin = math.inf
+        #: the previous epoch's mapping, from the last reset on (None before any)
+        self.retired: ClockMapping | None = None
         #: moves whenever ``offset``, ``drift`` or ``d_ref`` may have changed (callers cache
         #: what they derive from the mapping against it)
         self.version = 0
@@ -176,6 +200,7 @@ class ClockModel:
             held = self._pending
             self._pending = []
             self._pending_ys = []
+            self.retired = ClockMapping(self.d_ref, self.offset, self.drift, self.version)
             self._clear()
             self._start_epoch(min(d for d, _ in held))
             for d, a in held:
