@@ -585,7 +585,9 @@ class NaiveClockModel:
             del self._pending[0]
         ys = sorted(a - d for d, a in self._pending)
         agree = sum(1 for y in ys if y - ys[0] <= self.jump_s / 10)
-        span = self._pending[-1][1] - self._pending[0][1]
+        # the span of arrival times of the agreeing ones only
+        times = [a for d, a in self._pending if (a - d) - ys[0] <= self.jump_s / 10]
+        span = max(times) - min(times)
         if agree >= self.confirm and span >= self.confirm_s:
             import math
 
@@ -643,6 +645,7 @@ class NaiveClockModel:
 NAIVE_ALIGN_COUNTERS = (
     "chunks", "duplicates", "gaps", "gap_samples", "late_chunks", "reordered", "overlaps",
     "clock_resets", "clock_outliers", "rejected", "windows", "windows_dropped", "windows_empty",
+    "held_dropped",
 )
 
 
@@ -661,9 +664,12 @@ class _NaiveOldEpoch:
 
 class NaiveDeviceAligner:
     """streamfuse.align.DeviceAligner as of a66a243 (same public interface), with issue 17's
-    changes: a clock jump closes the old epoch's windows under the old epoch's mapping, and
-    windows without data are counted (``windows_empty``; those passed over by a timeout with
-    no data after them only once data follows). It walks every window one by one."""
+    changes: a clock jump closes the old epoch's windows under the old epoch's mapping;
+    windows without data are counted (``windows_empty``); a timed-out window that no stored
+    data reaches waits for data instead of being passed over; held chunks are replayed each at
+    the time the clock says it would have arrived, at most 120 s of them (at the configured
+    rates) held; a chunk claiming over twice its configured rate is refused. It walks every
+    window one by one."""
 
     def __init__(self, device, config, *, clock_per_stream=False):
         import math
@@ -698,7 +704,7 @@ class NaiveDeviceAligner:
         self._held = []
         self._now = -math.inf
         self._old_epoch = {}  # modality -> _NaiveOldEpoch while the old epoch's windows close
-        self._empty_waiting = 0
+        self._virtual_now = math.inf  # while replaying held chunks
         self._scratch = new_scratch(self.k)
         self._params = np.zeros((len(config.modalities), 4))
         self._n_ok = np.zeros(len(config.modalities), np.int64)
@@ -721,6 +727,7 @@ class NaiveDeviceAligner:
             and math.isfinite(chunk.arrival)
             and math.isfinite(chunk.fs)
             and chunk.fs > 0
+            and chunk.fs <= 2.0 * spec.fs
         ):
             c["rejected"] += 1
             return []
@@ -737,6 +744,10 @@ class NaiveDeviceAligner:
         if status == "outlier":
             c["clock_outliers"] += 1
             self._held.append(chunk)
+            limit = math.ceil(120.0 * sum(s.fs for s in self.config.modalities.values()))
+            while sum(h.data.shape[0] for h in self._held) > limit:
+                del self._held[0]
+                c["held_dropped"] += 1
             return []
         out = []
         if status == "reset":
@@ -750,7 +761,9 @@ class NaiveDeviceAligner:
                 self._buffers.pop(m, None)
         held, self._held = self._held, []
         for h in held:
+            self._virtual_now = self._clock(h.modality).to_gateway(h.t0 + h.duration)
             out.extend(self._ingest(h))
+        self._virtual_now = math.inf
         out.extend(self._ingest(chunk))
         return out
 
@@ -774,6 +787,8 @@ class NaiveDeviceAligner:
         if win.next_index is None:
             return math.inf
         t = win.bounds(win.next_index)[1] + win.lateness_s
+        if self._now >= t and not self._has_data_from(win.bounds(win.next_index)[0]):
+            return math.inf
         silence = self.config.silence_s
         for arrival in self._last_arrival.values():
             quiet = arrival + silence - 1e-6
@@ -829,8 +844,6 @@ class NaiveDeviceAligner:
             else:
                 c["rejected"] += 1
             return self._close_ready()
-        c["windows_empty"] += self._empty_waiting
-        self._empty_waiting = 0
         self._last_arrival[m] = chunk.arrival
         g0 = clock.to_gateway(chunk.t0)
         if self.windower.next_index is None:
@@ -877,12 +890,9 @@ class NaiveDeviceAligner:
         while win.next_index is not None:
             w = win.next_index
             t_start, _ = win.bounds(w)
-            if win.timed_out(w, self._now):
+            if win.timed_out(w, min(self._now, self._virtual_now)):
                 if not self._has_data_from(t_start):
-                    nxt = max(w + 1, win.first_open(self._now))
-                    self._empty_waiting += nxt - w
-                    win.next_index = nxt
-                    continue
+                    break
             elif not self._complete(w):
                 break
             fw = self._emit(w)

@@ -292,7 +292,8 @@ def test_scenarios_exercise_the_anomalies() -> None:
     for seed in SEEDS:
         for k, v in check(make_scenario(seed)).items():
             total[k] = total.get(k, 0) + v
-    assert all(v > 0 for v in total.values()), total
+    # held_dropped needs over 120 s of held data: tests/test_align_jumps.py reaches it
+    assert all(v > 0 for k, v in total.items() if k != "held_dropped"), total
 
 
 def two_streams(**kw: float) -> EngineConfig:

@@ -18,8 +18,10 @@ true offset and drift, plus the path's minimum delay". Tests define their truth 
 
 Clock jumps (device reboot, clock set): an observation whose residual against the current line
 exceeds ``jump_s`` in either direction is held as an *outlier*. When at least ``confirm``
-outliers agree with each other (apparent offsets within ``jump_s / 10``) and have kept arriving
-for ``confirm_s`` seconds, the model resets to a new epoch fitted on them; a single in-model
+outliers agree with each other (apparent offsets within ``jump_s / 10``) and those have kept
+arriving for ``confirm_s`` seconds (a backlog delivered in a burst after an outage is late data,
+not a jump: its observations agree only within an instant of device time, all arriving at
+once), the model resets to a new epoch fitted on them; a single in-model
 observation instead releases them (a network stall or a stale redelivery, not a jump). The
 epoch's mapping is kept as :attr:`ClockModel.retired`, so the data stored under it can be
 closed under it (mapped by the new epoch, data from before a backward jump of 1e5 s lay 1e5 s
@@ -194,8 +196,14 @@ class ClockModel:
             del ys[bisect_left(ys, a0 - d0)]
         # how many agree with the smallest: y - ys[0] grows with y, so they are a prefix
         y0 = ys[0]
-        agree = bisect_right(ys, self.jump_s / 10, key=lambda y: y - y0)
-        span = self._pending[-1][1] - self._pending[0][1]
+        near = self.jump_s / 10
+        agree = bisect_right(ys, near, key=lambda y: y - y0)
+        # the agreeing ones must themselves have kept arriving (a backlog delivered in a burst
+        # holds observations of one instant that agree, all arriving at once: not a jump)
+        span = 0.0
+        if agree >= self.confirm:
+            times = [a for d, a in self._pending if (a - d) - y0 <= near]
+            span = max(times) - min(times)
         if agree >= self.confirm and span >= self.confirm_s:
             held = self._pending
             self._pending = []

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 
 import numpy as np
 
@@ -61,6 +62,7 @@ COUNTERS = (
     "windows",
     "windows_dropped",
     "windows_empty",
+    "held_dropped",
 )
 
 #: a timed-out backlog longer than this many windows is first searched for where data starts
@@ -69,6 +71,13 @@ _SKIP_FROM = 2
 #: besides ``max_gap_s`` and two samples (more than any grid sample's taps reach back)
 _SKIP_MARGIN_S = 1.0
 _NO_LIMIT = 2**62
+#: seconds of data (at the configured rates) a device's chunks held as possible clock jumps may
+#: hold: a backlog replayed after an outage of up to this long is placed whole; beyond it the
+#: oldest held chunks are dropped and counted (``held_dropped``)
+HOLD_LIMIT_S = 120.0
+#: a stream may run at up to this multiple of its configured rate; a chunk claiming more is
+#: refused, so that a stream's ring is sized by configuration, not by what a frame claims
+RATE_LIMIT = 2.0
 
 
 class DeviceAligner:
@@ -129,18 +138,23 @@ class DeviceAligner:
         self._buffers: dict[str, StreamBuffer] = {}
         shared = ClockModel()
         self._streams = {
-            m: Stream(m, spec.channels, ClockModel() if clock_per_stream else shared)
+            m: Stream(
+                m, spec.channels, ClockModel() if clock_per_stream else shared, RATE_LIMIT * spec.fs
+            )
             for m, spec in config.modalities.items()
         }
         self._arrived: list[Stream] = []  # streams with data stored, in order of first data
-        self._held: list[Chunk] = []
+        self._held: deque[Chunk] = deque()
+        self._held_rows = 0
+        self._held_max = math.ceil(HOLD_LIMIT_S * sum(s.fs for s in config.modalities.values()))
         self._now = -math.inf
+        # while held chunks are replayed: the time the current one would have arrived, which
+        # windows time out by (a backlog is placed and closed by device time)
+        self._replay_at = math.inf
         # the next window (windower.next_index) as last derived: index, start, deadline
         self._w: int | None = None
         self._w_start = math.nan
         self._w_deadline = math.nan
-        # empty windows passed over with no data after them yet (counted once data follows)
-        self._empty_pending = 0
         # while the windows of a retired clock epoch close: that epoch's mapping, per stream
         self._retired: dict[str, ClockMapping] = {}
         # _pass_empty found data near the window before this one: no use searching again
@@ -173,6 +187,7 @@ class DeviceAligner:
             or not math.isfinite(chunk.arrival)
             or not math.isfinite(fs)
             or not fs > 0
+            or fs > st.max_fs
         ):
             return self._reject(chunk)
         key = redelivery_key(chunk.seq, t0, n)
@@ -223,8 +238,10 @@ class DeviceAligner:
         if w != self._w:
             self._derive_window(w)
         t = self._w_deadline  # the test of Windower.timed_out
-        silence = self._silence_s
         now = self._now
+        if t <= now and not self._has_data_from(self._w_start):
+            return math.inf  # the window waits for data (see _close_ready)
+        silence = self._silence_s
         for st in self._arrived:
             quiet = st.last_arrival + silence - 1e-6  # early rather than late by a rounding error
             if now <= quiet < t:
@@ -280,7 +297,12 @@ class DeviceAligner:
         c = self.counters
         if status == OUTLIER:
             c["clock_outliers"] += 1
-            self._held.append(chunk)
+            held = self._held
+            held.append(chunk)
+            self._held_rows += chunk.data.shape[0]
+            while self._held_rows > self._held_max:
+                self._held_rows -= held.popleft().data.shape[0]
+                c["held_dropped"] += 1
             return []
         assert status == RESET
         c["clock_resets"] += 1
@@ -301,12 +323,24 @@ class DeviceAligner:
     def _release_held(
         self, chunk: Chunk, st: Stream, out: list[FusedWindow] | None = None
     ) -> list[FusedWindow]:
-        """Store the chunks held as outliers, then ``chunk``."""
+        """Store the chunks held as outliers, then ``chunk``.
+
+        Each held chunk is stored as if at the time the clock model says it would have
+        arrived (``to_gateway`` of its end): windows time out by that time, not by the burst's
+        arrival, so a backlog delivered after an outage closes its windows as they complete,
+        by device time, rather than each on the first chunk that reaches it.
+        """
         if out is None:
             out = []
-        held, self._held = self._held, []
-        for h in held:
-            out.extend(self._ingest(h, self._streams[h.modality]))
+        held, self._held = self._held, deque()
+        self._held_rows = 0
+        try:
+            for h in held:
+                hst = self._streams[h.modality]
+                self._replay_at = hst.clock.to_gateway(h.t0 + h.data.shape[0] / h.fs)
+                out.extend(self._ingest(h, hst))
+        finally:
+            self._replay_at = math.inf
         out.extend(self._ingest(chunk, st))
         return out
 
@@ -334,9 +368,6 @@ class DeviceAligner:
         if status is not BUF_OK:
             self.counters["late_chunks" if status == STALE else "rejected"] += 1
             return self._close_ready(None)
-        if self._empty_pending:  # the windows passed over were a silence between data
-            self.counters["windows_empty"] += self._empty_pending
-            self._empty_pending = 0
         if st.last_arrival == -math.inf and st not in self._arrived:
             self._arrived.append(st)
         st.last_arrival = arrival
@@ -413,17 +444,17 @@ class DeviceAligner:
     def _close_ready(self, first: Stream | None) -> list[FusedWindow]:
         out: list[FusedWindow] = []
         win = self.windower
+        now = self._now if self._now < self._replay_at else self._replay_at
         while win.next_index is not None:
             w = win.next_index
             if w != self._w:
                 self._derive_window(w)
-            if self._now >= self._w_deadline:  # timed out
+            if now >= self._w_deadline:  # timed out
                 if not self._has_data_from(self._w_start):
-                    nxt = max(w + 1, win.first_open(self._now))
-                    self._empty_pending += nxt - w
-                    win.next_index = nxt
-                    continue
-                last = win.first_open(self._now) - 1
+                    # nothing stored reaches it: it waits for data (a backlog delivered after
+                    # an outage fills it; data after a silence passes it over, counted)
+                    break
+                last = win.first_open(now) - 1
                 if last - w >= _SKIP_FROM and self._pass_empty(w, last):
                     continue
             elif not self._complete(w, first):

@@ -44,6 +44,7 @@ class Stream:
     __slots__ = (
         "name",
         "channels",
+        "max_fs",
         "seen",
         "seen_old",
         "clock",
@@ -59,9 +60,10 @@ class Stream:
         "ok",
     )
 
-    def __init__(self, name: str, channels: int, clock: ClockModel) -> None:
+    def __init__(self, name: str, channels: int, clock: ClockModel, max_fs: float) -> None:
         self.name = name
         self.channels = channels
+        self.max_fs = max_fs  # the highest rate a chunk may claim (sizes the ring)
         # redelivery keys in two generations: when ``seen`` is full it becomes ``seen_old``
         self.seen: dict[bytes, None] = {}
         self.seen_old: dict[bytes, None] = {}
