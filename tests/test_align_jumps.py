@@ -149,3 +149,67 @@ def test_windows_that_cannot_be_made_are_counted_by_reason() -> None:
     assert c["windows_dropped"] >= 3 and c["windows_empty"] >= 13
     assert c["windows"] + c["windows_dropped"] + c["windows_empty"] == span
     assert not math.isnan(al.to_gateway(3035.0))
+
+
+# ------------------------------------------------------------- hostile times, bounded work
+
+from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+#: windows one call may examine one by one: every window the ring's span can reach (retain_s
+#: of ~8.5 s at hop 1 s, plus the window) and the handful before a bulk pass-over
+PER_CALL = 40
+
+steps = st.lists(
+    st.tuples(
+        st.sampled_from(["ecg", "acc", "advance", "flush"]),
+        st.one_of(  # device-time jump before this chunk
+            st.just(0.0), st.just(0.0), st.just(0.0),
+            st.sampled_from([-1e9, -1e6, -1e5, -3600.0, -5.0, 5.0, 3600.0, 1e5, 1e6, 1e9]),
+            st.floats(-1e6, 1e6),
+        ),
+        st.one_of(  # gateway-time gap before this step
+            st.just(0.1), st.just(0.1), st.sampled_from([0.0, 2.0, 30.0, 3600.0, 1e5]),
+        ),
+    ),
+    min_size=1,
+    max_size=120,
+)
+
+
+@seed(17)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps)
+def test_any_sequence_of_jumps_and_gaps_costs_bounded_work_per_call(
+    run: list[tuple[str, float, float]],
+) -> None:
+    calls = [0]
+    real = WindowFuser.fuse
+
+    def fuse(fuser: WindowFuser, *args: object, **kw: object) -> object:
+        calls[0] += 1
+        return real(fuser, *args, **kw)  # type: ignore[arg-type]
+
+    WindowFuser.fuse = fuse  # type: ignore[method-assign]
+    try:
+        al = DeviceAligner("dev", CFG)
+        t_dev, now, seq = 1e6, 1e6, 0
+        for kind, jump, gap in run:
+            t_dev += jump + gap
+            now += gap
+            before = calls[0]
+            if kind == "advance":
+                al.advance(now)
+            elif kind == "flush":
+                al.flush()
+            else:
+                spec = SPECS[kind]
+                n = int(round(0.1 * spec.fs))
+                seq += 1
+                c = Chunk("dev", kind, seq, t_dev, spec.fs,
+                          np.zeros((n, spec.channels), np.float32), now)
+                al.add(c)
+            assert calls[0] - before <= PER_CALL, (kind, jump, gap, calls[0] - before)
+            assert math.isfinite(al.next_deadline()) or al.next_deadline() == math.inf
+    finally:
+        WindowFuser.fuse = real  # type: ignore[method-assign]
