@@ -386,32 +386,6 @@ class DeviceAligner:
         self._w_start = t_start
         self._w_deadline = t_end + win.lateness_s  # exactly Windower.timed_out's test
 
-    def _holds(self, st: Stream, w: int) -> bool:
-        """Stream ``st`` holds every sample window ``w``'s grid needs (``w`` derived)."""
-        buf = st.buf
-        clock = st.clock
-        assert buf is not None
-        if st.w != w or st.clock_version != clock.version or st.for_buf is not buf:
-            # _needed(buf, clock, t_start) written out (same operations, same order)
-            drift = clock.drift
-            t_device = clock.d_ref + (self._w_start - clock.d_ref - clock.offset) / (1.0 + drift)
-            fs = buf.fs
-            p0 = (t_device - buf.origin) * fs
-            step = fs / (self._grid_fs * (1.0 + drift))
-            reach = max(1.0, step)
-            st.lo = math.ceil(p0 - reach)
-            st.hi = math.floor(p0 + (self.k - 1) * step + reach) + 1
-            st.w = w
-            st.clock_version = clock.version
-            st.for_buf = buf
-            st.ok_version = -1
-        if st.hi > buf.end_pos:
-            return False
-        if st.ok_version != buf.version:
-            st.ok = buf.count(st.lo, st.hi) >= st.hi - st.lo
-            st.ok_version = buf.version
-        return st.ok
-
     def _complete(self, w: int, first: Stream | None) -> bool:
         """Every live stream holds every sample window ``w``'s grid needs (``w`` derived).
 
@@ -423,14 +397,14 @@ class DeviceAligner:
             first is not None
             and first.buf is not None
             and first.last_arrival >= quiet
-            and not self._holds(first, w)
+            and not first.holds(w, self._w_start, self.k, self._grid_fs)
         ):
             return False
         live = False
         for st in self._arrived:
             if st.buf is not None and st.last_arrival >= quiet:
                 live = True
-                if st is not first and not self._holds(st, w):
+                if st is not first and not st.holds(w, self._w_start, self.k, self._grid_fs):
                     return False
         return live
 

@@ -78,3 +78,30 @@ class Stream:
         self.hi = 0
         self.ok_version = -1
         self.ok = False
+
+    def holds(self, w: int, t_start: float, k: int, grid_fs: float) -> bool:
+        """This stream holds every sample the ``k``-point, ``grid_fs`` Hz grid of window ``w``
+        (starting at gateway time ``t_start``) needs (a buffer is stored)."""
+        buf = self.buf
+        clock = self.clock
+        assert buf is not None
+        if self.w != w or self.clock_version != clock.version or self.for_buf is not buf:
+            # WindowFuser.needed(buf, clock, t_start) written out (same operations, same order)
+            drift = clock.drift
+            t_device = clock.d_ref + (t_start - clock.d_ref - clock.offset) / (1.0 + drift)
+            fs = buf.fs
+            p0 = (t_device - buf.origin) * fs
+            step = fs / (grid_fs * (1.0 + drift))
+            reach = max(1.0, step)
+            self.lo = math.ceil(p0 - reach)
+            self.hi = math.floor(p0 + (k - 1) * step + reach) + 1
+            self.w = w
+            self.clock_version = clock.version
+            self.for_buf = buf
+            self.ok_version = -1
+        if self.hi > buf.end_pos:
+            return False
+        if self.ok_version != buf.version:
+            self.ok = buf.count(self.lo, self.hi) >= self.hi - self.lo
+            self.ok_version = buf.version
+        return self.ok
