@@ -797,6 +797,8 @@ class NaiveDeviceAligner:
         return t
 
     def flush(self):
+        self.counters["held_dropped"] += len(self._held)
+        self._held = []
         return self._close_all()
 
     def to_gateway(self, t_device):

@@ -70,3 +70,8 @@ def test_held_chunks_are_capped_and_the_dropped_counted() -> None:
     assert held_rows <= HOLD_LIMIT_S * spec.fs
     assert al.counters["held_dropped"] > 0
     assert al.counters["held_dropped"] + len(al._held) <= al.counters["clock_outliers"]
+    held, dropped = len(al._held), al.counters["held_dropped"]
+    assert held > 0
+    al.flush()  # the end of the stream lets the held ones go, counted
+    assert len(al._held) == 0
+    assert al.counters["held_dropped"] == dropped + held

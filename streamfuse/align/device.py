@@ -249,7 +249,12 @@ class DeviceAligner:
         return t
 
     def flush(self) -> list[FusedWindow]:
-        """End of stream: close every remaining window that holds any data."""
+        """End of stream: close every remaining window that holds any data. Chunks still held
+        as a possible clock jump are let go, counted in ``held_dropped``."""
+        if self._held:
+            self.counters["held_dropped"] += len(self._held)
+            self._held = deque()
+            self._held_rows = 0
         return self._close_all()
 
     def to_gateway(self, t_device: float) -> float:
