@@ -213,3 +213,20 @@ def test_any_sequence_of_jumps_and_gaps_costs_bounded_work_per_call(
             assert math.isfinite(al.next_deadline()) or al.next_deadline() == math.inf
     finally:
         WindowFuser.fuse = real  # type: ignore[method-assign]
+
+
+def test_a_checkpoint_taken_while_a_jump_is_held_restores_to_the_same_outputs() -> None:
+    """Pickled (as a checkpoint is) with chunks held as a possible jump, the copy goes on to
+    confirm the jump and close the same windows as the original, bit for bit."""
+    import pickle
+
+    al = DeviceAligner("dev", CFG)
+    for c in chunks("dev", 3000.0, 5000.0, 10.0) + chunks("dev", 3010.0 - 1e5, 5010.0, 0.5, 99):
+        al.add(c)
+    assert len(al._held) > 0
+    copy = pickle.loads(pickle.dumps(al, protocol=pickle.HIGHEST_PROTOCOL))
+    for c in chunks("dev", 3010.5 - 1e5, 5010.5, 5.0, 200):
+        got, want = copy.add(c), al.add(c)
+        assert [w.matrix.tobytes() for w in got] == [w.matrix.tobytes() for w in want]
+        assert [w.window.index for w in got] == [w.window.index for w in want]
+    assert copy.counters == al.counters and al.counters["clock_resets"] == 1
