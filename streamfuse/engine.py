@@ -476,7 +476,8 @@ class Engine:
         """At the live-device cap: under ``device_policy = "evict"`` forget the least recently
         seen hundredth of the devices (at least one; a batch, so a flood of new ids costs one
         sort per hundred of them, not a scan each) and return True; under ``"refuse"`` False.
-        Their open windows are dropped unpredicted, counted with their pending ones."""
+        Their open windows are closed but not predicted (``windows_unpredicted_at_cap``), their
+        pending ones counted in ``unlabelled_dropped``."""
         if self.config.device_policy != "evict":
             self.counters["devices_refused"] += 1
             return False
@@ -485,6 +486,8 @@ class Engine:
             del self.sessions[session.device]
             self.counters["devices_evicted_at_cap"] += 1
             self.counters["unlabelled_dropped"] += len(session.pending)
+            self._sync(session)
+            self.counters["windows_unpredicted_at_cap"] += len(session.aligner.flush())
         cap = self.config.max_devices
         log.info("live-device cap (%d) reached: evicted the %d least recently seen", cap, n)
         return True

@@ -57,6 +57,7 @@ def test_evict_policy_makes_room_for_the_new_least_recent_first() -> None:
     assert "d0" not in engine.sessions and "new" in engine.sessions
     assert len(engine.sessions) == 3
     assert engine.counters["devices_evicted_at_cap"] == 1
+    assert engine.counters["windows_unpredicted_at_cap"] >= 1  # d0's open windows, counted
     assert not any(isinstance(o, Rejection) for o in out)
     assert any(isinstance(o, Prediction) and o.device == "new" for o in out)
 
