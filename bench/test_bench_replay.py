@@ -31,7 +31,9 @@ ROOT = data_root() / "eegmat"
 pytestmark = pytest.mark.skipif(
     not (ROOT / "Subject00_1.edf").is_file(), reason=f"eegmat recordings not found at {ROOT}"
 )
-SETTINGS = EvalSettings()
+# one subject: window labels, so the models learn during the run (session labels would
+# arrive only after it, timing prediction alone)
+SETTINGS = EvalSettings(labels="window")
 
 
 @pytest.fixture(scope="module")

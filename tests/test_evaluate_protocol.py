@@ -144,9 +144,9 @@ def _noise_dataset(root: Path, seconds: tuple[float, float], fs: int = 100) -> P
 def test_only_order_separates_the_classes(tmp_path: Path) -> None:
     """With a subject's labels learnt only after its session (the default), balanced order
     leaves every level at chance on data where only order carries the class (evaluation's
-    default model, lda). With each label one window late, the levels sit well above chance on the same noise, and so does the
-    subject-only control: what they follow is the subject's own recent labels, which is what
-    that control is there to show."""
+    default model, lda). With each label one window late, the levels sit well above chance
+    on the same noise, and so does the subject-only control: what they follow is the
+    subject's own recent labels, which is what that control is there to show."""
     root = _noise_dataset(tmp_path, (300.0, 300.0))
     base = {"order": "balanced", "grid_fs": 100.0}
     r = evaluate_eegmat(root, EvalSettings(labels="session", **base))  # type: ignore[arg-type]
