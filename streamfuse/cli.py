@@ -283,7 +283,7 @@ async def _gateway(args: argparse.Namespace) -> int:
 
         use_json_logs()
     cfg, settings = _gateway_settings(args)  # fail fast, before compiling anything
-    from .engine import Engine, warm_up
+    from . import Engine, warm_up
     from .gateway.app import Gateway
 
     log.info("compiled the engine's kernels in %.1f s", warm_up(cfg.engine_config()))

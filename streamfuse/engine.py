@@ -13,19 +13,19 @@ import logging
 import math
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from functools import partial
 
 from river import base
 
-from . import codec, topics
+from . import codec, intake, topics
 from .align.device import DeviceAligner
 from .config import EngineConfig
 from .errors import PayloadError
 from .features import DeviceFeatures
-from .fusion.levels import DeviceFusion, Evidence, FusionHub, Verdict
+from .fusion.levels import FusionHub
 from .labelling import window_truth
 from .learn.models import make_model
+from .session import DeviceSession, Pending
 from .types import Chunk, FusedWindow, Label, Prediction, RawMessage, Rejection
 
 log = logging.getLogger("streamfuse.engine")
@@ -40,40 +40,6 @@ OUTCOMES_KEPT = 4096
 #: parsed topics remembered (a few per device); past this the memory starts afresh, so junk
 #: topics cannot grow it
 TOPICS_KEPT = 65536
-
-
-@dataclass(slots=True)
-class Pending:
-    """A predicted window waiting for its label (test-then-train): what every level saw
-    (``evidence``) and said (``verdict``) before the label was known."""
-
-    t_start: float
-    t_end: float
-    index: int
-    evidence: Evidence
-    verdict: Verdict
-
-
-@dataclass(slots=True)
-class DeviceSession:
-    """Everything the engine keeps about one device."""
-
-    device: str
-    aligner: DeviceAligner
-    features: DeviceFeatures
-    fusion: DeviceFusion
-    pending: deque[Pending] = field(default_factory=deque)
-    labels: deque[tuple[float, float, str]] = field(default_factory=lambda: deque(maxlen=512))
-    last_seen: float = -math.inf
-    windows: int = 0
-    #: creation order (ties in the deadline heap and the order devices are ticked in)
-    order: int = 0
-    #: start of the last window made (gateway time; later windows start after it)
-    last_start: float = -math.inf
-    #: the deadline this session holds in the engine's heap (``inf``: none)
-    scheduled: float = math.inf
-    #: engine ticks so far when the session was made (ticks before it never reach it)
-    born_tick: int = 0
 
 
 class Engine:
@@ -98,6 +64,33 @@ class Engine:
     outcomes
         The last labelled windows as ``(device, window index, label)`` in the order they were
         scored and learnt (bounded; for audits and tests).
+
+    Examples
+    --------
+    A wrist accelerometer, still for 10 s then walking for 10 s, three times over; each
+    stretch's label arrives as it ends, and every level learns from the windows it covers.
+
+    >>> import numpy as np
+    >>> from streamfuse import Chunk, Engine, EngineConfig, Label, ModalitySpec
+    >>> acc = ModalitySpec("acc", ("x", "y", "z"), 50.0, "g")
+    >>> engine = Engine(EngineConfig(modalities={"acc": acc}))
+    >>> rng = np.random.default_rng(0)
+    >>> for seq in range(600):  # 60 s of 0.1 s chunks, pushed as they would arrive
+    ...     t0, walking = seq * 0.1, (seq // 100) % 2 == 1
+    ...     x = rng.normal(0.0, 1.0 if walking else 0.1, (5, 3)).astype(np.float32)
+    ...     _ = engine.push(Chunk("wrist-1", "acc", seq, t0, 50.0, x), now=t0 + 0.1)
+    ...     if seq % 100 == 99:
+    ...         label = Label("wrist-1", t0 - 9.9, t0 + 0.1, "walk" if walking else "still")
+    ...         _ = engine.push(label, now=t0 + 0.1)
+    >>> engine.stats()["engine"]["learned"]
+    59
+    >>> round(engine.metrics()["selected.accuracy"], 2)
+    0.8
+
+    Input that cannot be used is answered, not raised:
+
+    >>> engine.push(Chunk("wrist-1", "acc", 600, 60.0, 50.0, np.zeros(5)), now=60.1)[0].reason
+    'bad_shape'
     """
 
     def __init__(
@@ -151,7 +144,10 @@ class Engine:
                 out.append(self._reject(exc))
                 decoded = None
         else:
-            decoded = item
+            problem = self._check(item)
+            decoded = item if problem is None else None
+            if problem is not None:
+                out.append(self._reject(problem))
         t_decode = self._clock() - t0
         if isinstance(decoded, Chunk):
             self._on_chunk(decoded, now, out, t_decode)
@@ -171,6 +167,18 @@ class Engine:
         if now - self._last_tick >= self._tick_every:
             out.extend(self.tick(now))
         return out
+
+    def _check(self, item: Chunk | Label) -> PayloadError | None:
+        """What is wrong with an in-process chunk or label (:mod:`streamfuse.intake`)."""
+        if isinstance(item, Chunk):
+            spec = self.config.modalities.get(item.modality)
+            return intake.chunk_problem(item, spec, self.config.limits)
+        if isinstance(item, Label):
+            return intake.label_problem(item)
+        raise TypeError(
+            f"push takes a Chunk, Label or RawMessage and the arrival time, got "
+            f"{type(item).__name__}; pass push(item, now) (push_many takes (item, now) pairs)"
+        )
 
     def push_many(self, items: Iterable[tuple[Item, float]]) -> list[Output]:
         out: list[Output] = []
@@ -290,6 +298,10 @@ class Engine:
                 )
             )
             return
+        problem = intake.rate_problem(chunk, spec)
+        if problem is not None:
+            out.append(self._reject(problem))
+            return
         if math.isnan(chunk.arrival):
             # a new object, as the caller may push this one again (a replay run twice); the
             # constructor, not dataclasses.replace, which costs ~6 us more per chunk
@@ -312,7 +324,15 @@ class Engine:
         """A decoded bundle's parts: :meth:`_on_chunk` for each, with what they share done
         once: the device's session looked up and synced, and its next deadline scheduled after
         the last part (only the latest state matters). The decoder has checked each part's
-        modality and channels against this configuration and stamped its arrival."""
+        modality and channels against this configuration and stamped its arrival; parts at a
+        rate their modality is not configured for are refused here."""
+        specs = self.config.modalities
+        refused = [p for c in chunks if (p := intake.rate_problem(c, specs[c.modality]))]
+        if refused:
+            out.extend(self._reject(p) for p in refused)
+            chunks = [c for c in chunks if intake.rate_problem(c, specs[c.modality]) is None]
+            if not chunks:
+                return
         session = self._session(chunks[0].device)
         session.last_seen = now
         self._sync(session)
@@ -408,6 +428,9 @@ class Engine:
             self.hub.learn(p.evidence, p.verdict, y, now)
             self.outcomes.append((session.device, p.index, y))
             self.counters["learned"] += 1
+        # the published figures are taken now, when a label makes them due, not by whichever
+        # device's window closes next: what a prediction carries never depends on other devices
+        self.hub.metrics_snapshot()
         self._forget_spent_labels(session)
 
     def _forget_spent_labels(self, session: DeviceSession) -> None:
@@ -473,36 +496,3 @@ class Engine:
             "align": dict(align),
         }
 
-
-def warm_up(config: EngineConfig | None = None) -> float:
-    """Compile every Numba kernel the engine will use, before the first real message.
-
-    Pushes a few windows of seeded noise for every configured modality, and a label, through
-    a throwaway engine of the same configuration: alignment, feature, early-fusion and model
-    kernels all compile (or load from numba's cache) here instead of stalling the first
-    live windows. Returns the seconds it took (a figure for logs, not a decision).
-    """
-    import time
-
-    import numpy as np
-
-    from .kernels import warmup as warm_kernels
-
-    started = time.perf_counter()
-    warm_kernels()
-    cfg = config or EngineConfig()
-    engine = Engine(cfg)
-    rng = np.random.default_rng(0)
-    chunk_s = 0.1
-    steps = int(round(3 * cfg.window_s / chunk_s))
-    for step in range(steps):
-        t0 = step * chunk_s
-        for spec in cfg.modalities.values():
-            n = max(1, int(round(chunk_s * spec.fs)))
-            data = rng.standard_normal((n, spec.channels)).astype(np.float32)
-            engine.push(Chunk("warm-up", spec.name, step, t0, spec.fs, data), t0 + chunk_s)
-        if step and step % 10 == 0:
-            label = "a" if (step // 10) % 2 else "b"
-            engine.push(Label("warm-up", t0 - 1.0, t0, label), t0 + chunk_s)
-    engine.flush()
-    return time.perf_counter() - started

@@ -200,7 +200,7 @@ def test_warm_up_compiles_everything_the_first_windows_need() -> None:
     from pathlib import Path
 
     script = (
-        "from streamfuse.engine import warm_up\n"
+        "from streamfuse.warmup import warm_up\n"
         "from tests.test_engine import _compiled_signatures, predictions, run\n"
         "from tests.streams import device_messages, merge\n"
         "assert warm_up() >= 0.0\n"

@@ -306,7 +306,7 @@ def test_array_normalizer_is_bit_identical_to_the_numpy_version():
 def test_feature_pass_compiles_nothing_after_warm_up():
     from numba.core.registry import CPUDispatcher
 
-    from streamfuse.engine import warm_up
+    from streamfuse.warmup import warm_up
 
     def compiled() -> int:
         return sum(

@@ -14,8 +14,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from .. import Engine, warm_up
 from ..config import EngineConfig
-from ..engine import Engine, warm_up
 from .app import Gateway, GatewaySettings
 from .broker import EmbeddedBroker
 from .monitor import Scoreboard, watch

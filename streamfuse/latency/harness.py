@@ -713,7 +713,7 @@ async def run_bench(settings: BenchSettings, *, profiler: Any = None) -> BenchRe
     ``profiler`` (e.g. a :class:`cProfile.Profile`) is enabled in this process, the gateway's,
     only while the fleet publishes.
     """
-    from ..engine import Engine, warm_up
+    from .. import Engine, warm_up
     from ..gateway.app import Gateway, GatewaySettings
 
     config = EngineConfig(model=settings.model)
