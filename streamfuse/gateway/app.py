@@ -46,6 +46,7 @@ import aiomqtt
 from .. import codec, topics
 from ..engine import Engine
 from ..errors import BrokerError, ConfigError
+from ..state_layout import layout_changes, state_layout
 from ..types import Prediction, RawMessage
 from .broker import parse_broker_url, set_nodelay
 from .checkpoint import CheckpointStore, Restored, state_digest
@@ -56,12 +57,6 @@ log = logging.getLogger("streamfuse.gateway")
 
 #: MQTT CONNACK codes (3.1.1 and their 5.0 equivalents) that mean "wrong credentials"
 _AUTH_CODES = frozenset({4, 5, 134, 135})
-#: the layout of what a checkpoint pickles; bump it whenever a pickled class's state changes
-#: (2: Numba-backed feature and normaliser state, per-stream aligner records, the linear
-#: model; 3: sessions remember their last window's start; 4: redelivery keys in two bytes-keyed
-#: generations, the clock's bin copies in arrays), so an older file gives a fresh start instead
-#: of objects the code cannot run
-CHECKPOINT_VERSION = 4
 #: stage latencies held back from the histograms (until the next publish) at most
 _UNOBSERVED_MAX = 1024
 #: socket reads (at most) each time the socket is read
@@ -300,9 +295,14 @@ class Gateway:
             return None
         state = found.state
         engine = state.get("engine") if isinstance(state, dict) else None
+        changed = layout_changes(state.get("layout"), engine) if engine is not None else []
+        if changed:
+            self._log.error("checkpoint %s holds state of classes that have changed since (%s); "
+                            "starting fresh and leaving the file in place", found.path,
+                            "; ".join(changed))
+            return None
         if (
             not isinstance(engine, Engine)
-            or state.get("version") != CHECKPOINT_VERSION
             or engine.prefix != self.engine.prefix
             or engine.config != self.engine.config
         ):
@@ -334,7 +334,7 @@ class Gateway:
         try:
             self.store.save(
                 {
-                    "version": CHECKPOINT_VERSION,
+                    "layout": state_layout(self.engine),
                     "engine": self.engine,
                     "retired_align": dict(self.retired_align),
                     "saved_at": self._clock(),
