@@ -144,7 +144,7 @@ class Engine:
                 out.append(self._reject(exc))
                 decoded = None
         else:
-            problem = self._check(item)
+            problem = intake.item_problem(item, self.config)
             decoded = item if problem is None else None
             if problem is not None:
                 out.append(self._reject(problem))
@@ -167,18 +167,6 @@ class Engine:
         if now - self._last_tick >= self._tick_every:
             out.extend(self.tick(now))
         return out
-
-    def _check(self, item: Chunk | Label) -> PayloadError | None:
-        """What is wrong with an in-process chunk or label (:mod:`streamfuse.intake`)."""
-        if isinstance(item, Chunk):
-            spec = self.config.modalities.get(item.modality)
-            return intake.chunk_problem(item, spec, self.config.limits)
-        if isinstance(item, Label):
-            return intake.label_problem(item)
-        raise TypeError(
-            f"push takes a Chunk, Label or RawMessage and the arrival time, got "
-            f"{type(item).__name__}; pass push(item, now) (push_many takes (item, now) pairs)"
-        )
 
     def push_many(self, items: Iterable[tuple[Item, float]]) -> list[Output]:
         out: list[Output] = []
