@@ -26,6 +26,7 @@ import numbers
 
 import numpy as np
 
+from . import topics
 from .config import EngineConfig, Limits, ModalitySpec
 from .errors import PayloadError
 from .types import Chunk, Label
@@ -45,6 +46,16 @@ def item_problem(item: object, config: EngineConfig) -> PayloadError | None:
         f"push takes a Chunk, Label or RawMessage and the arrival time, got "
         f"{type(item).__name__}; pass push(item, now) (push_many takes (item, now) pairs)"
     )
+
+
+def _device_problem(device: str) -> PayloadError | None:
+    """The topic rules for device ids (predictions are published under the device's id);
+    ``check_device`` refuses a non-string too."""
+    try:
+        topics.check_device(device)
+    except PayloadError as exc:
+        return exc
+    return None
 
 
 def _finite(x: object) -> bool:
@@ -72,14 +83,20 @@ def chunk_problem(
 ) -> PayloadError | None:
     """What is wrong with an in-process ``chunk`` for modality ``spec``, or ``None``.
 
-    Checks, in order: a known modality, ``data`` a 2-D float32 array with the modality's
-    channels and between 1 and ``limits.max_samples`` rows, ``fs`` within ``limits`` and
-    within :data:`RATE_TOLERANCE` of ``spec.fs``, a finite ``t0``, and (with
-    ``limits.nan_policy == "reject"``) finite samples.
+    Checks, in order: a valid device id and an int ``seq``, a known modality, ``data`` a 2-D
+    float32 array with the modality's channels and between 1 and ``limits.max_samples`` rows,
+    ``fs`` within ``limits`` and within :data:`RATE_TOLERANCE` of ``spec.fs``, a finite
+    ``t0``, and (with ``limits.nan_policy == "reject"``) finite samples.
     """
+
     def refuse(reason: str, message: str) -> PayloadError:
         return _refuse(chunk, reason, message)
 
+    device = _device_problem(chunk.device)
+    if device is not None:
+        return device
+    if type(chunk.seq) is not int and not isinstance(chunk.seq, numbers.Integral):
+        return refuse("bad_field", f"seq={chunk.seq!r}: pass the chunk's sequence number, an int")
     if spec is None:
         return refuse(
             "unknown_modality",
@@ -150,6 +167,9 @@ def rate_problem(chunk: Chunk, spec: ModalitySpec) -> PayloadError | None:
 
 def label_problem(label: Label) -> PayloadError | None:
     """What is wrong with an in-process ``label``, or ``None`` (the decoder's rules)."""
+    device = _device_problem(label.device)
+    if device is not None:
+        return device
     t_start, t_end = label.t_start, label.t_end
     if not (_finite(t_start) and _finite(t_end) and t_end > t_start):
         return PayloadError(

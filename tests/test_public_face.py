@@ -86,6 +86,7 @@ GOOD = np.zeros((5, 3), np.float32)
         (_chunk(np.full((5, 3), np.nan, np.float32)), "nonfinite", "15 of 15"),
         (_chunk(np.array([[0, 0, np.inf]] * 5, np.float32)), "nonfinite", "5 of 15"),
         (_chunk(GOOD, modality="ecg"), "unknown_modality", "'ecg' is not configured"),
+        (Chunk("wrist", "acc", 7.5, 0.0, 50.0, GOOD), "bad_field", "an int"),  # type: ignore[arg-type]
     ],
 )
 def test_a_bad_in_process_chunk_is_a_rejection_that_says_how_to_fix_it(
@@ -98,12 +99,24 @@ def test_a_bad_in_process_chunk_is_a_rejection_that_says_how_to_fix_it(
     rejection = out[0]
     assert isinstance(rejection, Rejection)
     assert (rejection.reason, rejection.device, rejection.modality, rejection.seq) == (
-        reason, "wrist", chunk.modality, 7,
+        reason, "wrist", chunk.modality, chunk.seq,
     )
     assert hint in rejection.message
     assert engine.rejections == {reason: 1}
     assert engine.sessions == {}  # refused input makes no device state
     assert reason in caplog.text
+
+
+@pytest.mark.parametrize("device", ["", "a/b", "+", "#", "-x", "x" * 65, None, 3])
+def test_an_in_process_item_of_an_invalid_device_id_is_refused(device: object) -> None:
+    engine = _acc_engine()
+    for item in (
+        Chunk(device, "acc", 1, 0.0, 50.0, GOOD),  # type: ignore[arg-type]
+        Label(device, 0.0, 1.0, "a"),  # type: ignore[arg-type]
+    ):
+        out = engine.push(item, now=1.0)
+        assert [o.reason for o in out if isinstance(o, Rejection)] == ["bad_device"]
+    assert engine.sessions == {}
 
 
 def test_rates_within_the_tolerance_pass_and_beyond_it_are_refused() -> None:
