@@ -29,6 +29,7 @@ import numpy as np
 from . import topics
 from .config import EngineConfig, Limits, ModalitySpec
 from .errors import PayloadError
+from .kernels.finite import all_finite
 from .types import Chunk, Label
 
 #: how far (relative) a chunk's ``fs`` may be from its modality's configured rate
@@ -139,7 +140,7 @@ def chunk_problem(
             "bad_t0",
             f"device timestamp t0={chunk.t0!r} is not a finite time in seconds",
         )
-    if limits.nan_policy == "reject" and not np.isfinite(data).all():
+    if limits.nan_policy == "reject" and not all_finite(data):
         bad = int(data.size - np.count_nonzero(np.isfinite(data)))
         return refuse(
             "nonfinite",
