@@ -9,7 +9,7 @@ import numpy as np
 from .config import EngineConfig
 from .engine import Engine
 from .kernels import warmup as warm_kernels
-from .state_layout import state_layout
+from .state_layout import code_layout
 from .types import Chunk, Label
 
 
@@ -19,7 +19,7 @@ def warm_up(config: EngineConfig | None = None) -> float:
     Pushes a few windows of seeded noise for every configured modality, and a label, through
     a throwaway engine of the same configuration: alignment, feature, early-fusion and model
     kernels all compile (or load from numba's cache) here instead of stalling the first
-    live windows; the classes a checkpoint pickles are read for its layout. Returns the
+    live windows; the classes a checkpoint records are read for its layout. Returns the
     seconds it took (a figure for logs, not a decision).
     """
     started = time.perf_counter()
@@ -39,7 +39,7 @@ def warm_up(config: EngineConfig | None = None) -> float:
             label = "a" if (step // 10) % 2 else "b"
             engine.push(Label("warm-up", t0 - 1.0, t0, label), t0 + chunk_s)
     engine.flush()
-    # the checkpoint layout reads the pickled classes' sources once per process (~0.25 s):
-    # here, not on the event loop at the first checkpoint
-    state_layout(engine)
+    # a checkpoint's layout reads our classes' sources once per process (~0.3 s): here, not on
+    # the event loop at the first checkpoint
+    code_layout()
     return time.perf_counter() - started

@@ -4,16 +4,17 @@ itself, with no version constant to bump (issue 14, Done-when 6)."""
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from streamfuse import session
+from streamfuse import EngineConfig, session
 from streamfuse.engine import Engine
 from streamfuse.fusion import levels
 from streamfuse.gateway.app import Gateway, GatewaySettings
-from streamfuse.state_layout import class_fields, layout_changes, state_layout
+from streamfuse.state_layout import class_fields, code_layout, layout_changes, state_layout
 from tests.streams import device_messages
 
 
@@ -100,12 +101,16 @@ def test_the_layout_names_the_core_classes_an_engine_pickles() -> None:
         "t_start", "t_end", "index", "evidence", "verdict",
     )
     assert "hub" in layout["streamfuse.engine.Engine"]
-    assert layout_changes(layout, engine) == []
+    recorded = code_layout()
+    assert {k: v for k, v in layout.items() if k.startswith("streamfuse.")}.items() <= (
+        recorded.items()
+    )
+    assert layout_changes(recorded, engine) == []
 
 
-def test_reordered_or_lost_fields_and_foreign_layouts_are_changes() -> None:
+def test_reordered_or_lost_fields_new_classes_and_foreign_layouts_are_changes() -> None:
     engine = Engine()
-    layout = state_layout(engine)
+    layout = code_layout()
     name = "streamfuse.config.ModalitySpec"
     swapped = dict(layout, **{name: ("channel_names", "name", "fs", "unit")})
     assert layout_changes(swapped, engine) == [f"{name} reordered fields"]
@@ -115,6 +120,38 @@ def test_reordered_or_lost_fields_and_foreign_layouts_are_changes() -> None:
     assert layout_changes(fewer, engine) == [f"{name} is not in the checkpoint's layout"]
     for junk in (None, 4, {"x": [1]}):
         assert layout_changes(junk, engine) != []
+
+
+def test_another_river_version_is_a_change() -> None:
+    import river
+
+    engine = Engine(EngineConfig(model="river-logreg"))  # river's own models in the state
+    engine.push_many(device_messages("a", 5, seed=3))
+    assert any(name.startswith("river.") for name in state_layout(engine))
+    assert layout_changes(code_layout(), engine) == []
+    older = dict(code_layout(), river=("0.1.0",))
+    assert layout_changes(older, engine) == [f"river 0.1.0 -> {river.__version__}"]
+    unknown = {k: v for k, v in code_layout().items() if k != "river"}
+    assert layout_changes(unknown, engine) == [
+        f"river of unknown version -> {river.__version__}"
+    ]
+
+
+def test_the_recorded_layout_reaches_nested_classes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    module = types.ModuleType("streamfuse._layout_probe")
+    exec(  # a module made here, for the test
+        "class Outer:\n"
+        "    class Inner:\n"
+        "        __slots__ = ('a',)\n"
+        "    __slots__ = ('b',)\n",
+        module.__dict__,
+    )
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    layout = code_layout()
+    assert layout["streamfuse._layout_probe.Outer"] == ("b",)
+    assert layout["streamfuse._layout_probe.Outer.Inner"] == ("a",)
 
 
 def test_slots_and_source_give_the_attributes_of_classes_without_dataclass_fields() -> None:

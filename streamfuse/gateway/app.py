@@ -46,7 +46,7 @@ import aiomqtt
 from .. import codec, topics
 from ..engine import Engine
 from ..errors import BrokerError, ConfigError
-from ..state_layout import layout_changes, state_layout
+from ..state_layout import code_layout, layout_changes
 from ..types import Prediction, RawMessage
 from .broker import parse_broker_url, set_nodelay
 from .checkpoint import CheckpointStore, Restored, state_digest
@@ -334,7 +334,7 @@ class Gateway:
         try:
             self.store.save(
                 {
-                    "layout": state_layout(self.engine),
+                    "layout": code_layout(),
                     "engine": self.engine,
                     "retired_align": dict(self.retired_align),
                     "saved_at": self._clock(),
