@@ -90,11 +90,11 @@ def _assigned_on_self(klass: type) -> set[str]:
 
 def _self_targets(func: types.FunctionType) -> set[str]:
     try:
-        source = textwrap.dedent(inspect.getsource(func))
-    except (OSError, TypeError):  # no source file (made by exec, or a frozen module)
-        return set()
+        tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
+    except (OSError, TypeError, SyntaxError):  # no source file (made by exec, a frozen
+        return set()  # module), or a lambda's line that is not a statement on its own
     names: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(tree):
         targets: list[ast.expr] = []
         if isinstance(node, ast.Assign):
             targets = list(node.targets)

@@ -171,5 +171,15 @@ def test_slots_and_source_give_the_attributes_of_classes_without_dataclass_field
             other = Plain()
             other.w = 1  # not on self: not an attribute of this instance
 
+    class WithLambdas:  # a lambda's source line need not parse on its own
+        g = (lambda self:
+             setattr(self, "z", 1))
+        h = [lambda self: None,
+             lambda self: None][0]
+
+        def __init__(self) -> None:
+            self.a = 1
+
     assert class_fields(Child) == ("a", "b", "c")
     assert class_fields(Plain) == ("n", "x", "y")
+    assert class_fields(WithLambdas) == ("a",)
