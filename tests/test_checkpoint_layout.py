@@ -172,7 +172,7 @@ def test_slots_and_source_give_the_attributes_of_classes_without_dataclass_field
             other.w = 1  # not on self: not an attribute of this instance
 
     class WithLambdas:  # a lambda's source line need not parse on its own
-        g = (lambda self:
+        g = (lambda self:  # noqa: E731 - the case under test
              setattr(self, "z", 1))
         h = [lambda self: None,
              lambda self: None][0]
