@@ -130,7 +130,10 @@ class Engine:
 
     # ------------------------------------------------------------------ intake
     def push(self, item: Item, now: float) -> list[Output]:
-        """Feed one item that arrived at gateway time ``now``; return what it caused."""
+        """Feed one item that arrived at gateway time ``now``; return what it caused: the
+        predictions of the windows it closed, and a :class:`Rejection` for an item that cannot
+        be used (a bad wire message, or a chunk or label made in-process that fails the
+        decoder's rules: :mod:`streamfuse.intake`)."""
         out: list[Output] = []
         t0 = self._clock()
         decoded: Chunk | Label | codec.BundleParts | None
