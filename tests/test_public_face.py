@@ -54,6 +54,23 @@ def test_the_public_names_are_the_core_classes() -> None:
     for name in ("Chunk", "Label", "Prediction", "RawMessage", "Rejection"):
         assert getattr(streamfuse, name) is getattr(types, name)
     assert set(streamfuse.__all__) <= set(dir(streamfuse))
+    assert set(streamfuse.__all__) == {*streamfuse._HOME, "__version__"}
+    with pytest.raises(AttributeError, match="no attribute 'Engin'"):
+        streamfuse.Engin  # noqa: B018 - the lookup is the test
+
+
+def test_import_streamfuse_alone_loads_neither_numpy_nor_the_engine() -> None:
+    """The shells' subprocesses (the embedded broker, the bench's roles) import the package.
+    Eagerly loaded names made the amqtt broker child take ~9 s to start on a busy machine, and
+    its port outlive its pid in tests/test_broker.py's SIGKILL test."""
+    code = (
+        "import sys, streamfuse\n"
+        "print(sorted({'numpy', 'streamfuse.engine'} & sys.modules.keys()))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "[]"
 
 
 def _acc_engine() -> Engine:
