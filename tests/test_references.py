@@ -39,3 +39,23 @@ GOLDEN = sorted(p for p in (TESTS / "golden").glob("*.py") if p.name != "__init_
 @pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.name)
 def test_a_golden_master_says_what_it_is(path: Path) -> None:
     assert path.read_text(encoding="utf-8").startswith('"""GOLDEN MASTER, not a reference')
+
+
+def _runs(path: Path, n: int = 6) -> set[tuple[str, ...]]:
+    """Every run of ``n`` consecutive non-blank, non-comment lines of ``path``, stripped."""
+    lines = [
+        s
+        for s in (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+        if s and not s.startswith("#")
+    ]
+    return {tuple(lines[i : i + n]) for i in range(len(lines) - n + 1)}
+
+
+def test_no_reference_repeats_six_lines_of_the_package() -> None:
+    """A reference written from the method shares no run of six lines with the code it checks
+    (the ``duplicates`` tool also finds runs of the same shape; this keeps the exact ones out)."""
+    package: set[tuple[str, ...]] = set()
+    for path in sorted((TESTS.parent / "streamfuse").rglob("*.py")):
+        package |= _runs(path)
+    shared = {p.name: len(_runs(p) & package) for p in REFERENCES}
+    assert all(v == 0 for v in shared.values()), shared
