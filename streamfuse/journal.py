@@ -135,7 +135,7 @@ def records(
         if expected is not None and seg_start != expected and seg_start > start:
             report.missing.append((expected, seg_start))
         expected = seg_start + size
-        if expected <= start:
+        if expected < start:
             report.end = expected
             continue
         for pos, kind, body in scan_segment(path, seg_start, report):

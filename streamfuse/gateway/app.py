@@ -285,12 +285,13 @@ class Gateway:
         self._checkpoint_state = {"journal": state.get("journal")}
         self._saved(path)
 
-    def checkpoint_done(self) -> None:
-        """Reap a finished background checkpoint (called on every tick)."""
+    def checkpoint_done(self, *, wait: bool = False) -> None:
+        """Reap a finished background checkpoint (called on every tick); ``wait``: wait for
+        a running one to finish."""
         store = self.store
         if store is None or not store.busy:
             return
-        self._reaped(store.poll())
+        self._reaped(store.poll(block=wait))
 
     def _reaped(self, done: tuple[Any, bool, str] | None) -> None:
         if done is not None and done[1]:
