@@ -30,6 +30,7 @@ import logging
 import os
 import threading
 import time
+import zlib
 from pathlib import Path
 
 from .. import journal as fmt
@@ -39,6 +40,14 @@ from ..types import Prediction
 log = logging.getLogger("streamfuse.gateway.journal")
 
 FSYNC_POLICIES = ("interval", "always", "never")
+#: topics whose encoded record head is remembered
+TOPICS_KEPT = 8192
+_HEAD = fmt.HEAD
+_PUSH = fmt.PUSH.pack
+_PUSH_LEN = 1 + fmt.PUSH.size
+_crc32 = zlib.crc32
+_CRC_R = zlib.crc32(b"R")
+_CRC_P = zlib.crc32(b"P")
 
 
 def _write_all(fd: int, data: bytes | bytearray) -> None:
@@ -81,6 +90,7 @@ class Journal:
         self.fsync = fsync
         self.fsync_interval_s = fsync_interval_s
         self._buf = bytearray()
+        self._topics: dict[str, tuple[bytes, int]] = {}
         self._fd = -1
         self._seg_start = 0
         self._seg_size = 0  # bytes of the current segment already written to the OS
@@ -148,15 +158,16 @@ class Journal:
     def accept(self, topic: str, payload: bytes) -> int:
         """Journal an accepted message and write it (and what was buffered) to the OS now;
         fsync too under ``"always"``. Returns its position."""
-        t = topic.encode("utf-8", "surrogateescape")
+        head = self._topics.get(topic)
+        if head is None:
+            head = self._topic_head(topic)
+        prefix, crc = head
         if self._seg_size + len(self._buf) >= self.segment_bytes:
             self._rotate()
         buf = self._buf
         pos = self._seg_start + self._seg_size + len(buf)
-        head, tl = fmt.frame(b"R", fmt.TOPIC_LEN.pack(len(t)), t, payload)[:2]
-        buf += head
-        buf += tl
-        buf += t
+        buf += _HEAD.pack(len(prefix) + 1 + len(payload), _crc32(payload, crc), b"R")
+        buf += prefix
         buf += payload
         self.records += 1
         self.flush()
@@ -164,13 +175,26 @@ class Journal:
             self._fsync(self._fd)
         return pos
 
+    def _topic_head(self, topic: str) -> tuple[bytes, int]:
+        """A topic's encoded part of an ``R`` record and the CRC up to it (remembered for a
+        bounded number of topics: a device sends on the same few)."""
+        t = topic.encode("utf-8", "surrogateescape")
+        prefix = fmt.TOPIC_LEN.pack(len(t)) + t
+        head = (prefix, _crc32(prefix, _CRC_R))
+        if len(self._topics) < TOPICS_KEPT:
+            self._topics[topic] = head
+        return head
+
     def _add(self, kind: bytes, body: bytes) -> None:
         for part in fmt.frame(kind, body):
             self._buf += part
         self.records += 1
 
     def push(self, ref: int, now: float) -> None:
-        self._add(b"P", fmt.PUSH.pack(ref, now))
+        body = _PUSH(ref, now)
+        self._buf += _HEAD.pack(_PUSH_LEN, _crc32(body, _CRC_P), b"P")
+        self._buf += body
+        self.records += 1
 
     def tick(self, now: float) -> None:
         self._add(b"T", fmt.TICK.pack(now))
