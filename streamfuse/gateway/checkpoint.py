@@ -170,8 +170,11 @@ class CheckpointStore:
                     os.fsync(fd)
                 gc.disable()  # nothing to collect before exiting; leave the pages shared
                 body = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+                body_len = len(body)
                 self._write(body, final, tmp)
-                os.write(write_end, f"ok {len(body)}".encode())
+                del body
+                self._prune()  # unlinking a large old file takes the file system a while
+                os.write(write_end, f"ok {body_len}".encode())
                 code = 0
             except BaseException as exc:  # noqa: BLE001 - reported through the pipe
                 try:
@@ -204,7 +207,6 @@ class CheckpointStore:
         ok = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and message.startswith("ok")
         if ok:
             self.saved += 1
-            self._prune()
             log.info("checkpoint %s saved in the background (%s bytes)", final, message[3:])
         else:
             tmp.unlink(missing_ok=True)
