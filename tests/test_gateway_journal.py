@@ -260,3 +260,20 @@ def test_a_background_checkpoint_that_fails_is_reported_and_the_next_one_works(
     store.save_in_background({"i": 1})
     path, ok, _ = store.wait()
     assert ok and CheckpointStore.read(path)[0] == {"i": 1}
+
+
+def test_journal_settings(tmp_path: Path) -> None:
+    from streamfuse.errors import ConfigError
+    from streamfuse.gateway.durability import make_journal
+    from streamfuse.gateway.loading import from_mapping
+
+    with pytest.raises(ConfigError, match="journal.fsync"):
+        from_mapping({"journal": {"fsync": "sometimes"}})
+    with pytest.raises(ConfigError, match="journal.segment_bytes"):
+        from_mapping({"journal": {"segment_bytes": 0}})
+    assert make_journal(from_mapping({})) is None  # no checkpoints, no journal
+    on = make_journal(from_mapping({"checkpoint": {"dir": str(tmp_path / "c")}}))
+    assert on is not None and on.dir == tmp_path / "c" / "journal" and on.fsync == "interval"
+    off = from_mapping({"checkpoint": {"dir": str(tmp_path / "c")}},
+                       env={"STREAMFUSE_JOURNAL_ENABLED": "false"})
+    assert make_journal(off) is None

@@ -167,7 +167,10 @@ class CheckpointStore:
             try:
                 os.close(read_end)
                 for fd in fsync_first:
-                    os.fsync(fd)
+                    try:
+                        os.fsync(fd)
+                    except OSError:  # a rotated segment closed since (fsynced before that)
+                        pass
                 gc.disable()  # nothing to collect before exiting; leave the pages shared
                 body = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
                 body_len = len(body)
