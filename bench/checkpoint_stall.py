@@ -12,7 +12,13 @@ round takes one checkpoint of each kind, alternating:
 - ``inline``: pickled and written on the loop (``Gateway.checkpoint()``, what every periodic
   checkpoint did before, and what shutdown still does);
 - ``forked``: ``Gateway.checkpoint(background=True)``: the loop pays for the fork, a child
-  pickles and writes; the loop reaps it on a later turn.
+  pickles and writes; the loop reaps it on a later turn;
+- ``idle``: as long again with no checkpoint at all: the stalls the machine's other load
+  causes (on a shared VM the scheduler alone can hold the loop off for tens of ms).
+
+The fork copies the process's page tables, so its cost follows the resident heap; with
+``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (glibc 2.35+, transparent huge pages in "madvise"
+mode) malloc's memory comes in 2 MB pages and the copy is several times shorter.
 
 Prints each kind's longest stall (max over rounds), the fork's own time, the time until the
 forked file was on disk, and the checkpoint's size; the loop's probe resolution is ~1 ms.
@@ -68,7 +74,9 @@ class Probe:
 async def measure(gw: Gateway, rounds: int) -> dict[str, list[float]]:
     probe = Probe()
     task = asyncio.create_task(probe.run())
-    out: dict[str, list[float]] = {"inline": [], "forked": [], "fork_call": [], "forked_done": []}
+    out: dict[str, list[float]] = {
+        "inline": [], "forked": [], "fork_call": [], "forked_done": [], "idle": []
+    }
     store = gw.store
     assert store is not None
     for _ in range(rounds):
@@ -91,6 +99,9 @@ async def measure(gw: Gateway, rounds: int) -> dict[str, list[float]]:
         if VERBOSE:
             print("    forked round: stalls over 5 ms (s after the call, ms):",
                   ", ".join(f"{t:.2f}:{x * 1e3:.0f}" for t, x in probe.stalls))
+        probe.reset()  # the baseline: as long again with no checkpoint (other processes' load)
+        await asyncio.sleep(out["forked_done"][-1])
+        out["idle"].append(probe.longest)
     probe.running = False
     await task
     return out
@@ -143,6 +154,8 @@ def main() -> None:
     print(f"  forked: longest loop stall {max(ms['forked']):8.1f} ms  "
           f"(rounds: {', '.join(f'{x:.1f}' for x in ms['forked'])}); the fork call "
           f"{max(ms['fork_call']):.1f} ms, file on disk after {max(ms['forked_done']):.0f} ms")
+    print(f"  idle:   longest loop stall {max(ms['idle']):8.1f} ms  "
+          f"(rounds: {', '.join(f'{x:.1f}' for x in ms['idle'])}; no checkpoint, as long)")
 
 
 if __name__ == "__main__":

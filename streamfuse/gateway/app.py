@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import random
 import time
 from collections import Counter
@@ -75,6 +76,23 @@ _AUTH_CODES = frozenset({4, 5, 134, 135})
 #: of objects the code cannot run. Read only by :meth:`Gateway.checkpoint` and
 #: :meth:`Gateway.restore`.
 CHECKPOINT_VERSION = 4
+
+
+def _huge_page_hint(logger: logging.Logger) -> None:
+    """Say once how to make a checkpoint's fork shorter, where it applies (Linux, transparent
+    huge pages on request, glibc not yet told to ask for them)."""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled", encoding="ascii") as fh:
+            mode = fh.read()
+    except OSError:
+        return
+    if "[never]" in mode or "glibc.malloc.hugetlb" in os.environ.get("GLIBC_TUNABLES", ""):
+        return
+    logger.info(
+        "checkpoints fork the process, which copies its page tables: start the gateway with "
+        "GLIBC_TUNABLES=glibc.malloc.hugetlb=1 for 2 MB pages and a several times shorter "
+        "fork (docs/durability.md)"
+    )
 
 
 class Gateway:
@@ -168,6 +186,8 @@ class Gateway:
     def startup(self) -> None:
         """Restore the newest checkpoint, freeze the start-up heap, serve ``/metrics``."""
         self.restore()
+        if self.store is not None:
+            _huge_page_hint(self.log)
         if self.config.resources.gc_freeze and not gc.get_freeze_count():
             gc.collect()  # once per process: what is frozen is never collected by the cycle GC
             gc.freeze()
