@@ -33,7 +33,7 @@ from ..exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_STUCK
 from ..types import Prediction, RawMessage
 from .app import Gateway
 from .config import GatewayConfig
-from .loading import from_mapping, load
+from .loading import check_paths, from_mapping, load
 from .logs import use_json_logs
 
 log = logging.getLogger("streamfuse.gateway.server")
@@ -209,7 +209,8 @@ def run_gateway(
     until a signal (or ``duration``), print the totals; returns the exit code."""
     if log_format == "json":
         use_json_logs()
-    config = load(config_path, overrides=overrides)  # fail fast, before compiling anything
+    # fail fast, before compiling anything: settings, then the files and folders they name
+    config = check_paths(load(config_path, overrides=overrides))
     server = Server(config, duration=duration)
     code = asyncio.run(server.serve())
     gateway = server.gateway
