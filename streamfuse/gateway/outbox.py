@@ -65,6 +65,7 @@ class Outbox:
         self.published = 0
         self.dropped = 0
         self._hooked: Any = None  # the paho client whose on_publish reports to us
+        self.client: Any = None  # the connection predictions go out on, while publishing
         self._acked_early: set[int] = set()
         self._handing = False  # inside publish_acked
 
@@ -91,7 +92,10 @@ class Outbox:
             queue.append(out)
             added = True
         if queue:
-            self.ready.set()
+            if self.client is not None:  # connected: out now, whoever made them (ticks too)
+                self.publish_now(self.client)
+            if queue:
+                self.ready.set()
         if len(self.unobserved) >= UNOBSERVED_MAX:  # not published for a while: record now
             self.observe_latencies()
         return added
@@ -104,11 +108,17 @@ class Outbox:
         self.unobserved.clear()
 
     async def publisher(self, client: Any) -> None:
-        """Publish whatever is queued, whenever something is (a task per connection)."""
-        while True:
-            await self.publish_all(client)
-            self.ready.clear()
-            await self.ready.wait()
+        """Publish whatever is queued, whenever something is (a task per connection); while
+        it runs, :meth:`emit` hands new predictions to ``client`` at once."""
+        self.client = client
+        try:
+            while True:
+                await self.publish_all(client)
+                self.ready.clear()
+                await self.ready.wait()
+        finally:
+            if self.client is client:
+                self.client = None
 
     def publish_now(self, client: Any) -> bool:
         """Hand everything queued to the connection now, without awaiting; True if the queue
