@@ -92,6 +92,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--label-delay-s", type=float, default=None, help="default: one window")
     ev.add_argument("--subjects", type=int, default=None, help="first N subjects only")
     ev.add_argument("--levels", default=None, help="comma-separated subset of the levels")
+    ev.add_argument("--order", choices=["balanced", "rest-first", "task-first"],
+                    default="balanced", help="which recording each subject plays first "
+                    "(balanced: sorted subjects, even positions rest first, odd arithmetic)")
+    ev.add_argument("--labels", choices=["window", "session"], default="window",
+                    help="window: each label one --label-delay-s after its window; session: "
+                    "a subject's labels only after its session (models never saw them)")
+    ev.add_argument("--no-controls", action="store_true",
+                    help="skip the majority, time-only, subject-only and permuted controls")
+    ev.add_argument("--seed", type=int, default=0, help="permuted control and bootstrap seed")
     ev.add_argument("--no-progress", action="store_true")
     ev.set_defaults(run=run_evaluate)
 
@@ -238,6 +247,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         model=args.model,
         levels=levels,
         subjects=args.subjects,
+        order=args.order,
+        labels=args.labels,
+        controls=not args.no_controls,
+        seed=args.seed,
     )
     t0 = time.perf_counter()
     with _progress(not args.no_progress, "evaluating", None) as adv:
