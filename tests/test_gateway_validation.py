@@ -87,11 +87,19 @@ def test_redact_keeps_urls_without_a_password() -> None:
         ({"engine": {"max_payload_bytes": -1}}, "engine.max_payload_bytes"),
         ({"engine": {"max_samples": 0}}, "engine.max_samples"),
         ({"engine": {"max_fs": -2.0}}, "engine.max_fs"),
+        ({"engine": {"max_devices": 0}}, "engine.max_devices"),
     ],
 )
 def test_engine_bounds_must_be_positive(table: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=f"{key} must be positive"):
         from_mapping(table, env={})
+
+
+def test_device_cap_settings_reach_the_engine_and_are_checked() -> None:
+    cfg = from_mapping({"engine": {"max_devices": 7, "device_policy": "evict"}}, env={})
+    assert cfg.engine_config().max_devices == 7 and cfg.engine_config().device_policy == "evict"
+    with pytest.raises(ConfigError, match="engine.device_policy"):
+        from_mapping({"engine": {"device_policy": "drop"}}, env={})
 
 
 def test_negative_max_pending_is_exit_2_naming_the_key_not_a_traceback(tmp_path: Path) -> None:

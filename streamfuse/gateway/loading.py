@@ -163,6 +163,7 @@ def _validate(cfg: GatewayConfig) -> GatewayConfig:
         ("metrics.refresh_s", cfg.metrics.refresh_s),
         ("shutdown.drain_timeout_s", cfg.shutdown.drain_timeout_s),
         ("engine.max_pending", cfg.engine.max_pending),
+        ("engine.max_devices", cfg.engine.max_devices),
         ("engine.max_payload_bytes", cfg.engine.max_payload_bytes),
         ("engine.max_samples", cfg.engine.max_samples),
         ("engine.max_fs", cfg.engine.max_fs),
@@ -170,6 +171,11 @@ def _validate(cfg: GatewayConfig) -> GatewayConfig:
     for key, value in positive:
         if not (math.isfinite(value) and value > 0):
             raise ConfigError(f"{key} must be positive, got {value!r}")
+    if cfg.engine.device_policy not in ("refuse", "evict"):
+        raise ConfigError(
+            f"engine.device_policy must be \"refuse\" or \"evict\", got "
+            f"{cfg.engine.device_policy!r}"
+        )
     refreeze = cfg.resources.gc_refreeze_s
     if not (math.isfinite(refreeze) and refreeze >= 0):
         raise ConfigError(f"resources.gc_refreeze_s must be 0 (off) or positive, got {refreeze!r}")
