@@ -4,8 +4,9 @@ persistent session, by persistence setting, and what the setting costs the broke
     python bench/broker_crash.py [--messages 3000] [--rate 300]
 
 For each setting: a private broker; a persistent session (the gateway's) subscribes and goes
-away; a device publishes MESSAGES QoS 1 messages of 800 bytes (about an 8-channel EEG chunk) at RATE a second (each acknowledged by the
-broker); the broker is killed with SIGKILL, restarted, and the session resumed: how many of
+away; a device publishes MESSAGES QoS 1 messages of 800 bytes (about an 8-channel EEG chunk)
+at RATE a second (each acknowledged by the broker); the broker is killed with SIGKILL,
+restarted, and the session resumed: how many of
 the acknowledged messages it delivers. The broker's CPU seconds during the publishing are
 the cost (same run, same machine, so settings compare; absolute figures move with load).
 """
@@ -25,11 +26,12 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.chaos.brokers import PrivateMosquitto  # noqa: E402
 
+ON_CHANGES = "autosave_on_changes true"
 SETTINGS = {
     "autosave_interval 30 (seconds; the old deploy/)": ("autosave_interval 30",),
-    "autosave_on_changes, every 1000 changes": ("autosave_on_changes true", "autosave_interval 1000"),
-    "autosave_on_changes, every 100 changes (deploy/)": ("autosave_on_changes true", "autosave_interval 100"),
-    "autosave_on_changes, every 10 changes": ("autosave_on_changes true", "autosave_interval 10"),
+    "autosave_on_changes, every 1000 changes": (ON_CHANGES, "autosave_interval 1000"),
+    "autosave_on_changes, every 100 changes (deploy/)": (ON_CHANGES, "autosave_interval 100"),
+    "autosave_on_changes, every 10 changes": (ON_CHANGES, "autosave_interval 10"),
 }
 
 
