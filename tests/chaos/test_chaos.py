@@ -69,7 +69,7 @@ def accounted(live: Live, fleet: Fleet) -> tuple[int, int, bool]:
 
 def test_broker_killed_and_restarted(tmp_path: Path) -> None:
     broker = PrivateMosquitto(
-        tmp_path / "broker", lines=("autosave_on_changes true", "autosave_interval 100")
+        tmp_path / "broker", lines=("autosave_on_changes true", "autosave_interval 1000")
     ).start()
     prefix = "chaos-broker"
 
