@@ -263,16 +263,36 @@ HOSTILE = 20_000
 MAX_PAYLOAD = 64 * 1024
 
 
-def test_hostile_mix_while_honest_devices_publish(broker_url: str, topic_prefix: str) -> None:
+def publish_hostile(url: str, prefix: str) -> int:
+    """The seeded hostile mix, published by a child process; how many were acknowledged."""
+    code = (
+        "import sys; from tests.chaos.hostile import hostile; "
+        "from tests.chaos.fleet import publish_all; "
+        f"print(publish_all({url!r}, [m for _, m in hostile({HOSTILE}, 17, {prefix!r}, "
+        f"{MAX_PAYLOAD})]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return int(done.stdout.split()[-1])
+
+
+def test_hostile_mix_while_honest_devices_publish(tmp_path: Path, topic_prefix: str) -> None:
+    """On a private broker with deploy/'s queue limits: the stock Mosquitto (1,000 queued QoS 1
+    messages per client) drops what a gateway behind a 20,000-message burst has not taken
+    yet, before the gateway sees it."""
     from dataclasses import replace
 
-    junk = hostile(HOSTILE, seed=17, prefix=topic_prefix, max_payload_bytes=MAX_PAYLOAD)
-    kinds = Counter(c for c, _ in junk)
-    assert set(kinds) == set(CATEGORIES)
+    broker = PrivateMosquitto(tmp_path / "broker").start()
+    broker_url = broker.url
+
+    kinds = Counter(c for c, _ in hostile(HOSTILE, seed=17, prefix=topic_prefix,
+                                          max_payload_bytes=MAX_PAYLOAD))
+    assert set(kinds) == set(CATEGORIES)  # the child publishes these very messages
 
     async def main() -> tuple[Live, Fleet, float, float, int, int]:
         probe = Live(broker_url, topic_prefix)
-        config = replace(probe.config.engine_config(), max_devices=500,
+        config = replace(probe.config.engine_config(), max_devices=200,
                          limits=Limits(max_payload_bytes=MAX_PAYLOAD))
         live = await Live(broker_url, topic_prefix, engine_config=config,
                           max_queued_incoming=50_000).run()
@@ -280,16 +300,25 @@ def test_hostile_mix_while_honest_devices_publish(broker_url: str, topic_prefix:
             await asyncio.sleep(3.0)
             rss0 = rss()
             began = time.time()
-            acked = await asyncio.to_thread(publish_all, broker_url, [m for _, m in junk])
+            # published by a child process, so this process's RSS is the gateway's alone
+            acked = await asyncio.to_thread(publish_hostile, broker_url, topic_prefix)
             ended = time.time()
             await asyncio.to_thread(fleet._thread.join)  # type: ignore[union-attr]
+        for _ in range(400):  # until everything published has reached the engine (or 20 s)
+            hostile_in = sum(1 for m in live.messages if "/x-" in m.topic)
+            if hostile_in + sum(live.gateway.inbox.shed.values()) >= acked:
+                break
+            await asyncio.sleep(0.05)
         await asyncio.sleep(1.5)
         peak = rss()
         assert live.alive()
         await live.close()
         return live, fleet, began, ended, acked, peak - rss0
 
-    live, fleet, began, ended, acked, grew = asyncio.run(main())
+    try:
+        live, fleet, began, ended, acked, grew = asyncio.run(main())
+    finally:
+        broker.stop()
     gateway = live.gateway
     hostile_in = sum(1 for m in live.messages if "/x-" in m.topic)
     shed = sum(gateway.inbox.shed.values())
@@ -303,8 +332,8 @@ def test_hostile_mix_while_honest_devices_publish(broker_url: str, topic_prefix:
           f"{processed}/{sent} chunks; longest silence {silences} s; RSS +{grew / 2**20:.0f} MiB")
     assert acked == HOSTILE and hostile_in + shed >= HOSTILE  # each handled or counted shed
     assert processed == sent or covered  # every honest chunk processed or counted
-    assert len(gateway.engine.sessions) <= 500  # the device cap held
+    assert len(gateway.engine.sessions) <= 200  # the device cap held
     for device, silence in silences.items():
         assert any(t > ended for t in live.made[device]), device
         assert silence <= HOP_S + STALL_S, (device, silence)
-    assert grew < 300 * 2**20  # bounded: 20,000 hostile messages, 500 devices at most
+    assert grew < 300 * 2**20  # bounded: 20,000 hostile messages, 200 devices at most
