@@ -334,6 +334,7 @@ def test_hostile_mix_while_honest_devices_publish(tmp_path: Path, topic_prefix: 
     assert processed == sent or covered  # every honest chunk processed or counted
     assert len(gateway.engine.sessions) <= 200  # the device cap held
     for device, silence in silences.items():
-        assert any(t > ended for t in live.made[device]), device
+        # predicting while the mix arrives (the honest devices may finish before it does)
+        assert any(began + HOP_S < t < ended for t in live.made[device]), device
         assert silence <= HOP_S + STALL_S, (device, silence)
     assert grew < 300 * 2**20  # bounded: 20,000 hostile messages, 200 devices at most
