@@ -61,10 +61,12 @@ class Live:
         if self.task is not None:
             await self.task
 
-    def longest_silence(self, device: str, after: float = 0.0) -> float:
-        """The longest time between two predictions of ``device`` made after ``after`` (its
-        first one after it included), on the gateway's clock."""
-        times = [t for t in self.made[device] if t >= after]
+    def longest_silence(
+        self, device: str, after: float = 0.0, before: float = float("inf")
+    ) -> float:
+        """The longest time between two predictions of ``device`` made between ``after`` and
+        ``before``, on the gateway's clock."""
+        times = [t for t in self.made[device] if after <= t <= before]
         return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
 
 
