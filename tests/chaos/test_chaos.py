@@ -234,12 +234,16 @@ def test_clock_jump_and_critical_inputs_leave_other_devices_publishing(
 OUTAGE_S = float(os.environ.get("STREAMFUSE_CHAOS_OUTAGE_S", "5"))
 
 
-def test_backlog_after_an_outage_is_predicted_once(broker_url: str, topic_prefix: str) -> None:
+def test_backlog_after_an_outage_is_predicted_once(tmp_path: Path, topic_prefix: str) -> None:
     """The gateway is away OUTAGE_S (persistent session): the broker queues the devices' data, and
     after the restart (the same engine, as a checkpoint would restore it) the outage's windows
     are predicted (done-when 3, there for 20 s: at least 95 %), each once."""
     down_at, outage = 3.0, OUTAGE_S
     seconds = down_at + outage + 2.0
+    # deploy/'s queue limits: a stock Mosquitto keeps 1,000 QoS 1 messages per offline client
+    # and drops the rest (3 devices x 31 messages a second fill that in 11 s)
+    broker = PrivateMosquitto(tmp_path / "broker").start()
+    broker_url = broker.url
 
     async def main() -> tuple[Live, Live, float, float]:
         one = await Live(broker_url, topic_prefix, client_id=f"gw-{topic_prefix}").run()
@@ -256,7 +260,10 @@ def test_backlog_after_an_outage_is_predicted_once(broker_url: str, topic_prefix
         await two.close()
         return one, two, down, up
 
-    one, two, down, up = asyncio.run(main())
+    try:
+        one, two, down, up = asyncio.run(main())
+    finally:
+        broker.stop()
     for device in (f"dev{i}" for i in range(3)):
         starts = sorted(round(t, 3) for t in one.windows[device] + two.windows[device])
         assert len(starts) == len(set(starts)), (device, starts)  # each window exactly once
