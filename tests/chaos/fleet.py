@@ -53,6 +53,8 @@ class Fleet:
         self._client.max_inflight_messages_set(1000)
         self._client.max_queued_messages_set(0)
         self._client.on_publish = self._on_publish
+        # back within half a second of a broker restart (paho's default backoff grows to 2 min)
+        self._client.reconnect_delay_set(min_delay=0.1, max_delay=0.5)
         self._client.connect(host, port)
         self._client.loop_start()
 

@@ -91,7 +91,11 @@ def test_broker_killed_and_restarted(tmp_path: Path) -> None:
         await asyncio.to_thread(broker.start)
         restarted = time.time()
         await asyncio.to_thread(fleet._thread.join)  # type: ignore[union-attr]
-        await asyncio.sleep(2.0)
+        for _ in range(200):  # until every device predicted after the restart (or 10 s)
+            if all(any(t > restarted for t in live.made[f"dev{i}"]) for i in range(4)):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
         assert live.alive()
         await live.close()
         fleet.stop()
