@@ -202,8 +202,8 @@ class Gateway:
     async def shutdown(self) -> None:
         """Process what is still queued (when stopped while disconnected), count what could not
         be published, write the final checkpoint, close the metrics endpoint."""
-        if self.inbox.qsize():  # stopped while disconnected: process without publishing
-            await self.ingest.drain(time.monotonic() + self.config.shutdown.drain_timeout_s)
+        if self.inbox.qsize() or self.ingest.labels:  # stopped while disconnected
+            await self.ingest.drain()  # process without publishing, within the budget
         self.outbox.discard()
         self.checkpoint()
         self.durable.close()
@@ -340,6 +340,7 @@ class Gateway:
             # the same bounded queue across reconnects: nothing queued is lost on a reconnect
             queue_type=lambda maxsize=0: self.inbox,
         )
+        self.outbox.prepare(client)  # QoS 1 predictions: in-flight limit, acknowledgements
         # before connecting, so that what a persistent session delivers first takes it too
         if not install_ingest(client, self.durable.accept):
             self.log.warning("paho has no _handle_on_message; ingest goes through on_message")
@@ -369,10 +370,11 @@ class Gateway:
                     )
                     first = False
                     await self._consume(client, stop)
-                    # stop was set: drain while the connection still carries our predictions
-                    deadline = time.monotonic() + self.config.shutdown.drain_timeout_s
-                    await self.ingest.drain(deadline)
-                    await self.outbox.flush(client, deadline)
+                    # stop was set: take nothing more, drain what was queued while the
+                    # connection still carries our predictions, within the shutdown budget
+                    budget = self.ingest.close(client)
+                    await self.ingest.drain(budget.drain)
+                    await self.outbox.flush(client, budget.flush)
             except MqttError as exc:
                 self.connected.clear()
                 self.metrics.connected.set(0)
