@@ -26,4 +26,8 @@ def test_deploy_persistence_keeps_acknowledged_messages_across_a_broker_kill() -
     acked, kept, cpu = crash_loss(lines, messages=2000, rate=1000.0)
     print(f"{lines}: {acked} acknowledged, {kept} delivered after kill -9, broker CPU {cpu:.2f} s")
     assert acked == 2000
-    assert kept >= 0.99 * acked  # at most the changes since the last snapshot (measured: 2)
+    # what the setting promises: a crash loses at most the changes since the last snapshot
+    # (measured on a quiet machine: 2 lost; a loaded one lost 153 once); the old
+    # 'autosave_interval 30' loses every one of them in a test shorter than 30 s
+    interval = next(int(line.split()[1]) for line in lines if line.startswith("autosave_interval"))
+    assert acked - kept <= interval, (acked, kept, interval)
