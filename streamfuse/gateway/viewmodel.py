@@ -47,6 +47,8 @@ from ..types import FusedWindow, Prediction
 
 #: stages of a prediction's latency, in the order they happen
 STAGES = ("decode", "align", "features", "predict")
+#: the versions a client has of the parts that belong to its device
+_DEVICE_PARTS = ("device_name", "windows", "predictions", "latest")
 #: the metric names shown per level, in this order
 METRICS = ("accuracy", "auc", "f1", "precision", "recall", "specificity")
 
@@ -220,7 +222,8 @@ class ViewModel:
             else:
                 self._watched[device] = _Watched()
         client.device = device
-        client.sent.clear()
+        for part in _DEVICE_PARTS:  # the new device's parts are all sent afresh
+            client.sent.pop(part, None)
         if device is not None:
             self._watched[device].viewers += 1
 

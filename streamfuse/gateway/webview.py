@@ -176,8 +176,10 @@ class WebView:
     async def stop(self) -> None:
         """Close every stream and stop listening."""
         self._closing = True
-        for task in list(self._streams):
-            task.cancel()
+        if self._streams:  # each ends its response within one period; then they are cut
+            _, late = await asyncio.wait(list(self._streams), timeout=2.0 / self.rate_hz + 0.5)
+            for task in late:
+                task.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -230,6 +232,9 @@ class WebView:
         try:
             await response.write(b"retry: 2000\n\n")
             while not self._closing:
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    break  # the browser went away (noticed without waiting for a write)
                 frame = self.model.frame(client)
                 if frame is not None:
                     await response.write(encode_event(frame))

@@ -20,8 +20,8 @@
   });
 
   // what the browser test reads (window.streamfuseView)
-  const stats = { frames: 0, heatmaps: 0, signalPoints: 0, timelinePoints: 0, device: null,
-    devices: [], errors: 0 };
+  const stats = { frames: 0, heatmaps: 0, signalPoints: 0, signalEnd: 0, timelinePoints: 0,
+    device: null, devices: [], errors: 0 };
   window.streamfuseView = stats;
 
   let source = null;
@@ -142,6 +142,7 @@
       }
     }
     stats.signalPoints = points;
+    stats.signalEnd = s.t_end;
     $("signals-span").textContent = `last ${(s.t_end - s.t0).toFixed(1)} s, min/max per ${(2 * s.dt * 1000).toFixed(0)} ms`;
   }
 

@@ -1,0 +1,126 @@
+"""The live view in a real headless Chromium, fed by a real engine with simulated devices.
+
+Needs the system's Chromium (Debian package ``chromium``; ``.ci/run`` installs it) and
+Playwright's Python package (the ``test`` extra); Playwright's own browser download is not used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from streamfuse.config import EngineConfig
+from streamfuse.engine import Engine, warm_up
+from streamfuse.gateway.webview import WebView
+from tests.live_feed import LiveFeed
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="no Chromium on PATH: install the system's (Debian: apt-get install chromium) "
+        "to run the browser test; .ci/run does",
+    ),
+]
+
+#: how the page reports what it drew (view.js keeps window.streamfuseView up to date)
+STATS = "window.streamfuseView"
+#: pixels of the heatmap canvas that differ from its background, and distinct colours
+HEATMAP_PIXELS = """() => {
+  const c = document.getElementById('heatmap');
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let painted = 0; const colours = new Set();
+  for (let i = 0; i < d.length; i += 4) {
+    if (d[i] !== 11 || d[i + 1] !== 13 || d[i + 2] !== 16) painted += 1;
+    colours.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+  }
+  return [painted, colours.size, c.width * c.height];
+}"""
+
+
+def test_the_page_draws_live_data_and_switches_devices(tmp_path: Path) -> None:
+    playwright = pytest.importorskip(
+        "playwright.async_api", reason="Playwright is in the test extra: pip install -e '.[test]'"
+    )
+    config = EngineConfig()
+    warm_up(config)
+    engine = Engine(config, timer=time.perf_counter)
+
+    async def scenario() -> None:
+        view = WebView(engine, port=0)
+        feed = LiveFeed(engine, 3, seed=5, on_prediction=view.on_prediction)
+        stop = asyncio.Event()
+        feeding = asyncio.create_task(feed.run(stop), name="test[webview].feed")
+        url = await view.start()
+        problems: list[str] = []
+        try:
+            async with playwright.async_playwright() as p:
+                browser = await p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+                page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+                page.on(
+                    "console",
+                    lambda m: problems.append(f"console {m.type}: {m.text}")
+                    if m.type in ("error", "warning")
+                    else None,
+                )
+                await page.goto(url)
+                # functions, not expressions: the page's CSP forbids eval, as it should
+                ready = (
+                    f"() => {STATS}.signalPoints > 0 && {STATS}.heatmaps > 0 && "
+                    f"{STATS}.timelinePoints >= 2 && {STATS}.devices.length === 3"
+                )
+                await page.wait_for_function(ready, timeout=60_000)
+                first = await page.evaluate(f"() => {STATS}")
+                assert first["device"] == "dev000"  # the first device, none asked for
+                # live: the timeline gains points and the signals move on
+                await page.wait_for_function(
+                    f"([n, t]) => {STATS}.timelinePoints > n && {STATS}.signalEnd > t",
+                    arg=[first["timelinePoints"], first["signalEnd"]],
+                    timeout=30_000,
+                )
+                assert await page.locator("#signals canvas").count() >= 3  # ecg, eeg, acc
+                painted, colours, total = await page.evaluate(HEATMAP_PIXELS)
+                assert painted > total // 2 and colours > 20
+                assert "published" in await page.locator("#decision").inner_text()
+                assert "early" in await page.locator("#metrics").inner_text()
+                assert "incoming" not in await page.locator("#gateway").inner_text()  # no gateway
+                assert "latency total" in await page.locator("#gateway").inner_text()
+                # another device: its own data replaces the first one's
+                assert await page.locator("#device option").count() == 3
+                await page.select_option("#device", "dev002")
+                await page.wait_for_function(
+                    f"() => {STATS}.device === 'dev002' && {STATS}.signalPoints > 0 && "
+                    f"{STATS}.timelinePoints >= 2",
+                    timeout=30_000,
+                )
+                assert "device=dev002" in page.url
+                assert "dev002" in view.model._watched and "dev000" not in view.model._watched
+                shot = tmp_path / "webview.png"
+                await page.screenshot(path=str(shot), full_page=True)
+                assert shot.stat().st_size > 20_000
+                stats = await page.evaluate(f"() => {STATS}")
+                assert stats["errors"] == 0
+                await browser.close()
+        finally:
+            stop.set()
+            await feeding
+            await view.stop()
+        assert problems == []
+        assert engine.on_window is None  # the browser left: nothing observed any more
+
+    asyncio.run(scenario())
