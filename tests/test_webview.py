@@ -206,7 +206,8 @@ def test_everything_kept_is_bounded() -> None:
         assert len(watched.predictions) == 5
         span = watched.windows[-1].window.t_end - watched.windows[0].window.t_start
         assert span <= limits.signal_s + engine.config.window_s + 1e-9
-    assert len(view._latencies) <= 7
+    assert len(view._latencies) == 7
+    assert view._latencies.percentiles()["total"]["n"] == 7
     for c in clients:
         view.disconnect(c)
     assert not view._watched

@@ -37,6 +37,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from time import perf_counter as _perf
 from typing import Any
 
 import numpy as np
@@ -135,8 +136,9 @@ class ViewModel:
         self._clock = clock
         self.clients: set[Client] = set()
         self._watched: dict[str, _Watched] = {}
-        self._latencies: deque[Mapping[str, float]] = deque(maxlen=self.limits.latencies_kept)
-        self._latency_version = 0
+        self._latencies = LatencyRing(self.limits.latencies_kept)
+        #: seconds spent in this view's hooks and frames (and, from :mod:`.webview`, writes)
+        self.spent_s = 0.0
         self._engine: Engine | None = None
         self._devices: tuple[int, list[str]] = (0, [])
         self._devices_at = -math.inf
@@ -144,33 +146,37 @@ class ViewModel:
         self._figures_at = -math.inf
         self._truth_seen = -1
         self._truth: dict[str, dict[int, str]] = {}
+        self._load_mark = (math.nan, 0.0)  # (clock, spent_s) at the last figures
 
     # ------------------------------------------------------------------ hooks (gateway side)
     def on_prediction(self, prediction: Prediction) -> None:
         """Every prediction the gateway makes (its ``on_prediction`` hook)."""
         if not self.clients:
             return
+        t0 = _perf()
         if prediction.latency:
-            self._latencies.append(prediction.latency)
-            self._latency_version += 1
+            self._latencies.add(prediction.latency)
         watched = self._watched.get(prediction.device)
         if watched is not None:
             watched.predictions.append(prediction)
             if len(watched.predictions) > self.limits.predictions_kept:
                 watched.predictions.popleft()
             watched.pred_version += 1
+        self.spent_s += _perf() - t0
 
     def on_window(self, fused: FusedWindow) -> None:
         """Every fused window (installed as the engine's ``on_window`` while clients exist)."""
         watched = self._watched.get(fused.window.device)
         if watched is None:
             return
+        t0 = _perf()
         windows = watched.windows
         windows.append(fused)
         horizon = fused.window.t_end - self.limits.signal_s
         while len(windows) > 1 and windows[0].window.t_end <= horizon:
             windows.popleft()
         watched.window_version += 1
+        self.spent_s += _perf() - t0
 
     # ------------------------------------------------------------------ clients
     def host(self) -> Any:
@@ -241,6 +247,13 @@ class ViewModel:
     def frame(self, client: Client) -> bytes | None:
         """The parts of ``client``'s view that changed since its last frame, as JSON bytes
         (``None``: nothing changed)."""
+        t0 = _perf()
+        try:
+            return self._frame(client)
+        finally:
+            self.spent_s += _perf() - t0
+
+    def _frame(self, client: Client) -> bytes | None:
         engine = self.engine()
         out: dict[str, Any] = {}
         sent = client.sent
@@ -360,34 +373,69 @@ class ViewModel:
             value = getattr(host, name, None)
             if isinstance(value, int):
                 figures[name] = value
-        figures["latency_ms"] = _latency_percentiles(self._latencies)
+        figures["latency_ms"] = self._latencies.percentiles()
+        figures["view_ms_per_s"] = self._view_load(now)
         if figures != self._figures[1]:
             self._figures = (self._figures[0] + 1, figures)
         return self._figures
 
+    def _view_load(self, now: float) -> float:
+        """Milliseconds per second the view spent (hooks, frames, writes) since last asked."""
+        then, spent = self._load_mark
+        self._load_mark = (now, self.spent_s)
+        if not math.isfinite(then) or now <= then:
+            return 0.0
+        return round((self.spent_s - spent) / (now - then) * 1e3, 3)
+
 
 # ---------------------------------------------------------------------- parts (pure)
-def _latency_percentiles(latencies: deque[Mapping[str, float]]) -> dict[str, dict[str, float]]:
-    """p50/p99 (ms) of each stage and of their sum over the sampled predictions."""
-    if not latencies:
-        return {}
-    out: dict[str, dict[str, float]] = {}
-    table = np.full((len(latencies), len(STAGES)), np.nan)
-    for i, lat in enumerate(latencies):
+class LatencyRing:
+    """The stage latencies of the last ``size`` predictions, for percentiles.
+
+    :meth:`add` (per prediction) only keeps a reference (bounded); :meth:`percentiles` moves
+    what was added since into a NumPy table first, so the per-stage figures cost one pass of
+    NumPy over at most ``size`` rows however often they are asked for.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.table = np.full((size, len(STAGES)), np.nan)
+        self.written = 0
+        self.pending: deque[Mapping[str, float]] = deque(maxlen=size)
+
+    def add(self, latency: Mapping[str, float]) -> None:
+        self.pending.append(latency)
+
+    def __len__(self) -> int:
+        return min(self.written + len(self.pending), self.size)
+
+    def clear(self) -> None:
+        self.table.fill(np.nan)
+        self.written = 0
+        self.pending.clear()
+
+    def percentiles(self) -> dict[str, dict[str, float]]:
+        """p50/p99 (ms) of each stage and of their sum."""
+        nan = math.nan
+        table, size = self.table, self.size
+        for latency in self.pending:
+            table[self.written % size] = [latency.get(stage, nan) for stage in STAGES]
+            self.written += 1
+        self.pending.clear()
+        rows = table[: min(self.written, size)]
+        if not len(rows):
+            return {}
+        out: dict[str, dict[str, float]] = {}
         for j, stage in enumerate(STAGES):
-            v = lat.get(stage)
-            if v is not None:
-                table[i, j] = v
-    for j, stage in enumerate(STAGES):
-        col = table[:, j]
-        col = col[np.isfinite(col)]
-        if col.size:
-            p50, p99 = np.percentile(col, (50, 99)) * 1e3
-            out[stage] = {"p50": round(float(p50), 4), "p99": round(float(p99), 4)}
-    total = np.where(np.isfinite(table), table, 0.0).sum(axis=1) * 1e3
-    p50, p99 = np.percentile(total, (50, 99))
-    out["total"] = {"p50": round(float(p50), 4), "p99": round(float(p99), 4), "n": len(total)}
-    return out
+            col = rows[:, j]
+            col = col[np.isfinite(col)]
+            if col.size:
+                p50, p99 = np.percentile(col, (50, 99)) * 1e3
+                out[stage] = {"p50": round(float(p50), 4), "p99": round(float(p99), 4)}
+        total = np.where(np.isfinite(rows), rows, 0.0).sum(axis=1) * 1e3
+        p50, p99 = np.percentile(total, (50, 99))
+        out["total"] = {"p50": round(float(p50), 4), "p99": round(float(p99), 4), "n": len(rows)}
+        return out
 
 
 def _min_max(values: np.ndarray, bucket: int) -> np.ndarray:
@@ -473,18 +521,18 @@ def _heatmap(watched: _Watched, limits: ViewLimits | None = None) -> dict[str, A
     valid = np.isfinite(x)
     count = valid.sum(axis=1)
     mean = np.where(count > 0, np.where(valid, x, 0.0).sum(axis=1) / np.maximum(count, 1), np.nan)
-    rows: list[list[int | None]] = []
-    for c in range(mean.shape[1]):
-        col = mean[:, c]
-        ok = np.isfinite(col)
-        if not ok.any():
-            rows.append([None] * nb)
-            continue
-        mu = float(col[ok].mean())
-        sd = float(col[ok].std())
-        z = (col - mu) / sd if sd > 0 else np.zeros_like(col)
-        q = np.clip(np.round((z + 3.0) / 6.0 * 255.0), 0, 255)
-        rows.append([int(v) if ok[i] else None for i, v in enumerate(q)])
+    ok = np.isfinite(mean)
+    n_ok = ok.sum(axis=0)
+    filled = np.where(ok, mean, 0.0)
+    mu = filled.sum(axis=0) / np.maximum(n_ok, 1)
+    sd = np.sqrt(np.where(ok, (mean - mu) ** 2, 0.0).sum(axis=0) / np.maximum(n_ok, 1))
+    z = np.divide(filled - mu, sd, out=np.zeros_like(mean), where=ok & (sd > 0))
+    q = np.clip(np.round((z + 3.0) / 6.0 * 255.0), 0, 255).astype(np.int64).T.tolist()
+    present = ok.T.tolist()
+    rows = [
+        [v if has else None for v, has in zip(qs, oks, strict=True)]
+        for qs, oks in zip(q, present, strict=True)
+    ]
     w = fused.window
     return {
         "t_start": w.t_start,

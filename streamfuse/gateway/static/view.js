@@ -335,6 +335,7 @@
     for (const [stage, q] of Object.entries(g.latency_ms || {})) {
       rows.push([`latency ${stage} (ms)`, `p50 ${fmt(q.p50, 3)}  p99 ${fmt(q.p99, 3)}`]);
     }
+    if (g.view_ms_per_s !== undefined) rows.push(["this view's cost", `${fmt(g.view_ms_per_s, 2)} ms per second`]);
     $("gateway").replaceChildren(...rows.map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, v))));
   }
 
