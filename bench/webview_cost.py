@@ -15,8 +15,9 @@ does), and arms alternate, ``--rounds`` times each:
 Per arm: the loop thread's CPU time per prediction (everything: engine, hooks, frames, HTTP
 writes; on a shared machine this moves by ~10 % between rounds of the same arm), the view's own
 time per prediction (its hooks, frames and writes as the view itself counts them,
-``ViewModel.spent_s``: the precise figure), the added latency of each prediction (output time minus the arrival time of the
-message that closed its window; a window closed by a tick is measured from its tick), the
+``ViewModel.spent_s``: the precise figure), the added latency of each prediction (output time
+minus the arrival time of the message that closed its window; a window closed by a tick is
+measured from its tick), the
 loop's longest stall seen by a 5 ms probe, and for ``client`` the time to build a frame and the
 bytes streamed. The first ``--warm`` seconds of each arm are not counted.
 """
@@ -183,8 +184,8 @@ def main() -> None:
             print(f"  round {r + 1} {kind:8s} " + "  ".join(
                 f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in res.items()))
     print("medians over rounds:")
-    keys = ("cpu_us_per_prediction", "view_us_per_prediction", "latency_p50_ms", "latency_p99_ms", "stall_max_ms",
-            "frame_p50_ms", "frame_max_ms", "kB_per_s")
+    keys = ("cpu_us_per_prediction", "view_us_per_prediction", "latency_p50_ms",
+            "latency_p99_ms", "stall_max_ms", "frame_p50_ms", "frame_max_ms", "kB_per_s")
     for kind, runs in results.items():
         print(f"  {kind:9s}" + "  ".join(
             f"{k} {float(np.median([run[k] for run in runs])):.3f}" for k in keys))
