@@ -14,12 +14,12 @@ does), and arms alternate, ``--rounds`` times each:
 
 Per arm: the loop thread's CPU time per prediction (everything: engine, hooks, frames, HTTP
 writes; on a shared machine this moves by ~10 % between rounds of the same arm), the view's own
-time per prediction (its hooks, frames and writes as the view itself counts them,
-``ViewModel.spent_s``: the precise figure), the added latency of each prediction (output time
-minus the arrival time of the message that closed its window; a window closed by a tick is
-measured from its tick), the
-loop's longest stall seen by a 5 ms probe, and for ``client`` the time to build a frame and the
-bytes streamed. The first ``--warm`` seconds of each arm are not counted.
+time per prediction (its hooks and frame building as the view itself counts them,
+``ViewModel.spent_s``: the precise figure; socket writes are only in the CPU figure), the
+added latency of each prediction (output time minus the arrival time of the message that
+closed its window; a window closed by a tick is measured from its tick), the loop's longest
+stall seen by a 5 ms probe, and for ``client`` the time to build a frame and the bytes
+streamed. The first ``--warm`` seconds of each arm are not counted.
 """
 
 from __future__ import annotations

@@ -137,7 +137,8 @@ class ViewModel:
         self.clients: set[Client] = set()
         self._watched: dict[str, _Watched] = {}
         self._latencies = LatencyRing(self.limits.latencies_kept)
-        #: seconds spent in this view's hooks and frames (and, from :mod:`.webview`, writes)
+        #: seconds spent in this view's hooks and in building frames (not in socket writes: an
+        #: awaited write's span would include whatever else the loop ran meanwhile)
         self.spent_s = 0.0
         self._engine: Engine | None = None
         self._devices: tuple[int, list[str]] = (0, [])
@@ -380,7 +381,7 @@ class ViewModel:
         return self._figures
 
     def _view_load(self, now: float) -> float:
-        """Milliseconds per second the view spent (hooks, frames, writes) since last asked."""
+        """Milliseconds per second spent in the view's hooks and frames since last asked."""
         then, spent = self._load_mark
         self._load_mark = (now, self.spent_s)
         if not math.isfinite(then) or now <= then:

@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -238,9 +237,7 @@ class WebView:
                     break  # the browser went away (noticed without waiting for a write)
                 frame = self.model.frame(client)
                 if frame is not None:
-                    t0 = time.perf_counter()
                     await response.write(encode_event(frame))
-                    self.model.spent_s += time.perf_counter() - t0  # at most its queueing
                     quiet = 0.0
                 else:
                     quiet += period
