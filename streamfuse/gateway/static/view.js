@@ -41,6 +41,7 @@
   }
   const fmt = (v, d = 3) => (v === null || v === undefined || Number.isNaN(v)) ? "–" : Number(v).toFixed(d);
   const classColor = (c) => CLASS_COLORS[Math.max(0, classes.indexOf(c)) % CLASS_COLORS.length];
+  const clock = (t) => new Date(t * 1000).toLocaleTimeString([], { hour12: false });
   const width = (node) => Math.max(200, Math.floor(node.getBoundingClientRect().width) - 4);
 
   // ------------------------------------------------------------------ stream
@@ -175,7 +176,7 @@
     const span = `${(h.t_end - h.t_start).toFixed(1)} s`;
     ctx.fillText(span, canvas.width - 4 - ctx.measureText(span).width, canvas.height - 4);
     stats.heatmaps += 1;
-    $("heatmap-span").textContent = `window ${h.index}, each channel z-scored (−3…+3 sd), grey: no data`;
+    $("heatmap-span").textContent = `window ending ${clock(h.t_end)}, each channel z-scored (−3…+3 sd), grey: no data`;
     $("quality").textContent = Object.entries(h.quality).map(([m, q]) =>
       `${m}: gaps ${(100 * q.gap_fraction).toFixed(0)} %, late ${fmt(q.lateness_s, 2)} s`).join("   ");
   }
@@ -303,7 +304,7 @@
       el("div", { class: "small" }, lat ? `stage latency (ms): ${lat}` : ""),
       el("pre", { class: "rules" }, p.rules.length ? "rules fired:\n" + p.rules.slice(0, 6).join("\n") : ""),
     );
-    $("decision-when").textContent = `window ${p.index}`;
+    $("decision-when").textContent = `window ending ${clock(p.t_end)}`;
     drawMetrics(p.metrics);
   }
 
