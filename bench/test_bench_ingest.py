@@ -2,19 +2,19 @@
 
 Both variants take the same pre-built messages of a simulated fleet (20 devices, per-modality
 chunks and labels, 5 s) through a real (unconnected) paho client owned by an ``aiomqtt.Client``
-whose queue is the gateway's :class:`~streamfuse.gateway.app.SheddingQueue`, and then off the
+whose queue is the gateway's :class:`~streamfuse.mqtt.queue.SheddingQueue`, and then off the
 queue the way :meth:`Gateway._read` takes them, up to the :class:`RawMessage` handed to
 ``Engine.push`` (the engine itself is not run):
 
 - **baseline** (before): aiomqtt's ``on_message`` behind paho's ``_handle_on_message`` (topic
   matcher, callback locks), an ``aiomqtt.Message`` with its validated ``Topic`` queued; the
   reader reads the topic twice (label check, then the message) and copies the payload;
-- **fast**: :func:`~streamfuse.gateway.app.install_ingest`, a ``RawMessage`` queued directly.
+- **fast**: :func:`~streamfuse.mqtt.fastpath.install_ingest`, a ``RawMessage`` queued directly.
 
 Three groups: from paho's ``MQTTMessage`` (``_handle_on_message`` on), from the raw PUBLISH
 packet (paho's ``_handle_publish``: decoding and its debug log call, unchanged by us, included),
 so the saving can be read against the whole paho receive path, and from the bytes on a socket
-(a socketpair; paho's own packet reader against :class:`~streamfuse.gateway.mqtt_io.BatchedReader`,
+(a socketpair; paho's own packet reader against :class:`~streamfuse.mqtt.fastpath.BatchedReader`,
 ``recv`` calls included). QoS 0 (no PUBACK to send).
 ``extra_info``: microseconds per message.
 
@@ -36,8 +36,9 @@ from timing import median_s
 from simulators import FaultProfile, Fleet
 from simulators.publisher import encode_event, event_topic
 from streamfuse import topics
-from streamfuse.gateway.app import SheddingQueue, _topic
-from streamfuse.gateway.mqtt_io import install_ingest
+from streamfuse.gateway.ingest import _topic
+from streamfuse.mqtt.fastpath import install_ingest
+from streamfuse.mqtt.queue import SheddingQueue
 from streamfuse.types import RawMessage
 from tests.mqtt_packets import publish_packet
 
@@ -169,7 +170,7 @@ def _bench_socket(benchmark, batched: bool) -> None:
     """The fleet's PUBLISH packets written to a socketpair, read by paho's ``loop_read`` until
     drained: paho's own ``_packet_read`` (one ``recv`` for the command, one per length byte,
     then the body; an ``MQTTMessage`` each) with our ``_handle_on_message``, or the
-    :class:`~streamfuse.gateway.mqtt_io.BatchedReader`. Both end in the same queue."""
+    :class:`~streamfuse.mqtt.fastpath.BatchedReader`. Both end in the same queue."""
     import socket
 
     paho, inbox = _client(True)
@@ -227,7 +228,7 @@ def _bench_publish(benchmark, direct: bool) -> None:
     from paho.mqtt.client import CallbackAPIVersion, Client
     from paho.mqtt.enums import _ConnectionState
 
-    from streamfuse.gateway.mqtt_io import publish_now
+    from streamfuse.mqtt.fastpath import publish_now
 
     ours, theirs = socket.socketpair()
     ours.setblocking(False)

@@ -18,13 +18,13 @@ import asyncio
 import contextlib
 import logging
 import math
+import signal
 import time
 import uuid
 from dataclasses import dataclass, field
 
 from streamfuse import codec, topics
-from streamfuse.errors import BrokerError
-from streamfuse.gateway.broker import parse_broker_url, set_nodelay
+from streamfuse.mqtt.client import open_session
 from streamfuse.types import Chunk, Label
 
 from .device import BUNDLE, LABEL, Bundle, Fleet
@@ -108,66 +108,57 @@ async def run_fleet(
     -------
     PublishStats
     """
-    import aiomqtt
-
     if not (speed >= 0 and not math.isnan(speed)):
         raise ValueError(f"speed must be >= 0 (0 or inf: as fast as possible), got {speed}")
     fast = speed == 0 or math.isinf(speed)
-    host, port, username, password, _ = parse_broker_url(broker_url)
     stats = PublishStats()
     known_topics: dict[tuple[str, str], str] = {}
     loop = asyncio.get_running_loop()
     cid = client_id or f"streamfuse-sim-{uuid.uuid4().hex[:8]}"
-    try:
-        async with aiomqtt.Client(
-            host, port, username=username, password=password, identifier=cid, logger=log
-        ) as client:
-            set_nodelay(client)
-            log.info(
-                "publishing %d devices to %s (speed %s)", len(fleet.devices), broker_url, speed
-            )
-            wall0 = loop.time()
-            t_wall_start = time.perf_counter()
-            t = fleet.now
-            sim0 = t
-            since_yield = 0
-            while t < duration:
+    async with open_session(broker_url, client_id=cid, logger=log) as client:
+        log.info(
+            "publishing %d devices to %s (speed %s)", len(fleet.devices), broker_url, speed
+        )
+        wall0 = loop.time()
+        t_wall_start = time.perf_counter()
+        t = fleet.now
+        sim0 = t
+        since_yield = 0
+        while t < duration:
+            if stop_event is not None and stop_event.is_set():
+                stats.stopped = True
+                break
+            t = min(t + step_s, duration)
+            for ev in fleet.advance(t):
+                if not fast:
+                    target = wall0 + (ev.send_time - sim0) / speed
+                    delay = target - loop.time()
+                    if delay > 0.0005:
+                        await _pause(delay, stop_event)
+                        since_yield = 0
+                    else:
+                        stats.max_behind_s = max(stats.max_behind_s, -delay)
                 if stop_event is not None and stop_event.is_set():
                     stats.stopped = True
                     break
-                t = min(t + step_s, duration)
-                for ev in fleet.advance(t):
-                    if not fast:
-                        target = wall0 + (ev.send_time - sim0) / speed
-                        delay = target - loop.time()
-                        if delay > 0.0005:
-                            await _pause(delay, stop_event)
-                            since_yield = 0
-                        else:
-                            stats.max_behind_s = max(stats.max_behind_s, -delay)
-                    if stop_event is not None and stop_event.is_set():
-                        stats.stopped = True
-                        break
-                    p = ev.payload
-                    key = (p.device, ev.kind)
-                    topic = known_topics.get(key)
-                    if topic is None:
-                        topic = known_topics[key] = event_topic(prefix, p.device, ev.kind)
-                    payload = encode_event(p)
-                    await client.publish(topic, payload, qos=qos)
-                    stats.messages += 1
-                    stats.bytes += len(payload)
-                    stats.by_kind[ev.kind] = stats.by_kind.get(ev.kind, 0) + 1
-                    since_yield += 1
-                    if since_yield >= 200:  # let the client's writer and other tasks run
-                        await asyncio.sleep(0)
-                        since_yield = 0
-                if stats.stopped:
-                    break
-            stats.sim_s = t - sim0
-            stats.wall_s = time.perf_counter() - t_wall_start
-    except aiomqtt.MqttError as exc:
-        raise BrokerError(f"publishing to {broker_url} failed: {exc}") from exc
+                p = ev.payload
+                key = (p.device, ev.kind)
+                topic = known_topics.get(key)
+                if topic is None:
+                    topic = known_topics[key] = event_topic(prefix, p.device, ev.kind)
+                payload = encode_event(p)
+                await client.publish(topic, payload, qos=qos)
+                stats.messages += 1
+                stats.bytes += len(payload)
+                stats.by_kind[ev.kind] = stats.by_kind.get(ev.kind, 0) + 1
+                since_yield += 1
+                if since_yield >= 200:  # let the client's writer and other tasks run
+                    await asyncio.sleep(0)
+                    since_yield = 0
+            if stats.stopped:
+                break
+        stats.sim_s = t - sim0
+        stats.wall_s = time.perf_counter() - t_wall_start
     log.info(
         "published %d messages (%d bytes) over %.1f simulated s in %.2f s",
         stats.messages,
@@ -176,3 +167,48 @@ async def run_fleet(
         stats.wall_s,
     )
     return stats
+
+
+def simulate(
+    broker_url: str,
+    *,
+    prefix: str = "streamfuse",
+    devices: int = 8,
+    duration: float = 30.0,
+    speed: float = 1.0,
+    seed: int = 0,
+    bundle: bool = False,
+) -> int:
+    """``streamfuse simulate``: publish a fleet on wall-clock device time until ``duration``
+    or SIGINT/SIGTERM (a second one exits at once); print what was sent; returns 0."""
+    from .faults import FaultProfile
+
+    async def main() -> PublishStats:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        hits = {"n": 0}
+
+        def on_signal() -> None:
+            hits["n"] += 1
+            if hits["n"] > 1:
+                log.warning("second signal: exiting at once")
+                raise SystemExit(130)
+            stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        # device clocks read wall-clock time, as NTP-synced wearables would
+        fleet = Fleet(
+            devices, seed=seed, faults=FaultProfile(clock_offset_s=time.time()), bundle=bundle
+        )
+        return await run_fleet(
+            broker_url, fleet, prefix=prefix, speed=speed, duration=duration, stop_event=stop
+        )
+
+    stats = asyncio.run(main())
+    print(
+        f"published {stats.messages} messages ({stats.bytes} bytes; {dict(stats.by_kind)}) "
+        f"covering {stats.sim_s:.1f} simulated s in {stats.wall_s:.1f} s"
+        + (" - stopped early" if stats.stopped else "")
+    )
+    return 0

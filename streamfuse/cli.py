@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Any
 
 from . import __version__
 from .argtypes import positive_float, positive_int
-
-if TYPE_CHECKING:  # imported lazily at run time: the CLI starts fast
-    from .gateway.app import GatewaySettings
-    from .gateway.settings import DaemonConfig
+from .exits import EXIT_FAILURE, EXIT_INTERRUPTED
 
 log = logging.getLogger("streamfuse.cli")
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,13 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="each device sends its chunks of a period as one message on {prefix}/{device}/bundle",
     )
 
-    demo.set_defaults(run=_run_demo)
-    gw.set_defaults(run=lambda a: asyncio.run(_gateway(a)))
-    sim.set_defaults(run=lambda a: asyncio.run(_simulate(a)))
+    demo.set_defaults(run=_demo)
+    gw.set_defaults(run=_gateway)
+    sim.set_defaults(run=_simulate)
     for module in COMMAND_MODULES:
-        import importlib
-
         importlib.import_module(module).register(sub)
+    sub.choices["bench"].set_defaults(run=_bench)
+    sub.choices["replay"].set_defaults(run=_replay)
     return parser
 
 
@@ -150,196 +141,67 @@ def build_parser() -> argparse.ArgumentParser:
 COMMAND_MODULES: list[str] = ["streamfuse.replay.commands", "streamfuse.latency.commands"]
 
 
-def _run_demo(args: argparse.Namespace) -> int:
+#: ``streamfuse gateway`` flags and the configuration keys they set (None: not given)
+GATEWAY_FLAGS: dict[str, str] = {
+    "broker": "mqtt.broker",
+    "prefix": "mqtt.prefix",
+    "client_id": "mqtt.client_id",
+    "username": "mqtt.username",
+    "password_file": "mqtt.password_file",
+    "model": "engine.model",
+    "checkpoint_dir": "checkpoint.dir",
+    "checkpoint_interval": "checkpoint.interval_s",
+    "idle_evict": "resources.idle_evict_s",
+    "max_queued": "mqtt.max_queued_incoming",
+    "metrics_port": "metrics.port",
+    "drain_timeout": "shutdown.drain_timeout_s",
+}
+
+
+def gateway_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The configuration keys the ``gateway`` flags set."""
+    return {key: getattr(args, flag) for flag, key in GATEWAY_FLAGS.items()}
+
+
+def _demo(args: argparse.Namespace) -> int:
     from .gateway.demo import run_demo
 
     return asyncio.run(run_demo(args))
 
 
-def _install_signals(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    hits = {"n": 0}
+def _gateway(args: argparse.Namespace) -> int:
+    from .gateway.server import run_gateway
 
-    def on_signal() -> None:
-        hits["n"] += 1
-        if hits["n"] > 1:
-            log.warning("second signal: exiting at once")
-            raise SystemExit(EXIT_INTERRUPTED)
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
-
-
-def _gateway_settings(args: argparse.Namespace) -> tuple[DaemonConfig, GatewaySettings]:
-    """The validated daemon config and the :class:`GatewaySettings` built from it."""
-    from .gateway import settings as gs
-    from .gateway.app import GatewaySettings
-
-    cfg = gs.load(
-        args.config,
-        overrides={
-            "mqtt.broker": args.broker,
-            "mqtt.prefix": args.prefix,
-            "mqtt.client_id": args.client_id,
-            "mqtt.username": args.username,
-            "mqtt.password_file": args.password_file,
-            "engine.model": args.model,
-            "checkpoint.dir": args.checkpoint_dir,
-            "checkpoint.interval_s": args.checkpoint_interval,
-            "resources.idle_evict_s": args.idle_evict,
-            "mqtt.max_queued_incoming": args.max_queued,
-            "metrics.port": args.metrics_port,
-            "shutdown.drain_timeout_s": args.drain_timeout,
-        },
+    return run_gateway(
+        args.config, gateway_overrides(args), duration=args.duration, log_format=args.log_format
     )
-    m, r = cfg.mqtt, cfg.resources
-    settings = GatewaySettings(
-        broker_url=m.broker,
-        prefix=m.prefix,
-        client_id=m.client_id or None,
-        qos=m.qos,
-        publish_qos=m.publish_qos,
-        backoff_initial_s=m.backoff_initial_s,
-        backoff_max_s=m.backoff_max_s,
-        username=m.username or None,
-        password=cfg.password(),
-        tls_ca_file=m.ca_file or None,
-        tls_cert_file=m.cert_file or None,
-        tls_key_file=m.key_file or None,
-        tls_insecure=m.tls_insecure,
-        keepalive_s=m.keepalive_s,
-        max_queued_incoming=m.max_queued_incoming,
-        max_outbox=r.max_outbox,
-        checkpoint_dir=cfg.checkpoint.dir or None,
-        checkpoint_interval_s=cfg.checkpoint.interval_s,
-        checkpoint_keep=cfg.checkpoint.keep,
-        idle_evict_s=r.idle_evict_s,
-        evict_every_s=r.evict_every_s,
-        metrics_port=cfg.metrics.port or None,
-        metrics_host=cfg.metrics.host,
-        metrics_refresh_s=cfg.metrics.refresh_s,
-        drain_timeout_s=cfg.shutdown.drain_timeout_s,
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .gateway.server import bench_server
+    from .latency.commands import run
+
+    return run(args, host=bench_server)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from .replay.commands import run_replay
+
+    if args.config is None:
+        return run_replay(args)
+    from .gateway.loading import load
+
+    config = load(args.config)  # the gateway's file, environment included
+    return run_replay(args, engine_config=config.engine_config(), prefix=config.prefix)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from simulators.publisher import simulate
+
+    return simulate(
+        args.broker, prefix=args.prefix, devices=args.devices, duration=args.duration,
+        speed=args.speed, seed=args.seed, bundle=args.bundle,
     )
-    return cfg, settings
-
-
-#: seconds past the drain timeout after which a stuck shutdown is cut short
-SHUTDOWN_GRACE_S = 10.0
-EXIT_STUCK = 3
-
-
-def _shutdown_stuck(drain_s: float) -> None:
-    import faulthandler
-    import os
-
-    log.error(
-        "shutdown still running %.0f s after the signal (drain timeout %.0f s): dumping stacks "
-        "and exiting with code %d",
-        drain_s + SHUTDOWN_GRACE_S,
-        drain_s,
-        EXIT_STUCK,
-    )
-    faulthandler.dump_traceback(all_threads=True)
-    logging.shutdown()
-    os._exit(EXIT_STUCK)
-
-
-def _install_gateway_signals(stop: asyncio.Event, drain_s: float) -> None:
-    """First SIGINT/SIGTERM: drain and checkpoint; the second: exit at once with 130."""
-    import os
-
-    loop = asyncio.get_running_loop()
-    hits = {"n": 0}
-
-    def on_signal(sig: signal.Signals) -> None:
-        hits["n"] += 1
-        if hits["n"] > 1:
-            log.warning("second %s: exiting at once without draining", sig.name)
-            logging.shutdown()
-            os._exit(EXIT_INTERRUPTED)
-        log.warning(
-            "%s: draining and checkpointing (up to %.1f s); send it again to exit at once",
-            sig.name,
-            drain_s,
-        )
-        stop.set()
-        # a daemon must stop within a bound even if something in the shutdown path hangs
-        # (a broker that stops reading, a stuck HTTP client): a watchdog thread, independent of
-        # the event loop, dumps every stack for the post-mortem and exits
-        watchdog = threading.Timer(drain_s + SHUTDOWN_GRACE_S, _shutdown_stuck, (drain_s,))
-        watchdog.daemon = True
-        watchdog.start()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
-
-
-async def _gateway(args: argparse.Namespace) -> int:
-    import time
-
-    if args.log_format == "json":
-        from .gateway.logs import use_json_logs
-
-        use_json_logs()
-    cfg, settings = _gateway_settings(args)  # fail fast, before compiling anything
-    from .engine import Engine, warm_up
-    from .gateway.app import Gateway
-
-    log.info("compiled the engine's kernels in %.1f s", warm_up(cfg.engine_config()))
-    engine = Engine(cfg.engine_config(), prefix=settings.prefix, timer=time.perf_counter)
-    gateway = Gateway(engine, settings)
-    stop = asyncio.Event()
-    _install_gateway_signals(stop, settings.drain_timeout_s)
-    if args.duration:
-        asyncio.get_running_loop().call_later(args.duration, stop.set)
-    log.info("gateway starting with settings from %s", cfg.source)
-    await gateway.run(stop)
-    engine = gateway.engine
-    log.info(
-        "gateway stopped: %d messages processed, %d predictions published, shed %s, %s",
-        gateway.processed,
-        gateway.published,
-        dict(gateway.inbox.shed),
-        engine.stats(),
-    )
-    print(
-        f"gateway stopped: {gateway.processed} messages, {gateway.published} predictions "
-        f"published, shed {dict(gateway.inbox.shed)}"
-    )
-    return EXIT_OK
-
-
-async def _simulate(args: argparse.Namespace) -> int:
-    import time
-
-    from simulators.device import Fleet
-    from simulators.faults import FaultProfile
-    from simulators.publisher import run_fleet
-
-    stop = asyncio.Event()
-    _install_signals(stop)
-    # device clocks read wall-clock time, as NTP-synced wearables would
-    fleet = Fleet(
-        args.devices,
-        seed=args.seed,
-        faults=FaultProfile(clock_offset_s=time.time()),
-        bundle=args.bundle,
-    )
-    stats = await run_fleet(
-        args.broker,
-        fleet,
-        prefix=args.prefix,
-        speed=args.speed,
-        duration=args.duration,
-        stop_event=stop,
-    )
-    print(
-        f"published {stats.messages} messages ({stats.bytes} bytes; {dict(stats.by_kind)}) "
-        f"covering {stats.sim_s:.1f} simulated s in {stats.wall_s:.1f} s"
-        + (" - stopped early" if stats.stopped else "")
-    )
-    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -77,7 +77,8 @@ class EngineConfig:
     of ``levels`` (a subset of :data:`FUSION_LEVELS`) with a fresh ``model`` per level (one per
     modality for ``late``, combined by ``late_combine``: ``"weighted"`` or ``"vote"``).
     ``level`` is the level published: ``"selected"`` lets the selector choose the level with
-    the best mean ``selector_score`` (``"log_loss"`` or ``"accuracy"``) over the last
+    the best ``selector_score`` (mean ``"log_loss"`` or ``"accuracy"``, or ranking quality
+    ``"auc"``) over the last
     ``selector_horizon`` labelled windows; a level name pins it. ``normalize`` z-scores each
     device's inputs online (per-device baselines), giving 0 for a device's first
     ``normalize_warmup`` windows (3: on the simulators, 10 cost a third of a 30 s demo's
@@ -88,6 +89,12 @@ class EngineConfig:
     of gateway time, the selector's scores with the rest (0: after every label; the level
     published is always chosen on current scores).
     ``rules_top`` fired rules are published when the model is neuro-fuzzy.
+    ``max_devices`` caps the live devices (sessions; per-device memory is bounded by the
+    modalities' configured rates, so this bounds the engine's): a chunk of a new device beyond
+    it is refused with reason ``too_many_devices`` under ``device_policy = "refuse"`` (the
+    default: a flood of junk ids cannot push out honest devices; idle ones leave through
+    ``Engine.evict_idle``), or makes room under ``"evict"`` by forgetting the least recently
+    seen hundredth of the devices (counted in ``devices_evicted_at_cap``).
     """
 
     modalities: Mapping[str, ModalitySpec] = field(default_factory=lambda: dict(DEFAULT_MODALITIES))
@@ -115,6 +122,8 @@ class EngineConfig:
     rules_top: int = 3
     max_pending: int = 4096
     silence_s: float = 5.0
+    max_devices: int = 10_000
+    device_policy: str = "refuse"
     window_phase: str = "device"
     limits: Limits = field(default_factory=Limits)
 
@@ -160,13 +169,19 @@ class EngineConfig:
                 f"level={self.level!r}: pass 'selected' or one of the running levels "
                 f"{self.levels}"
             )
-        if self.selector_score not in ("log_loss", "accuracy"):
+        if self.selector_score not in ("log_loss", "accuracy", "auc"):
             raise ConfigError(
-                f"selector_score={self.selector_score!r}: pass 'log_loss' or 'accuracy'"
+                f"selector_score={self.selector_score!r}: pass 'log_loss', 'accuracy' or 'auc'"
             )
         if self.window_phase not in ("device", "aligned"):
             raise ConfigError(
                 f"window_phase={self.window_phase!r}: pass 'device' or 'aligned'"
+            )
+        if not isinstance(self.max_devices, int) or self.max_devices < 1:
+            raise ConfigError(f"max_devices={self.max_devices!r}: pass an int >= 1")
+        if self.device_policy not in ("refuse", "evict"):
+            raise ConfigError(
+                f"device_policy={self.device_policy!r}: pass 'refuse' or 'evict'"
             )
         if self.late_combine not in ("weighted", "vote"):
             raise ConfigError(f"late_combine={self.late_combine!r}: pass 'weighted' or 'vote'")

@@ -35,6 +35,12 @@ Output = Prediction | Rejection
 
 #: how many rejections of one (device, reason) are logged before the rest are only counted
 LOG_FIRST = 5
+#: (device, reason) pairs whose rejections are tallied for logging, least recent forgotten
+#: first: junk device ids cannot grow the tally (200k of them grew it by ~100 MB)
+LOGGED_KEYS = 1024
+#: rejection lines logged per reason over the engine's life; past it a reason is only counted
+#: (see :attr:`Engine.rejections`), so a flood of junk ids cannot flood the log either
+LOG_PER_REASON = 200
 #: how many scored windows :attr:`Engine.outcomes` keeps
 OUTCOMES_KEPT = 4096
 #: parsed topics remembered (a few per device); past this the memory starts afresh, so junk
@@ -125,7 +131,8 @@ class Engine:
         self.sessions: dict[str, DeviceSession] = {}
         self.counters: Counter[str] = Counter()
         self.rejections: Counter[str] = Counter()
-        self._logged: Counter[tuple[str | None, str]] = Counter()
+        self._logged: dict[tuple[str | None, str], int] = {}  # insertion order = recency
+        self._logged_lines: Counter[str] = Counter()  # lines logged per reason
         self._tick_every = self.config.hop_s / 4
         self._last_tick = -math.inf
         self._ticks = 0
@@ -264,9 +271,13 @@ class Engine:
             device, kind, msg.payload, self.config.modalities, self.config.limits, now
         )
 
-    def _session(self, device: str) -> DeviceSession:
+    def _session(self, device: str) -> DeviceSession | None:
+        """``device``'s session, made on its first chunk; None if the live-device cap
+        (``config.max_devices``) refuses it."""
         session = self.sessions.get(device)
         if session is None:
+            if len(self.sessions) >= self.config.max_devices and not self._make_room():
+                return None
             session = DeviceSession(
                 device,
                 DeviceAligner(device, self.config),
@@ -303,6 +314,9 @@ class Engine:
             c = chunk
             chunk = Chunk(c.device, c.modality, c.seq, c.t0, c.fs, c.data, now)
         session = self._session(chunk.device)
+        if session is None:
+            out.append(self._refuse_device(chunk))
+            return
         session.last_seen = now
         self.counters["chunks"] += 1
         t0 = self._clock()
@@ -321,6 +335,9 @@ class Engine:
         the last part (only the latest state matters). The decoder has checked each part's
         modality and channels against this configuration and stamped its arrival."""
         session = self._session(chunks[0].device)
+        if session is None:
+            out.extend(self._refuse_device(c) for c in chunks)
+            return
         session.last_seen = now
         self._sync(session)
         add = session.aligner.add
@@ -434,17 +451,56 @@ class Engine:
         self.rejections[exc.reason] += 1
         self.counters["rejected"] += 1
         key = (exc.device, exc.reason)
-        self._logged[key] += 1
-        if self._logged[key] <= LOG_FIRST:
-            log.warning(
-                "rejected message (%s): %s%s",
-                exc.reason,
-                exc,
-                " - further ones like it are only counted"
-                if self._logged[key] == LOG_FIRST
-                else "",
-            )
+        logged = self._logged
+        seen = logged.pop(key, 0) + 1  # re-inserted: the most recent last
+        logged[key] = seen
+        if len(logged) > LOGGED_KEYS:
+            del logged[next(iter(logged))]
+        lines = self._logged_lines[exc.reason]
+        if seen <= LOG_FIRST and lines < LOG_PER_REASON:
+            self._logged_lines[exc.reason] = lines + 1
+            if lines + 1 == LOG_PER_REASON:
+                more = f" - further {exc.reason} rejections of any device are only counted"
+            elif seen == LOG_FIRST:
+                more = " - further ones like it are only counted"
+            else:
+                more = ""
+            log.warning("rejected message (%s): %s%s", exc.reason, exc, more)
         return Rejection(exc.reason, str(exc), exc.device, exc.modality, exc.seq)
+
+    def _refuse_device(self, chunk: Chunk) -> Rejection:
+        """A chunk of a new device that the live-device cap refuses (``refuse`` policy)."""
+        return self._reject(
+            PayloadError(
+                "too_many_devices",
+                f"{len(self.sessions)} devices are live, the most max_devices="
+                f"{self.config.max_devices} allows; a new device is let in once one is evicted "
+                "as idle (or raise max_devices, or set device_policy='evict')",
+                device=chunk.device,
+                modality=chunk.modality,
+                seq=chunk.seq,
+            )
+        )
+
+    def _make_room(self) -> bool:
+        """At the live-device cap: under ``device_policy = "evict"`` forget the least recently
+        seen hundredth of the devices (at least one; a batch, so a flood of new ids costs one
+        sort per hundred of them, not a scan each) and return True; under ``"refuse"`` False.
+        Their open windows are closed but not predicted (``windows_unpredicted_at_cap``), their
+        pending ones counted in ``unlabelled_dropped``."""
+        if self.config.device_policy != "evict":
+            self.counters["devices_refused"] += 1
+            return False
+        n = max(1, len(self.sessions) // 100)
+        for session in sorted(self.sessions.values(), key=lambda s: (s.last_seen, s.order))[:n]:
+            del self.sessions[session.device]
+            self.counters["devices_evicted_at_cap"] += 1
+            self.counters["unlabelled_dropped"] += len(session.pending)
+            self._sync(session)
+            self.counters["windows_unpredicted_at_cap"] += len(session.aligner.flush())
+        cap = self.config.max_devices
+        log.info("live-device cap (%d) reached: evicted the %d least recently seen", cap, n)
+        return True
 
     def _clock(self) -> float:
         return self._timer() if self._timer is not None else 0.0

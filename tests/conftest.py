@@ -57,7 +57,7 @@ def broker_url() -> Iterator[str]:
     if env:
         yield env
         return
-    from streamfuse.gateway.broker import EmbeddedBroker
+    from streamfuse.mqtt.broker import EmbeddedBroker
 
     with EmbeddedBroker() as broker:
         yield broker.url

@@ -522,7 +522,7 @@ class NaiveStreamBuffer:
 
 class NaiveClockModel:
     def __init__(self, *, bin_s=0.5, horizon_s=300.0, min_span_s=10.0, jump_s=1.0, confirm=6,
-                 confirm_s=1.0):
+                 confirm_s=1.0, max_drift=0.01):
         import math
 
         import numpy as np
@@ -534,6 +534,8 @@ class NaiveClockModel:
         self.jump_s = jump_s
         self.confirm = confirm
         self.confirm_s = confirm_s
+        self.max_drift = max_drift
+        self.previous = None  # (d_ref, offset, drift) of the epoch before the last reset
         nb = max(2, int(math.ceil(horizon_s / bin_s)))
         self._bx = np.zeros(nb)
         self._by = np.zeros(nb)
@@ -583,7 +585,9 @@ class NaiveClockModel:
             del self._pending[0]
         ys = sorted(a - d for d, a in self._pending)
         agree = sum(1 for y in ys if y - ys[0] <= self.jump_s / 10)
-        span = self._pending[-1][1] - self._pending[0][1]
+        # the span of arrival times of the agreeing ones only
+        times = [a for d, a in self._pending if (a - d) - ys[0] <= self.jump_s / 10]
+        span = max(times) - min(times)
         if agree >= self.confirm and span >= self.confirm_s:
             import math
 
@@ -591,6 +595,7 @@ class NaiveClockModel:
 
             held = self._pending
             self._pending = []
+            self.previous = (self.d_ref, self.offset, self.drift)
             self._bid.fill(EMPTY)
             self._newest = int(EMPTY)
             self.offset = math.nan
@@ -618,6 +623,7 @@ class NaiveClockModel:
         s = k % nb
         if self._bid[s] == k and self._by[s] <= y:
             return
+        saved = (self._bid.copy(), self._bx.copy(), self._by.copy(), self._newest)
         self._bid[s] = k
         self._bx[s] = x
         self._by[s] = y
@@ -625,6 +631,10 @@ class NaiveClockModel:
         a, b, n, span = envelope_fit(
             self._bx, self._by, self._bid, self._newest, self._xs, self._ys, self._hull
         )
+        if span >= self.min_span_s and abs(b) > self.max_drift:
+            # an implausible drift: the point stays out, the bins as they were
+            self._bid, self._bx, self._by, self._newest = saved
+            return
         if span < self.min_span_s:
             self._ymin = min(self._ymin, y)
             self.offset, self.drift = self._ymin, 0.0
@@ -634,12 +644,32 @@ class NaiveClockModel:
 
 NAIVE_ALIGN_COUNTERS = (
     "chunks", "duplicates", "gaps", "gap_samples", "late_chunks", "reordered", "overlaps",
-    "clock_resets", "clock_outliers", "rejected", "windows", "windows_dropped",
+    "clock_resets", "clock_outliers", "rejected", "windows", "windows_dropped", "windows_empty",
+    "held_dropped",
 )
 
 
+class _NaiveOldEpoch:
+    """A retired epoch's mapping (d_ref, offset, drift), mapped the same way."""
+
+    def __init__(self, d_ref, offset, drift):
+        self.d_ref, self.offset, self.drift = d_ref, offset, drift
+
+    def to_gateway(self, t_device):
+        return t_device + self.offset + self.drift * (t_device - self.d_ref)
+
+    def to_device(self, t_gateway):
+        return self.d_ref + (t_gateway - self.d_ref - self.offset) / (1.0 + self.drift)
+
+
 class NaiveDeviceAligner:
-    """streamfuse.align.DeviceAligner as of a66a243 (same public interface)."""
+    """streamfuse.align.DeviceAligner as of a66a243 (same public interface), with issue 17's
+    changes: a clock jump closes the old epoch's windows under the old epoch's mapping;
+    windows without data are counted (``windows_empty``); a timed-out window that no stored
+    data reaches waits for data instead of being passed over; held chunks are replayed each at
+    the time the clock says it would have arrived, at most 120 s of them (at the configured
+    rates) held; a chunk claiming over twice its configured rate is refused. It walks every
+    window one by one."""
 
     def __init__(self, device, config, *, clock_per_stream=False):
         import math
@@ -673,6 +703,8 @@ class NaiveDeviceAligner:
         self._last_arrival = {}
         self._held = []
         self._now = -math.inf
+        self._old_epoch = {}  # modality -> _NaiveOldEpoch while the old epoch's windows close
+        self._virtual_now = math.inf  # while replaying held chunks
         self._scratch = new_scratch(self.k)
         self._params = np.zeros((len(config.modalities), 4))
         self._n_ok = np.zeros(len(config.modalities), np.int64)
@@ -695,6 +727,7 @@ class NaiveDeviceAligner:
             and math.isfinite(chunk.arrival)
             and math.isfinite(chunk.fs)
             and chunk.fs > 0
+            and chunk.fs <= 2.0 * spec.fs
         ):
             c["rejected"] += 1
             return []
@@ -711,17 +744,26 @@ class NaiveDeviceAligner:
         if status == "outlier":
             c["clock_outliers"] += 1
             self._held.append(chunk)
+            limit = math.ceil(120.0 * sum(s.fs for s in self.config.modalities.values()))
+            while sum(h.data.shape[0] for h in self._held) > limit:
+                del self._held[0]
+                c["held_dropped"] += 1
             return []
         out = []
         if status == "reset":
             c["clock_resets"] += 1
-            out.extend(self._close_all())
             sharing = (chunk.modality,) if self.clock_per_stream else tuple(self._buffers)
+            old = _NaiveOldEpoch(*clock.previous)
+            self._old_epoch = {m: old for m in sharing}
+            out.extend(self._close_all())
+            self._old_epoch = {}
             for m in sharing:
                 self._buffers.pop(m, None)
         held, self._held = self._held, []
         for h in held:
+            self._virtual_now = self._clock(h.modality).to_gateway(h.t0 + h.duration)
             out.extend(self._ingest(h))
+        self._virtual_now = math.inf
         out.extend(self._ingest(chunk))
         return out
 
@@ -745,6 +787,8 @@ class NaiveDeviceAligner:
         if win.next_index is None:
             return math.inf
         t = win.bounds(win.next_index)[1] + win.lateness_s
+        if self._now >= t and not self._has_data_from(win.bounds(win.next_index)[0]):
+            return math.inf
         silence = self.config.silence_s
         for arrival in self._last_arrival.values():
             quiet = arrival + silence - 1e-6
@@ -753,6 +797,8 @@ class NaiveDeviceAligner:
         return t
 
     def flush(self):
+        self.counters["held_dropped"] += len(self._held)
+        self._held = []
         return self._close_all()
 
     def to_gateway(self, t_device):
@@ -764,6 +810,8 @@ class NaiveDeviceAligner:
         return math.nan
 
     def _clock(self, modality):
+        if modality in self._old_epoch:
+            return self._old_epoch[modality]
         key = modality if self.clock_per_stream else ""
         clock = self._clocks.get(key)
         if clock is None:
@@ -844,10 +892,9 @@ class NaiveDeviceAligner:
         while win.next_index is not None:
             w = win.next_index
             t_start, _ = win.bounds(w)
-            if win.timed_out(w, self._now):
+            if win.timed_out(w, min(self._now, self._virtual_now)):
                 if not self._has_data_from(t_start):
-                    win.next_index = max(w + 1, win.first_open(self._now))
-                    continue
+                    break
             elif not self._complete(w):
                 break
             fw = self._emit(w)
@@ -917,7 +964,7 @@ class NaiveDeviceAligner:
         if len(blocks) < cfg.min_modalities or not all(
             m in blocks for m in cfg.required_modalities
         ):
-            self.counters["windows_dropped"] += 1
+            self.counters["windows_dropped" if blocks else "windows_empty"] += 1
             return None
         self.counters["windows"] += 1
         window = Window(

@@ -18,15 +18,12 @@ import aiomqtt
 import pytest
 
 from streamfuse.errors import BrokerError
-from streamfuse.gateway import broker as broker_mod
-from streamfuse.gateway.broker import (
-    BrokerAddress,
-    EmbeddedBroker,
-    find_mosquitto,
-    free_port,
-    parse_broker_url,
-    set_nodelay,
-)
+from streamfuse.mqtt import amqtt_main, child
+from streamfuse.mqtt import broker as broker_mod
+from streamfuse.mqtt.address import BrokerAddress, parse_broker_url
+from streamfuse.mqtt.broker import EmbeddedBroker
+from streamfuse.mqtt.child import find_mosquitto
+from streamfuse.mqtt.sockets import free_port, mqtt_connect_ok, set_nodelay
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -166,7 +163,7 @@ def test_auto_port_retries_when_port_was_taken(monkeypatch: pytest.MonkeyPatch) 
         monkeypatch.setattr(broker_mod, "free_port", lambda host="127.0.0.1": next(ports))
         with EmbeddedBroker(kind=kind) as broker:
             assert broker.port != taken
-            assert broker_mod._mqtt_connect_ok("127.0.0.1", broker.port, timeout=1.0)
+            assert mqtt_connect_ok("127.0.0.1", broker.port, timeout=1.0)
 
 
 def test_stop_all_at_exit_stops_live_brokers() -> None:
@@ -179,7 +176,7 @@ def test_stop_all_at_exit_stops_live_brokers() -> None:
 
 _ORPHAN_SCRIPT = """
 import sys, time
-from streamfuse.gateway.broker import EmbeddedBroker
+from streamfuse.mqtt.broker import EmbeddedBroker
 broker = EmbeddedBroker(kind=sys.argv[1]).start()
 print(broker.pid, broker.port, broker.log_path.parent, flush=True)
 time.sleep(60)
@@ -256,7 +253,7 @@ def test_port_before_start_is_an_error() -> None:
 
 
 def test_amqtt_config_is_minimal() -> None:
-    config = broker_mod.amqtt_config(12345)
+    config = amqtt_main.amqtt_config(12345)
     assert config["listeners"] == {
         "default": {"type": "tcp", "bind": "127.0.0.1:12345", "max_connections": 0}
     }
@@ -264,7 +261,7 @@ def test_amqtt_config_is_minimal() -> None:
 
 
 def test_mosquitto_config_is_private() -> None:
-    lines = broker_mod._mosquitto_config(23456).splitlines()
+    lines = child.mosquitto_config(23456).splitlines()
     assert "listener 23456 127.0.0.1" in lines
     for expected in ("sys_interval 0", "persistence false", "set_tcp_nodelay true"):
         assert expected in lines

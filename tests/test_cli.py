@@ -65,15 +65,16 @@ def test_a_stuck_shutdown_is_cut_short_with_a_stack_dump() -> None:
     script = textwrap.dedent(
         """
         import asyncio, sys, time
-        import streamfuse.cli as cli
-        cli.SHUTDOWN_GRACE_S = 0.5
+        from streamfuse.gateway import server as srv
+        from streamfuse.gateway.loading import from_mapping
+        srv.SHUTDOWN_GRACE_S = 0.5
 
         async def main():
-            stop = asyncio.Event()
-            cli._install_gateway_signals(stop, 0.5)
-            print("ready", flush=True)
-            await stop.wait()
-            time.sleep(60)  # a shutdown path that never returns
+            server = srv.Server(from_mapping({"shutdown": {"drain_timeout_s": 0.5}}))
+            with server.capture_signals():
+                print("ready", flush=True)
+                await server.should_exit.wait()
+                time.sleep(60)  # a shutdown path that never returns
 
         asyncio.run(main())
         """
@@ -95,3 +96,68 @@ def test_a_stuck_shutdown_is_cut_short_with_a_stack_dump() -> None:
     assert waited < 30
     assert "shutdown still running" in err
     assert 'File "<string>"' in err  # the stack dump shows where it was stuck
+
+
+def test_a_second_signal_exits_at_once_with_130() -> None:
+    import signal
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import asyncio
+        from streamfuse.gateway.server import Server
+        from streamfuse.gateway.loading import from_mapping
+
+        async def main():
+            server = Server(from_mapping({"shutdown": {"drain_timeout_s": 30.0}}))
+            with server.capture_signals():
+                print("ready", flush=True)
+                await server.should_exit.wait()
+                print("draining", flush=True)
+                await asyncio.sleep(60)  # a long drain: the second signal cuts it
+        asyncio.run(main())
+        """
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+            proc.send_signal(signal.SIGTERM)
+            assert proc.stdout.readline().strip() == "draining"
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        err = proc.stderr.read() if proc.stderr else ""
+    assert code == 130
+    assert "second SIGINT: exiting at once" in err
+
+
+def test_capture_signals_puts_the_previous_handlers_back() -> None:
+    import asyncio
+    import signal
+
+    from streamfuse.gateway.loading import from_mapping
+    from streamfuse.gateway.server import Server
+
+    def mine(signum: int, frame: object) -> None:  # pragma: no cover - never delivered
+        pass
+
+    async def main() -> tuple[object, object]:
+        server = Server(from_mapping({}))
+        with server.capture_signals():
+            during = signal.getsignal(signal.SIGTERM)
+            server.handle_exit(signal.SIGTERM)  # as the loop would on SIGTERM
+            assert server.should_exit.is_set() and not server.force_exit
+        server._watchdog.cancel()  # type: ignore[union-attr]
+        return during, signal.getsignal(signal.SIGTERM)
+
+    old = signal.signal(signal.SIGTERM, mine)
+    try:
+        during, after = asyncio.run(main())
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert during is not mine
+    assert after is mine

@@ -13,10 +13,11 @@ from simulators.publisher import run_fleet
 from streamfuse import codec, topics
 from streamfuse.config import EngineConfig
 from streamfuse.engine import Engine, warm_up
-from streamfuse.gateway.app import Gateway, GatewaySettings
-from streamfuse.gateway.broker import parse_broker_url
+from streamfuse.gateway.app import Gateway
 from streamfuse.gateway.monitor import Scoreboard, watch
+from streamfuse.mqtt.address import parse_broker_url
 from streamfuse.types import Chunk
+from tests.gateway_configs import gateway_config
 
 SPEED = 8.0
 SIM_SECONDS = 150.0
@@ -35,7 +36,7 @@ async def scenario(broker_url: str, prefix: str, junk: bool) -> tuple[Scoreboard
     def clock() -> float:  # the gateway clock runs at simulation speed
         return wall0 + (time.time() - wall0) * SPEED
 
-    gateway = Gateway(engine, GatewaySettings(broker_url=broker_url, prefix=prefix), clock=clock)
+    gateway = Gateway(engine, gateway_config(broker_url=broker_url, prefix=prefix), clock=clock)
     board = Scoreboard()
     stop, ready = asyncio.Event(), asyncio.Event()
     tasks = [

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from streamfuse.engine import Engine
-from streamfuse.gateway.app import Gateway, GatewaySettings
+from streamfuse.gateway.app import Gateway
 from streamfuse.gateway.checkpoint import MAGIC, CheckpointStore, state_digest
+from tests.gateway_configs import gateway_config
 from tests.streams import device_messages
 
 
@@ -59,7 +60,7 @@ def test_gateway_restores_the_engine_it_checkpointed(tmp_path: Path) -> None:
     engine = Engine()
     engine.push_many(device_messages("a", 25, seed=3))
     assert engine.counters["learned"] > 0
-    settings = GatewaySettings(checkpoint_dir=str(tmp_path))
+    settings = gateway_config(checkpoint_dir=str(tmp_path))
     Gateway(engine, settings).checkpoint()
     # a newer, corrupt checkpoint must not prevent the restore
     CheckpointStore(tmp_path).save({"version": 1}).write_bytes(b"SFCKPT1\nbroken")
@@ -71,7 +72,7 @@ def test_gateway_restores_the_engine_it_checkpointed(tmp_path: Path) -> None:
     assert fresh.engine.counters == engine.counters
     assert fresh.metrics.checkpoints_corrupt._value.get() == 1
     # a checkpoint from another configuration is refused, not half-applied
-    other = Gateway(Engine(prefix="other"), GatewaySettings(prefix="other",
+    other = Gateway(Engine(prefix="other"), gateway_config(prefix="other",
                                                             checkpoint_dir=str(tmp_path)))
     assert other.restore() is None
 
@@ -92,6 +93,6 @@ def test_checkpoint_of_an_older_state_layout_means_a_fresh_start(tmp_path: Path)
     CheckpointStore(tmp_path).save(
         {"version": CHECKPOINT_VERSION - 1, "engine": engine, "retired_align": {}}
     )
-    gw = Gateway(Engine(), GatewaySettings(checkpoint_dir=str(tmp_path)))
+    gw = Gateway(Engine(), gateway_config(checkpoint_dir=str(tmp_path)))
     assert gw.restore() is None
     assert gw.engine.counters == {}  # the fresh engine, not the old objects

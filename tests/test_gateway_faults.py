@@ -18,10 +18,14 @@ import pytest
 
 from streamfuse import codec
 from streamfuse.engine import Engine
-from streamfuse.gateway.app import Gateway, GatewaySettings
-from streamfuse.gateway.broker import _mqtt_connect_ok, find_mosquitto, free_port, parse_broker_url
+from streamfuse.gateway.app import Gateway
 from streamfuse.gateway.checkpoint import CheckpointStore, state_digest
+from streamfuse.mqtt.address import parse_broker_url
+from streamfuse.mqtt.child import find_mosquitto
+from streamfuse.mqtt.sockets import free_port
+from streamfuse.mqtt.sockets import mqtt_connect_ok as _mqtt_connect_ok
 from streamfuse.types import RawMessage
+from tests.gateway_configs import gateway_config
 from tests.streams import device_messages, merge
 
 pytestmark = pytest.mark.broker
@@ -162,7 +166,7 @@ def test_broker_restart_mid_stream_every_chunk_processed_or_reported_as_gap(
 
     async def scenario() -> Gateway:
         engine = Engine(prefix=topic_prefix)
-        settings = GatewaySettings(
+        settings = gateway_config(
             broker_url=broker.url, prefix=topic_prefix, client_id=f"gw-{topic_prefix}",
             backoff_initial_s=0.05, backoff_max_s=0.2,
         )

@@ -7,7 +7,7 @@ import gc
 import weakref
 
 from streamfuse.engine import Engine
-from streamfuse.gateway.app import refrozen
+from streamfuse.gateway.housekeeping import refrozen
 from tests.streams import device_messages
 
 

@@ -20,10 +20,12 @@ from paho.mqtt.matcher import MQTTMatcher
 
 from streamfuse import topics
 from streamfuse.engine import Engine
-from streamfuse.gateway.app import _READ_EVERY, Gateway, GatewaySettings
-from streamfuse.gateway.broker import parse_broker_url
-from streamfuse.gateway.mqtt_io import raw_from_paho
+from streamfuse.gateway.app import Gateway
+from streamfuse.gateway.ingest import READ_EVERY as _READ_EVERY
+from streamfuse.mqtt.address import parse_broker_url
+from streamfuse.mqtt.fastpath import raw_from_paho
 from streamfuse.types import Prediction, RawMessage
+from tests.gateway_configs import gateway_config
 from tests.mqtt_packets import publish_packet
 from tests.streams import device_messages
 
@@ -89,7 +91,7 @@ class _FakeClient:
 
 def _run(gateway: Gateway, client: _FakeClient, until: Any) -> None:
     async def main() -> None:
-        reader = asyncio.create_task(gateway._read(client))  # type: ignore[arg-type]
+        reader = asyncio.create_task(gateway.ingest.read(client))  # type: ignore[arg-type]
         for _ in range(2000):
             await asyncio.sleep(0)
             if until():
@@ -112,7 +114,7 @@ def test_labels_wait_for_queued_data_and_predictions_go_out_at_once() -> None:
 
     engine = Engine()
     gateway = Gateway(
-        engine, GatewaySettings(publish_qos=0), clock=lambda: now[0], on_message=hand_over
+        engine, gateway_config(publish_qos=0), clock=lambda: now[0], on_message=hand_over
     )
     client = _FakeClient(gateway.inbox)
     for raw, _now in msgs:  # one burst: everything queued before the reader wakes
@@ -137,18 +139,18 @@ def test_labels_wait_for_queued_data_and_predictions_go_out_at_once() -> None:
 
 
 def test_held_labels_are_bounded_and_shed_then_drained_at_shutdown() -> None:
-    gateway = Gateway(Engine(), GatewaySettings(max_queued_incoming=3))
+    gateway = Gateway(Engine(), gateway_config(max_queued_incoming=3))
     label = [
         (raw, now) for raw, now in device_messages("b", 5, seed=3) if raw.topic.endswith("/label")
     ]
     for raw, _ in label:
-        gateway._defer(_Message(raw.topic, raw.payload))
-    assert len(gateway._labels) == 3 and gateway.inbox.shed["label"] == 2
+        gateway.ingest.defer(_Message(raw.topic, raw.payload))
+    assert len(gateway.ingest.labels) == 3 and gateway.inbox.shed["label"] == 2
     handed: list[RawMessage] = []
-    gateway._on_message = handed.append
-    asyncio.run(gateway._drain(deadline=float("inf")))
+    gateway.ingest.on_message = handed.append
+    asyncio.run(gateway.ingest.drain(deadline=float("inf")))
     assert [m.payload for m in handed] == [raw.payload for raw, _ in label[:3]]
-    assert not gateway._labels
+    assert not gateway.ingest.labels
 
 
 def test_idle_devices_are_evicted_and_their_counters_kept() -> None:
@@ -156,7 +158,7 @@ def test_idle_devices_are_evicted_and_their_counters_kept() -> None:
 
     now = {"t": 0.0}
     engine = Engine()
-    gateway = Gateway(engine, GatewaySettings(idle_evict_s=2.0), clock=lambda: now["t"])
+    gateway = Gateway(engine, gateway_config(idle_evict_s=2.0), clock=lambda: now["t"])
     msgs = merge(device_messages("a", 10, seed=1), device_messages("b", 20, seed=2))
     last_a = max(t for m, t in msgs if "/a/" in m.topic)
 
@@ -242,7 +244,7 @@ def test_broker_messages_reach_the_engine_as_sent_and_again_after_the_connection
     client_id = f"{topic_prefix}-gw"
     seen: list[RawMessage] = []
     engine = Engine(prefix=topic_prefix)
-    settings = GatewaySettings(
+    settings = gateway_config(
         broker_url=broker_url, prefix=topic_prefix, client_id=client_id, backoff_initial_s=0.05
     )
     gateway = Gateway(engine, settings, on_message=seen.append)
@@ -294,7 +296,7 @@ def test_a_full_queue_sheds_and_counts_what_a_real_connection_delivers(
     assert len(sent) == 10 + n_labels and n_labels >= 1
     gateway = Gateway(
         Engine(prefix=topic_prefix),
-        GatewaySettings(broker_url=broker_url, prefix=topic_prefix, max_queued_incoming=3),
+        gateway_config(broker_url=broker_url, prefix=topic_prefix, max_queued_incoming=3),
     )
     hook = gateway.inbox.on_shed
     shed_seen: list[str] = []
@@ -331,7 +333,7 @@ def _reader_on_socketpair() -> tuple[Any, Any, Any, list[RawMessage]]:
 
     from paho.mqtt.client import CallbackAPIVersion, Client
 
-    from streamfuse.gateway.mqtt_io import BatchedReader
+    from streamfuse.mqtt.fastpath import BatchedReader
 
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
@@ -428,7 +430,7 @@ def test_qos0_messages_from_a_real_broker_come_through_the_batched_reader(
 ) -> None:
     """Device data at QoS 0 (what the simulators and the bench publish) is parsed by the
     batched reader, every message once and as sent; QoS 1 goes through paho (test above)."""
-    from streamfuse.gateway.mqtt_io import BatchedReader
+    from streamfuse.mqtt.fastpath import BatchedReader
 
     readers: list[BatchedReader] = []
     init = BatchedReader.__init__
@@ -442,7 +444,7 @@ def test_qos0_messages_from_a_real_broker_come_through_the_batched_reader(
     seen: list[RawMessage] = []
     engine = Engine(prefix=topic_prefix)
     gateway = Gateway(
-        engine, GatewaySettings(broker_url=broker_url, prefix=topic_prefix), on_message=seen.append
+        engine, gateway_config(broker_url=broker_url, prefix=topic_prefix), on_message=seen.append
     )
     host, port, *_ = parse_broker_url(broker_url)
 
@@ -486,7 +488,7 @@ def test_stage_latencies_are_recorded_once_each_after_their_prediction_is_out(
     sent = [raw for raw, _ in timed]
     engine = Engine(prefix=topic_prefix, timer=time.perf_counter)
     made: list[Prediction] = []
-    gateway = Gateway(engine, GatewaySettings(broker_url=broker_url, prefix=topic_prefix),
+    gateway = Gateway(engine, gateway_config(broker_url=broker_url, prefix=topic_prefix),
                       on_prediction=made.append)
     host, port, *_ = parse_broker_url(broker_url)
 
@@ -523,7 +525,7 @@ def test_stage_latencies_are_recorded_once_each_after_their_prediction_is_out(
     assert on_data >= 1  # windows closed on data are among them
     assert counts == {"align": on_data, "features": gateway.published,
                       "predict": gateway.published}
-    assert gateway._unobserved == []
+    assert gateway.outbox.unobserved == []
 
 
 # ---------------------------------------------------------------- direct QoS 0 writes
@@ -562,7 +564,7 @@ def test_direct_qos0_writes_are_the_bytes_paho_writes(messages: list[tuple[str, 
 
     from paho.mqtt.client import CallbackAPIVersion, Client
 
-    from streamfuse.gateway.mqtt_io import publish_now
+    from streamfuse.mqtt.fastpath import publish_now
 
     ours, peer = _connected_paho_on_socketpair()
     assert publish_now(ours, messages) == len(messages)
@@ -585,7 +587,7 @@ def test_direct_qos0_writes_are_the_bytes_paho_writes(messages: list[tuple[str, 
 
 
 def test_a_wildcard_topic_is_refused_as_paho_refuses_it() -> None:
-    from streamfuse.gateway.mqtt_io import publish_now
+    from streamfuse.mqtt.fastpath import publish_now
 
     paho, peer = _connected_paho_on_socketpair()
     with pytest.raises(ValueError, match="wildcards"):
@@ -597,7 +599,7 @@ def test_a_wildcard_topic_is_refused_as_paho_refuses_it() -> None:
 def test_a_direct_write_the_socket_cannot_take_is_finished_by_paho_in_order() -> None:
     """A small send buffer: what the socket refuses goes to paho's queue; a publish made
     meanwhile goes through paho after it; the peer reads every packet whole and in order."""
-    from streamfuse.gateway.mqtt_io import publish_now
+    from streamfuse.mqtt.fastpath import publish_now
 
     paho, peer = _connected_paho_on_socketpair(sndbuf=4096)
     first = [(f"sf/d{k}/prediction", bytes([k]) * 3000) for k in range(40)]

@@ -19,10 +19,12 @@ import pytest
 from streamfuse import codec, topics
 from streamfuse.engine import Engine
 from streamfuse.errors import BrokerError
-from streamfuse.gateway.app import Gateway, GatewaySettings
-from streamfuse.gateway.broker import free_port, parse_broker_url
+from streamfuse.gateway.app import Gateway
 from streamfuse.gateway.metrics import parse_exposition
+from streamfuse.mqtt.address import parse_broker_url
+from streamfuse.mqtt.sockets import free_port
 from streamfuse.types import Prediction, RawMessage, Rejection
+from tests.gateway_configs import gateway_config
 from tests.streams import device_messages, merge
 from tests.test_gateway_faults import OwnMosquitto, spawn, wait_for_log
 
@@ -113,8 +115,9 @@ def test_fuzz_live_through_the_broker_counts_rejections_in_metrics(
         offline.push(m, 0.0)
 
     async def scenario() -> tuple[Gateway, dict[str, float]]:
-        gateway = Gateway(Engine(prefix=topic_prefix), GatewaySettings(
-            broker_url=broker_url, prefix=topic_prefix, metrics_port=0, metrics_refresh_s=0.1))
+        gateway = Gateway(Engine(prefix=topic_prefix), gateway_config(
+            broker_url=broker_url, prefix=topic_prefix, metrics_port=free_port(),
+            metrics_refresh_s=0.1))
         stop = asyncio.Event()
         task = asyncio.create_task(gateway.run(stop))
         await asyncio.wait_for(gateway.connected.wait(), 10)
@@ -190,7 +193,7 @@ def test_password_protected_broker_right_and_wrong_password(tmp_path: Path) -> N
     broker.start()
 
     async def connect(password: str) -> Gateway:
-        gateway = Gateway(Engine(), GatewaySettings(
+        gateway = Gateway(Engine(), gateway_config(
             broker_url=f"mqtt://gw:{password}@127.0.0.1:{broker.port}"))
         stop = asyncio.Event()
         task = asyncio.create_task(gateway.run(stop))

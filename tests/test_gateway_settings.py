@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from streamfuse.errors import ConfigError
-from streamfuse.gateway import settings
+from streamfuse.gateway import loading as settings
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "gateway.toml"
 

@@ -14,23 +14,21 @@ from streamfuse import codec, topics
 from streamfuse.align.windower import window_phase
 from streamfuse.config import DEFAULT_MODALITIES, EngineConfig
 from streamfuse.errors import ConfigError
-from streamfuse.latency.harness import (
+from streamfuse.gateway.server import bench_server
+from streamfuse.latency.analysis import BenchResult, analyse, completing_chunks
+from streamfuse.latency.histograms import LatencyHistogram
+from streamfuse.latency.orchestration import run_bench
+from streamfuse.latency.publisher import _fleet_messages, _stamp
+from streamfuse.latency.report import format_ramp, format_table, plot, write_json
+from streamfuse.latency.settings import (
     BUNDLE_CODE,
     LABEL_CODE,
     LOG_DTYPE,
     MODALITIES,
-    BenchResult,
     BenchSettings,
-    _fleet_messages,
-    _stamp,
-    analyse,
-    completing_chunks,
     echo_topic,
     floor_topics,
-    run_bench,
 )
-from streamfuse.latency.histograms import LatencyHistogram
-from streamfuse.latency.report import format_ramp, format_table, plot, write_json
 
 
 def test_histogram_percentiles_are_within_three_digits() -> None:
@@ -298,7 +296,7 @@ def test_tiny_run_receives_every_window_and_writes_reports(
 ) -> None:
     settings = BenchSettings(devices=2, duration=5.0, broker_url=broker_url, prefix=topic_prefix,
                              settle_s=1.0)
-    result = asyncio.run(run_bench(settings))
+    result = asyncio.run(run_bench(settings, host=bench_server))
     c = result.counts
     assert c["expected"] >= 2  # at least one full window per device closes on data
     assert c["missing"] == 0, c  # every window's prediction was received
@@ -420,7 +418,7 @@ def test_a_bundle_completes_the_same_windows_at_its_publish() -> None:
 def test_tiny_bundled_run_times_every_window(broker_url: str, topic_prefix: str) -> None:
     settings = BenchSettings(devices=2, duration=5.0, broker_url=broker_url, prefix=topic_prefix,
                              settle_s=1.0, bundle=True)
-    result = asyncio.run(run_bench(settings))
+    result = asyncio.run(run_bench(settings, host=bench_server))
     c = result.counts
     assert c["expected"] >= 2 and c["missing"] == 0, c
     assert c["timed"] == c["expected"]  # every window the shadow completes is timed

@@ -105,7 +105,7 @@ def test_config_rejects_unknown_levels_and_pins() -> None:
     with pytest.raises(ConfigError, match="level="):
         EngineConfig(levels=("early",), level="late")
     with pytest.raises(ConfigError, match="selector_score"):
-        EngineConfig(selector_score="auc")
+        EngineConfig(selector_score="brier")
 
 
 # --------------------------------------------------------------------------- issue 5 item 4

@@ -16,7 +16,7 @@ import pytest
 
 from streamfuse import codec, topics
 from streamfuse.errors import DataSourceError
-from streamfuse.gateway.broker import parse_broker_url
+from streamfuse.mqtt.address import parse_broker_url
 from streamfuse.replay.mcap_io import SessionWriter, read_session
 from streamfuse.replay.recorder import record
 from streamfuse.types import Chunk, Label

@@ -90,7 +90,7 @@ def test_config_and_doctest():
     with pytest.raises(ConfigError, match="distinct"):
         LevelSelector(("a", "a"))
     with pytest.raises(ConfigError, match="score"):
-        LevelSelector(LEVELS, score="auc")
+        LevelSelector(LEVELS, score="brier")
     assert LevelSelector(LEVELS, pinned="late").best() == "late"
     result = doctest.testmod(selector)
     assert result.attempted >= 2 and result.failed == 0

@@ -90,7 +90,7 @@ async def _publish_and_collect(broker_url, prefix, fleet, speed, duration):
     import aiomqtt
 
     from simulators.publisher import run_fleet
-    from streamfuse.gateway.broker import parse_broker_url
+    from streamfuse.mqtt.address import parse_broker_url
 
     host, port, *_ = parse_broker_url(broker_url)
     got = []

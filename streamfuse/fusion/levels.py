@@ -91,12 +91,14 @@ class Evidence:
     """What a window gave the models, kept until its label arrives.
 
     ``x_early`` is the early level's input, ``x_modalities`` each present modality's
-    (normalised) features, ``x_intermediate`` their concatenation.
+    (normalised) features, ``x_intermediate`` their concatenation; ``device`` the window's
+    device (the selector ranks windows of one device against each other).
     """
 
     x_early: dict[str, float]
     x_modalities: dict[str, dict[str, float]]
     x_intermediate: dict[str, float]
+    device: str = ""
 
 
 @dataclass(slots=True)
@@ -210,7 +212,12 @@ class FusionHub:
         x_early: dict[str, float] = {}
         if "early" in self.levels:
             x_early = self.early(fused, device.early)
-        return Evidence(x_early, feats, flat if "intermediate" in self.levels else {})
+        return Evidence(
+            x_early,
+            feats,
+            flat if "intermediate" in self.levels else {},
+            fused.window.device,
+        )
 
     def _single(self, level: str, x: dict[str, float]) -> Proba:
         if not x:
@@ -315,7 +322,8 @@ class FusionHub:
             if p:
                 self._metric(m).update(y, p, _argmax(p))
         if scored:
-            self.selector.update(y, scored)
+            # evidence pickled before it had a device (an older checkpoint) groups as ""
+            self.selector.update(y, scored, group=getattr(evidence, "device", ""))
         if not now - self._refreshed < self.config.metrics_refresh_s:  # NaN: due
             self._refresh_due = True
             self._refreshed = now if math.isfinite(now) else -math.inf

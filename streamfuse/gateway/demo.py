@@ -14,11 +14,13 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ..config import EngineConfig
-from ..engine import Engine, warm_up
-from .app import Gateway, GatewaySettings
-from .broker import EmbeddedBroker
+from ..engine import Engine
+from ..errors import BrokerError
+from ..mqtt.broker import EmbeddedBroker
+from .app import Gateway
+from .loading import from_mapping
 from .monitor import Scoreboard, watch
+from .server import Server
 
 log = logging.getLogger("streamfuse.demo")
 
@@ -78,19 +80,26 @@ def summary(
     }
 
 
+async def _until_connected(server: Server, task: asyncio.Task[int], timeout: float) -> Gateway:
+    """Wait for the gateway's first connection; a server that failed first raises its error."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if task.done():
+            task.result()  # raises what stopped it (e.g. a BrokerError)
+            raise BrokerError("the demo's gateway stopped before it connected")
+        gateway = server.gateway
+        if gateway is not None and gateway.connected.is_set():
+            return gateway
+        await asyncio.sleep(0.05)
+    raise BrokerError(f"the demo's gateway did not connect within {timeout:.0f} s")
+
+
 async def run_demo(args: argparse.Namespace) -> int:
     from simulators.device import Fleet
     from simulators.faults import FaultProfile
     from simulators.publisher import run_fleet
 
     console = Console()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    import signal
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-
     with contextlib.ExitStack() as stack:
         if args.broker:
             url = args.broker
@@ -99,33 +108,48 @@ async def run_demo(args: argparse.Namespace) -> int:
             url = broker.url
             console.print(f"private {broker.kind} broker on {url}")
         console.print("compiling kernels (cached after the first run)...")
-        config = EngineConfig(model=args.model)
-        warm_up(config)
-        engine = Engine(config, prefix=PREFIX, timer=time.perf_counter)
+        # a random client id and a clean session: a demo leaves no session on the broker
+        config = from_mapping(
+            {"mqtt": {"broker": url, "prefix": PREFIX, "client_id": ""},
+             "engine": {"model": args.model}},
+            where="the demo's settings",
+        )
         speed = args.speed
         wall0 = time.time()
 
         def clock() -> float:
             return wall0 + (time.time() - wall0) * speed
 
-        gateway = Gateway(engine, GatewaySettings(broker_url=url, prefix=PREFIX), clock=clock)
+        server = Server(config, clock=clock)
+        stop = server.should_exit  # set by SIGINT/SIGTERM, or by us at the end
         board = Scoreboard()
         done = asyncio.Event()
         ready = asyncio.Event()
-        gw_task = asyncio.create_task(gateway.run(done), name="streamfuse[demo].gateway")
-        mon_task = asyncio.create_task(
-            watch(url, PREFIX, board, done, ready=ready, clock=clock),
-            name="streamfuse[demo].monitor",
-        )
-        await asyncio.wait_for(gateway.connected.wait(), 10)
-        await asyncio.wait_for(ready.wait(), 10)
+        srv_task = asyncio.create_task(server.serve(), name="streamfuse[demo].gateway")
+        mon_task: asyncio.Task[None] | None = None
+        try:
+            gateway = await _until_connected(server, srv_task, 60)
+            engine = gateway.engine
+            mon_task = asyncio.create_task(
+                watch(url, PREFIX, board, done, ready=ready, clock=clock),
+                name="streamfuse[demo].monitor",
+            )
+            await asyncio.wait_for(ready.wait(), 10)
+        except BaseException:
+            stop.set()
+            done.set()
+            await asyncio.gather(srv_task, *([mon_task] if mon_task else []),
+                                 return_exceptions=True)
+            raise
         # simulated devices keep wall-clock time (as NTP-synced wearables would); the gateway
         # clock runs at the simulation speed so that speed > 1 is not mistaken for drift
         t_base = time.time()
+        sim_stop = asyncio.Event()  # the fleet's end; the gateway then closes the last windows
         fleet = Fleet(args.devices, seed=args.seed, faults=FaultProfile(clock_offset_s=t_base))
         sim_task = asyncio.create_task(
             run_fleet(
-                url, fleet, prefix=PREFIX, speed=args.speed, duration=args.duration, stop_event=stop
+                url, fleet, prefix=PREFIX, speed=args.speed, duration=args.duration,
+                stop_event=sim_stop,
             ),
             name="streamfuse[demo].simulators",
         )
@@ -139,7 +163,7 @@ async def run_demo(args: argparse.Namespace) -> int:
                 if live is not None:
                     live.update(render(engine, gateway, board, time.time() - start, total))
                 await asyncio.sleep(0.25)
-            stop.set()
+            sim_stop.set()
             await sim_task
             # let the last windows close (lateness budget) and their predictions arrive
             await asyncio.sleep(engine.config.lateness_s + 0.5)
@@ -149,7 +173,8 @@ async def run_demo(args: argparse.Namespace) -> int:
             if live is not None:
                 live.stop()
             done.set()
-            await asyncio.gather(gw_task, mon_task, return_exceptions=True)
+            stop.set()
+            await asyncio.gather(srv_task, mon_task, return_exceptions=True)
         result = summary(engine, gateway, board, time.time() - start)
     console.print(
         f"\n[bold]summary[/bold]: {result['devices']} devices, "

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiomqtt
 import numpy as np
 
 from .. import topics
 from ..labelling import window_truth
-from .broker import parse_broker_url, set_nodelay
+from ..mqtt.client import open_session
 
 
 @dataclass(slots=True)
@@ -109,9 +109,8 @@ async def watch(
     clock: Callable[[], float] = time.time,
 ) -> None:
     """Subscribe to every device's predictions and labels under ``prefix`` until ``stop``."""
-    host, port, username, password, _ = parse_broker_url(broker_url)
-    async with aiomqtt.Client(host, port, username=username, password=password) as client:
-        set_nodelay(client)
+    mqtt_log = logging.getLogger("streamfuse.monitor.mqtt")
+    async with open_session(broker_url, logger=mqtt_log) as client:
         await client.subscribe(f"{prefix}/+/{topics.PREDICTION}")
         await client.subscribe(f"{prefix}/+/{topics.LABEL}")
         if ready is not None:

@@ -1,4 +1,12 @@
-"""End-to-end latency benchmarking: the ``streamfuse bench`` harness, HDR histograms, reports."""
+"""End-to-end latency benchmarking behind ``streamfuse bench``, one module per process role.
+
+- :mod:`.settings`: one run's settings and the names the roles share;
+- :mod:`.publisher`, :mod:`.relay`, :mod:`.subscriber`: the three child processes;
+- :mod:`.analysis`: the join of their records into histograms (:class:`BenchResult`);
+- :mod:`.orchestration`: one run (:func:`~.orchestration.run_bench`) and the ramp, around the
+  gateway under test, which the caller hands in (the command line: the gateway's own server);
+- :mod:`.histograms`, :mod:`.report`: HDR histograms, tables, JSON and plots.
+"""
 
 from .histograms import PERCENTILES, LatencyHistogram
 

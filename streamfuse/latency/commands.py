@@ -6,8 +6,13 @@ import argparse
 import asyncio
 import logging
 import uuid
+from typing import TYPE_CHECKING
 
 from ..argtypes import bounded
+from .settings import BenchSettings
+
+if TYPE_CHECKING:
+    from .orchestration import GatewayHost
 
 log = logging.getLogger("streamfuse.latency.commands")
 
@@ -59,11 +64,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", metavar="FILE", help="write the PNG plot here")
     p.add_argument("--profile", metavar="FILE",
                    help="cProfile the gateway while the fleet publishes (pstats file)")
-    p.set_defaults(run=run)
+    # run: set by streamfuse.cli, which hands run() the gateway to measure (latency/ does not
+    # import the gateway shell)
 
 
-def run(args: argparse.Namespace) -> int:
-    from .harness import BenchSettings, broker_for, run_bench, run_ramp
+def run(args: argparse.Namespace, host: GatewayHost) -> int:
+    """``streamfuse bench``: one run (or the ramp) against ``host``'s gateway; print, write."""
+    from .orchestration import broker_for, run_bench, run_ramp
     from .report import format_ramp, format_table, plot, write_json
 
     prefix = f"sfbench{uuid.uuid4().hex[:6]}"
@@ -82,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         ramp_docs: list[dict[str, object]] = []
         if args.ramp:
             runs, best = asyncio.run(
-                run_ramp(settings, start=args.devices, limit=args.ramp_limit,
+                run_ramp(settings, host=host, start=args.devices, limit=args.ramp_limit,
                          target_ms=args.target_ms)
             )
             for r in runs:
@@ -96,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
                 "steps": [{k: v for k, v in d.items() if k != "hdr"} for d in ramp_docs],
             }
         else:
-            result = asyncio.run(run_bench(settings, profiler=profiler))
+            result = asyncio.run(run_bench(settings, host=host, profiler=profiler))
             result.broker_kind = kind
             main = result.to_json()
     print(format_table(main))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import signal
@@ -12,8 +13,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..argtypes import positive_float
+
+if TYPE_CHECKING:
+    from ..config import EngineConfig
 
 log = logging.getLogger("streamfuse.replay.commands")
 
@@ -52,8 +57,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("--device", default=None, help="device id for files (default: file stem)")
     rp.add_argument("--fs", type=positive_float, default=None, help="CSV sampling rate")
     rp.add_argument("--time-column", default=None, help="CSV time column (seconds)")
-    rp.add_argument("--model", default="logreg")
-    rp.add_argument("--level", default="intermediate")
+    rp.add_argument(
+        "--config", default=None, metavar="FILE",
+        help="a gateway TOML (as 'streamfuse gateway --config'): the same engine (windows, "
+        "model, level, limits, modalities for sessions) and prefix as that gateway; the "
+        "flags below override it",
+    )
+    rp.add_argument("--model", default=None, help="online model (default: the engine's)")
+    rp.add_argument(
+        "--level", default=None,
+        help="fusion level published (default: the gateway's and the engine's, 'selected')",
+    )
     rp.add_argument("--window-s", type=positive_float, default=None)
     rp.add_argument("--hop-s", type=positive_float, default=None)
     rp.add_argument("--grid-fs", type=positive_float, default=None)
@@ -78,6 +92,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--label-delay-s", type=float, default=None, help="default: one window")
     ev.add_argument("--subjects", type=int, default=None, help="first N subjects only")
     ev.add_argument("--levels", default=None, help="comma-separated subset of the levels")
+    ev.add_argument("--order", choices=["balanced", "rest-first", "task-first"],
+                    default="balanced", help="which recording each subject plays first "
+                    "(balanced: sorted subjects, even positions rest first, odd arithmetic)")
+    ev.add_argument("--labels", choices=["window", "session"], default="window",
+                    help="window: each label one --label-delay-s after its window; session: "
+                    "a subject's labels only after its session (models never saw them)")
+    ev.add_argument("--no-controls", action="store_true",
+                    help="skip the majority, time-only, subject-only and permuted controls")
+    ev.add_argument("--seed", type=int, default=0, help="permuted control and bootstrap seed")
     ev.add_argument("--no-progress", action="store_true")
     ev.set_defaults(run=run_evaluate)
 
@@ -136,7 +159,14 @@ def _session_prefix(path: Path) -> str:
     return topics.DEFAULT_PREFIX
 
 
-def run_replay(args: argparse.Namespace) -> int:
+def run_replay(
+    args: argparse.Namespace,
+    *,
+    engine_config: EngineConfig | None = None,
+    prefix: str | None = None,
+) -> int:
+    """``streamfuse replay``. ``engine_config`` and ``prefix`` are the gateway's (from
+    ``--config``, loaded by :mod:`streamfuse.cli`); flags given override them."""
     from .. import topics
     from ..config import EngineConfig
     from .readers import EEGMAT_MAP, read_file
@@ -144,15 +174,21 @@ def run_replay(args: argparse.Namespace) -> int:
 
     source: Path = args.source
     is_session = source.suffix.lower() == ".mcap"
-    prefix = args.prefix or (_session_prefix(source) if is_session else topics.DEFAULT_PREFIX)
-    extra = {
+    prefix = args.prefix or prefix or (
+        _session_prefix(source) if is_session else topics.DEFAULT_PREFIX
+    )
+    flags = {
         k: v
-        for k, v in (("window_s", args.window_s), ("hop_s", args.hop_s), ("grid_fs", args.grid_fs))
+        for k, v in (
+            ("window_s", args.window_s), ("hop_s", args.hop_s), ("grid_fs", args.grid_fs),
+            ("model", args.model), ("level", args.level),
+        )
         if v is not None
     }
+    base = engine_config if engine_config is not None else EngineConfig()
     if is_session:
         items = list(session_items(source))
-        config = EngineConfig(model=args.model, level=args.level, **extra)
+        config = dataclasses.replace(base, **flags)
     else:
         mapping = EEGMAT_MAP if args.mapping == "eegmat" else None
         kw = {}
@@ -161,9 +197,7 @@ def run_replay(args: argparse.Namespace) -> int:
         recording = read_file(source, mapping, **kw)
         device = args.device or topics.check_device(source.stem.replace(" ", "_"))
         items = list(recording_items(recording, device))
-        config = EngineConfig(
-            modalities=recording.modalities(), model=args.model, level=args.level, **extra
-        )
+        config = dataclasses.replace(base, modalities=recording.modalities(), **flags)
     span = items[-1][1] - items[0][1] if items else 0.0
 
     if args.to_broker:
@@ -213,6 +247,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         model=args.model,
         levels=levels,
         subjects=args.subjects,
+        order=args.order,
+        labels=args.labels,
+        controls=not args.no_controls,
+        seed=args.seed,
     )
     t0 = time.perf_counter()
     with _progress(not args.no_progress, "evaluating", None) as adv:

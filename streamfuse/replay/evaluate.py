@@ -1,29 +1,27 @@
 """The fusion-level comparison on real EEG + ECG (PhysioNet eegmat), prequential and online.
 
-Protocol (issue 6):
+Protocol (issues 6 and 15; the timeline and the recording order are in
+:mod:`streamfuse.replay.eegmat`):
 
-- each subject is one device; its rest recording then its arithmetic recording on one timeline
-  (device clock = gateway clock, subject ``i`` starting after subject ``i-1`` ended plus a gap of
-  two windows so no label of one subject arrives during the next);
-- subjects in sorted order; one shared model per level learns across subjects, test-then-train;
-- one label per window (the class covering most of it), arriving ``label_delay_s`` after the
-  window's end (default: one window length);
+- subjects in sorted order, each one device, its two recordings in the order ``--order``
+  says (``balanced`` by default); one shared model per level learns across subjects,
+  test-then-train, each window's label arriving one window after its end;
 - one engine run over the item stream gives every level at once: each prediction carries the
   probabilities of ``early``, ``intermediate`` and ``late`` (``Prediction.levels``), of each
   late-fusion member (``Prediction.modality_proba``: the unimodal ``eeg`` and ``ecg`` models,
   each trained on its own modality's features only) and of the published level, ``selected``
-  (the engine's level selector, choosing by recent prequential log-loss);
-- every device's inputs are z-scored online against its own running statistics (the engine's
-  ``normalize``), the same for every level;
+  (the engine's level selector, by recent ranking quality);
+- inputs are standardised by each model's own running statistics over every device seen so
+  far (population statistics); the per-device normaliser is off (``EvalSettings.normalize``),
+  as it turns "distance from whatever this person did first" into the signal;
 - every prediction is scored against the truth of its own window (the class covering most of
-  it, from the known timeline), per subject; windows predicted before any model had learnt (no
-  probabilities yet) are counted as ``unscored``, not scored;
+  it, from the known timeline), per subject; windows predicted before any model had learnt are
+  counted as ``unscored``;
 - figures: AUC (exact, rank based), accuracy, F-score, precision, recall and specificity with
-  ``arithmetic`` as the positive class, mean ± sample sd (ddof = 1) over subjects.
-
-Chosen windows: 8 s long every 4 s on a 250 Hz grid. 8 s holds several heart beats for HRV-type
-ECG features and gives 0.125 Hz EEG spectral resolution; 250 Hz keeps EEG up to the gamma band
-(the recordings are 500 Hz, 0.5–45 Hz filtered per the dataset description) at half the cost.
+  ``arithmetic`` as the positive class, mean ± sample sd (ddof = 1) over subjects;
+- controls (:mod:`streamfuse.replay.controls`) replay the engine's exact schedule with
+  inputs or labels that carry no physiology; ``paired`` compares the best fusion level with
+  the best single modality subject by subject (:mod:`streamfuse.replay.paired`).
 """
 
 from __future__ import annotations
@@ -31,162 +29,48 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from ..config import FUSION_LEVELS, EngineConfig
+from ..config import FUSION_LEVELS
 from ..engine import Engine
 from ..errors import DataSourceError
 from ..learn.metrics import PrequentialMetrics
-from ..types import Chunk, Label, Prediction
-from .readers import EEGMAT_MAP, EEGMAT_MODALITIES, read_edf
-from .replay import Timed
+from ..learn.models import make_model
+from ..types import Prediction
+from . import controls as ctl
+from .eegmat import (
+    LABEL_MODES,
+    LEVELS,
+    METRICS,
+    ORDERS,
+    POSITIVE,
+    REST,
+    TASK,
+    EvalSettings,
+    Subject,
+    eval_config,
+    first_class,
+    level_config,
+    subject_items,
+    subject_names,
+)
+from .paired import best_of, paired
+from .report import plot, table
+
+__all__ = [
+    "LEVELS", "METRICS", "ORDERS", "EvalSettings", "Subject", "evaluate_eegmat", "level_config",
+    "plot", "subject_items", "table",
+]  # fmt: skip
 
 log = logging.getLogger("streamfuse.replay.evaluate")
 
-REST, TASK = "rest", "arithmetic"
-POSITIVE = TASK
-LEVELS = ("eeg", "ecg", "early", "intermediate", "late", "selected")
-METRICS = ("auc", "accuracy", "f1", "precision", "recall", "specificity")
-
-
-@dataclass(frozen=True, slots=True)
-class EvalSettings:
-    """How the evaluation is run (defaults: the documented choice)."""
-
-    window_s: float = 8.0
-    hop_s: float = 4.0
-    grid_fs: float = 250.0
-    chunk_s: float = 0.1
-    label_delay_s: float | None = None  # None: one window
-    model: str = "logreg"
-    levels: tuple[str, ...] = LEVELS
-    subjects: int | None = None  # first N subjects only
-    seconds: float | None = None  # cut each recording to this many seconds (tests)
-
-    @property
-    def delay(self) -> float:
-        return self.window_s if self.label_delay_s is None else self.label_delay_s
-
-
-@dataclass(slots=True)
-class Subject:
-    """One subject's timeline: ``[start, boundary)`` rest, ``[boundary, end)`` arithmetic."""
-
-    name: str
-    start: float
-    boundary: float
-    end: float
-
-    def truth(self, t_start: float, t_end: float) -> str | None:
-        """The class covering most of ``[t_start, t_end)`` (ties: the later, arithmetic)."""
-        rest = max(0.0, min(t_end, self.boundary) - max(t_start, self.start))
-        task = max(0.0, min(t_end, self.end) - max(t_start, self.boundary))
-        if rest + task < 0.5 * (t_end - t_start):
-            return None
-        return REST if rest > task else TASK
-
-
-def eval_config(s: EvalSettings) -> EngineConfig:
-    """The configuration of the evaluation's single engine: both modalities, every fusion
-    level that the requested levels need, the selector publishing."""
-    need = {lv for lv in s.levels if lv in FUSION_LEVELS}
-    if {"eeg", "ecg"} & set(s.levels):
-        need.add("late")  # the unimodal models are late fusion's members
-    if "selected" in s.levels or not need:
-        need = set(FUSION_LEVELS)
-    levels = tuple(lv for lv in FUSION_LEVELS if lv in need)
-    return EngineConfig(
-        modalities=dict(EEGMAT_MODALITIES),
-        window_s=s.window_s,
-        hop_s=s.hop_s,
-        grid_fs=s.grid_fs,
-        classes=(REST, TASK),
-        model=s.model,
-        levels=levels,
-        level="selected" if len(levels) > 1 else levels[0],
-        positive=POSITIVE,
-    )
-
-
-def level_config(level: str, s: EvalSettings) -> EngineConfig:
-    """An engine running ``level`` alone (``eeg``/``ecg``: that modality only, feature level;
-    ``selected``: every level). The evaluation itself runs one engine, :func:`eval_config`;
-    this is for measuring what one level costs."""
-    if level in ("eeg", "ecg"):
-        modalities = {level: EEGMAT_MODALITIES[level]}
-        levels: tuple[str, ...] = ("intermediate",)
-    else:
-        modalities = dict(EEGMAT_MODALITIES)
-        levels = FUSION_LEVELS if level == "selected" else (level,)
-    return EngineConfig(
-        modalities=modalities,
-        window_s=s.window_s,
-        hop_s=s.hop_s,
-        grid_fs=s.grid_fs,
-        classes=(REST, TASK),
-        model=s.model,
-        levels=levels,
-        level="selected" if level == "selected" else levels[0],
-        positive=POSITIVE,
-    )
-
-
-def subject_names(data_dir: Path) -> list[str]:
-    """Subjects with both recordings, sorted; :class:`DataSourceError` if there are none."""
-    if not data_dir.is_dir():
-        raise DataSourceError(f"{data_dir}: no such eegmat folder")
-    names = sorted(p.name[: -len("_1.edf")] for p in data_dir.glob("Subject*_1.edf"))
-    names = [n for n in names if (data_dir / f"{n}_2.edf").is_file()]
-    if not names:
-        raise DataSourceError(f"{data_dir}: no SubjectNN_1.edf / SubjectNN_2.edf pairs")
-    return names
-
-
-def subject_items(
-    data_dir: Path, name: str, start: float, s: EvalSettings
-) -> tuple[Subject, list[Timed]]:
-    """Chunks of rest then arithmetic from ``start``, and the delayed window labels, by arrival."""
-    from .readers import chunk_stream
-
-    rest = read_edf(data_dir / f"{name}_1.edf", EEGMAT_MAP)
-    task = read_edf(data_dir / f"{name}_2.edf", EEGMAT_MAP)
-    d_rest = min(rest.duration, s.seconds) if s.seconds else rest.duration
-    d_task = min(task.duration, s.seconds) if s.seconds else task.duration
-    subj = Subject(name, start, start + d_rest, start + d_rest + d_task)
-    items: list[tuple[float, int, int, Chunk | Label]] = []
-    k = 0
-    for rec, off, stop in ((rest, start, d_rest), (task, subj.boundary, d_task)):
-        for chunk in chunk_stream(rec, name, chunk_s=s.chunk_s, t_offset=off, t_stop=stop):
-            items.append((chunk.arrival, 0, k, chunk))
-            k += 1
-    # re-number seq per modality across the two files (one device, one stream per modality)
-    seqs: dict[str, int] = {}
-    for i, (t, o, kk, item) in enumerate(items):
-        assert isinstance(item, Chunk)  # labels are added below
-        n = seqs.get(item.modality, 0)
-        seqs[item.modality] = n + 1
-        items[i] = (t, o, kk, replace(item, seq=n))
-    first = math.ceil(subj.start / s.hop_s - 1e-9)
-    j = first
-    while j * s.hop_s + s.window_s <= subj.end + 1e-9:
-        w0, w1 = j * s.hop_s, j * s.hop_s + s.window_s
-        value = subj.truth(w0, w1)
-        if value is not None:
-            items.append((w1 + s.delay, 1, j, Label(name, w0, w1, value)))
-        j += 1
-    items.sort(key=lambda r: r[:3])
-    return subj, [(item, t) for t, _, _, item in items]
-
-
-def _only(modalities: Sequence[str], items: list[Timed]) -> Iterator[Timed]:
-    for item, now in items:
-        if isinstance(item, Chunk) and item.modality not in modalities:
-            continue
-        yield item, now
+CONTROLS = ("majority", "time-only", "subject-only", "permuted")
+UNIMODAL = ("eeg", "ecg")
 
 
 @dataclass(slots=True)
@@ -236,21 +120,28 @@ def evaluate_eegmat(
     on_subject: Callable[[str], None] | None = None,
     on_item: Callable[[], None] | None = None,
 ) -> dict[str, object]:
-    """Run the comparison; return the results in the issue's JSON shape."""
+    """Run the comparison (and its controls); return the results in the issue's JSON shape."""
     s = settings or EvalSettings()
+    first_class(s.order, 0)  # an unknown order fails before any file is read
     root = Path(data_dir)
     names = subject_names(root)
     if s.subjects is not None:
         names = names[: s.subjects]
-    engine = Engine(eval_config(s))
+    config = eval_config(s)
+    engine = Engine(config)
+    factory = partial(make_model, config.model)
+    hub = ctl.RecordingHub(config, factory, config.model)
+    engine.hub = hub  # the same hub, keeping the schedule the controls replay
     runs = [LevelRun(level, engine) for level in s.levels]
+    if s.labels not in LABEL_MODES:
+        raise DataSourceError(f"labels={s.labels!r}; choose one of {LABEL_MODES}")
     gap = 2 * s.window_s + s.delay
     start = 0.0
     subjects: list[Subject] = []
-    for name in names:
+    for position, name in enumerate(names):
         if on_subject is not None:
             on_subject(name)
-        subj, items = subject_items(root, name, start, s)
+        subj, items = subject_items(root, name, start, s, first_class(s.order, position))
         subjects.append(subj)
         preds: list[Prediction] = []
         for item, now in items:
@@ -267,7 +158,99 @@ def evaluate_eegmat(
     for run in runs:
         for subj in subjects:
             _score(run, subj, late)
-    return _results(runs, subjects, s)
+    results = _results(runs, subjects, s)
+    if s.controls:
+        results["controls"] = _controls(hub, subjects, s, config, factory)
+    results["paired"] = _paired(results, s)
+    return results
+
+
+# ---------------------------------------------------------------------------- controls
+def _per_subject(
+    said: Sequence[ctl.Said],
+    windows: Sequence[ctl.WindowRecord],
+    truths: Sequence[str | None],
+    subjects: Sequence[Subject],
+) -> dict[str, PrequentialMetrics]:
+    known = {subj.name for subj in subjects}
+    scores = {n: PrequentialMetrics(positive=POSITIVE, window=10**6) for n in known}
+    for w, out, truth in zip(windows, said, truths, strict=True):
+        if out is None or truth is None or w.device not in known:
+            continue
+        scores[w.device].update(truth, out[0], out[1])
+    return scores
+
+
+def _entry(scores: dict[str, PrequentialMetrics], names: Sequence[str]) -> dict[str, object]:
+    figs = [scores[n].get() for n in names if n in scores and scores[n].n]
+    entry: dict[str, object] = {k: _summary([f[k] for f in figs]) for k in METRICS}
+    entry["per_subject_auc"] = [
+        _round(scores[n].get()["auc"]) if n in scores and scores[n].n else None for n in names
+    ]
+    entry["windows"] = sum(m.n for m in scores.values())
+    return entry
+
+
+def _controls(
+    hub: ctl.RecordingHub,
+    subjects: list[Subject],
+    s: EvalSettings,
+    config: object,
+    factory: Callable[[], object],
+) -> dict[str, object]:
+    by_name = {subj.name: subj for subj in subjects}
+    windows, schedule = hub.windows, hub.schedule
+    truths = [
+        by_name[w.device].truth(w.t_start, w.t_end) if w.device in by_name else None
+        for w in windows
+    ]
+    names = [subj.name for subj in subjects]
+    out: dict[str, object] = {}
+    said = ctl.majority([w.device for w in windows], schedule, (REST, TASK))
+    out["majority"] = _entry(_per_subject(said, windows, truths, subjects), names)
+    said = ctl.replay_single(make_model(s.model), ctl.time_inputs(windows), schedule)
+    out["time-only"] = _entry(_per_subject(said, windows, truths, subjects), names)
+    dims = max((len(w.evidence.x_intermediate) for w in windows), default=1)
+    inputs = ctl.subject_inputs(windows, dims, s.seed)
+    said = ctl.replay_single(make_model(s.model), inputs, schedule)
+    out["subject-only"] = _entry(_per_subject(said, windows, truths, subjects), names)
+    out["subject-only"]["inputs"] = dims  # type: ignore[index]
+    shuffled = ctl.permutation(truths, [w.device for w in windows], s.seed)
+    verdicts = ctl.replay_levels(
+        config,  # type: ignore[arg-type]
+        factory,  # type: ignore[arg-type]
+        windows,
+        schedule,
+        lambda i, y: shuffled[i],
+    )
+    permuted: dict[str, object] = {"seed": s.seed}
+    for level in s.levels:
+        said = [ctl.verdict_said(level, v) for v in verdicts]
+        permuted[level] = _entry(_per_subject(said, windows, shuffled, subjects), names)
+    out["permuted"] = permuted
+    return out
+
+
+def _paired(results: dict[str, object], s: EvalSettings) -> dict[str, object]:
+    levels = results["levels"]
+    assert isinstance(levels, dict)
+    fusion = best_of(levels, [lv for lv in FUSION_LEVELS if lv in levels])
+    unimodal = best_of(levels, [lv for lv in UNIMODAL if lv in levels])
+    if fusion is None or unimodal is None:
+        return {"fusion": fusion, "unimodal": unimodal, "diff_mean": None,
+                "ci95": [None, None], "p": None}  # fmt: skip
+    subjects = results["subjects"]
+    assert isinstance(subjects, list)
+
+    def aucs(level: str) -> list[float | None]:
+        return [x["levels"].get(level, {}).get("auc") for x in subjects]
+
+    return {"fusion": fusion, "unimodal": unimodal, **paired(aucs(fusion), aucs(unimodal), s.seed)}
+
+
+# ---------------------------------------------------------------------------- results
+def _round(v: float) -> float | None:
+    return None if not math.isfinite(v) else round(float(v), 6)
 
 
 def _summary(values: list[float]) -> dict[str, float | int | None]:
@@ -285,7 +268,7 @@ def _results(runs: list[LevelRun], subjects: list[Subject], s: EvalSettings) -> 
         figs = {name: run.scores[name].get() for name in run.scores}
         for name, f in figs.items():
             per_subject.setdefault(name, {})[run.level] = {
-                k: (None if not math.isfinite(f[k]) else round(float(f[k]), 6)) for k in METRICS
+                k: _round(f[k]) for k in METRICS
             } | {"windows": run.scores[name].n}
         entry: dict[str, object] = {k: _summary([f[k] for f in figs.values()]) for k in METRICS}
         entry["windows"] = sum(m.n for m in run.scores.values())
@@ -298,83 +281,36 @@ def _results(runs: list[LevelRun], subjects: list[Subject], s: EvalSettings) -> 
     return {
         "dataset": "eegmat (PhysioNet EEG During Mental Arithmetic Tasks 1.0.0, Zyma et al. 2019)",
         "protocol": {
+            "order": s.order,
+            "order_rule": {
+                "balanced": "sorted subjects; even positions rest first, odd arithmetic first",
+                "rest-first": "every subject rest first",
+                "task-first": "every subject arithmetic first",
+            }[s.order],
             "window_s": s.window_s,
             "hop_s": s.hop_s,
             "grid_fs": s.grid_fs,
             "label_delay_s": s.delay,
+            "labels": s.labels,
             "model": s.model,
+            "normalize": s.normalize,
+            "selector_score": s.selector_score,
+            "selector_horizon": s.selector_horizon,
             "positive": POSITIVE,
             "sd": "sample (ddof=1) over subjects",
             "seconds_per_recording": s.seconds,
+            "seed": s.seed,
         },
         "levels": levels,
         "subjects": [
             {
                 "name": subj.name,
-                "rest_s": subj.boundary - subj.start,
-                "arithmetic_s": subj.end - subj.boundary,
+                "first": subj.first,
+                "rest_s": subj.seconds(REST),
+                "arithmetic_s": subj.seconds(TASK),
                 "levels": per_subject.get(subj.name, {}),
             }
             for subj in subjects
         ],  # fmt: skip
         "windows": windows,
     }
-
-
-def table(results: dict[str, object]) -> str:
-    """The comparison as a Markdown table (mean ± sd over subjects)."""
-    levels = results["levels"]
-    assert isinstance(levels, dict)
-    head = "| level | " + " | ".join(METRICS) + " | windows |"
-    rule = "|---" * (len(METRICS) + 2) + "|"
-    rows = [head, rule]
-    for level, entry in levels.items():
-        cells = []
-        for k in METRICS:
-            m = entry[k]
-            cells.append("n/a" if m["mean"] is None else f"{m['mean']:.3f} ± {m['sd']:.3f}")
-        published = sorted(entry.get("published_levels", {}))
-        name = level
-        if level in FUSION_LEVELS and published and published != [level]:
-            name = f"{level} (engine gave {', '.join(published)})"
-        elif level == "selected" and published:
-            counts = entry["published_levels"]
-            name = "selected (" + ", ".join(f"{k} {counts[k]}" for k in published) + ")"
-        rows.append(f"| {name} | " + " | ".join(cells) + f" | {entry['windows']} |")
-    return "\n".join(rows)
-
-
-def plot(results: dict[str, object], path: str | Path) -> None:
-    """Grouped bars: one group per metric, one bar per level, sd as error bars (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    levels = results["levels"]
-    assert isinstance(levels, dict)
-    names = list(levels)
-    x = np.arange(len(METRICS))
-    width = 0.8 / max(1, len(names))
-    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=110)
-    for i, level in enumerate(names):
-        means = [levels[level][k]["mean"] for k in METRICS]
-        sds = [levels[level][k]["sd"] for k in METRICS]
-        ax.bar(
-            x + (i - (len(names) - 1) / 2) * width,
-            [np.nan if m is None else m for m in means],
-            width,
-            yerr=[0.0 if v is None else v for v in sds],
-            capsize=2,
-            label=level,
-        )
-    ax.set_xticks(x, [m.upper() if m == "auc" else m for m in METRICS])
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("mean ± sd over subjects")
-    n = len(results.get("subjects", []))  # type: ignore[arg-type]
-    ax.set_title(f"eegmat rest vs arithmetic, prequential, {n} subjects: fusion levels")
-    ax.legend(ncol=len(names), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08))
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)

@@ -13,10 +13,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import aiomqtt
-
 from .. import topics
-from ..gateway.broker import parse_broker_url, set_nodelay
+from ..mqtt.address import parse_broker_url
+from ..mqtt.client import open_session
 from .mcap_io import SessionWriter
 
 log = logging.getLogger("streamfuse.replay.recorder")
@@ -61,19 +60,14 @@ async def record(
         How many messages were recorded.
     """
     topics.check_prefix(prefix)
-    host, port, username, password, tls = parse_broker_url(broker_url)
+    host, port, *_ = parse_broker_url(broker_url)
     meta = {"broker": f"{host}:{port}", "prefix": prefix, "clock": "gateway (time.time)"}
     with SessionWriter(out, flush_s=flush_s, metadata=meta) as writer:
-        async with aiomqtt.Client(
-            host,
-            port,
-            username=username,
-            password=password,
-            identifier=client_id,
+        async with open_session(
+            broker_url,
+            client_id=client_id,
             logger=logging.getLogger("streamfuse.replay.recorder.mqtt"),
-            tls_params=aiomqtt.TLSParameters() if tls else None,
         ) as client:
-            set_nodelay(client)
             await client.subscribe(f"{prefix}/#", qos=0)
             log.info("recording %s/# from %s:%d into %s", prefix, host, port, out)
             if ready is not None:

@@ -14,14 +14,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-import aiomqtt
-
 from .. import codec, topics
 from ..engine import Engine, Item
-from ..gateway.broker import parse_broker_url, set_nodelay
+from ..mqtt.address import parse_broker_url
+from ..mqtt.client import open_session
 from ..types import Chunk, Label, Prediction, RawMessage, Rejection
+from .chunks import chunk_stream
 from .mcap_io import read_session
-from .readers import Recording, chunk_stream
+from .readers import Recording
 
 log = logging.getLogger("streamfuse.replay")
 
@@ -102,17 +102,10 @@ async def republish(
     """
     if not speed > 0:
         raise ValueError(f"speed must be positive, got {speed}")
-    host, port, username, password, tls = parse_broker_url(broker_url)
+    host, port, *_ = parse_broker_url(broker_url)
     sent = 0
-    async with aiomqtt.Client(
-        host,
-        port,
-        username=username,
-        password=password,
-        logger=logging.getLogger("streamfuse.replay.mqtt"),
-        tls_params=aiomqtt.TLSParameters() if tls else None,
-    ) as client:
-        set_nodelay(client)
+    mqtt_log = logging.getLogger("streamfuse.replay.mqtt")
+    async with open_session(broker_url, logger=mqtt_log) as client:
         start_wall: float | None = None
         start_rec = 0.0
         for item, now in items:

@@ -15,7 +15,8 @@ Python dominates. Here:
 
 These reach into paho's private parts (``_handle_on_message``, ``_packet_read``,
 ``_in_packet``, ``_packet_handle``, ``_registered_write``); ``tests/test_gateway_readpath.py``
-fails if a paho upgrade breaks them, and each falls back to paho's own code where its
+fails if a paho upgrade breaks them (pyproject pins paho to the minor version they are tested
+with), and each falls back to paho's own code where its
 assumptions do not hold (TLS, websockets, MQTT 5, QoS 1/2, paho without those parts).
 """
 
@@ -330,3 +331,8 @@ class BatchedReader:
         finally:
             paho._in_packet = _fresh_in_packet()
         return rc
+
+
+def protocol_of(client: Any) -> Any:
+    """The paho client inside an :class:`aiomqtt.Client` (None if it has none)."""
+    return getattr(client, "_client", None)

@@ -1,12 +1,10 @@
-"""Gateway daemon configuration: a TOML file, ``STREAMFUSE_`` environment variables and flags.
+"""Loading a :class:`~.config.GatewayConfig`: TOML file, ``STREAMFUSE_`` environment, flags.
 
 Precedence, lowest first: built-in defaults, the TOML file (``--config``), environment variables
 ``STREAMFUSE_<SECTION>_<KEY>`` (e.g. ``STREAMFUSE_MQTT_BROKER``,
 ``STREAMFUSE_CHECKPOINT_INTERVAL_S``), then command-line flags. Every value is checked: an
 unknown section or key, a value of the wrong type, or a modality without a rate is a
 :class:`~streamfuse.errors.ConfigError` naming the key and saying what is expected.
-
-See ``deploy/gateway.toml`` for a commented example.
 """
 
 from __future__ import annotations
@@ -15,169 +13,16 @@ import math
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from pathlib import Path
-from typing import Any, TypedDict
+from dataclasses import fields
+from typing import Any
 
 from .. import topics
-from ..config import DEFAULT_MODALITIES, EngineConfig, Limits, ModalitySpec
+from ..config import DEFAULT_MODALITIES, ModalitySpec
 from ..errors import BrokerError, ConfigError, TopicError
-from .broker import parse_broker_url
+from ..mqtt.address import parse_broker_url
+from .config import SECTIONS, GatewayConfig
 
 ENV_PREFIX = "STREAMFUSE_"
-
-
-@dataclass(frozen=True, slots=True)
-class MqttSection:
-    """How to reach the broker and how to behave on it."""
-
-    broker: str = "mqtt://127.0.0.1:1883"
-    prefix: str = topics.DEFAULT_PREFIX
-    #: fixed id: the broker keeps the session (subscriptions, queued QoS 1 messages) across
-    #: restarts of the gateway; empty means a random id and a clean session
-    client_id: str = "streamfuse-gateway"
-    qos: int = 1
-    publish_qos: int = 1
-    username: str = ""
-    #: a file holding the password (first line); ``STREAMFUSE_MQTT_PASSWORD`` also works
-    password_file: str = ""
-    password: str = ""
-    tls: bool = False
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-    tls_insecure: bool = False
-    keepalive_s: int = 30
-    max_queued_incoming: int = 10_000
-    backoff_initial_s: float = 0.2
-    backoff_max_s: float = 10.0
-
-
-class _LevelArg(TypedDict, total=False):
-    """``EngineConfig`` keyword given only when set (else the engine's default applies)."""
-
-    level: str
-
-
-
-@dataclass(frozen=True, slots=True)
-class EngineSection:
-    """Windows, the model and the decoder limits (see :class:`~streamfuse.config.EngineConfig`)."""
-
-    model: str = "logreg"
-    level: str = ""  # empty: the engine's default level
-    window_s: float = 2.0
-    hop_s: float = 1.0
-    grid_fs: float = 256.0
-    lateness_s: float = 0.5
-    min_modalities: int = 1
-    max_gap_s: float = 0.25
-    reorder_s: float = 2.0
-    silence_s: float = 5.0
-    max_pending: int = 4096
-    max_payload_bytes: int = 1 << 20
-    max_samples: int = 65_536
-    max_fs: float = 20_000.0
-
-
-@dataclass(frozen=True, slots=True)
-class CheckpointSection:
-    """Where and how often engine state (models, per-device state) is saved."""
-
-    dir: str = ""  # empty: no checkpoints
-    interval_s: float = 60.0
-    keep: int = 3
-
-
-@dataclass(frozen=True, slots=True)
-class ResourcesSection:
-    """Bounds on what the gateway keeps."""
-
-    idle_evict_s: float = 300.0
-    evict_every_s: float = 5.0
-    max_outbox: int = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class MetricsSection:
-    """The Prometheus endpoint (port 0: disabled)."""
-
-    port: int = 0
-    host: str = "127.0.0.1"
-    refresh_s: float = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class ShutdownSection:
-    """What SIGTERM/SIGINT do: drain the incoming queue and checkpoint within a time limit."""
-
-    drain_timeout_s: float = 10.0
-
-
-SECTIONS: dict[str, type] = {
-    "mqtt": MqttSection,
-    "engine": EngineSection,
-    "checkpoint": CheckpointSection,
-    "resources": ResourcesSection,
-    "metrics": MetricsSection,
-    "shutdown": ShutdownSection,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class DaemonConfig:
-    """Everything ``streamfuse gateway`` needs, validated."""
-
-    mqtt: MqttSection = field(default_factory=MqttSection)
-    engine: EngineSection = field(default_factory=EngineSection)
-    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
-    resources: ResourcesSection = field(default_factory=ResourcesSection)
-    metrics: MetricsSection = field(default_factory=MetricsSection)
-    shutdown: ShutdownSection = field(default_factory=ShutdownSection)
-    modalities: Mapping[str, ModalitySpec] = field(
-        default_factory=lambda: dict(DEFAULT_MODALITIES)
-    )
-    source: str = "defaults"
-
-    def engine_config(self) -> EngineConfig:
-        """The :class:`EngineConfig` these settings describe."""
-        e = self.engine
-        extra: _LevelArg = {"level": e.level} if e.level else {}
-        return EngineConfig(
-            modalities=dict(self.modalities),
-            window_s=e.window_s,
-            hop_s=e.hop_s,
-            grid_fs=e.grid_fs,
-            lateness_s=e.lateness_s,
-            min_modalities=e.min_modalities,
-            max_gap_s=e.max_gap_s,
-            reorder_s=e.reorder_s,
-            model=e.model,
-            max_pending=e.max_pending,
-            silence_s=e.silence_s,
-            limits=Limits(
-                max_payload_bytes=e.max_payload_bytes, max_samples=e.max_samples, max_fs=e.max_fs
-            ),
-            **extra,
-        )
-
-    def password(self) -> str | None:
-        """The broker password: ``mqtt.password``, else the first line of ``password_file``."""
-        m = self.mqtt
-        if m.password:
-            return m.password
-        if m.password_file:
-            try:
-                text = Path(m.password_file).read_text(encoding="utf-8")
-            except OSError as exc:
-                raise ConfigError(
-                    f"mqtt.password_file {m.password_file!r} cannot be read: {exc}"
-                ) from exc
-            return text.splitlines()[0] if text else ""
-        return None
-
-
-# --------------------------------------------------------------------------- coercion
 
 
 def _coerce(where: str, value: Any, kind: type, *, from_text: bool) -> Any:
@@ -283,7 +128,7 @@ def _modalities(raw: Any, where: str) -> dict[str, ModalitySpec]:
     return out
 
 
-def _validate(cfg: DaemonConfig) -> DaemonConfig:
+def _validate(cfg: GatewayConfig) -> GatewayConfig:
     m = cfg.mqtt
     try:
         parse_broker_url(m.broker)
@@ -310,12 +155,16 @@ def _validate(cfg: DaemonConfig) -> DaemonConfig:
         ("resources.idle_evict_s", cfg.resources.idle_evict_s),
         ("resources.evict_every_s", cfg.resources.evict_every_s),
         ("resources.max_outbox", cfg.resources.max_outbox),
+        ("resources.tick_s", cfg.resources.tick_s),
         ("metrics.refresh_s", cfg.metrics.refresh_s),
         ("shutdown.drain_timeout_s", cfg.shutdown.drain_timeout_s),
     ]
     for key, value in positive:
         if not (math.isfinite(value) and value > 0):
             raise ConfigError(f"{key} must be positive, got {value!r}")
+    refreeze = cfg.resources.gc_refreeze_s
+    if not (math.isfinite(refreeze) and refreeze >= 0):
+        raise ConfigError(f"resources.gc_refreeze_s must be 0 (off) or positive, got {refreeze!r}")
     if m.backoff_max_s < m.backoff_initial_s:
         raise ConfigError("mqtt.backoff_max_s must be at least mqtt.backoff_initial_s")
     if not 0 <= cfg.metrics.port < 65536:
@@ -331,40 +180,33 @@ def _validate(cfg: DaemonConfig) -> DaemonConfig:
 # --------------------------------------------------------------------------- loading
 
 
-def load(
-    path: str | os.PathLike[str] | None = None,
+def from_mapping(
+    raw: Mapping[str, Any],
     *,
+    where: str = "the configuration",
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
-) -> DaemonConfig:
-    """Build the daemon configuration from a TOML file, the environment and flag overrides.
+) -> GatewayConfig:
+    """A validated :class:`GatewayConfig` from TOML-shaped tables, the environment and flags.
 
     Parameters
     ----------
-    path
-        A TOML file (``None``: defaults only).
+    raw
+        ``{"mqtt": {"broker": ...}, "engine": {...}, "modalities": {...}, ...}``, as a TOML
+        file holds them.
+    where
+        Named in error messages (the file name).
     env
-        Environment to read ``STREAMFUSE_<SECTION>_<KEY>`` from (default ``os.environ``).
+        Environment to read ``STREAMFUSE_<SECTION>_<KEY>`` from (``None``: none).
     overrides
         ``{"section.key": value}`` from command-line flags; ``None`` values are ignored.
 
-    Raises
-    ------
-    ConfigError
-        On an unreadable or malformed file, an unknown key, a wrong type or an invalid value.
+    Examples
+    --------
+    >>> cfg = from_mapping({"mqtt": {"prefix": "ward7", "client_id": ""}})
+    >>> cfg.prefix, cfg.client_id, cfg.engine_config().max_gap_s
+    ('ward7', None, 0.25)
     """
-    env = os.environ if env is None else env
-    raw: dict[str, Any] = {}
-    where = "defaults"
-    if path is not None:
-        where = str(path)
-        try:
-            with open(path, "rb") as fh:
-                raw = tomllib.load(fh)
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {where}: {exc}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {where} is not valid TOML: {exc}") from exc
     unknown = set(raw) - set(SECTIONS) - {"modalities"}
     if unknown:
         raise ConfigError(
@@ -381,7 +223,7 @@ def load(
         DEFAULT_MODALITIES
     )
     # environment: STREAMFUSE_<SECTION>_<KEY>
-    for var, value in sorted(env.items()):
+    for var, value in sorted((env or {}).items()):
         if not var.startswith(ENV_PREFIX):
             continue
         rest = var[len(ENV_PREFIX) :].lower()
@@ -397,5 +239,47 @@ def load(
         if value is None:
             continue
         name, _, key = dotted.partition(".")
+        if name not in sections:
+            raise ConfigError(
+                f"unknown setting {dotted!r}; known sections: {', '.join(sorted(SECTIONS))}"
+            )
         sections[name] = _section(name, {key: value}, sections[name], "command line")
-    return _validate(DaemonConfig(**sections, modalities=modalities, source=where))
+    return _validate(GatewayConfig(**sections, modalities=modalities, source=where))
+
+
+def load(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> GatewayConfig:
+    """The gateway configuration from a TOML file, the environment and flag overrides.
+
+    Parameters
+    ----------
+    path
+        A TOML file (``None``: defaults only).
+    env
+        Environment to read ``STREAMFUSE_<SECTION>_<KEY>`` from (default ``os.environ``).
+    overrides
+        ``{"section.key": value}`` from command-line flags; ``None`` values are ignored.
+
+    Raises
+    ------
+    ConfigError
+        On an unreadable or malformed file, an unknown key, a wrong type or an invalid value.
+    """
+    raw: dict[str, Any] = {}
+    where = "defaults"
+    if path is not None:
+        where = str(path)
+        try:
+            with open(path, "rb") as fh:
+                raw = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {where}: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {where} is not valid TOML: {exc}") from exc
+    return from_mapping(
+        raw, where=where, env=os.environ if env is None else env, overrides=overrides
+    )

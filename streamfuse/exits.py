@@ -1,0 +1,12 @@
+"""Named exit codes of the ``streamfuse`` commands (shared by :mod:`streamfuse.cli` and the
+gateway's :class:`~streamfuse.gateway.server.Server`)."""
+
+EXIT_OK = 0
+#: a StreamfuseError: bad configuration, unreachable broker, refused login, TLS failure
+EXIT_FAILURE = 1
+#: bad command-line usage (argparse's own code)
+EXIT_USAGE = 2
+#: shutdown was still running past its bound: the watchdog dumped every stack and exited
+EXIT_STUCK = 3
+#: interrupted (a second SIGINT/SIGTERM, or Ctrl-C outside a daemon)
+EXIT_INTERRUPTED = 130

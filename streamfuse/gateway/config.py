@@ -1,0 +1,192 @@
+"""The gateway's one configuration: :class:`GatewayConfig`, from which the engine's is derived.
+
+Every host of the gateway reads it: ``streamfuse gateway`` (TOML, then ``STREAMFUSE_*``
+environment variables, then flags: :mod:`.loading`), the demo, the latency bench and
+``streamfuse replay --config`` (same file, same engine). Each setting has one default, here;
+``deploy/gateway.toml`` is a commented example.
+
+Defaults that used to differ between the daemon, the in-process ``GatewaySettings`` and
+``EngineConfig``, settled on the daemon's: ``mqtt.client_id = "streamfuse-gateway"`` (a
+persistent session; ``""`` for a random id and a clean one), ``mqtt.publish_qos = 1``,
+``engine.max_gap_s = 0.25`` (gaps up to a quarter second are filled, longer ones masked;
+``EngineConfig`` alone keeps 0), ``resources.idle_evict_s = 300``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import topics
+from ..config import DEFAULT_MODALITIES, EngineConfig, Limits, ModalitySpec
+from ..errors import ConfigError
+
+#: the engine's defaults, the one source of every [engine] default but max_gap_s
+_ENGINE = EngineConfig()
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSection:
+    """How to reach the broker and how to behave on it."""
+
+    broker: str = "mqtt://127.0.0.1:1883"
+    prefix: str = topics.DEFAULT_PREFIX
+    #: fixed id: the broker keeps the session (subscriptions, queued QoS 1 messages) across
+    #: restarts of the gateway; empty means a random id and a clean session
+    client_id: str = "streamfuse-gateway"
+    qos: int = 1
+    publish_qos: int = 1
+    username: str = ""
+    #: a file holding the password (first line); ``STREAMFUSE_MQTT_PASSWORD`` also works
+    password_file: str = ""
+    password: str = ""
+    #: TLS even on an ``mqtt://`` URL (``mqtts://`` is always TLS)
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    tls_insecure: bool = False
+    keepalive_s: int = 30
+    max_queued_incoming: int = 10_000
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSection:
+    """Windows, the model and the decoder limits (see :class:`~streamfuse.config.EngineConfig`).
+
+    Defaults are the engine's own, except ``max_gap_s`` (the gateway fills gaps up to 0.25 s).
+    """
+
+    model: str = _ENGINE.model
+    level: str = _ENGINE.level
+    window_s: float = _ENGINE.window_s
+    hop_s: float = _ENGINE.hop_s
+    grid_fs: float = _ENGINE.grid_fs
+    lateness_s: float = _ENGINE.lateness_s
+    min_modalities: int = _ENGINE.min_modalities
+    max_gap_s: float = 0.25
+    reorder_s: float = _ENGINE.reorder_s
+    silence_s: float = _ENGINE.silence_s
+    max_pending: int = _ENGINE.max_pending
+    max_payload_bytes: int = _ENGINE.limits.max_payload_bytes
+    max_samples: int = _ENGINE.limits.max_samples
+    max_fs: float = _ENGINE.limits.max_fs
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointSection:
+    """Where and how often engine state (models, per-device state) is saved."""
+
+    dir: str = ""  # empty: no checkpoints
+    interval_s: float = 60.0
+    keep: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class ResourcesSection:
+    """Bounds on what the gateway keeps."""
+
+    idle_evict_s: float = 300.0
+    evict_every_s: float = 5.0
+    max_outbox: int = 10_000
+    #: seconds between the engine's timer ticks (windows closed by their lateness budget)
+    tick_s: float = 0.1
+    #: before serving, collect once and move everything alive out of the cycle collector's
+    #: view (:func:`gc.freeze`): on the 125-device bench its full collections over imported
+    #: libraries, kernels and models reached 124 ms, the latency tail
+    gc_freeze: bool = True
+    #: with gc_freeze, every so often collect what was made since the last freeze and freeze
+    #: what survives (devices' long-lived state): at 1,000 devices a 35-54 ms full collection
+    #: every ~7 s otherwise; 0 freezes once only
+    gc_refreeze_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSection:
+    """The Prometheus endpoint (port 0: disabled)."""
+
+    port: int = 0
+    host: str = "127.0.0.1"
+    refresh_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownSection:
+    """What SIGTERM/SIGINT do: drain the incoming queue and checkpoint within a time limit."""
+
+    drain_timeout_s: float = 10.0
+
+
+SECTIONS: dict[str, type] = {
+    "mqtt": MqttSection,
+    "engine": EngineSection,
+    "checkpoint": CheckpointSection,
+    "resources": ResourcesSection,
+    "metrics": MetricsSection,
+    "shutdown": ShutdownSection,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """Everything a gateway needs, validated (build it with :func:`.loading.load` or
+    :func:`.loading.from_mapping`)."""
+
+    mqtt: MqttSection = field(default_factory=MqttSection)
+    engine: EngineSection = field(default_factory=EngineSection)
+    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+    resources: ResourcesSection = field(default_factory=ResourcesSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
+    shutdown: ShutdownSection = field(default_factory=ShutdownSection)
+    modalities: Mapping[str, ModalitySpec] = field(
+        default_factory=lambda: dict(DEFAULT_MODALITIES)
+    )
+    source: str = "defaults"
+
+    def engine_config(self) -> EngineConfig:
+        """The :class:`EngineConfig` these settings describe."""
+        e = self.engine
+        return EngineConfig(
+            modalities=dict(self.modalities),
+            window_s=e.window_s,
+            hop_s=e.hop_s,
+            grid_fs=e.grid_fs,
+            lateness_s=e.lateness_s,
+            min_modalities=e.min_modalities,
+            max_gap_s=e.max_gap_s,
+            reorder_s=e.reorder_s,
+            model=e.model,
+            max_pending=e.max_pending,
+            silence_s=e.silence_s,
+            limits=Limits(
+                max_payload_bytes=e.max_payload_bytes, max_samples=e.max_samples, max_fs=e.max_fs
+            ),
+            level=e.level or _ENGINE.level,
+        )
+
+    def password(self) -> str | None:
+        """The broker password: ``mqtt.password``, else the first line of ``password_file``."""
+        m = self.mqtt
+        if m.password:
+            return m.password
+        if m.password_file:
+            try:
+                text = Path(m.password_file).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(
+                    f"mqtt.password_file {m.password_file!r} cannot be read: {exc}"
+                ) from exc
+            return text.splitlines()[0] if text else ""
+        return None
+
+    @property
+    def prefix(self) -> str:
+        return self.mqtt.prefix
+
+    @property
+    def client_id(self) -> str | None:
+        """The fixed client id (persistent session), or None (random id, clean session)."""
+        return self.mqtt.client_id or None

@@ -1,0 +1,195 @@
+"""The gateway's read path: messages off the queue (and the socket) into the engine.
+
+- Every message already queued is taken in one wake-up, and the socket is read on between
+  messages (:meth:`Ingest.read_socket`), so a burst costs no event-loop turn per message.
+- Labels are held back (bounded) while data is waiting, so a fleet's labels arriving together
+  (learning is the costliest step per message) do not delay the windows behind them.
+- Predictions a message caused are published before the next message is taken.
+- At shutdown :meth:`Ingest.drain` feeds what is still queued to the engine within a deadline.
+
+Network payloads only ever reach :mod:`streamfuse.codec` (a fixed binary frame or JSON);
+nothing received is unpickled or evaluated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .. import topics
+from ..mqtt.fastpath import protocol_of
+from ..mqtt.queue import message_kind
+from ..types import RawMessage
+
+if TYPE_CHECKING:
+    from .app import Gateway
+
+#: socket reads (at most) each time the socket is read
+READ_AHEAD = 4
+#: while messages are queued, the socket is read after every this many (and whenever the
+#: queue runs dry): a read takes everything the socket holds, so reading after each message
+#: cost a system call per message and bought nothing (queued messages go first either way)
+READ_EVERY = 16
+#: messages processed in one go before the event loop gets a turn
+YIELD_EVERY = 64
+_LABEL_SUFFIX = "/" + topics.LABEL
+
+
+def _topic(message: Any) -> str:
+    """The topic of an aiomqtt message as a string."""
+    topic = message.topic
+    if isinstance(topic, str):
+        return topic
+    value = getattr(topic, "value", None)
+    return value if isinstance(value, str) else str(topic)
+
+
+def as_raw(message: Any) -> RawMessage:
+    """``message`` (a :class:`RawMessage`, an aiomqtt message or alike) as a :class:`RawMessage`."""
+    if type(message) is RawMessage:
+        return message
+    payload = message.payload
+    if not isinstance(payload, bytes | bytearray):
+        payload = b"" if payload is None else str(payload).encode()
+    return RawMessage(_topic(message), bytes(payload))
+
+
+class Ingest:
+    """Takes messages from the gateway's queue into its engine; counts them.
+
+    ``on_message`` (optional) sees every message as it is handed to the engine.
+    """
+
+    def __init__(
+        self, gateway: Gateway, on_message: Callable[[RawMessage], None] | None = None
+    ) -> None:
+        self.gateway = gateway
+        self.on_message = on_message
+        self.inbox = gateway.inbox
+        self.labels: deque[RawMessage] = deque()  # held back while data is waiting
+        self.processed = 0
+        self.drain_left = 0  # messages still queued when the drain timed out
+        self._kind_counters: dict[str, Any] = {}
+
+    async def read(self, client: Any) -> None:
+        """Wait for a message, then take every message already queued in the same wake-up.
+
+        aiomqtt's iterator waits on the queue *and* on the disconnect future with a fresh task
+        per message; here it is awaited once per wake-up (so a lost connection still raises
+        :class:`aiomqtt.MqttError` here) and the rest of the burst comes straight off our own
+        queue, which :meth:`read_socket` tops up from the socket every ``READ_EVERY``
+        messages and whenever it runs dry; the loop gets a turn every ``YIELD_EVERY``
+        messages.
+        """
+        inbox = self.inbox
+        messages = client.messages
+        paho = protocol_of(client)
+        labels = self.labels
+        publish_now = self.gateway.outbox.publish_now
+        while True:
+            if labels and inbox.empty():
+                # idle: learn from one deferred label, then look for data again
+                if self.process(labels.popleft()):
+                    publish_now(client)
+                if paho is not None:
+                    self.read_socket(paho)
+                if inbox.empty():
+                    await asyncio.sleep(0)
+                continue
+            message: Any = await anext(messages)
+            n = 0
+            while True:
+                message = as_raw(message)  # install_ingest queued a RawMessage already
+                if message.topic.endswith(_LABEL_SUFFIX):
+                    self.defer(message)
+                elif self.process(message):
+                    publish_now(client)
+                n += 1
+                if n % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # ticks, signals and the publisher get their turn
+                if paho is not None and (n % READ_EVERY == 0 or inbox.empty()):
+                    self.read_socket(paho)
+                try:
+                    message = inbox.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+
+    def defer(self, message: RawMessage) -> None:
+        """Hold a label until no data is waiting (bounded like the queue; excess is shed)."""
+        if len(self.labels) >= self.gateway.config.mqtt.max_queued_incoming:
+            self.inbox.shed["label"] += 1
+            if self.inbox.on_shed is not None:
+                self.inbox.on_shed("label")
+            return
+        self.labels.append(message)
+
+    def read_socket(self, paho: Any) -> None:
+        """Let paho read up to ``READ_AHEAD`` packets the socket already holds into the queue.
+
+        aiomqtt reads one MQTT packet per readable event of the loop: one loop turn, one
+        wake-up of this task per message. Reading here, between messages processed, takes a
+        burst without those turns, and reads faster than the engine consumes, so an engine
+        that falls behind fills the bounded queue and sheds (counted) as before instead of
+        leaving the backlog to the broker. A read error is left to aiomqtt's own reader,
+        which sees it on the next readable event and reports the disconnect.
+        """
+        inbox = self.inbox
+        for _ in range(READ_AHEAD):
+            puts = inbox.puts
+            try:
+                rc = paho.loop_read()
+            except Exception:  # noqa: BLE001 - aiomqtt's reader reports it
+                return
+            if rc != 0 or inbox.puts == puts:
+                return
+
+    def process(self, raw: RawMessage) -> bool:
+        """Hand one message to the engine; True if it caused a prediction."""
+        counter = self._kind_counters.get(raw.topic.rpartition("/")[2])
+        if counter is None:
+            counter = self._kind_counter(raw.topic)
+        counter.inc()
+        gateway = self.gateway
+        gateway.metrics.bytes.inc(len(raw.payload))
+        if self.on_message is not None:
+            self.on_message(raw)
+        self.processed += 1
+        outputs = gateway.engine.push(raw, gateway.clock())
+        if outputs:
+            return gateway.outbox.emit(outputs)
+        return False
+
+    def _kind_counter(self, topic: str) -> Any:
+        """The message counter child of ``topic``'s kind, remembered by its last topic level."""
+        child = self.gateway.metrics.messages.labels(message_kind(topic))
+        last = topic.rpartition("/")[2]
+        if len(self._kind_counters) < 64:  # data kinds are few; do not grow on junk topics
+            self._kind_counters[last] = child
+        return child
+
+    async def drain(self, deadline: float) -> None:
+        """Feed everything still queued to the engine, yielding now and then, until deadline."""
+        n = 0
+        inbox = self.inbox
+        log = self.gateway.log
+        while not inbox.empty() or self.labels:
+            if time.monotonic() > deadline:
+                self.drain_left = inbox.qsize() + len(self.labels)
+                log.warning(
+                    "drain timed out with %d messages still queued; they are dropped",
+                    self.drain_left,
+                )
+                return
+            self.process(
+                as_raw(inbox.get_nowait() if not inbox.empty() else self.labels.popleft())
+            )
+            n += 1
+            if n % 200 == 0:
+                await asyncio.sleep(0)  # let a second signal through
+        if n:
+            log.info("drained %d queued messages", n)
+        gateway = self.gateway
+        gateway.outbox.emit(gateway.engine.tick(gateway.clock()))

@@ -1,0 +1,242 @@
+"""One gateway lifecycle, hosted by ``streamfuse gateway``, the demo and the latency bench.
+
+:meth:`Server.serve` follows uvicorn's ``Server.serve``:
+
+1. **capture signals** (:meth:`Server.capture_signals`): SIGINT/SIGTERM set
+   :attr:`Server.should_exit`; a second one is a force exit (code :data:`EXIT_INTERRUPTED`,
+   at once, without draining); the previous handlers are put back afterwards;
+2. **start-up** (:meth:`Server.startup`): compile the engine's kernels (warm-up), build the
+   engine from the :class:`~.config.GatewayConfig`, restore the newest checkpoint, freeze the
+   start-up heap, serve ``/metrics``;
+3. **main loop**: the MQTT session and the housekeeping timers until ``should_exit``;
+4. **shutdown**: drain the queue into the engine, publish what is left, write the final
+   checkpoint, within ``shutdown.drain_timeout_s``; a watchdog thread, started by the first
+   signal and independent of the event loop, dumps every stack and exits with
+   :data:`EXIT_STUCK` if shutdown is still running :data:`SHUTDOWN_GRACE_S` after that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import faulthandler
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from ..engine import Engine, warm_up
+from ..exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_STUCK
+from ..types import Prediction, RawMessage
+from .app import Gateway
+from .config import GatewayConfig
+from .loading import from_mapping, load
+from .logs import use_json_logs
+
+log = logging.getLogger("streamfuse.gateway.server")
+
+#: seconds past the drain timeout after which a stuck shutdown is cut short
+SHUTDOWN_GRACE_S = 10.0
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _shutdown_stuck(drain_s: float) -> None:
+    log.error(
+        "shutdown still running %.0f s after the signal (drain timeout %.0f s): dumping stacks "
+        "and exiting with code %d",
+        drain_s + SHUTDOWN_GRACE_S,
+        drain_s,
+        EXIT_STUCK,
+    )
+    faulthandler.dump_traceback(all_threads=True)
+    logging.shutdown()
+    os._exit(EXIT_STUCK)
+
+
+class Server:
+    """Runs one :class:`Gateway` from start-up to shutdown.
+
+    Parameters
+    ----------
+    config
+        The gateway's configuration; the engine is built from it.
+    clock
+        The gateway clock (``now`` for the engine); the demo scales it by its speed.
+    duration
+        Stop by itself after this many seconds of serving (``None``: until a signal).
+    handle_signals
+        Capture SIGINT/SIGTERM (only possible on the main thread; ignored elsewhere).
+    on_prediction, on_message
+        Passed to the :class:`Gateway`.
+    """
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        duration: float | None = None,
+        handle_signals: bool = True,
+        on_prediction: Callable[[Prediction], None] | None = None,
+        on_message: Callable[[RawMessage], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.duration = duration
+        self.handle_signals = handle_signals
+        self._on_prediction = on_prediction
+        self._on_message = on_message
+        self.should_exit = asyncio.Event()
+        self.force_exit = False
+        self.started = asyncio.Event()
+        self.engine: Engine | None = None
+        self.gateway: Gateway | None = None
+        self.warm_up_s = 0.0
+        self._watchdog: threading.Timer | None = None
+
+    async def serve(self) -> int:
+        """Start up, serve until :attr:`should_exit`, shut down; returns the exit code."""
+        with self.capture_signals():
+            self.startup()
+            try:
+                await self.main_loop()
+            finally:
+                await self.shutdown()
+        return EXIT_OK
+
+    # ------------------------------------------------------------------ signals
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Route SIGINT/SIGTERM to :meth:`handle_exit` while serving; restore them after."""
+        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        previous = {sig: signal.getsignal(sig) for sig in HANDLED_SIGNALS}
+        for sig in HANDLED_SIGNALS:
+            loop.add_signal_handler(sig, self.handle_exit, sig)
+        try:
+            yield
+        finally:
+            for sig in HANDLED_SIGNALS:
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, previous[sig])
+
+    def handle_exit(self, sig: signal.Signals) -> None:
+        """First signal: drain and checkpoint (watchdog armed); the second: exit at once."""
+        if self.should_exit.is_set():
+            self.force_exit = True
+            log.warning("second %s: exiting at once without draining", sig.name)
+            logging.shutdown()
+            os._exit(EXIT_INTERRUPTED)
+        drain_s = self.config.shutdown.drain_timeout_s
+        log.warning(
+            "%s: draining and checkpointing (up to %.1f s); send it again to exit at once",
+            sig.name,
+            drain_s,
+        )
+        self.should_exit.set()
+        self.arm_watchdog()
+
+    def arm_watchdog(self) -> None:
+        """A daemon must stop within a bound even if something in the shutdown path hangs (a
+        broker that stops reading, a stuck HTTP client): start the watchdog thread."""
+        if self._watchdog is not None:
+            return
+        drain_s = self.config.shutdown.drain_timeout_s
+        self._watchdog = threading.Timer(drain_s + SHUTDOWN_GRACE_S, _shutdown_stuck, (drain_s,))
+        self._watchdog.daemon = True
+        self._watchdog.start()
+
+    # ------------------------------------------------------------------ phases
+    def startup(self) -> None:
+        """Warm up the kernels, build the engine and the gateway, restore, serve metrics."""
+        cfg = self.config
+        engine_config = cfg.engine_config()
+        self.warm_up_s = warm_up(engine_config)
+        log.info("compiled the engine's kernels in %.1f s", self.warm_up_s)
+        self.engine = Engine(engine_config, prefix=cfg.prefix, timer=time.perf_counter)
+        self.gateway = Gateway(
+            self.engine,
+            cfg,
+            clock=self.clock,
+            on_prediction=self._on_prediction,
+            on_message=self._on_message,
+        )
+        self.gateway.startup()
+        self.engine = self.gateway.engine  # the restored one, if a checkpoint was found
+        if self.duration is not None:
+            asyncio.get_running_loop().call_later(self.duration, self.should_exit.set)
+        log.info("gateway starting with settings from %s", cfg.source)
+        self.started.set()
+
+    async def main_loop(self) -> None:
+        assert self.gateway is not None
+        await self.gateway.main_loop(self.should_exit)
+
+    async def shutdown(self) -> None:
+        """Drain, publish, checkpoint (the watchdog bounds it once a signal armed it)."""
+        gateway = self.gateway
+        if gateway is None:
+            return
+        self.should_exit.set()
+        try:
+            await gateway.shutdown()
+        finally:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+        self.engine = gateway.engine
+        log.info(
+            "gateway stopped: %d messages processed, %d predictions published, shed %s, %s",
+            gateway.processed,
+            gateway.published,
+            dict(gateway.inbox.shed),
+            gateway.engine.stats(),
+        )
+
+
+def run_gateway(
+    config_path: str | None,
+    overrides: Mapping[str, Any],
+    *,
+    duration: float | None = None,
+    log_format: str = "text",
+) -> int:
+    """``streamfuse gateway``: load the configuration (file, environment, flags), serve it
+    until a signal (or ``duration``), print the totals; returns the exit code."""
+    if log_format == "json":
+        use_json_logs()
+    config = load(config_path, overrides=overrides)  # fail fast, before compiling anything
+    server = Server(config, duration=duration)
+    code = asyncio.run(server.serve())
+    gateway = server.gateway
+    if gateway is not None:
+        print(
+            f"gateway stopped: {gateway.processed} messages, {gateway.published} predictions "
+            f"published, shed {dict(gateway.inbox.shed)}"
+        )
+    return code
+
+
+def bench_server(settings: Any) -> Server:
+    """The gateway the latency bench measures (``settings``: a
+    :class:`~streamfuse.latency.settings.BenchSettings`): the daemon's defaults, on the bench's
+    broker and prefix, its own persistent session, and predictions at QoS 0 (the write path
+    the bench's figures in ``docs/performance.md`` are of). No signal handling: the bench's
+    own orchestration stops it."""
+    config = from_mapping(
+        {
+            "mqtt": {
+                "broker": settings.broker_url,
+                "prefix": settings.prefix,
+                "client_id": f"{settings.prefix}-gateway",
+                "publish_qos": 0,
+            },
+            "engine": {"model": settings.model},
+        },
+        where="the bench's gateway settings",
+    )
+    return Server(config, clock=time.time, handle_signals=False)

@@ -1,0 +1,234 @@
+"""The join behind the bench's figures: publisher log + predictions + floor + echoes ->
+histograms and counts (:func:`analyse`), and what one run measured (:class:`BenchResult`)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..config import EngineConfig
+from .histograms import LatencyHistogram
+from .settings import _CODES, LABEL_CODE, MODALITIES, P99_TARGET_MS, STAGES, BenchSettings
+
+
+def completing_chunks(
+    log_rec: np.ndarray, config: EngineConfig, devices: int
+) -> tuple[dict[tuple[str, int], float], set[tuple[str, int]]]:
+    """Which chunk let each window close, from the publisher's log alone.
+
+    Replays every device's chunks (times and sizes only; arrival = publish time) through a
+    shadow :class:`~streamfuse.align.device.DeviceAligner` configured like the engine.
+
+    Returns
+    -------
+    completed
+        ``(device, window index) -> publish time`` of the chunk whose ``add`` closed it.
+    timed_out
+        Windows the shadow closed only because their lateness budget had run out.
+    """
+    from ..align.device import DeviceAligner
+    from ..types import Chunk
+
+    chans = {m: config.modalities[m].channels for m in MODALITIES}
+    completed: dict[tuple[str, int], float] = {}
+    timed_out: set[tuple[str, int]] = set()
+    data = log_rec[log_rec["kind"] != LABEL_CODE]
+    order = np.argsort(data["published"], kind="stable")
+    data = data[order]
+    zeros: dict[tuple[str, int], np.ndarray] = {}
+    for d in range(devices):
+        device = f"dev{d:03d}"
+        aligner = DeviceAligner(device, config)
+        for row in data[data["device"] == d]:
+            m = MODALITIES[int(row["kind"])]
+            n = int(row["n"])
+            block = zeros.get((m, n))
+            if block is None:
+                block = zeros[(m, n)] = np.zeros((n, chans[m]), np.float32)
+            pub = float(row["published"])
+            chunk = Chunk(device, m, int(row["seq"]), float(row["t0"]), float(row["fs"]), block,
+                          arrival=pub)
+            for fw in aligner.add(chunk):
+                w = fw.window
+                key = (device, int(w.index))
+                if pub >= w.t_end + config.lateness_s:
+                    timed_out.add(key)
+                else:
+                    completed[key] = pub
+    return completed, timed_out
+
+
+@dataclass(slots=True)
+class BenchResult:
+    """Everything one run measured (``to_json`` gives the JSON the CLI writes)."""
+
+    settings: BenchSettings
+    histograms: dict[str, LatencyHistogram]
+    counts: dict[str, int]
+    gateway_cpu_s: float
+    wall_s: float
+    publisher: dict[str, float]
+    engine: Mapping[str, object]
+    broker_kind: str = "external"
+    machine: dict[str, object] = field(default_factory=dict)
+    #: the relay's messages echoed, CPU and wall seconds (from its ready to its stop)
+    relay: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def end_to_end(self) -> LatencyHistogram:
+        return self.histograms["end_to_end"]
+
+    @property
+    def floor(self) -> LatencyHistogram:
+        return self.histograms["floor"]
+
+    @property
+    def round_trip(self) -> LatencyHistogram:
+        return self.histograms["round_trip"]
+
+    @property
+    def cpu_fraction(self) -> float:
+        """Share of one core the gateway process used while the fleet was publishing."""
+        return self.gateway_cpu_s / self.wall_s if self.wall_s > 0 else math.nan
+
+    @property
+    def gateway_added_p99_ms(self) -> float:
+        """End-to-end p99 minus the broker round trip's p99 (both paths cross the broker twice)."""
+        return self.end_to_end.percentile_ms(99) - self.round_trip.percentile_ms(99)
+
+    @property
+    def gateway_added_p99_over_one_hop_ms(self) -> float:
+        """End-to-end p99 minus the one-hop floor's p99 (the figure reported before the round
+        trip was measured: it also counts the second broker hop as the gateway's)."""
+        return self.end_to_end.percentile_ms(99) - self.floor.percentile_ms(99)
+
+    def sustained(self, target_ms: float = P99_TARGET_MS) -> bool:
+        """p99 end to end under ``target_ms``, no prediction lost, publisher on schedule."""
+        c = self.counts
+        return (
+            self.end_to_end.count > 0
+            and self.end_to_end.percentile_ms(99) < target_ms
+            and c["missing"] <= 0.001 * max(1, c["expected"])
+            and self.publisher.get("lag_p99_ms", 0.0) < target_ms
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "settings": asdict(self.settings),
+            "mode": self.settings.mode,
+            "broker": self.broker_kind,
+            "machine": self.machine,
+            "latency_ms": {k: h.summary() for k, h in self.histograms.items()},
+            "gateway_added_p99_ms": self.gateway_added_p99_ms,
+            "gateway_added_p99_over_one_hop_ms": self.gateway_added_p99_over_one_hop_ms,
+            "counts": self.counts,
+            "gateway_cpu_s": self.gateway_cpu_s,
+            "wall_s": self.wall_s,
+            "gateway_cpu_fraction": self.cpu_fraction,
+            "devices_per_core_estimate": (
+                self.settings.devices / self.cpu_fraction if self.cpu_fraction > 0 else None
+            ),
+            "sustained_p99_under_ms": {str(P99_TARGET_MS): self.sustained()},
+            "publisher": self.publisher,
+            "relay": self.relay,
+            "engine": self.engine,
+            "hdr": {k: h.encode() for k, h in self.histograms.items() if h.count},
+        }
+
+
+def analyse(
+    settings: BenchSettings,
+    log_rec: np.ndarray,
+    predictions: list[tuple[str, int, float | None, dict[str, float], float]],
+    floor: list[tuple[str, str, int, float]],
+    config: EngineConfig,
+    echoes: Sequence[tuple[str, str, int, float]] = (),
+) -> tuple[dict[str, LatencyHistogram], dict[str, int]]:
+    """Join the publisher's log, the predictions, the floor messages and the relay's echoes
+    into histograms.
+
+    ``floor`` and ``echoes`` hold ``(device, modality, seq, receipt)``; each is timed from the
+    publish of the logged chunk with that device, modality and seq (a bundle's first part: its
+    bundle's publish). One that matches no logged chunk is not timed (counted as
+    ``unmatched_floor`` / ``unmatched_echoes``).
+    """
+    names = ("end_to_end", *STAGES, "floor", "round_trip", "startup")
+    hists = {name: LatencyHistogram(name) for name in names}
+    completed, timed_out = completing_chunks(log_rec, config, settings.devices)
+    counts: Counter[str] = Counter()
+    # the warm-up ends warmup_s after the first message was due (the fleet's start)
+    warm_end = (
+        float(log_rec["scheduled"].min()) + settings.warmup_s
+        if settings.warmup_s > 0 and len(log_rec)
+        else -math.inf
+    )
+    seen: set[tuple[str, int]] = set()
+    for device, index, closed_at, lat_ms, receipt in predictions:
+        key = (device, index)
+        if key in seen:
+            counts["duplicate_predictions"] += 1
+            continue
+        seen.add(key)
+        counts["received"] += 1
+        pub = completed.get(key)
+        if pub is None or "decode" not in lat_ms or closed_at is None:
+            # closed by the lateness budget (a tick), not by a chunk: not a processing latency
+            counts["closed_by_timeout"] += 1
+            continue
+        if pub < warm_end:
+            counts["startup"] += 1
+            hists["startup"].record(receipt - pub)
+            continue
+        counts["timed"] += 1
+        hists["end_to_end"].record(receipt - pub)
+        hists["receive"].record(closed_at - pub)
+        inside = 0.0
+        for stage in ("decode", "align", "features", "predict"):
+            v = lat_ms.get(stage, math.nan) / 1e3
+            hists[stage].record(v)
+            inside += 0.0 if math.isnan(v) else v
+        hists["publish"].record(receipt - closed_at - inside)
+    counts["expected"] = len(completed)
+    counts["missing"] = len(set(completed) - seen)
+    counts["shadow_timed_out"] = len(timed_out)
+    data = log_rec[log_rec["kind"] != LABEL_CODE]
+    pub_of = {
+        (int(r["device"]), int(r["kind"]), int(r["seq"])): float(r["published"]) for r in data
+    }
+    # the broker's own figures over the same span as the timed windows
+    counts["unmatched_floor"] = _time_hops(hists["floor"], floor, pub_of, warm_end)
+    counts["unmatched_echoes"] = _time_hops(hists["round_trip"], echoes, pub_of, warm_end)
+    counts["floor_messages"] = hists["floor"].count
+    counts["round_trip_messages"] = hists["round_trip"].count
+    counts["published"] = len(np.unique(log_rec["msg"]))
+    counts["published_chunks"] = len(data)
+    return hists, dict(counts)
+
+
+def _time_hops(
+    hist: LatencyHistogram,
+    received: Sequence[tuple[str, str, int, float]],
+    pub_of: Mapping[tuple[int, int, int], float],
+    since: float = -math.inf,
+) -> int:
+    """Record receipt - publish of every received data message found in ``pub_of`` (keyed by
+    device number, modality code, seq) and published at or after ``since``; return how many
+    were not found."""
+    unmatched = 0
+    for device, modality, seq, receipt in received:
+        code = _CODES.get(modality)
+        number = device[3:]
+        pub = (
+            pub_of.get((int(number), code, seq))
+            if code is not None and device.startswith("dev") and number.isdigit()
+            else None
+        )
+        if pub is None:
+            unmatched += 1
+        elif pub >= since:
+            hist.record(receipt - pub)
+    return unmatched

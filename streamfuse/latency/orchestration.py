@@ -1,0 +1,275 @@
+"""The end-to-end latency bench behind ``streamfuse bench``: one run, and the ramp.
+
+Four processes share one broker (and this machine's wall clock, :func:`time.time`):
+
+- the **gateway under test** runs in the calling process: the gateway's own server (the
+  ``host`` :func:`run_bench` is given, :func:`streamfuse.gateway.server.bench_server` from the
+  command line) hosting an :class:`~streamfuse.engine.Engine` (per-stage timer on), as ``streamfuse
+  gateway`` runs it;
+- a **publisher** process (:func:`publisher_main`) plays a simulated fleet at real rates: every
+  chunk is pre-generated and encoded before the start, then published when its span ends on
+  the wall clock, and the wall time just before each ``publish`` call is logged per
+  (device, modality, seq). Each device has its own chunk phase (seeded, uniform in one chunk
+  period, :class:`simulators.device.SimulatedDevice`'s ``start_s``), so the fleet's messages
+  spread over each 100 ms as a real fleet's would; ``lockstep`` puts every device on phase 0
+  (all chunks of the fleet due at the same instants: the worst case). With ``bundle`` each
+  device sends its three chunks of a period as one bundle (``{prefix}/{device}/bundle``) when
+  the last of them is complete; the log then holds one row per part, all with the bundle's
+  publish time;
+- a **relay** process (:func:`relay_main`), a gateway that does nothing: an aiomqtt client
+  with the gateway's client options (TCP_NODELAY, keepalive, subscription QoS) subscribed to
+  the data topics of the first ``floor_devices`` devices, which republishes each message's
+  payload unchanged at QoS 0 to its :func:`echo_topic` (``{topic}/echo``, a level below the
+  gateway's ``{prefix}/+/+`` subscription, so the gateway never sees an echo);
+- a **subscriber** process (:func:`subscriber_main`) receives every prediction, the data
+  messages of the same ``floor_devices`` devices and the relay's echoes of them, and stamps
+  each with its receipt time.
+
+Definitions (see ``docs/performance.md``):
+
+- The *completing chunk* of a window is the chunk whose arrival let the window close: the
+  harness replays the publisher's log (chunk times and sizes, arrival = publish time) through a
+  shadow :class:`~streamfuse.align.device.DeviceAligner` with the engine's configuration and
+  notes which chunk's ``add`` returned the window (a bundle's parts are added in their order,
+  as the engine does, so a window completed by a bundle is timed from the bundle's publish).
+  Windows the shadow closes only because their lateness budget ran out are counted apart, not
+  timed.
+- **end-to-end** = receipt of the prediction by the subscriber - publish of the completing chunk.
+- **receive** = the gateway's clock reading when the completing chunk reached the engine
+  (``closed_at`` in the prediction) - its publish; **decode**, **align** (buffer, clock,
+  window, resample + interleave), **features**, **predict** = the engine's own per-stage
+  timings; **publish** = what is left (encode, publish, broker hop, subscriber read).
+- **floor** = the broker's own pub->sub time for the same data messages in the same run
+  (subscriber receipt - publish), i.e. what any client would pay for one hop.
+- **round_trip** = publish of a data message -> the subscriber's receipt of the relay's echo
+  of it: two broker hops and a client that only republishes, the path end-to-end takes
+  (data in, prediction out) without the engine. The gateway-added figure is end-to-end p99
+  minus this p99; minus the floor's p99 is reported beside it (``..._over_one_hop_ms``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import multiprocessing as mp
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..errors import BrokerError
+from .analysis import BenchResult, analyse
+from .publisher import publisher_main
+from .relay import relay_main
+from .settings import P99_TARGET_MS, BenchSettings
+from .subscriber import subscriber_main
+
+log = logging.getLogger("streamfuse.latency.orchestration")
+
+
+def _machine() -> dict[str, object]:
+    import os
+    import platform
+
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "processor": platform.processor() or platform.machine(),
+    }
+
+
+async def _recv(conn: Any, what: str, timeout: float) -> Any:
+    if not await asyncio.to_thread(conn.poll, timeout):
+        raise BrokerError(f"the benchmark {what} did not answer within {timeout:.0f} s")
+    kind, payload = conn.recv()
+    if kind == "error":
+        raise BrokerError(f"the benchmark {what} failed: {payload}")
+    return payload
+
+
+class HostedGateway(Protocol):
+    """What the bench needs of the gateway it measures (a
+    :class:`streamfuse.gateway.server.Server`): its lifecycle and, once started, its parts."""
+
+    should_exit: asyncio.Event
+    started: asyncio.Event
+    config: Any  # a GatewayConfig: engine_config(), mqtt.keepalive_s, mqtt.qos
+    gateway: Any  # once started: .connected, .published, .engine
+
+    async def serve(self) -> int: ...
+
+
+#: builds the gateway under test for one run
+GatewayHost = Callable[[BenchSettings], HostedGateway]
+
+
+async def _started(server: HostedGateway, task: asyncio.Task[int], timeout: float) -> None:
+    """Wait until the gateway under test is connected; raise why if it stopped first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if task.done():
+            task.result()
+            raise BrokerError("the gateway under test stopped before it connected")
+        if server.gateway is not None and server.gateway.connected.is_set():
+            return
+        await asyncio.sleep(0.02)
+    raise BrokerError(f"the gateway under test did not connect within {timeout:.0f} s")
+
+
+async def run_bench(
+    settings: BenchSettings, *, host: GatewayHost, profiler: Any = None
+) -> BenchResult:
+    """Run one benchmark against ``settings.broker_url`` (the broker must be running).
+
+    ``host`` builds the gateway under test from the settings (the command line passes
+    :func:`streamfuse.gateway.server.bench_server`). ``profiler`` (e.g. a
+    :class:`cProfile.Profile`) is enabled in this process, the gateway's, only while the
+    fleet publishes.
+    """
+    server = host(settings)
+    config = server.config.engine_config()
+    keepalive, qos = server.config.mqtt.keepalive_s, server.config.mqtt.qos
+    ctx = mp.get_context("spawn")
+    pub_parent, pub_child = ctx.Pipe()
+    sub_parent, sub_child = ctx.Pipe()
+    relay_parent, relay_child = ctx.Pipe()
+    publisher = ctx.Process(target=publisher_main, args=(settings, pub_child),
+                            name="streamfuse-bench-publisher", daemon=True)
+    subscriber = ctx.Process(target=subscriber_main, args=(settings, sub_child),
+                             name="streamfuse-bench-subscriber", daemon=True)
+    relay = ctx.Process(target=relay_main, args=(settings, relay_child, keepalive, qos),
+                        name="streamfuse-bench-relay", daemon=True)
+    gw_task = asyncio.create_task(server.serve(), name="streamfuse[bench].gateway")
+    try:
+        await _started(server, gw_task, 120)  # the kernels' warm-up included
+        publisher.start()
+        subscriber.start()
+        relay.start()
+        await _recv(sub_parent, "subscriber", 60)
+        await _recv(relay_parent, "relay", 60)
+        gen_budget = 120 + settings.devices * settings.duration / 50
+        ready = await _recv(pub_parent, "publisher", gen_budget)
+        log.info("publisher ready: %s", ready)
+        t_base = time.time() + settings.start_delay_s
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        mark = [cpu0, wall0]
+
+        def _warm() -> None:  # CPU is measured over the same span as the timed windows
+            mark[:] = [time.process_time(), time.perf_counter()]
+
+        if settings.warmup_s > 0:
+            asyncio.get_running_loop().call_later(
+                settings.start_delay_s + settings.warmup_s, _warm
+            )
+        if profiler is not None:
+            profiler.enable()
+        pub_parent.send(("go", t_base))
+        log_rec = await _recv(pub_parent, "publisher", settings.duration + 120)
+        if profiler is not None:
+            profiler.disable()
+        cpu_s, wall_s = time.process_time() - mark[0], time.perf_counter() - mark[1]
+        # the last window holding data (its start is on the device's own phase) ends less than
+        # window_s after the data does, then waits out its lateness budget
+        await asyncio.sleep(settings.settle_s + config.window_s + config.lateness_s)
+        # the relay first, so that every echo it sent is in the subscriber's record
+        with contextlib.suppress(OSError):  # a relay that failed has said why on its pipe
+            relay_parent.send("stop")
+        relay_stats = await _recv(relay_parent, "relay", 60)
+        sub_parent.send("stop")
+        preds, floor, echoes = await _recv(sub_parent, "subscriber", 120)
+    finally:
+        server.should_exit.set()
+        await asyncio.gather(gw_task, return_exceptions=True)
+        for proc in (publisher, subscriber, relay):
+            if proc.pid is None:
+                continue
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=5)
+    _, first = np.unique(log_rec["msg"], return_index=True)  # one row per message
+    sent = log_rec[first]
+    lag = (sent["published"] - sent["scheduled"]) * 1e3
+    publisher_stats = {
+        "messages": int(len(sent)),
+        "generate_s": float(ready["generate_s"]),
+        "lag_p50_ms": float(np.percentile(lag, 50)) if len(lag) else math.nan,
+        "lag_p99_ms": float(np.percentile(lag, 99)) if len(lag) else math.nan,
+        "lag_max_ms": float(lag.max()) if len(lag) else math.nan,
+        "messages_per_s": float(len(sent) / settings.duration),
+    }
+    hists, counts = analyse(settings, log_rec, preds, floor, config, echoes)
+    gateway = server.gateway
+    counts["published_by_gateway"] = gateway.published
+    counts["relayed"] = int(relay_stats["messages"])
+    return BenchResult(
+        settings=settings,
+        histograms=hists,
+        counts=counts,
+        gateway_cpu_s=cpu_s,
+        wall_s=wall_s,
+        publisher=publisher_stats,
+        engine=gateway.engine.stats(),
+        relay=relay_stats,
+        machine=_machine(),
+    )
+
+
+async def run_ramp(
+    base: BenchSettings,
+    *,
+    host: GatewayHost,
+    start: int = 50,
+    limit: int = 4000,
+    target_ms: float = P99_TARGET_MS,
+    refine: int = 2,
+) -> tuple[list[BenchResult], int]:
+    """Double the device count from ``start`` until a run fails, then bisect ``refine`` times.
+
+    Returns every run and the largest device count that held (0 if none did).
+    """
+    from dataclasses import replace
+
+    runs: list[BenchResult] = []
+    best, worst = 0, None
+    n = start
+    while n <= limit:
+        result = await run_bench(replace(base, devices=n, prefix=f"{base.prefix}{n}"), host=host)
+        runs.append(result)
+        log.warning("ramp: %d devices -> p99 %.2f ms, %s", n, result.end_to_end.percentile_ms(99),
+                    "held" if result.sustained(target_ms) else "failed")
+        if result.sustained(target_ms):
+            best = n
+            n *= 2
+        else:
+            worst = n
+            break
+    if worst is not None:  # a run failed: bisect between the last held and the failed count
+        for _ in range(refine):
+            n = (best + worst) // 2 if best else worst // 2
+            if n in (best, worst) or n < 1:
+                break
+            step = replace(base, devices=n, prefix=f"{base.prefix}{n}")
+            result = await run_bench(step, host=host)
+            runs.append(result)
+            if result.sustained(target_ms):
+                best = n
+            else:
+                worst = n
+    return runs, best
+
+
+@contextlib.contextmanager
+def broker_for(url: str | None, kind: str = "auto") -> Any:
+    """Yield ``(url, kind)``: the given broker, or a private one started for the run."""
+    if url:
+        yield url, "external"
+        return
+    from ..mqtt.broker import EmbeddedBroker
+
+    with EmbeddedBroker(kind=kind) as broker:  # type: ignore[arg-type]
+        yield broker.url, broker.kind
