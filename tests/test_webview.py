@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import pickle
 import re
@@ -285,21 +286,27 @@ def test_every_asset_is_local_and_shipped_as_package_data() -> None:
 
 
 # ---------------------------------------------------------------------- the HTTP server
-async def _read_events(response: aiohttp.ClientResponse, until, timeout: float = 10.0):
-    """Server-sent event frames read from ``response`` until ``until(frames)`` holds."""
+async def _read_events(
+    response: aiohttp.ClientResponse, until, timeout: float = 10.0, *, must: bool = True
+):
+    """Server-sent event frames read from ``response`` until ``until(frames)`` holds (or, with
+    ``must`` false, until ``timeout``)."""
     frames: list[dict] = []
     buffer = b""
-    async with asyncio.timeout(timeout):
-        while not until(frames):
-            chunk = await response.content.readany()
-            if not chunk:
-                break
-            buffer += chunk
-            while b"\n\n" in buffer:
-                event, buffer = buffer.split(b"\n\n", 1)
-                for line in event.split(b"\n"):
-                    if line.startswith(b"data: "):
-                        frames.append(orjson.loads(line[6:]))
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            while not until(frames):
+                chunk = await response.content.readany()
+                if not chunk:
+                    break
+                buffer += chunk
+                while b"\n\n" in buffer:
+                    event, buffer = buffer.split(b"\n\n", 1)
+                    for line in event.split(b"\n"):
+                        if line.startswith(b"data: "):
+                            frames.append(orjson.loads(line[6:]))
+    if must and not until(frames):
+        raise AssertionError(f"the stream ended or timed out after {len(frames)} frames")
     return frames
 
 
@@ -355,6 +362,37 @@ def test_the_server_streams_frames_and_refuses_what_it_should() -> None:
                     assert await stream.content.read() is not None
                     assert asyncio.get_running_loop().time() - t0 < 3.0
                 assert not view.model.clients
+        finally:
+            await view.stop()
+
+    asyncio.run(scenario())
+
+
+def test_frames_are_coalesced_to_the_rate_whatever_the_engine_does() -> None:
+    """However many predictions arrive, a browser gets at most one frame per 1/rate_hz (the
+    stream sleeps a full period after each frame: a count bound, not a timing threshold)."""
+
+    async def scenario() -> None:
+        engine = _engine()
+        msgs = _messages(seconds=20.0)
+        view = WebView(engine, port=0, rate_hz=5.0)
+        url = await view.start()
+        try:
+            async with aiohttp.ClientSession() as http:
+                loop = asyncio.get_running_loop()
+                t0 = loop.time()
+                async with http.get(url + "events", params={"device": "a"}) as stream:
+                    for i, (msg, now) in enumerate(msgs):  # every prediction as fast as we can
+                        for out in engine.push(msg, now):
+                            if isinstance(out, Prediction):
+                                view.on_prediction(out)
+                        if i % 50 == 0:
+                            await asyncio.sleep(0)
+                    await asyncio.sleep(1.0)
+                    frames = await _read_events(stream, lambda fs: False, timeout=0.5, must=False)
+                elapsed = loop.time() - t0
+                assert engine.counters["predictions"] > 30
+                assert 1 <= len(frames) <= elapsed * 5.0 + 1
         finally:
             await view.stop()
 
