@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -133,3 +137,71 @@ def test_the_page_draws_live_data_and_switches_devices(tmp_path: Path, chromium:
         assert engine.on_window is None  # the browser left: nothing observed any more
 
     asyncio.run(scenario())
+
+
+@pytest.mark.slow
+def test_the_demo_prints_the_views_address_and_the_page_follows_it(
+    tmp_path: Path, chromium: str
+) -> None:
+    """``streamfuse demo`` (its private broker, simulated devices, the real gateway server)
+    serves the view; the page updates while the demo runs and shows the gateway's queue."""
+    playwright = pytest.importorskip(
+        "playwright.async_api", reason="Playwright is in the test extra: pip install -e '.[test]'"
+    )
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "streamfuse.cli", "demo", "--devices", "3", "--duration", "120",
+         "--no-live", "--ui", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert demo.stdout is not None
+        url = None
+        deadline = time.monotonic() + 120
+        while url is None and time.monotonic() < deadline:
+            line = demo.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            found = re.search(r"live view: (http://127\.0\.0\.1:\d+/)", line)
+            url = found.group(1) if found else None
+        assert url is not None, "".join(lines)
+
+        async def browse() -> None:
+            async with playwright.async_playwright() as p:
+                browser = await p.chromium.launch(executable_path=chromium, args=LAUNCH_ARGS)
+                page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+                await page.goto(url)
+                await page.wait_for_function(
+                    f"() => {STATS}.signalPoints > 0 && {STATS}.heatmaps > 0 && "
+                    f"{STATS}.timelinePoints >= 2 && {STATS}.devices.length === 3",
+                    timeout=90_000,
+                )
+                first = await page.evaluate(f"() => {STATS}")
+                await page.wait_for_function(
+                    f"([n, t]) => {STATS}.timelinePoints > n && {STATS}.signalEnd > t",
+                    arg=[first["timelinePoints"], first["signalEnd"]],
+                    timeout=30_000,
+                )
+                gateway = await page.locator("#gateway").inner_text()
+                assert "incoming queue" in gateway and "predictions published" in gateway
+                await page.select_option("#device", "dev001")
+                await page.wait_for_function(
+                    f"() => {STATS}.device === 'dev001' && {STATS}.timelinePoints >= 1",
+                    timeout=30_000,
+                )
+                await page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
+                await browser.close()
+
+        asyncio.run(browse())
+        demo.send_signal(signal.SIGINT)  # the demo drains and prints its summary
+        out, _ = demo.communicate(timeout=60)
+        lines.append(out)
+        assert demo.returncode == 0, "".join(lines)
+        assert "summary" in out
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()

@@ -17,14 +17,13 @@ loopback name are refused (a page elsewhere that makes its own name resolve to 1
 read the view). Every response carries a ``Content-Security-Policy`` allowing nothing but this
 server, so an asset that tried to load from a CDN would fail in the browser test.
 
-Wiring (the gateway or demo, a few lines)::
+Wiring (what ``streamfuse gateway --ui`` and the demo do)::
 
-    view = WebView(host="127.0.0.1", port=8765)
-    gateway = Gateway(engine, settings, on_prediction=view.on_prediction)  # the hook
-    view.attach(gateway)            # or lambda: server.gateway, read at every frame
-    url = await view.start()        # print it
-    ...
-    await view.stop()
+    view = WebView.at("127.0.0.1:8765")
+    server = Server(config, on_prediction=view.on_prediction)  # the one hook
+    view.attach(lambda: server.gateway)  # read at every frame (None before start-up)
+    async with view.running() as url:    # start, print the URL, stop at the end
+        await server.serve()
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +134,13 @@ class WebView:
         self._closing = False
         self._streams: set[asyncio.Task[Any]] = set()
 
+    @classmethod
+    def at(cls, address: str | None, source: Any = None, **kwargs: Any) -> WebView:
+        """A view to serve at ``address`` (``"HOST:PORT"``, see :func:`parse_address`;
+        ``None``: 127.0.0.1:8765)."""
+        host, port = parse_address(address) if address else (DEFAULT_HOST, DEFAULT_PORT)
+        return cls(source, host=host, port=port, **kwargs)
+
     # ------------------------------------------------------------------ wiring
     def on_prediction(self, prediction: Prediction) -> None:
         """The gateway's ``on_prediction`` hook (returns at once while nobody is watching)."""
@@ -172,6 +179,23 @@ class WebView:
         self.url = f"http://{shown}:{port}/"
         log.info("live view on %s", self.url)
         return self.url
+
+    @contextlib.asynccontextmanager
+    async def running(self, *, any_port: bool = False) -> AsyncIterator[str]:
+        """:meth:`start` (with ``any_port``: on a free port if the asked one is taken), yield
+        the URL, :meth:`stop`."""
+        try:
+            url = await self.start()
+        except ConfigError:
+            if not any_port or self.port == 0:
+                raise
+            log.info("port %d is taken; the view takes a free one", self.port)
+            self.port = 0
+            url = await self.start()
+        try:
+            yield url
+        finally:
+            await self.stop()
 
     async def stop(self) -> None:
         """Close every stream and stop listening."""

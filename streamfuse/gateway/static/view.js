@@ -41,6 +41,8 @@
   }
   const fmt = (v, d = 3) => (v === null || v === undefined || Number.isNaN(v)) ? "–" : Number(v).toFixed(d);
   const classColor = (c) => CLASS_COLORS[Math.max(0, classes.indexOf(c)) % CLASS_COLORS.length];
+  // a time axis over one point would span years: give it ten seconds around the point
+  const timeRange = (u, min, max) => (min === max ? [min - 5, max + 5] : [min, max]);
   const clock = (t) => new Date(t * 1000).toLocaleTimeString([], { hour12: false });
   const width = (node) => Math.max(200, Math.floor(node.getBoundingClientRect().width) - 4);
 
@@ -128,7 +130,7 @@
           width: width(box) / 3 - 8, height: 170,
           legend: { show: m.channels.length <= 3 },
           cursor: { drag: { x: false, y: false } },
-          scales: { x: { time: true } },
+          scales: { x: { time: true, range: timeRange } },
           axes: [{ stroke: "#8a96a3", grid: { stroke: "#262d36" }, size: 30 },
             { stroke: "#8a96a3", grid: { stroke: "#262d36" }, size: 50 }],
           series: [{}, ...m.channels.map((c, i) => ({
@@ -254,7 +256,7 @@
       const opts = {
         width: width(box), height: 220,
         cursor: { drag: { x: false, y: false } },
-        scales: { x: { time: true }, y: { range: [0, 1] } },
+        scales: { x: { time: true, range: timeRange }, y: { range: [0, 1] } },
         axes: [{ stroke: "#8a96a3", grid: { stroke: "#262d36" } },
           { stroke: "#8a96a3", grid: { stroke: "#262d36" }, size: 40 }],
         series: [{}, ...t.levels.map((lv) => ({
@@ -268,6 +270,7 @@
     } else {
       timeline.plot.setData(data);
     }
+    if (t.t.length === 1) timeline.plot.setScale("x", { min: t.t[0] - 5, max: t.t[0] + 5 });
   }
 
   // ------------------------------------------------------------------ last decision
