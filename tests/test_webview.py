@@ -432,3 +432,46 @@ def test_a_vanished_device_or_an_unknown_name_still_gives_valid_frames() -> None
     view.disconnect(other)
     view.disconnect(client)
     assert not view._watched
+
+
+# ---------------------------------------------------------------------- the gateway's --ui
+def test_the_gateway_serves_the_view_only_when_asked(broker_url: str, topic_prefix: str) -> None:
+    base = [sys.executable, "-m", "streamfuse.cli", "gateway", "--broker", broker_url,
+            "--prefix", topic_prefix, "--duration", "6"]
+    gw = subprocess.Popen(base + ["--ui", "127.0.0.1:0"], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    try:
+        assert gw.stdout is not None
+        line = gw.stdout.readline()
+        found = re.search(r"live view on (http://127\.0\.0\.1:\d+/)", line)
+        assert found, line
+
+        async def look(url: str) -> dict:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(url + "events") as stream:
+                    frames = await _read_events(
+                        stream, lambda fs: any("gateway" in f for f in fs), timeout=60.0
+                    )
+            return next(f["gateway"] for f in frames if "gateway" in f)
+
+        figures = asyncio.run(look(found.group(1)))
+        assert figures["queue_limit"] > 0 and figures["devices"] == 0
+        out, _ = gw.communicate(timeout=60)
+        assert gw.returncode == 0, out
+    finally:
+        if gw.poll() is None:
+            gw.kill()
+            gw.wait()
+    # off by default: nothing said about a view, nothing served
+    plain = subprocess.run(base[:-1] + ["1"], capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 0 and "live view" not in plain.stdout + plain.stderr
+
+
+def test_a_bad_ui_address_is_refused_before_anything_starts(topic_prefix: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "streamfuse.cli", "gateway", "--broker", "mqtt://127.0.0.1:1",
+         "--prefix", topic_prefix, "--ui", "nowhere:port"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 1
+    assert "streamfuse: error:" in done.stderr and "HOST:PORT" in done.stderr
