@@ -44,9 +44,10 @@ from simulators.device import Fleet  # noqa: E402
 from simulators.faults import FaultProfile  # noqa: E402
 from simulators.publisher import encode_event, event_topic  # noqa: E402
 from streamfuse.config import EngineConfig  # noqa: E402
-from streamfuse.engine import Engine, warm_up  # noqa: E402
+from streamfuse.engine import Engine  # noqa: E402
 from streamfuse.gateway.webview import WebView  # noqa: E402
 from streamfuse.types import Prediction, RawMessage  # noqa: E402
+from streamfuse.warmup import warm_up  # noqa: E402
 
 PREFIX = "streamfuse"
 

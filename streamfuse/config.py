@@ -95,6 +95,25 @@ class EngineConfig:
     default: a flood of junk ids cannot push out honest devices; idle ones leave through
     ``Engine.evict_idle``), or makes room under ``"evict"`` by forgetting the least recently
     seen hundredth of the devices (counted in ``devices_evicted_at_cap``).
+
+    Examples
+    --------
+    The defaults run ECG, EEG and a wrist accelerometer; a study of one modality names it:
+
+    >>> from streamfuse import EngineConfig, ModalitySpec
+    >>> sorted(EngineConfig().modalities)
+    ['acc', 'ecg', 'eeg']
+    >>> eeg = ModalitySpec("eeg", ("Fz", "Cz", "Pz"), 500.0, "uV")
+    >>> config = EngineConfig(modalities={"eeg": eeg}, window_s=8.0, hop_s=4.0, grid_fs=128.0)
+    >>> config.window_samples
+    1024
+
+    A value that cannot work is refused with what to change:
+
+    >>> EngineConfig(window_s=2.0, hop_s=3.0)
+    Traceback (most recent call last):
+    ...
+    streamfuse.errors.ConfigError: hop_s (3.0) must not exceed window_s (2.0)
     """
 
     modalities: Mapping[str, ModalitySpec] = field(default_factory=lambda: dict(DEFAULT_MODALITIES))

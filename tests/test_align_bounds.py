@@ -41,7 +41,13 @@ def test_one_small_frame_claiming_a_huge_rate_allocates_no_huge_ring() -> None:
     engine.push(RawMessage(topics.data_topic(topics.DEFAULT_PREFIX, "junk", "eeg"), frame), 1.0)
     rings = sum(ring_bytes(s.aligner) for s in engine.sessions.values())
     assert rings == 0
-    assert engine.stats()["align"]["rejected"] == 1
+    # the engine refuses the rate against the configuration before the aligner sees it
+    assert engine.rejections == {"rate_mismatch": 1}
+    # and the aligner, handed such a chunk directly, refuses it too and allocates nothing
+    al = DeviceAligner("junk", CFG)
+    al.add(Chunk("junk", "eeg", 1, 100.0, 20_000.0, np.zeros((1, 8), np.float32), arrival=1.0))
+    assert al.counters["rejected"] == 1
+    assert ring_bytes(al) == 0
 
 
 def test_rings_stay_within_the_configured_bound_at_any_accepted_rate() -> None:

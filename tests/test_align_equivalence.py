@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from streamfuse.align import DeviceAligner
 from streamfuse.config import EngineConfig, ModalitySpec
 from streamfuse.types import Chunk, FusedWindow
-from tests.naive import NaiveDeviceAligner
+from tests.golden.align import NaiveDeviceAligner
 
 MODALITY_SETS = (
     (

@@ -11,8 +11,9 @@ import pytest
 
 from streamfuse import codec, topics
 from streamfuse.config import EngineConfig
-from streamfuse.engine import LOG_FIRST, LOG_PER_REASON, LOGGED_KEYS, Engine
+from streamfuse.engine import Engine
 from streamfuse.errors import ConfigError
+from streamfuse.rejections import LOG_FIRST, LOG_PER_REASON, LOGGED_KEYS
 from streamfuse.types import Chunk, Prediction, RawMessage, Rejection
 
 SPEC = EngineConfig().modalities["acc"]
@@ -79,7 +80,7 @@ def test_junk_device_ids_cannot_grow_the_log_tally_or_flood_the_log(
             for _ in range(2):
                 engine.push(RawMessage(topic, junk), float(i))
     assert engine.rejections["unknown_format"] == LOGGED_KEYS * 6
-    assert len(engine._logged) <= LOGGED_KEYS
+    assert len(engine._rejection_log.logged) <= LOGGED_KEYS
     lines = [r for r in caplog.records if "unknown_format" in r.getMessage()]
     assert len(lines) == LOG_PER_REASON
     assert "only counted" in lines[-1].getMessage()

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from streamfuse.config import EngineConfig
-from streamfuse.engine import Engine, warm_up
+from streamfuse.engine import Engine
 from streamfuse.gateway.webview import WebView
+from streamfuse.warmup import warm_up
 from tests.live_feed import LiveFeed
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
