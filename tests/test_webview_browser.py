@@ -111,6 +111,8 @@ def test_the_page_draws_live_data_and_switches_devices(tmp_path: Path, chromium:
                 painted, colours, total = await page.evaluate(HEATMAP_PIXELS)
                 assert painted > total // 2 and colours > 20
                 assert "published" in await page.locator("#decision").inner_text()
+                # metrics come with the predictions made after the first labels are learnt
+                await page.locator("#metrics td").first.wait_for(timeout=60_000)
                 assert "early" in await page.locator("#metrics").inner_text()
                 assert "incoming" not in await page.locator("#gateway").inner_text()  # no gateway
                 assert "latency total" in await page.locator("#gateway").inner_text()
