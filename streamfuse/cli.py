@@ -57,7 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="which private broker to start (auto: Mosquitto if on PATH, else amqtt)",
     )
-    demo.add_argument("--no-live", action="store_true", help="no live view, only the summary")
+    demo.add_argument(
+        "--no-live", action="store_true", help="no live table in the terminal, only the summary"
+    )
+    demo.add_argument(
+        "--ui",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve the live web view here (default 127.0.0.1:8765, or a free port if taken)",
+    )
+    demo.add_argument("--no-ui", action="store_true", help="no live web view")
     demo.add_argument("--json", metavar="FILE", help="also write the summary as JSON")
 
     gw = sub.add_parser(
@@ -101,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="json: one structured JSON object per log line",
     )
     gw.add_argument("--duration", type=positive_float, default=None, help="stop after N seconds")
+    gw.add_argument(
+        "--ui",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve the live web view at this address (off by default; :8765 is localhost only)",
+    )
 
     sim = sub.add_parser(
         "simulate",
@@ -173,7 +188,11 @@ def _gateway(args: argparse.Namespace) -> int:
     from .gateway.server import run_gateway
 
     return run_gateway(
-        args.config, gateway_overrides(args), duration=args.duration, log_format=args.log_format
+        args.config,
+        gateway_overrides(args),
+        duration=args.duration,
+        log_format=args.log_format,
+        ui=args.ui,
     )
 
 

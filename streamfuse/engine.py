@@ -60,6 +60,9 @@ class Engine:
     outcomes
         The last labelled windows as ``(device, window index, label)`` in the order they were
         scored and learnt (bounded; for audits and tests).
+    on_window
+        An observer of every fused window before its prediction is made (``None``: none), e.g.
+        the web view's; it must not change the window. Never checkpointed.
 
     Examples
     --------
@@ -89,6 +92,9 @@ class Engine:
     'bad_shape'
     """
 
+    #: a class attribute too, so an engine unpickled from an older checkpoint has it
+    on_window: Callable[[FusedWindow], None] | None = None
+
     def __init__(
         self,
         config: EngineConfig | None = None,
@@ -117,6 +123,11 @@ class Engine:
         self._deadlines: list[tuple[float, int, str]] = []
         self._made = 0
         self._topics = topics.TopicMemory(self.prefix)  # not checkpointed: a cache
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state.pop("on_window", None)  # an observer belongs to the process, not the state
+        return state
 
     # ------------------------------------------------------------------ intake
     def push(self, item: Item, now: float) -> list[Output]:
@@ -346,7 +357,10 @@ class Engine:
     ) -> list[Prediction]:
         """Features, fusion and a prediction for each closed window."""
         out: list[Prediction] = []
+        observe = self.on_window
         for fused in windows:
+            if observe is not None:
+                observe(fused)
             t0 = self._clock()
             feats = session.features.update(fused.window)
             t1 = self._clock()

@@ -21,6 +21,7 @@ from .app import Gateway
 from .loading import from_mapping
 from .monitor import Scoreboard, watch
 from .server import Server
+from .webview import WebView
 
 log = logging.getLogger("streamfuse.demo")
 
@@ -100,7 +101,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     from simulators.publisher import run_fleet
 
     console = Console()
-    with contextlib.ExitStack() as stack:
+    async with contextlib.AsyncExitStack() as stack:
         if args.broker:
             url = args.broker
         else:
@@ -120,7 +121,12 @@ async def run_demo(args: argparse.Namespace) -> int:
         def clock() -> float:
             return wall0 + (time.time() - wall0) * speed
 
-        server = Server(config, clock=clock)
+        view = None if args.no_ui else WebView.at(args.ui)
+        server = Server(config, clock=clock, on_prediction=view.on_prediction if view else None)
+        if view is not None:
+            view.attach(lambda: server.gateway)
+            view_url = await stack.enter_async_context(view.running(any_port=args.ui is None))
+            console.print(f"live view: {view_url} (open it while the demo runs)")
         stop = server.should_exit  # set by SIGINT/SIGTERM, or by us at the end
         board = Scoreboard()
         done = asyncio.Event()

@@ -228,15 +228,22 @@ def run_gateway(
     *,
     duration: float | None = None,
     log_format: str = "text",
+    ui: str | None = None,
 ) -> int:
     """``streamfuse gateway``: load the configuration (file, environment, flags), serve it
-    until a signal (or ``duration``), print the totals; returns the exit code."""
+    until a signal (or ``duration``), print the totals; returns the exit code. ``ui``
+    (``"HOST:PORT"``): serve the live web view there too."""
     if log_format == "json":
         use_json_logs()
     # fail fast, before compiling anything: settings, then the files and folders they name
     config = check_paths(load(config_path, overrides=overrides))
-    server = Server(config, duration=duration)
-    code = asyncio.run(server.serve())
+    view = None
+    if ui is not None:
+        from .webview import WebView
+
+        view = WebView.at(ui)
+    server = Server(config, duration=duration, on_prediction=view.on_prediction if view else None)
+    code = asyncio.run(_serve(server, view))
     gateway = server.gateway
     if gateway is not None:
         print(
@@ -244,6 +251,16 @@ def run_gateway(
             f"published, shed {dict(gateway.inbox.shed)}"
         )
     return code
+
+
+async def _serve(server: Server, view: Any) -> int:
+    """``server.serve()``, with the web view (a :class:`~.webview.WebView`) around it."""
+    if view is None:
+        return await server.serve()
+    view.attach(lambda: server.gateway)
+    async with view.running() as url:
+        print(f"live view on {url}", flush=True)
+        return await server.serve()
 
 
 def bench_server(settings: Any) -> Server:
