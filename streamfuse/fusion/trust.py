@@ -1,0 +1,58 @@
+"""Which modalities of a window are too damaged to use: fixed limits on the quality indices.
+
+The quality-aware levels (``attention``, ``bayes``) treat a modality whose signal-quality
+indices (:mod:`streamfuse.features.quality`) cross one of these limits as missing from the
+window: it gets no gate weight and no log-odds term, and its member model does not learn from
+the window (a member that learns from flat lines and saturated blocks learns to be wrong on
+clean ones too; on eegmat with 30 % corrupted EEG the gate then distrusted EEG everywhere).
+The gate still learns softer trust from the indices' values below the limits.
+
+The limits sit beyond anything the clean eegmat recordings show (8 subjects, 8 s windows on a
+250 Hz grid; clean maximum in brackets): ``gap`` 0.5 (0), ``flat`` 0.4 (0.25: the ECG's
+quantised plateaus), ``clipped`` 0.05 (0.021), ``flat_channels`` 0.5 (0), ``beyond`` 0.02
+(0.0067), ECG ``template`` below 0.5 (its 1st percentile is 0.95 clean; 0 means fewer than
+two beats). They are absolute, not learnt: a stream whose every window is damaged must not
+teach the rule that damage is normal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+#: ``index: (limit, above)``: unusable when the index is above (or, ``above`` False, below)
+#: the limit
+LIMITS: dict[str, tuple[float, bool]] = {
+    "gap": (0.5, True),
+    "flat": (0.4, True),
+    "clipped": (0.05, True),
+    "flat_channels": (0.5, True),
+    "beyond": (0.02, True),
+    "template": (0.5, False),
+}
+
+
+def damage(quality: Mapping[str, float] | None) -> tuple[str, ...]:
+    """The indices of one modality's window that cross their limit (sorted); () if none.
+
+    >>> damage({"gap": 0.0, "flat": 1.0, "template": 0.0})
+    ('flat', 'template')
+    >>> damage({"clipped": 0.01, "line_noise": 0.9})
+    ()
+    """
+    if not quality:
+        return ()
+    out = []
+    for k, v in quality.items():
+        rule = LIMITS.get(k)
+        if rule is None or not math.isfinite(v):
+            continue
+        limit, above = rule
+        if (v > limit) if above else (v < limit):
+            out.append(k)
+    return tuple(sorted(out))
+
+
+def unusable(quality: Mapping[str, Mapping[str, float]]) -> tuple[str, ...]:
+    """The modalities of a window (sorted) whose indices cross a limit."""
+    return tuple(sorted(m for m, q in quality.items() if damage(q)))
