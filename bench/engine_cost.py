@@ -20,8 +20,8 @@ import time
 import numpy as np
 from test_bench_engine import SECONDS, WARM, _messages  # the sibling file (run as a script)
 
+from streamfuse import Engine, warm_up
 from streamfuse.config import EngineConfig
-from streamfuse.engine import Engine, warm_up
 
 
 def _pass(items: list, devices: int) -> dict[str, list[float]]:

@@ -23,9 +23,8 @@ from timing import median_s
 
 from simulators import FaultProfile, Fleet
 from simulators.publisher import encode_event, event_topic
-from streamfuse import topics
+from streamfuse import Engine, topics, warm_up
 from streamfuse.config import EngineConfig
-from streamfuse.engine import Engine, warm_up
 from streamfuse.types import Prediction, RawMessage
 
 DEVICES, SECONDS, WARM = 20, 40.0, 10.0

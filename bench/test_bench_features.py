@@ -6,7 +6,7 @@
 - One window's full per-device feature pass (``DeviceFeatures.update``, the per-device
   ``OnlineNormalizer``, the early level's ``EarlyFeatures`` with its ``ArrayNormalizer``) over
   a simulated device's windows (ECG, 8-channel EEG, 3-axis ACC, 2 s windows every 1 s on the
-  256 Hz grid), ours beside the NumPy/SciPy code it replaced (``tests/naive_features.py``)
+  256 Hz grid), ours beside the NumPy/SciPy code it replaced (``tests/golden/features.py``)
   timed in the same run; ``extra_info`` holds both per-window medians and the speed-up, and
   the outputs of the two are checked against each other first.
 
@@ -27,9 +27,9 @@ from streamfuse.config import EngineConfig
 from streamfuse.features import DeviceFeatures, OnlineNormalizer, concat
 from streamfuse.features.qrs import StreamingQRSDetector
 from streamfuse.fusion.early import ArrayNormalizer, EarlyFeatures
-from tests import naive_features as nf
 from tests.conftest import data_root
 from tests.feature_windows import simulated_windows
+from tests.golden import features as nf
 from tests.mitbih import load_record100, match
 
 

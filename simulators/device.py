@@ -216,17 +216,21 @@ class SimulatedDevice:
 
     def _emit(self, st: _Stream, ready: float) -> None:
         k = st.k
+        prof = self.faults_profile
+        # the stamps of a device clock that jumped (FaultProfile.clock_jump_s)
+        jump = prof.clock_jump_s if ready >= prof.clock_jump_at_s else 0.0
         if st.spec is None:
             value = STATES[self.body.latent.state(k)]
             payload: Chunk | Label = Label(
-                self.device_id, st.dev_start + k, st.dev_start + k + 1, value
+                self.device_id, st.dev_start + k + jump, st.dev_start + k + 1 + jump, value
             )
         else:
             i1 = self._sample_index(k + 1, st.spec.fs)
             assert st.gen is not None  # every data stream has its generator
             data = st.gen.take(i1 - st.i0)
             payload = Chunk(
-                self.device_id, st.kind, k, st.dev_start + st.i0 / st.spec.fs, st.spec.fs, data
+                self.device_id, st.kind, k, st.dev_start + st.i0 / st.spec.fs + jump, st.spec.fs,
+                data,
             )
             st.i0 = i1
             if self.bundle:

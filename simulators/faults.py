@@ -61,6 +61,15 @@ class FaultProfile:
         A held message waits an extra uniform ``[hold/2, hold]`` seconds.
     label_delay_s
         Labels (ground truth) are published this much later than the second they cover ends.
+    clock_jump_s, clock_jump_at_s
+        The device's timestamps jump by ``clock_jump_s`` (either sign: a clock set forward or
+        back, a restart at 0 is ``-t``) for every message made at or after gateway time
+        ``clock_jump_at_s`` (``inf``: never). Sampling goes on unchanged; only the stamps move.
+    outage_start_s, outage_end_s
+        The gateway is unreachable over this span of gateway time (``inf``: never): every
+        message sent inside it is queued, as a broker holds a persistent session's QoS 1
+        messages, and delivered in one burst as the outage ends, in send order (squeezed a
+        thousandfold into its last instants: 20 s of messages arrive in the last 20 ms).
     """
 
     clock_offset_s: float = 0.0
@@ -79,6 +88,10 @@ class FaultProfile:
     reorder: float = 0.0
     reorder_hold_s: float = 0.4
     label_delay_s: float = 0.0
+    clock_jump_s: float = 0.0
+    clock_jump_at_s: float = math.inf
+    outage_start_s: float = math.inf
+    outage_end_s: float = math.inf
 
     def __post_init__(self) -> None:
         for name in (
@@ -92,12 +105,22 @@ class FaultProfile:
             "label_delay_s",
             "clock_offset_spread_s",
             "drift_spread_ppm",
+            "clock_jump_s",
         ):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v)):
                 raise ConfigError(f"FaultProfile.{name} must be a finite number, got {v!r}")
-            if name not in ("clock_offset_s", "drift_ppm") and v < 0:
+            if name not in ("clock_offset_s", "drift_ppm", "clock_jump_s") and v < 0:
                 raise ConfigError(f"FaultProfile.{name} must be >= 0, got {v!r}")
+        for name in ("clock_jump_at_s", "outage_start_s", "outage_end_s"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and v == v and v != -math.inf):
+                raise ConfigError(f"FaultProfile.{name} must be a time or inf, got {v!r}")
+        if self.outage_end_s < self.outage_start_s:
+            raise ConfigError(
+                f"an outage ends after it starts, got [{self.outage_start_s}, "
+                f"{self.outage_end_s})"
+            )
         if abs(self.drift_ppm) + self.drift_spread_ppm >= 1e5:
             raise ConfigError("drift beyond ±100000 ppm is not a clock; use ppm, e.g. 80.0")
         for name in ("loss", "duplicate", "reorder"):
@@ -173,6 +196,8 @@ class FaultCounts:
 
 
 _BATCH = 256
+#: how much an outage's queued messages are squeezed when delivered at its end
+OUTAGE_SQUEEZE = 1e-3
 
 
 @dataclass(slots=True)
@@ -214,7 +239,17 @@ class StreamFaults:
         self._i = 0
 
     def send_times(self, ready: float) -> list[float]:
-        """Gateway send times of a message ready at ``ready`` (empty when it is lost)."""
+        """Gateway times at which a message ready at ``ready`` reaches the gateway (empty when
+        it is lost; just before ``outage_end_s`` when sent during the outage)."""
+        times = self._send_times(ready)
+        p = self.profile
+        if p.outage_start_s == math.inf:
+            return times
+        start, end = p.outage_start_s, p.outage_end_s
+        # squeezed into the outage's last instants, so the order of all messages is kept
+        return [end - (end - t) * OUTAGE_SQUEEZE if start <= t < end else t for t in times]
+
+    def _send_times(self, ready: float) -> list[float]:
         if self._i >= _BATCH:
             self._refill()
         i = self._i

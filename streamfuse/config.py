@@ -97,6 +97,32 @@ class EngineConfig:
     prediction set meant to hold the true class that often (Gibbs and Candès 2021; step
     ``conformal_gamma`` per label, scores of the last ``conformal_window`` labelled windows;
     :mod:`streamfuse.fusion.conformal`).
+
+    ``max_devices`` caps the live devices (sessions; per-device memory is bounded by the
+    modalities' configured rates, so this bounds the engine's): a chunk of a new device beyond
+    it is refused with reason ``too_many_devices`` under ``device_policy = "refuse"`` (the
+    default: a flood of junk ids cannot push out honest devices; idle ones leave through
+    ``Engine.evict_idle``), or makes room under ``"evict"`` by forgetting the least recently
+    seen hundredth of the devices (counted in ``devices_evicted_at_cap``).
+
+    Examples
+    --------
+    The defaults run ECG, EEG and a wrist accelerometer; a study of one modality names it:
+
+    >>> from streamfuse import EngineConfig, ModalitySpec
+    >>> sorted(EngineConfig().modalities)
+    ['acc', 'ecg', 'eeg']
+    >>> eeg = ModalitySpec("eeg", ("Fz", "Cz", "Pz"), 500.0, "uV")
+    >>> config = EngineConfig(modalities={"eeg": eeg}, window_s=8.0, hop_s=4.0, grid_fs=128.0)
+    >>> config.window_samples
+    1024
+
+    A value that cannot work is refused with what to change:
+
+    >>> EngineConfig(window_s=2.0, hop_s=3.0)
+    Traceback (most recent call last):
+    ...
+    streamfuse.errors.ConfigError: hop_s (3.0) must not exceed window_s (2.0)
     """
 
     modalities: Mapping[str, ModalitySpec] = field(default_factory=lambda: dict(DEFAULT_MODALITIES))
@@ -127,6 +153,8 @@ class EngineConfig:
     conformal_window: int = 500
     max_pending: int = 4096
     silence_s: float = 5.0
+    max_devices: int = 10_000
+    device_policy: str = "refuse"
     window_phase: str = "device"
     limits: Limits = field(default_factory=Limits)
 
@@ -179,6 +207,12 @@ class EngineConfig:
         if self.window_phase not in ("device", "aligned"):
             raise ConfigError(
                 f"window_phase={self.window_phase!r}: pass 'device' or 'aligned'"
+            )
+        if not isinstance(self.max_devices, int) or self.max_devices < 1:
+            raise ConfigError(f"max_devices={self.max_devices!r}: pass an int >= 1")
+        if self.device_policy not in ("refuse", "evict"):
+            raise ConfigError(
+                f"device_policy={self.device_policy!r}: pass 'refuse' or 'evict'"
             )
         if self.late_combine not in ("weighted", "vote"):
             raise ConfigError(f"late_combine={self.late_combine!r}: pass 'weighted' or 'vote'")

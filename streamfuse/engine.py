@@ -13,19 +13,20 @@ import logging
 import math
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from functools import partial
 
 from river import base
 
-from . import codec, topics
+from . import codec, intake, topics
 from .align.device import DeviceAligner
 from .config import EngineConfig
 from .errors import PayloadError
 from .features import DeviceFeatures
-from .fusion.levels import DeviceFusion, Evidence, FusionHub, Verdict
+from .fusion.levels import FusionHub
 from .labelling import window_truth
 from .learn.models import make_model
+from .rejections import RejectionLog
+from .session import DeviceSession, Pending
 from .types import Chunk, FusedWindow, Label, Prediction, RawMessage, Rejection
 
 log = logging.getLogger("streamfuse.engine")
@@ -33,47 +34,8 @@ log = logging.getLogger("streamfuse.engine")
 Item = Chunk | Label | RawMessage
 Output = Prediction | Rejection
 
-#: how many rejections of one (device, reason) are logged before the rest are only counted
-LOG_FIRST = 5
 #: how many scored windows :attr:`Engine.outcomes` keeps
 OUTCOMES_KEPT = 4096
-#: parsed topics remembered (a few per device); past this the memory starts afresh, so junk
-#: topics cannot grow it
-TOPICS_KEPT = 65536
-
-
-@dataclass(slots=True)
-class Pending:
-    """A predicted window waiting for its label (test-then-train): what every level saw
-    (``evidence``) and said (``verdict``) before the label was known."""
-
-    t_start: float
-    t_end: float
-    index: int
-    evidence: Evidence
-    verdict: Verdict
-
-
-@dataclass(slots=True)
-class DeviceSession:
-    """Everything the engine keeps about one device."""
-
-    device: str
-    aligner: DeviceAligner
-    features: DeviceFeatures
-    fusion: DeviceFusion
-    pending: deque[Pending] = field(default_factory=deque)
-    labels: deque[tuple[float, float, str]] = field(default_factory=lambda: deque(maxlen=512))
-    last_seen: float = -math.inf
-    windows: int = 0
-    #: creation order (ties in the deadline heap and the order devices are ticked in)
-    order: int = 0
-    #: start of the last window made (gateway time; later windows start after it)
-    last_start: float = -math.inf
-    #: the deadline this session holds in the engine's heap (``inf``: none)
-    scheduled: float = math.inf
-    #: engine ticks so far when the session was made (ticks before it never reach it)
-    born_tick: int = 0
 
 
 class Engine:
@@ -98,6 +60,33 @@ class Engine:
     outcomes
         The last labelled windows as ``(device, window index, label)`` in the order they were
         scored and learnt (bounded; for audits and tests).
+
+    Examples
+    --------
+    A wrist accelerometer, still for 10 s then walking for 10 s, three times over; each
+    stretch's label arrives as it ends, and every level learns from the windows it covers.
+
+    >>> import numpy as np
+    >>> from streamfuse import Chunk, Engine, EngineConfig, Label, ModalitySpec
+    >>> acc = ModalitySpec("acc", ("x", "y", "z"), 50.0, "g")
+    >>> engine = Engine(EngineConfig(modalities={"acc": acc}))
+    >>> rng = np.random.default_rng(0)
+    >>> for seq in range(600):  # 60 s of 0.1 s chunks, pushed as they would arrive
+    ...     t0, walking = seq * 0.1, (seq // 100) % 2 == 1
+    ...     x = rng.normal(0.0, 1.0 if walking else 0.1, (5, 3)).astype(np.float32)
+    ...     _ = engine.push(Chunk("wrist-1", "acc", seq, t0, 50.0, x), now=t0 + 0.1)
+    ...     if seq % 100 == 99:
+    ...         label = Label("wrist-1", t0 - 9.9, t0 + 0.1, "walk" if walking else "still")
+    ...         _ = engine.push(label, now=t0 + 0.1)
+    >>> engine.stats()["engine"]["learned"]
+    59
+    >>> round(engine.metrics()["selected.accuracy"], 2)
+    0.8
+
+    Input that cannot be used is answered, not raised:
+
+    >>> engine.push(Chunk("wrist-1", "acc", 600, 60.0, 50.0, np.zeros(5)), now=60.1)[0].reason
+    'bad_shape'
     """
 
     def __init__(
@@ -118,8 +107,8 @@ class Engine:
         self.outcomes: deque[tuple[str, int, str]] = deque(maxlen=OUTCOMES_KEPT)
         self.sessions: dict[str, DeviceSession] = {}
         self.counters: Counter[str] = Counter()
-        self.rejections: Counter[str] = Counter()
-        self._logged: Counter[tuple[str | None, str]] = Counter()
+        self._rejection_log = RejectionLog()
+        self.rejections = self._rejection_log.counts  # reason -> how many (the same Counter)
         self._tick_every = self.config.hop_s / 4
         self._last_tick = -math.inf
         self._ticks = 0
@@ -127,17 +116,14 @@ class Engine:
         # window without new data (DeviceAligner.next_deadline); stale entries are skipped
         self._deadlines: list[tuple[float, int, str]] = []
         self._made = 0
-        # topic -> (device, kind) of topics that parsed (a device sends on the same few)
-        self._topics: dict[str, topics.Topic] = {}
-
-    def __getstate__(self) -> dict[str, object]:
-        state = dict(self.__dict__)
-        state["_topics"] = {}  # a cache: not worth a checkpoint's bytes
-        return state
+        self._topics = topics.TopicMemory(self.prefix)  # not checkpointed: a cache
 
     # ------------------------------------------------------------------ intake
     def push(self, item: Item, now: float) -> list[Output]:
-        """Feed one item that arrived at gateway time ``now``; return what it caused."""
+        """Feed one item that arrived at gateway time ``now``; return what it caused: the
+        predictions of the windows it closed, and a :class:`Rejection` for an item that cannot
+        be used (a bad wire message, or a chunk or label made in-process that fails the
+        decoder's rules: :mod:`streamfuse.intake`)."""
         out: list[Output] = []
         t0 = self._clock()
         decoded: Chunk | Label | codec.BundleParts | None
@@ -151,7 +137,10 @@ class Engine:
                 out.append(self._reject(exc))
                 decoded = None
         else:
-            decoded = item
+            problem = intake.item_problem(item, self.config)
+            decoded = item if problem is None else None
+            if problem is not None:
+                out.append(self._reject(problem))
         t_decode = self._clock() - t0
         if isinstance(decoded, Chunk):
             self._on_chunk(decoded, now, out, t_decode)
@@ -238,13 +227,7 @@ class Engine:
     def _decode(self, msg: RawMessage, now: float) -> Chunk | Label | codec.BundleParts | None:
         """Bytes to an item (a bundle to its parts), chunks stamped with their arrival
         ``now``; ``None`` for our own outputs (prediction topics share the prefix)."""
-        parsed = self._topics.get(msg.topic)
-        if parsed is None:
-            parsed = topics.parse(msg.topic, self.prefix)  # raises for a bad topic
-            if len(self._topics) >= TOPICS_KEPT:
-                self._topics.clear()
-            self._topics[msg.topic] = parsed
-        device, kind = parsed
+        device, kind = self._topics.parse(msg.topic)  # raises for a bad topic
         if kind == topics.LABEL:
             return codec.decode_label(device, msg.payload)
         if kind == topics.PREDICTION:
@@ -257,9 +240,13 @@ class Engine:
             device, kind, msg.payload, self.config.modalities, self.config.limits, now
         )
 
-    def _session(self, device: str) -> DeviceSession:
+    def _session(self, device: str) -> DeviceSession | None:
+        """``device``'s session, made on its first chunk; None if the live-device cap
+        (``config.max_devices``) refuses it."""
         session = self.sessions.get(device)
         if session is None:
+            if len(self.sessions) >= self.config.max_devices and not self._make_room():
+                return None
             session = DeviceSession(
                 device,
                 DeviceAligner(device, self.config),
@@ -290,12 +277,20 @@ class Engine:
                 )
             )
             return
+        problem = intake.rate_problem(chunk, spec)
+        if problem is not None:
+            out.append(self._reject(problem))
+            return
         if math.isnan(chunk.arrival):
             # a new object, as the caller may push this one again (a replay run twice); the
             # constructor, not dataclasses.replace, which costs ~6 us more per chunk
             c = chunk
             chunk = Chunk(c.device, c.modality, c.seq, c.t0, c.fs, c.data, now)
         session = self._session(chunk.device)
+        if session is None:
+            live = len(self.sessions)
+            out.append(self._reject(intake.device_cap_problem(chunk, live, self.config)))
+            return
         session.last_seen = now
         self.counters["chunks"] += 1
         t0 = self._clock()
@@ -312,8 +307,22 @@ class Engine:
         """A decoded bundle's parts: :meth:`_on_chunk` for each, with what they share done
         once: the device's session looked up and synced, and its next deadline scheduled after
         the last part (only the latest state matters). The decoder has checked each part's
-        modality and channels against this configuration and stamped its arrival."""
+        modality and channels against this configuration and stamped its arrival; parts at a
+        rate their modality is not configured for are refused here."""
+        specs = self.config.modalities
+        refused = [p for c in chunks if (p := intake.rate_problem(c, specs[c.modality]))]
+        if refused:
+            out.extend(self._reject(p) for p in refused)
+            chunks = [c for c in chunks if intake.rate_problem(c, specs[c.modality]) is None]
+            if not chunks:
+                return
         session = self._session(chunks[0].device)
+        if session is None:
+            out.extend(
+                self._reject(intake.device_cap_problem(c, len(self.sessions), self.config))
+                for c in chunks
+            )
+            return
         session.last_seen = now
         self._sync(session)
         add = session.aligner.add
@@ -411,6 +420,9 @@ class Engine:
             self.hub.learn(p.evidence, p.verdict, y, now)
             self.outcomes.append((session.device, p.index, y))
             self.counters["learned"] += 1
+        # the published figures are taken now, when a label makes them due, not by whichever
+        # device's window closes next: what a prediction carries never depends on other devices
+        self.hub.metrics_snapshot()
         self._forget_spent_labels(session)
 
     def _forget_spent_labels(self, session: DeviceSession) -> None:
@@ -424,20 +436,28 @@ class Engine:
 
     # ------------------------------------------------------------- plumbing
     def _reject(self, exc: PayloadError) -> Rejection:
-        self.rejections[exc.reason] += 1
         self.counters["rejected"] += 1
-        key = (exc.device, exc.reason)
-        self._logged[key] += 1
-        if self._logged[key] <= LOG_FIRST:
-            log.warning(
-                "rejected message (%s): %s%s",
-                exc.reason,
-                exc,
-                " - further ones like it are only counted"
-                if self._logged[key] == LOG_FIRST
-                else "",
-            )
-        return Rejection(exc.reason, str(exc), exc.device, exc.modality, exc.seq)
+        return self._rejection_log.record(exc)
+
+    def _make_room(self) -> bool:
+        """At the live-device cap: under ``device_policy = "evict"`` forget the least recently
+        seen hundredth of the devices (at least one; a batch, so a flood of new ids costs one
+        sort per hundred of them, not a scan each) and return True; under ``"refuse"`` False.
+        Their open windows are closed but not predicted (``windows_unpredicted_at_cap``), their
+        pending ones counted in ``unlabelled_dropped``."""
+        if self.config.device_policy != "evict":
+            self.counters["devices_refused"] += 1
+            return False
+        n = max(1, len(self.sessions) // 100)
+        for session in sorted(self.sessions.values(), key=lambda s: (s.last_seen, s.order))[:n]:
+            del self.sessions[session.device]
+            self.counters["devices_evicted_at_cap"] += 1
+            self.counters["unlabelled_dropped"] += len(session.pending)
+            self._sync(session)
+            self.counters["windows_unpredicted_at_cap"] += len(session.aligner.flush())
+        cap = self.config.max_devices
+        log.info("live-device cap (%d) reached: evicted the %d least recently seen", cap, n)
+        return True
 
     def _clock(self) -> float:
         return self._timer() if self._timer is not None else 0.0
@@ -476,36 +496,3 @@ class Engine:
             "align": dict(align),
         }
 
-
-def warm_up(config: EngineConfig | None = None) -> float:
-    """Compile every Numba kernel the engine will use, before the first real message.
-
-    Pushes a few windows of seeded noise for every configured modality, and a label, through
-    a throwaway engine of the same configuration: alignment, feature, early-fusion and model
-    kernels all compile (or load from numba's cache) here instead of stalling the first
-    live windows. Returns the seconds it took (a figure for logs, not a decision).
-    """
-    import time
-
-    import numpy as np
-
-    from .kernels import warmup as warm_kernels
-
-    started = time.perf_counter()
-    warm_kernels()
-    cfg = config or EngineConfig()
-    engine = Engine(cfg)
-    rng = np.random.default_rng(0)
-    chunk_s = 0.1
-    steps = int(round(3 * cfg.window_s / chunk_s))
-    for step in range(steps):
-        t0 = step * chunk_s
-        for spec in cfg.modalities.values():
-            n = max(1, int(round(chunk_s * spec.fs)))
-            data = rng.standard_normal((n, spec.channels)).astype(np.float32)
-            engine.push(Chunk("warm-up", spec.name, step, t0, spec.fs, data), t0 + chunk_s)
-        if step and step % 10 == 0:
-            label = "a" if (step // 10) % 2 else "b"
-            engine.push(Label("warm-up", t0 - 1.0, t0, label), t0 + chunk_s)
-    engine.flush()
-    return time.perf_counter() - started

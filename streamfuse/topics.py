@@ -98,3 +98,31 @@ def parse(topic: str, prefix: str) -> Topic:
                 "bad_modality", f"invalid modality {kind!r} in topic {topic!r}", device=device
             )
     return Topic(device, kind)
+
+
+#: parsed topics an engine remembers (a few per device); past this the memory starts afresh,
+#: so junk topics cannot grow it
+TOPICS_KEPT = 65536
+
+
+class TopicMemory(dict[str, Topic]):
+    """Topics that parsed under ``prefix``, remembered: a device sends on the same few, so a
+    message's topic costs one dict lookup, not a split and two regex matches (1.3 % of the
+    gateway at 1,000 devices). Bounded by :data:`TOPICS_KEPT`; pickles empty (a cache)."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def parse(self, topic: str) -> Topic:
+        """:func:`parse` of ``topic``, remembered; raises as it does for a bad topic."""
+        parsed = self.get(topic)
+        if parsed is None:
+            parsed = parse(topic, self.prefix)
+            if len(self) >= TOPICS_KEPT:
+                self.clear()
+            self[topic] = parsed
+        return parsed
+
+    def __reduce__(self) -> tuple[type[TopicMemory], tuple[str]]:
+        return (TopicMemory, (self.prefix,))

@@ -10,25 +10,30 @@ import math
 
 
 def naive_flat(x, mask, min_run, tol=0.0):
+    """Share of valid samples lying in a flat run: each sample is checked on its own, by
+    growing the run of still, valid neighbours around it both ways and measuring its length."""
     n = len(x)
     valid = [bool(mask[i]) and math.isfinite(x[i]) for i in range(n)]
     n_valid = sum(valid)
     if n_valid == 0:
         return math.nan
-    flat = [False] * n
-    i = 0
-    while i < n:
-        if not valid[i]:
-            i += 1
+
+    def still(a, b):  # two neighbours, both valid, within tol of each other
+        return valid[a] and valid[b] and abs(x[b] - x[a]) <= tol
+
+    count = 0
+    for t in range(n):
+        if not valid[t]:
             continue
-        j = i
-        while j + 1 < n and valid[j + 1] and abs(x[j + 1] - x[j]) <= tol:
-            j += 1
-        if j - i + 1 >= min_run:
-            for t in range(i, j + 1):
-                flat[t] = True
-        i = j + 1
-    return sum(1 for t in range(n) if flat[t] and valid[t]) / n_valid
+        lo = t
+        while lo > 0 and still(lo - 1, lo):
+            lo -= 1
+        hi = t
+        while hi < n - 1 and still(hi, hi + 1):
+            hi += 1
+        if hi - lo + 1 >= min_run:
+            count += 1
+    return count / n_valid
 
 
 def naive_clipped(block, mask, min_run=3, rel_tol=1e-3):

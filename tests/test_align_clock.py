@@ -112,7 +112,7 @@ def test_held_outliers_decide_as_the_sorted_scan_did() -> None:
     """The outlier path keeps the held offsets sorted (insort/bisect) instead of sorting them
     per chunk: statuses, offset and drift equal the frozen model's (tests/naive.py), chunk for
     chunk, through stalls longer than jump_s, reboots and scattered single outliers."""
-    from tests.naive import NaiveClockModel
+    from tests.golden.align import NaiveClockModel
 
     rng = np.random.default_rng(11)
     for trial in range(8):

@@ -230,7 +230,7 @@ def test_redeliveries_are_remembered_without_growing_the_collectors_work() -> No
     after seven minutes, a stall of seconds), and the clock's per-bin lists 1,200 more."""
     import gc
 
-    from streamfuse.align import device as device_mod
+    from streamfuse.align.stream import SEEN_MAX
 
     spec = EngineConfig().modalities["acc"]
     cfg = EngineConfig(modalities={"acc": spec}, min_modalities=1, required_modalities=())
@@ -246,13 +246,13 @@ def test_redeliveries_are_remembered_without_growing_the_collectors_work() -> No
     assert early < 400, early  # per device, whatever its uptime (was > 1,800 at 60 s)
     st = al._streams["acc"]
     assert not gc.is_tracked(st.seen) and not gc.is_tracked(st.seen_old)
-    assert device_mod._SEEN_MAX <= len(st.seen) + len(st.seen_old) <= 2 * device_mod._SEEN_MAX
+    assert SEEN_MAX <= len(st.seen) + len(st.seen_old) <= 2 * SEEN_MAX
     # the last _SEEN_MAX chunks are still known: redelivered, they only count
     before = dict(al.counters)
-    for c in chunks[-device_mod._SEEN_MAX :: 97]:
+    for c in chunks[-SEEN_MAX :: 97]:
         assert al.add(c) == []
     dup = al.counters["duplicates"] - before["duplicates"]
-    assert dup == len(chunks[-device_mod._SEEN_MAX :: 97])
+    assert dup == len(chunks[-SEEN_MAX :: 97])
     assert al.counters["chunks"] - before["chunks"] == dup
 
 

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamfuse.align import DeviceAligner
 from streamfuse.config import EngineConfig, ModalitySpec
 from streamfuse.types import Chunk, FusedWindow
-from tests.naive import NaiveClockModel, NaiveDeviceAligner
+from tests.golden.align import NaiveDeviceAligner
 
 MODALITY_SETS = (
     (
@@ -246,45 +246,6 @@ def clock_state(al: DeviceAligner | NaiveDeviceAligner) -> str:
     )
 
 
-class _Tilted(Exception):
-    pass
-
-
-class _GuardedClock(NaiveClockModel):
-    def _add(self, t_device: float, arrival: float) -> None:
-        super()._add(t_device, arrival)
-        if abs(self.drift) > 0.01:
-            raise _Tilted
-
-
-class _GuardedAligner(NaiveDeviceAligner):
-    def _clock(self, modality: str) -> NaiveClockModel:
-        key = modality if self.clock_per_stream else ""
-        if key not in self._clocks:
-            self._clocks[key] = _GuardedClock()
-        return self._clocks[key]
-
-
-def tilted(sc: Scenario) -> bool:
-    """The scenario drives a clock fit to a drift beyond 1 % (both aligners share this).
-
-    A known weakness, left as it is here: observations far off the line (say from before a
-    clock jump, delivered after it) can enter the lower-envelope fit (released from the held
-    outliers as lying above the line, or refitted with a new epoch) and tilt it to a drift
-    near -1, after which the aligner closes windows without end. Such scenarios are skipped.
-    """
-    al = _GuardedAligner("dev", sc.config, clock_per_stream=sc.clock_per_stream)
-    try:
-        for call in sc.calls:
-            if call[0] == "add":
-                al.add(call[1])
-            elif call[0] == "advance":
-                al.advance(call[1])
-    except _Tilted:
-        return True
-    return False
-
-
 def check(sc: Scenario) -> dict[str, int]:
     """Drive both aligners with the scenario's calls; compare after every call."""
     new = DeviceAligner("dev", sc.config, clock_per_stream=sc.clock_per_stream)
@@ -316,33 +277,23 @@ SEEDS = range(32)
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_matches_the_frozen_reference(seed: int) -> None:
-    sc = make_scenario(seed)
-    if tilted(sc):
-        pytest.skip("the clock fit tilts in this scenario (see tilted())")
-    check(sc)
+    check(make_scenario(seed))
 
 
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 2**32 - 1))
 def test_matches_the_frozen_reference_on_any_seed(seed: int) -> None:
-    sc = make_scenario(seed)
-    assume(not tilted(sc))
-    check(sc)
+    check(make_scenario(seed))
 
 
 def test_scenarios_exercise_the_anomalies() -> None:
     """The generator reaches every counter (so the comparison above is not vacuous)."""
     total: dict[str, int] = {}
-    checked = 0
     for seed in SEEDS:
-        sc = make_scenario(seed)
-        if tilted(sc):
-            continue
-        checked += 1
-        for k, v in check(sc).items():
+        for k, v in check(make_scenario(seed)).items():
             total[k] = total.get(k, 0) + v
-    assert checked >= len(SEEDS) // 2
-    assert all(v > 0 for v in total.values()), total
+    # held_dropped needs over 120 s of held data: tests/test_align_jumps.py reaches it
+    assert all(v > 0 for k, v in total.items() if k != "held_dropped"), total
 
 
 def two_streams(**kw: float) -> EngineConfig:

@@ -10,9 +10,8 @@ import numpy as np
 
 from simulators import FaultProfile, Fleet
 from simulators.publisher import run_fleet
-from streamfuse import codec, topics
+from streamfuse import Engine, codec, topics, warm_up
 from streamfuse.config import EngineConfig
-from streamfuse.engine import Engine, warm_up
 from streamfuse.gateway.app import Gateway
 from streamfuse.gateway.monitor import Scoreboard, watch
 from streamfuse.mqtt.address import parse_broker_url

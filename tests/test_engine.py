@@ -200,7 +200,7 @@ def test_warm_up_compiles_everything_the_first_windows_need() -> None:
     from pathlib import Path
 
     script = (
-        "from streamfuse.engine import warm_up\n"
+        "from streamfuse.warmup import warm_up\n"
         "from tests.test_engine import _compiled_signatures, predictions, run\n"
         "from tests.streams import device_messages, merge\n"
         "assert warm_up() >= 0.0\n"
@@ -274,14 +274,14 @@ def test_parsed_topics_are_remembered_boundedly_and_bad_ones_refused_every_time(
 ) -> None:
     import pickle
 
-    from streamfuse import engine as engine_mod
+    from streamfuse import topics as topics_mod
 
     msgs = merge(*(device_messages(d, 6, seed=20 + i) for i, d in enumerate("abcde")))
     junk = [(RawMessage("streamfuse/bad device/ecg", b"x"), 1000.5)] * 3 + [
         (RawMessage("elsewhere/a/ecg", b"x"), 1000.6)
     ] * 2
     want = run(msgs + junk)
-    monkeypatch.setattr(engine_mod, "TOPICS_KEPT", 8)  # 5 devices x 4 topics: 20 to remember
+    monkeypatch.setattr(topics_mod, "TOPICS_KEPT", 8)  # 5 devices x 4 topics: 20 to remember
     small = Engine()
     got = run(msgs + junk, small)
     assert got == want

@@ -109,9 +109,10 @@ def test_majority_is_fixed_per_device_from_the_labels_before_it() -> None:
     assert said[3] == said[4] == ({"a": 0.0, "b": 1.0}, "b")
 
 
-def _noise_dataset(root: Path, seconds: tuple[float, float], fs: int = 100) -> Path:
+def _noise_dataset(root: Path, seconds: tuple[float, float], fs: int = 500) -> Path:
     """Two subjects whose "rest" and "arithmetic" recordings come from one process (white
-    noise EEG, a jittered beat train in noise for the ECG): nothing but the order the
+    noise EEG, a jittered beat train in noise for the ECG; 500 Hz, the rate eegmat is configured
+    at, as the engine refuses a chunk whose rate strays from it): nothing but the order the
     recordings play in tells the classes apart."""
     import pyedflib
 

@@ -1,6 +1,6 @@
 """Per-window feature kernels against the NumPy/SciPy code they replaced (issue 8).
 
-References live in ``tests/naive_features.py``. Arithmetic follows NumPy's own summation order,
+References live in ``tests/golden/features.py``. Arithmetic follows NumPy's own summation order,
 so most values are bit-identical; logarithms and powers inside the kernels are glibc's where
 NumPy uses its SIMD versions, which can differ in the last bit. Hence the tolerances:
 ``RTOL`` relative, ``ATOL`` absolute for values near zero (a log10 near 1 is near 0).
@@ -27,8 +27,8 @@ from streamfuse.kernels.filters import hold_kernel, push_rows, push_valid, sosfi
 from streamfuse.kernels.moments import pairwise_sum
 from streamfuse.types import FusedWindow, Window
 from tests import naive
-from tests import naive_features as nf
 from tests.feature_windows import CLEAN, LOSSY, simulated_windows
+from tests.golden import features as nf
 
 RTOL = 1e-12
 ATOL = 1e-13
@@ -306,7 +306,7 @@ def test_array_normalizer_is_bit_identical_to_the_numpy_version():
 def test_feature_pass_compiles_nothing_after_warm_up():
     from numba.core.registry import CPUDispatcher
 
-    from streamfuse.engine import warm_up
+    from streamfuse.warmup import warm_up
 
     def compiled() -> int:
         return sum(

@@ -7,7 +7,8 @@ import pytest
 from scipy import signal
 
 from streamfuse.errors import ConfigError
-from streamfuse.features.qrs import StreamingQRSDetector, sosfilt_kernel
+from streamfuse.features.qrs import StreamingQRSDetector
+from streamfuse.kernels.filters import sosfilt_kernel
 from tests import naive
 from tests.conftest import need_data
 from tests.mitbih import load_record100, match

@@ -10,8 +10,9 @@ import pytest
 from river import metrics as rm
 
 from streamfuse.errors import ConfigError
+from streamfuse.kernels.auc import auc_kernel
 from streamfuse.learn import metrics
-from streamfuse.learn.metrics import PrequentialMetrics, auc, auc_kernel
+from streamfuse.learn.metrics import PrequentialMetrics, auc
 from tests.naive import naive_auc, naive_binary_metrics
 
 

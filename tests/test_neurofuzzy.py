@@ -11,7 +11,7 @@ import pytest
 from river import checks
 
 from streamfuse.errors import ConfigError
-from streamfuse.learn import fuzzy_kernels as fk
+from streamfuse.kernels import fuzzy as fk
 from streamfuse.learn import neurofuzzy
 from streamfuse.learn.neurofuzzy import EvolvingFuzzyClassifier, EvolvingFuzzyRegressor
 from tests.naive import naive_ts_learn, naive_ts_predict

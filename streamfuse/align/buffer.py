@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from ..kernels.ring import new_ring, ring_count, ring_write
+from ..kernels.ring import EMPTY, new_ring, ring_count, ring_write
 
 log = logging.getLogger("streamfuse.align.buffer")
 
@@ -127,3 +127,15 @@ class StreamBuffer:
     def count(self, lo: int, hi: int) -> int:
         """Present positions in ``lo .. hi - 1``."""
         return int(ring_count(self.slot_pos, lo, hi))
+
+    def next_time(self, t_device: float) -> float | None:
+        """Device time of the oldest sample stored at or after ``t_device`` (None if none): a
+        full scan of the ring, for the rare paths that pass over windows in bulk."""
+        p = self.position(t_device)
+        if not p < 2.0**62:  # beyond every position, or NaN
+            return None
+        pos = self.slot_pos
+        pos = pos[pos >= (math.ceil(p) if p > EMPTY else EMPTY + 1)]
+        if pos.size == 0:
+            return None
+        return self.origin + int(pos.min()) / self.fs

@@ -18,9 +18,14 @@ true offset and drift, plus the path's minimum delay". Tests define their truth 
 
 Clock jumps (device reboot, clock set): an observation whose residual against the current line
 exceeds ``jump_s`` in either direction is held as an *outlier*. When at least ``confirm``
-outliers agree with each other (apparent offsets within ``jump_s / 10``) and have kept arriving
-for ``confirm_s`` seconds, the model resets to a new epoch fitted on them; a single in-model
-observation instead releases them (a network stall or a stale redelivery, not a jump).
+outliers agree with each other (apparent offsets within ``jump_s / 10``) and those have kept
+arriving for ``confirm_s`` seconds (a backlog delivered in a burst after an outage is late data,
+not a jump: its observations agree only within an instant of device time, all arriving at
+once), the model resets to a new epoch fitted on them; a single in-model
+observation instead releases them (a network stall or a stale redelivery, not a jump). The
+epoch's mapping is kept as :attr:`ClockModel.retired`, so the data stored under it can be
+closed under it (mapped by the new epoch, data from before a backward jump of 1e5 s lay 1e5 s
+in the future and the aligner walked every window up to it).
 """
 
 from __future__ import annotations
@@ -40,6 +45,25 @@ log = logging.getLogger("streamfuse.align.clock")
 OK = "ok"
 OUTLIER = "outlier"
 RESET = "reset"
+
+
+class ClockMapping:
+    """A clock model's mapping frozen as it stood (what :attr:`ClockModel.retired` holds: the
+    last epoch's, so the windows of data stored under it can still be closed under it)."""
+
+    __slots__ = ("d_ref", "offset", "drift", "version")
+
+    def __init__(self, d_ref: float, offset: float, drift: float, version: int) -> None:
+        self.d_ref = d_ref
+        self.offset = offset
+        self.drift = drift
+        self.version = version
+
+    def to_gateway(self, t_device: float) -> float:
+        return t_device + self.offset + self.drift * (t_device - self.d_ref)
+
+    def to_device(self, t_gateway: float) -> float:
+        return self.d_ref + (t_gateway - self.d_ref - self.offset) / (1.0 + self.drift)
 
 
 class ClockModel:
@@ -116,6 +140,8 @@ class ClockModel:
         self.offset = math.nan
         self.drift = 0.0
         self._ymin = math.inf
+        #: the previous epoch's mapping, from the last reset on (None before any)
+        self.retired: ClockMapping | None = None
         #: moves whenever ``offset``, ``drift`` or ``d_ref`` may have changed (callers cache
         #: what they derive from the mapping against it)
         self.version = 0
@@ -170,12 +196,19 @@ class ClockModel:
             del ys[bisect_left(ys, a0 - d0)]
         # how many agree with the smallest: y - ys[0] grows with y, so they are a prefix
         y0 = ys[0]
-        agree = bisect_right(ys, self.jump_s / 10, key=lambda y: y - y0)
-        span = self._pending[-1][1] - self._pending[0][1]
+        near = self.jump_s / 10
+        agree = bisect_right(ys, near, key=lambda y: y - y0)
+        # the agreeing ones must themselves have kept arriving (a backlog delivered in a burst
+        # holds observations of one instant that agree, all arriving at once: not a jump)
+        span = 0.0
+        if agree >= self.confirm:
+            times = [a for d, a in self._pending if (a - d) - y0 <= near]
+            span = max(times) - min(times)
         if agree >= self.confirm and span >= self.confirm_s:
             held = self._pending
             self._pending = []
             self._pending_ys = []
+            self.retired = ClockMapping(self.d_ref, self.offset, self.drift, self.version)
             self._clear()
             self._start_epoch(min(d for d, _ in held))
             for d, a in held:

@@ -5,14 +5,18 @@ length), feed its (device end time, arrival) pair to the device's clock model, w
 into the stream's ring at their device-time position, then close every window that became
 complete or whose lateness budget ran out at the chunk's arrival time.
 
-A closed window is resampled with :func:`streamfuse.kernels.align.align_window` (every stream in
-one kernel call) onto the grid ``t_start + j / grid_fs`` (grid times mapped back to each
-stream's device clock through the clock model as it stands at closing time), straight into the
-columns of the early-fusion matrix. Columns are all channels of all configured modalities, in
-``config.modalities`` order then channel order, named ``"modality:channel"``; the column layout
-never changes, so a modality without data in a window has zero columns and a False mask.
+A closed window is made by :class:`~streamfuse.align.fuse.WindowFuser` (every stream resampled
+onto the window's grid and interleaved into the early-fusion matrix in one kernel call).
 
-Masked samples hold ``0.0`` both in the fused matrix and in the per-modality blocks.
+Windows that cannot be made are counted by reason: ``windows_dropped`` (some data, but fewer
+than ``min_modalities`` modalities or a required one missing) and ``windows_empty`` (no data
+from any stream: a silence or outage between data, counted once data follows it). Empty
+windows are passed over in bulk, never one by one: a device back from a day's silence, or a
+clock epoch that starts far from the last, costs a handful of window closes, not one per hop.
+
+Clock jumps: when the clock model starts a new epoch, the windows holding the old epoch's data
+are closed under the old epoch's mapping (:attr:`ClockModel.retired`) before its buffers are
+let go; the new epoch's data is stored from scratch.
 
 Gaps: a run of missing samples no longer than ``config.max_gap_s`` (at the stream's rate) is
 interpolated across linearly and left unmasked; a longer run is masked exactly over its span
@@ -27,16 +31,17 @@ from __future__ import annotations
 
 import logging
 import math
-import struct
+from collections import deque
 
 import numpy as np
 
 from ..config import EngineConfig
-from ..kernels.align import align_window, new_scratch
-from ..types import Chunk, FusedWindow, Window
+from ..types import Chunk, FusedWindow
 from .buffer import OK as BUF_OK
 from .buffer import STALE, StreamBuffer
-from .clock import OK, OUTLIER, RESET, ClockModel
+from .clock import OK, OUTLIER, RESET, ClockMapping, ClockModel
+from .fuse import WindowFuser
+from .stream import SEEN_MAX, Stream, redelivery_key
 from .windower import Windower, window_phase
 
 log = logging.getLogger("streamfuse.align.device")
@@ -56,75 +61,23 @@ COUNTERS = (
     "rejected",
     "windows",
     "windows_dropped",
+    "windows_empty",
+    "held_dropped",
 )
 
-#: Redelivery keys remembered per stream: at least the last ``_SEEN_MAX``, at most twice
-#: that (bounds memory; QoS-1 redelivery is near in time).
-_SEEN_MAX = 4096
-#: A chunk's redelivery key packed exactly: (seq, t0, n) as int64, float64, int64.
-_KEY = struct.Struct("<qdq")
-
-
-def redelivery_key(seq: int, t0: float, n: int) -> bytes:
-    """(seq, t0, n) as one bytes object, exactly.
-
-    Bytes, not a tuple: a dict of bytes keys and ``None`` values holds nothing the garbage
-    collector tracks, so it stays untracked and a full collection never walks it (tuple keys
-    kept every stream's thousands of keys on each full collection's path). A ``seq`` outside
-    int64 (JSON allows any integer) falls back to its text, which is longer than any packed
-    key, so the two forms never meet.
-    """
-    try:
-        return _KEY.pack(seq, t0, n)
-    except struct.error:
-        return repr((seq, t0, n)).encode()
-
-
-class _Stream:
-    """What the per-chunk path needs of one configured modality, in one place.
-
-    ``lo``/``hi`` are the ring positions window ``w``'s grid needs from this stream, valid
-    while the clock's ``version`` and the buffer are those they were derived from (they are
-    pure functions of ``w``, the clock mapping and the buffer's origin and rate); ``ok`` is
-    whether ``count(lo, hi)`` found all of them, valid while the buffer's ``version`` is
-    ``ok_version``.
-    """
-
-    __slots__ = (
-        "name",
-        "channels",
-        "seen",
-        "seen_old",
-        "clock",
-        "registered",
-        "buf",
-        "last_arrival",
-        "w",
-        "clock_version",
-        "for_buf",
-        "lo",
-        "hi",
-        "ok_version",
-        "ok",
-    )
-
-    def __init__(self, name: str, channels: int, clock: ClockModel) -> None:
-        self.name = name
-        self.channels = channels
-        # redelivery keys in two generations: when ``seen`` is full it becomes ``seen_old``
-        self.seen: dict[bytes, None] = {}
-        self.seen_old: dict[bytes, None] = {}
-        self.clock = clock
-        self.registered = False  # clock listed in DeviceAligner._clocks (on first use)
-        self.buf: StreamBuffer | None = None
-        self.last_arrival = -math.inf  # meaningful once in DeviceAligner._arrived
-        self.w: int | None = None
-        self.clock_version = -1
-        self.for_buf: StreamBuffer | None = None
-        self.lo = 0
-        self.hi = 0
-        self.ok_version = -1
-        self.ok = False
+#: a timed-out backlog longer than this many windows is first searched for where data starts
+_SKIP_FROM = 2
+#: gateway seconds kept before a stream's oldest stored sample when passing over empty windows,
+#: besides ``max_gap_s`` and two samples (more than any grid sample's taps reach back)
+_SKIP_MARGIN_S = 1.0
+_NO_LIMIT = 2**62
+#: seconds of data (at the configured rates) a device's chunks held as possible clock jumps may
+#: hold: a backlog replayed after an outage of up to this long is placed whole; beyond it the
+#: oldest held chunks are dropped and counted (``held_dropped``)
+HOLD_LIMIT_S = 120.0
+#: a stream may run at up to this multiple of its configured rate; a chunk claiming more is
+#: refused, so that a stream's ring is sized by configuration, not by what a frame claims
+RATE_LIMIT = 2.0
 
 
 class DeviceAligner:
@@ -148,9 +101,10 @@ class DeviceAligner:
         ``late_chunks`` (data for windows already closed, or refused as older than the reorder
         bound), ``reordered`` (started behind the newest sample), ``overlaps`` (samples
         rewritten), ``clock_resets``, ``clock_outliers`` (held as possible jumps),
-        ``rejected`` (unknown modality or wrong channel count), ``windows`` emitted and
+        ``rejected`` (unknown modality or wrong channel count), ``windows`` emitted,
         ``windows_dropped`` (fewer than ``min_modalities`` modalities with data, or one of
-        ``required_modalities`` without any).
+        ``required_modalities`` without any) and ``windows_empty`` (no data at all, between
+        data: a silence, an outage, the hold before a clock jump was confirmed).
 
     Notes
     -----
@@ -171,14 +125,10 @@ class DeviceAligner:
         self.windower = Windower(config, window_phase(device, config))
         self.k = config.window_samples
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
-        cols: dict[str, tuple[int, int]] = {}
-        names: list[str] = []
-        for name, spec in config.modalities.items():
-            cols[name] = (len(names), spec.channels)
-            names.extend(f"{name}:{ch}" for ch in spec.channel_names)
-        self.columns = cols
-        self.channels = tuple(names)
-        self.C = len(names)
+        self._fuser = WindowFuser(device, config)
+        self.columns = self._fuser.columns
+        self.channels = self._fuser.channels
+        self.C = self._fuser.C
         self._retain_s = (
             config.window_s + 2 * config.hop_s + config.lateness_s + config.reorder_s + 2.0
         )
@@ -188,19 +138,31 @@ class DeviceAligner:
         self._buffers: dict[str, StreamBuffer] = {}
         shared = ClockModel()
         self._streams = {
-            m: _Stream(m, spec.channels, ClockModel() if clock_per_stream else shared)
+            m: Stream(
+                m, spec.channels, ClockModel() if clock_per_stream else shared, RATE_LIMIT * spec.fs
+            )
             for m, spec in config.modalities.items()
         }
-        self._arrived: list[_Stream] = []  # streams with data stored, in order of first data
-        self._held: list[Chunk] = []
+        self._arrived: list[Stream] = []  # streams with data stored, in order of first data
+        self._held: deque[Chunk] = deque()
+        self._held_rows = 0
+        self._held_max = math.ceil(HOLD_LIMIT_S * sum(s.fs for s in config.modalities.values()))
         self._now = -math.inf
+        # while held chunks are replayed: the time the current one would have arrived, which
+        # windows time out by (a backlog is placed and closed by device time)
+        self._replay_at = math.inf
         # the next window (windower.next_index) as last derived: index, start, deadline
         self._w: int | None = None
         self._w_start = math.nan
         self._w_deadline = math.nan
-        self._scratch = new_scratch(self.k)
-        self._params = np.zeros((len(config.modalities), 4))
-        self._n_ok = np.zeros(len(config.modalities), np.int64)
+        # while the windows of a retired clock epoch close: that epoch's mapping, per stream
+        self._retired: dict[str, ClockMapping] = {}
+        # _pass_empty found data near the window before this one: no use searching again
+        # before the windows near that data are walked
+        self._search_from = -_NO_LIMIT
+        self._search_stride = 1 + math.ceil(
+            (config.window_s + 2 * (_SKIP_MARGIN_S + config.max_gap_s + 1.0)) / config.hop_s
+        )
 
     # -- public interface ----------------------------------------------------------------
     def add(self, chunk: Chunk) -> list[FusedWindow]:
@@ -225,6 +187,7 @@ class DeviceAligner:
             or not math.isfinite(chunk.arrival)
             or not math.isfinite(fs)
             or not fs > 0
+            or fs > st.max_fs
         ):
             return self._reject(chunk)
         key = redelivery_key(chunk.seq, t0, n)
@@ -233,7 +196,7 @@ class DeviceAligner:
             c["duplicates"] += 1
             return []
         seen[key] = None
-        if len(seen) >= _SEEN_MAX:
+        if len(seen) >= SEEN_MAX:
             st.seen_old = seen
             st.seen = {}
         if not st.registered:
@@ -275,8 +238,10 @@ class DeviceAligner:
         if w != self._w:
             self._derive_window(w)
         t = self._w_deadline  # the test of Windower.timed_out
-        silence = self._silence_s
         now = self._now
+        if t <= now and not self._has_data_from(self._w_start):
+            return math.inf  # the window waits for data (see _close_ready)
+        silence = self._silence_s
         for st in self._arrived:
             quiet = st.last_arrival + silence - 1e-6  # early rather than late by a rounding error
             if now <= quiet < t:
@@ -284,7 +249,12 @@ class DeviceAligner:
         return t
 
     def flush(self) -> list[FusedWindow]:
-        """End of stream: close every remaining window that holds any data."""
+        """End of stream: close every remaining window that holds any data. Chunks still held
+        as a possible clock jump are let go, counted in ``held_dropped``."""
+        if self._held:
+            self.counters["held_dropped"] += len(self._held)
+            self._held = deque()
+            self._held_rows = 0
         return self._close_all()
 
     def to_gateway(self, t_device: float) -> float:
@@ -293,13 +263,17 @@ class DeviceAligner:
         return math.nan if clock is None else clock.to_gateway(t_device)
 
     # -- internals -----------------------------------------------------------------------
-    def _register(self, st: _Stream) -> None:
+    def _register(self, st: Stream) -> None:
         """List ``st``'s clock in :attr:`_clocks` (in order of first use, which
         :meth:`to_gateway` follows)."""
         self._clocks.setdefault(st.name if self.clock_per_stream else "", st.clock)
         st.registered = True
 
-    def _clock(self, modality: str) -> ClockModel:
+    def _clock(self, modality: str) -> ClockModel | ClockMapping:
+        if self._retired:
+            old = self._retired.get(modality)
+            if old is not None:
+                return old
         return self._streams[modality].clock
 
     def _any_clock(self) -> ClockModel | None:
@@ -328,30 +302,54 @@ class DeviceAligner:
         c = self.counters
         if status == OUTLIER:
             c["clock_outliers"] += 1
-            self._held.append(chunk)
+            held = self._held
+            held.append(chunk)
+            self._held_rows += chunk.data.shape[0]
+            while self._held_rows > self._held_max:
+                self._held_rows -= held.popleft().data.shape[0]
+                c["held_dropped"] += 1
             return []
         assert status == RESET
         c["clock_resets"] += 1
         log.info("device %s: clock jump, starting a new epoch", self.device)
-        out = self._close_all()
-        for m in self._sharing(chunk.modality):
+        sharing = self._sharing(chunk.modality)
+        old = self._streams[chunk.modality].clock.retired
+        if old is not None:
+            self._retired = dict.fromkeys(sharing, old)
+        try:  # the old epoch's data, in the windows the old epoch's mapping puts it in
+            out = self._close_all()
+        finally:
+            self._retired = {}
+        for m in sharing:
             if self._buffers.pop(m, None) is not None:
                 self._streams[m].buf = None
         return self._release_held(chunk, self._streams[chunk.modality], out)
 
     def _release_held(
-        self, chunk: Chunk, st: _Stream, out: list[FusedWindow] | None = None
+        self, chunk: Chunk, st: Stream, out: list[FusedWindow] | None = None
     ) -> list[FusedWindow]:
-        """Store the chunks held as outliers, then ``chunk``."""
+        """Store the chunks held as outliers, then ``chunk``.
+
+        Each held chunk is stored as if at the time the clock model says it would have
+        arrived (``to_gateway`` of its end): windows time out by that time, not by the burst's
+        arrival, so a backlog delivered after an outage closes its windows as they complete,
+        by device time, rather than each on the first chunk that reaches it.
+        """
         if out is None:
             out = []
-        held, self._held = self._held, []
-        for h in held:
-            out.extend(self._ingest(h, self._streams[h.modality]))
+        held, self._held = self._held, deque()
+        self._held_rows = 0
+        try:
+            for h in held:
+                hst = self._streams[h.modality]
+                self._replay_at = hst.clock.to_gateway(h.t0 + h.data.shape[0] / h.fs)
+                out.extend(self._ingest(h, hst))
+        finally:
+            self._replay_at = math.inf
         out.extend(self._ingest(chunk, st))
         return out
 
-    def _ingest(self, chunk: Chunk, st: _Stream) -> list[FusedWindow]:
+    def _ingest(self, chunk: Chunk, st: Stream) -> list[FusedWindow]:
         arrival = chunk.arrival
         if arrival > self._now:
             self._now = arrival
@@ -393,39 +391,7 @@ class DeviceAligner:
         self._w_start = t_start
         self._w_deadline = t_end + win.lateness_s  # exactly Windower.timed_out's test
 
-    def _needed(self, buf: StreamBuffer, clock: ClockModel, t_start: float) -> tuple[float, float]:
-        """Ring position of grid sample 0 and positions per grid sample."""
-        p0 = buf.position(clock.to_device(t_start))
-        step = buf.fs / (self.config.grid_fs * (1.0 + clock.drift))
-        return p0, step
-
-    def _holds(self, st: _Stream, w: int) -> bool:
-        """Stream ``st`` holds every sample window ``w``'s grid needs (``w`` derived)."""
-        buf = st.buf
-        clock = st.clock
-        assert buf is not None
-        if st.w != w or st.clock_version != clock.version or st.for_buf is not buf:
-            # _needed(buf, clock, t_start) written out (same operations, same order)
-            drift = clock.drift
-            t_device = clock.d_ref + (self._w_start - clock.d_ref - clock.offset) / (1.0 + drift)
-            fs = buf.fs
-            p0 = (t_device - buf.origin) * fs
-            step = fs / (self._grid_fs * (1.0 + drift))
-            reach = max(1.0, step)
-            st.lo = math.ceil(p0 - reach)
-            st.hi = math.floor(p0 + (self.k - 1) * step + reach) + 1
-            st.w = w
-            st.clock_version = clock.version
-            st.for_buf = buf
-            st.ok_version = -1
-        if st.hi > buf.end_pos:
-            return False
-        if st.ok_version != buf.version:
-            st.ok = buf.count(st.lo, st.hi) >= st.hi - st.lo
-            st.ok_version = buf.version
-        return st.ok
-
-    def _complete(self, w: int, first: _Stream | None) -> bool:
+    def _complete(self, w: int, first: Stream | None) -> bool:
         """Every live stream holds every sample window ``w``'s grid needs (``w`` derived).
 
         ``first``, the stream that just gained data, is asked first: the answer is the same
@@ -436,14 +402,14 @@ class DeviceAligner:
             first is not None
             and first.buf is not None
             and first.last_arrival >= quiet
-            and not self._holds(first, w)
+            and not first.holds(w, self._w_start, self.k, self._grid_fs)
         ):
             return False
         live = False
         for st in self._arrived:
             if st.buf is not None and st.last_arrival >= quiet:
                 live = True
-                if st is not first and not self._holds(st, w):
+                if st is not first and not st.holds(w, self._w_start, self.k, self._grid_fs):
                     return False
         return live
 
@@ -454,16 +420,21 @@ class DeviceAligner:
                 return True
         return False
 
-    def _close_ready(self, first: _Stream | None) -> list[FusedWindow]:
+    def _close_ready(self, first: Stream | None) -> list[FusedWindow]:
         out: list[FusedWindow] = []
         win = self.windower
+        now = self._now if self._now < self._replay_at else self._replay_at
         while win.next_index is not None:
             w = win.next_index
             if w != self._w:
                 self._derive_window(w)
-            if self._now >= self._w_deadline:  # timed out
+            if now >= self._w_deadline:  # timed out
                 if not self._has_data_from(self._w_start):
-                    win.next_index = max(w + 1, win.first_open(self._now))
+                    # nothing stored reaches it: it waits for data (a backlog delivered after
+                    # an outage fills it; data after a silence passes it over, counted)
+                    break
+                last = win.first_open(now) - 1
+                if last - w >= _SKIP_FROM and self._pass_empty(w, last):
                     continue
             elif not self._complete(w, first):
                 break
@@ -473,9 +444,41 @@ class DeviceAligner:
                 out.append(fw)
         return out
 
+    def _pass_empty(self, w: int, last: int) -> bool:
+        """Close windows ``w ..`` (at most to ``last``) that no stored sample can reach: each
+        would be closed empty. Counts them; True if any were passed over.
+
+        From window ``w``'s start (less a reach of :data:`_SKIP_MARGIN_S` + ``max_gap_s`` + two
+        samples, more than any grid sample's taps) each stream's next stored sample is found;
+        the windows ending a reach before the earliest of them hold no data. What is left to
+        walk one by one is what walking would have found, at most a few windows of it empty.
+        """
+        if w < self._search_from and last < _NO_LIMIT:
+            return False
+        t_start = self.windower.bounds(w)[0]
+        start = math.inf
+        for m, buf in self._buffers.items():
+            clock = self._clock(m)
+            reach = _SKIP_MARGIN_S + self.config.max_gap_s + 2.0 / buf.fs
+            t_next = buf.next_time(clock.to_device(t_start - reach))
+            if t_next is not None:
+                start = min(start, clock.to_gateway(t_next) - reach)
+        win = self.windower
+        nxt = min(last, win.first_containing(start)) if math.isfinite(start) else w
+        if nxt <= w:
+            if last < _NO_LIMIT:
+                self._search_from = w + self._search_stride
+            return False
+        self.counters["windows_empty"] += nxt - w
+        win.closed(nxt - 1)
+        return True
+
     def _close_all(self) -> list[FusedWindow]:
         out: list[FusedWindow] = []
         win = self.windower
+        w = win.next_index
+        if w is not None and self._has_data_from(win.bounds(w)[0]):
+            self._pass_empty(w, _NO_LIMIT)
         while win.next_index is not None:
             w = win.next_index
             if not self._has_data_from(win.bounds(w)[0]):
@@ -487,57 +490,9 @@ class DeviceAligner:
         return out
 
     def _emit(self, w: int) -> FusedWindow | None:
-        t_start, t_end = self.windower.bounds(w)
-        k, cfg = self.k, self.config
-        matrix = np.zeros((k, self.C), np.float32)
-        mask = np.zeros((k, self.C), np.bool_)
-        blocks: dict[str, np.ndarray] = {}
-        masks: dict[str, np.ndarray] = {}
-        quality: dict[str, dict[str, float]] = {}
-        lateness = self._now - t_end if math.isfinite(self._now) else 0.0
-        present = [m for m in cfg.modalities if m in self._buffers]
-        valid = np.zeros((len(present), k), np.bool_)
-        if present:
-            params = self._params
-            for i, m in enumerate(present):
-                buf = self._buffers[m]
-                p0, step = self._needed(buf, self._clock(m), t_start)
-                max_missing = math.floor(cfg.max_gap_s * buf.fs + 1e-9)
-                params[i] = (p0, step, self.columns[m][0], max_missing)
-            idx, wt = self._scratch
-            align_window(
-                tuple(self._buffers[m].values for m in present),
-                tuple(self._buffers[m].slot_pos for m in present),
-                params[: len(present)],
-                matrix,
-                valid,
-                self._n_ok,
-                idx,
-                wt,
-            )
-        for i, m in enumerate(present):
-            n_ok = int(self._n_ok[i])
-            if n_ok == 0:
-                continue
-            col0, ch = self.columns[m]
-            mask[:, col0 : col0 + ch] = valid[i][:, None]
-            blocks[m] = matrix[:, col0 : col0 + ch].copy()
-            masks[m] = valid[i]
-            quality[m] = {"gap_fraction": 1.0 - n_ok / k, "lateness_s": lateness}
-        if len(blocks) < cfg.min_modalities or not all(
-            m in blocks for m in cfg.required_modalities
-        ):
-            self.counters["windows_dropped"] += 1
-            return None
-        self.counters["windows"] += 1
-        window = Window(
-            device=self.device,
-            t_start=t_start,
-            t_end=t_end,
-            fs=cfg.grid_fs,
-            blocks=blocks,
-            masks=masks,
-            quality=quality,
-            index=w,
-        )
-        return FusedWindow(window=window, matrix=matrix, channels=self.channels, mask=mask)
+        fw = self._fuser.fuse(w, self.windower.bounds(w), self._buffers, self._clock, self._now)
+        if fw is None:
+            self.counters["windows_empty" if self._fuser.last_empty else "windows_dropped"] += 1
+        else:
+            self.counters["windows"] += 1
+        return fw

@@ -52,6 +52,7 @@ from ..mqtt.client import (
 from ..mqtt.fastpath import install_ingest
 from ..mqtt.queue import SheddingQueue
 from ..mqtt.sockets import set_nodelay
+from ..state_layout import code_layout, layout_changes
 from ..types import Prediction, RawMessage
 from .checkpoint import CheckpointStore, Restored, state_digest
 from .config import GatewayConfig
@@ -64,13 +65,6 @@ log = logging.getLogger("streamfuse.gateway")
 
 #: MQTT CONNACK codes (3.1.1 and their 5.0 equivalents) that mean "wrong credentials"
 _AUTH_CODES = frozenset({4, 5, 134, 135})
-#: the layout of what a checkpoint pickles; bump it whenever a pickled class's state changes
-#: (2: Numba-backed feature and normaliser state, per-stream aligner records, the linear
-#: model; 3: sessions remember their last window's start; 4: redelivery keys in two bytes-keyed
-#: generations, the clock's bin copies in arrays), so an older file gives a fresh start instead
-#: of objects the code cannot run. Read only by :meth:`Gateway.checkpoint` and
-#: :meth:`Gateway.restore`.
-CHECKPOINT_VERSION = 4
 
 
 class Gateway:
@@ -202,9 +196,14 @@ class Gateway:
             return None
         state = found.state
         engine = state.get("engine") if isinstance(state, dict) else None
+        changed = layout_changes(state.get("layout"), engine) if engine is not None else []
+        if changed:
+            self.log.error("checkpoint %s holds state of classes that have changed since (%s); "
+                            "starting fresh and leaving the file in place", found.path,
+                            "; ".join(changed))
+            return None
         if (
             not isinstance(engine, Engine)
-            or state.get("version") != CHECKPOINT_VERSION
             or engine.prefix != self.engine.prefix
             or engine.config != self.engine.config
         ):
@@ -236,7 +235,7 @@ class Gateway:
         try:
             self.store.save(
                 {
-                    "version": CHECKPOINT_VERSION,
+                    "layout": code_layout(),
                     "engine": self.engine,
                     "retired_align": dict(self.house.retired_align),
                     "saved_at": self.clock(),

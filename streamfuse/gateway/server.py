@@ -28,9 +28,10 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from ..engine import Engine, warm_up
+from ..engine import Engine
 from ..exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_STUCK
 from ..types import Prediction, RawMessage
+from ..warmup import warm_up
 from .app import Gateway
 from .config import GatewayConfig
 from .loading import from_mapping, load

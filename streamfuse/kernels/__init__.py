@@ -1,4 +1,6 @@
-"""Numba kernels: ring buffers, align + interleave, minimum-delay clock fit.
+"""Every Numba kernel of streamfuse: ring buffers, align + interleave, minimum-delay clock fit,
+frame scans, filters, features (QRS, heart, motion, spectra, moments), early fusion, the
+neuro-fuzzy and linear models' updates and the rank AUC.
 
 Kernels take arrays and scalars only and write into preallocated outputs; call :func:`warmup`
 once at start so the first message does not pay for compilation (``cache=True`` makes later

@@ -3,7 +3,7 @@ zero-crossing rate and Hjorth mobility per column (see :mod:`streamfuse.fusion.e
 
 Sums follow NumPy's order for the expressions this replaced (``sum(axis=0)`` of a C-ordered
 matrix: row by row, or pairwise for a single column; ``add.reduceat``: first row, then the
-rest pairwise). Plain reference: ``tests.naive_features.naive_early_arrays``.
+rest pairwise). Golden master: ``tests.golden.features.naive_early_arrays``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ and the kurtosis of the valid samples, in one pass over the beat history.
 
 HRV definitions as in :func:`streamfuse.features.ecg.hrv` (Task Force of the ESC and NASPE,
 1996). Sums follow NumPy's order (:mod:`streamfuse.kernels.moments`). Plain reference:
-``tests.naive_features.NaiveECGFeatures`` (the NumPy code this replaced).
+``tests.golden.features.NaiveECGFeatures`` (the NumPy code this replaced).
 """
 
 from __future__ import annotations

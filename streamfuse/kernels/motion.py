@@ -2,7 +2,7 @@
 gaps, band-passes the magnitude twice (activity counts, steps), finds steps and keeps the
 history the dominant frequency and the counts are taken from.
 
-Plain reference: ``tests.naive_features.NaiveAccFeatures`` (the NumPy/SciPy code these
+Golden master: ``tests.golden.features.NaiveAccFeatures`` (the NumPy/SciPy code these
 replaced).
 """
 

@@ -6,7 +6,7 @@ segments out mean-removed and windowed, one row per (segment, channel), ready fo
 and the complex magnitude stay NumPy's own); :func:`welch_psd` averages the squared magnitudes
 into a one-sided density. :func:`band_summary` turns a PSD into the EEG feature vector.
 Sums follow NumPy's order (:mod:`streamfuse.kernels.moments`). Plain reference:
-``tests.naive_features.naive_masked_welch`` and ``naive_band_features`` (the NumPy code these
+``tests.golden.features.naive_masked_welch`` and ``naive_band_features`` (the NumPy code these
 kernels replaced).
 """
 

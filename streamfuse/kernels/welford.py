@@ -4,7 +4,7 @@
 (:class:`streamfuse.features.OnlineNormalizer`), :func:`welford_dense` a fixed-layout vector
 (:class:`streamfuse.fusion.early.ArrayNormalizer`). Both use the operations of the code they
 replaced, in its order, so the statistics are bit-identical. Plain reference:
-``tests.naive_features.NaiveOnlineNormalizer`` and ``NaiveArrayNormalizer``.
+``tests.golden.features.NaiveOnlineNormalizer`` and ``NaiveArrayNormalizer``.
 """
 
 from __future__ import annotations

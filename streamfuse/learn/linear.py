@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from river import base
 
-from . import linear_kernels as kern
+from ..kernels import linear as kern
 
 _CACHED_KEY_SETS = 64
 

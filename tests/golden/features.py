@@ -1,4 +1,4 @@
-"""Plain NumPy/SciPy references for the per-window feature kernels (issue 8).
+"""GOLDEN MASTER, not a reference: the feature code frozen before its Numba kernels (issue 8).
 
 This is the feature code as it stood before its per-window work moved into Numba kernels
 (``streamfuse.kernels.moments``, ``filters``, ``spectral``, ``motion``, ``heart``, ``early``,
@@ -7,6 +7,12 @@ the kernels and the extractors built on them against these; ``bench/test_bench_f
 times them side by side. The plain-loop references of the small kernels (pairwise sum, hold,
 tail) are in ``tests/naive.py``; this larger module sits beside it so that file's sections stay
 short and independent.
+
+Being a frozen copy, it shares constants and a few pieces with the production code (the QRS
+detector, the step kernel, cursors, key names), and repeats the production code where that code
+did not change since. Do not update it to follow the production code: its worth is that it
+stands still. Where a feature's definition changes on purpose, change the test's expectation
+and say so, or freeze a new copy here.
 """
 
 from __future__ import annotations
