@@ -1,11 +1,12 @@
-"""A first look at the issue-16 techniques on eegmat, before they are engine levels.
+"""A first look at the issue-16 techniques on eegmat, before they were engine levels.
 
-NOT the evaluation protocol (``streamfuse evaluate`` is; these levels join it once they are
-wired into ``fusion/levels.py``): windows are cut straight from the EDF recordings (500 Hz
-decimated to 250 Hz, 8 s every 4 s, rest then arithmetic per subject), the features are the
-engine's (``DeviceFeatures`` + per-device ``OnlineNormalizer``), models learn across subjects
-in sorted order, each label two windows after its window's decision. Scored per subject: AUC
-of P(arithmetic), mean ± sd over subjects.
+Superseded: ``attention``, ``mkl`` and ``bayes`` now run in the engine and in ``streamfuse
+evaluate`` (with ``--corrupt`` / ``--drop``; docs/evaluation.md); this script is kept as the
+record of the preliminary look, NOT the evaluation protocol: windows are cut straight from the
+EDF recordings (500 Hz decimated to 250 Hz, 8 s every 4 s, rest then arithmetic per subject),
+the features are the engine's (``DeviceFeatures`` + per-device ``OnlineNormalizer``), models
+learn across subjects in sorted order, each label two windows after its window's decision.
+Scored per subject: AUC of P(arithmetic), mean ± sd over subjects.
 
 Levels: ``intermediate`` (default logreg on all features), ``late`` (a logreg per modality,
 Hedge-weighted), ``attention`` (a ``ModalityGate`` over the late members' probabilities and

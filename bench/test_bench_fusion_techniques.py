@@ -16,6 +16,12 @@ after a warm-up, on a model warmed on the same warm-up windows:
 - ``conformal``: ``AdaptiveConformal`` predict + learn on the intermediate probabilities;
 - ``quality``: computing every modality's quality indices of one window.
 
+``test_bench_hub_level`` times each level as the engine runs it: a
+:class:`~streamfuse.fusion.levels.FusionHub` configured with that level alone (conformal sets
+on, as by default) doing ``evidence`` (normalisation, and the quality indices for attention and
+bayes), ``decide`` and ``learn`` per window, beside the hub running ``intermediate`` alone,
+timed right after in the same process.
+
 Each case prints its per-window median beside the intermediate baseline timed right after it,
 in the same process (``extra_info`` holds both and their ratio). No thresholds.
 
@@ -27,6 +33,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -38,6 +45,7 @@ from streamfuse.features.quality import window_quality
 from streamfuse.fusion.attention import AttentionFusionClassifier, ModalityGate
 from streamfuse.fusion.bayes import BayesFusionClassifier, BayesianFusion
 from streamfuse.fusion.conformal import AdaptiveConformal
+from streamfuse.fusion.levels import FusionHub
 from streamfuse.fusion.mkl import OnlineMKLClassifier
 from streamfuse.learn.models import make_model
 from tests.feature_windows import simulated_windows
@@ -47,7 +55,7 @@ ROUNDS = 7
 
 
 class Window:
-    __slots__ = ("views", "flat", "quality", "y", "blocks", "masks", "fs")
+    __slots__ = ("views", "flat", "quality", "y", "blocks", "masks", "fs", "fused", "features")
 
     def __init__(self, **kw: Any) -> None:
         for k, v in kw.items():
@@ -69,7 +77,7 @@ def windows() -> list[Window]:
         quality = {m: window_quality(m, w.blocks[m], w.masks[m], w.fs) for m in w.blocks}
         y = "arithmetic" if (i // 30) % 2 else "rest"
         out.append(Window(views=views, flat=z, quality=quality, y=y, blocks=dict(w.blocks),
-                          masks=dict(w.masks), fs=w.fs))
+                          masks=dict(w.masks), fs=w.fs, fused=fw, features=per))
     return out
 
 
@@ -212,3 +220,46 @@ def test_bench_fusion_technique(benchmark, windows, case):
     what = "all modalities' indices" if case == "quality" else "predict + learn"
     print(f"\n{case}: {ours_us:.1f} us/window ({what}); intermediate logreg on the "
           f"same {n_features} features {base_us:.1f} us/window ({ours_us / base_us:.1f}x)")
+
+
+# ------------------------------------------------------------------ each level in the hub
+HUB_LEVELS = ("intermediate", "late", "attention", "mkl", "bayes")
+
+
+def _hub(level: str):
+    hub = FusionHub(EngineConfig(levels=(level,), level=level), partial(make_model, "logreg"))
+    device = hub.new_device()
+
+    def step(w: Window) -> None:
+        ev = hub.evidence(w.fused, w.features, device)
+        hub.learn(ev, hub.decide(ev), w.y)
+
+    return step
+
+
+@pytest.mark.parametrize("level", HUB_LEVELS)
+def test_bench_hub_level(benchmark, windows, level):
+    timed = windows[WARM:]
+    hub_probe = FusionHub(EngineConfig(levels=(level,), level=level),
+                          partial(make_model, "logreg"))  # fmt: skip
+    dev = hub_probe.new_device()
+    for w in windows[: WARM + 5]:
+        ev = hub_probe.evidence(w.fused, w.features, dev)
+        v = hub_probe.decide(ev)
+        hub_probe.learn(ev, v, w.y)
+    assert v.levels[level] and v.decision.level == level  # the level really decides
+
+    def run(step):
+        for w in timed:
+            step(w)
+
+    benchmark.pedantic(run, setup=lambda: ((_warmed(partial(_hub, level), windows),), {}),
+                       rounds=ROUNDS, warmup_rounds=1)
+    ours_us = median_s(benchmark) / len(timed) * 1e6
+    base_us = _per_window_s(partial(_hub, "intermediate"), windows) * 1e6
+    benchmark.extra_info.update(
+        windows=len(timed), per_window_us=ours_us, intermediate_hub_per_window_us=base_us,
+        ratio=ours_us / base_us,
+    )
+    print(f"\nhub[{level}]: {ours_us:.1f} us/window (evidence + decide + learn); "
+          f"hub[intermediate] {base_us:.1f} us/window ({ours_us / base_us:.2f}x)")

@@ -33,10 +33,13 @@ class ModalitySpec:
             raise ConfigError(f"modality {self.name!r} needs a positive finite rate, got {self.fs}")
 
 
-#: the fusion levels the engine can run side by side, in selector tie-break order
-FUSION_LEVELS: tuple[str, ...] = ("early", "intermediate", "late")
+#: the fusion levels the engine can run side by side, in selector tie-break order: the three
+#: classic levels, then the review's techniques (:mod:`streamfuse.fusion.levels`)
+FUSION_LEVELS: tuple[str, ...] = ("early", "intermediate", "late", "attention", "mkl", "bayes")
+#: the levels an engine runs unless told otherwise
+DEFAULT_LEVELS: tuple[str, ...] = ("early", "intermediate", "late")
 #: names a modality may not take (they name metrics of the levels)
-RESERVED_NAMES = frozenset((*FUSION_LEVELS, "selected", "selector"))
+RESERVED_NAMES = frozenset((*FUSION_LEVELS, "selected", "selector", "conformal"))
 
 ECG = ModalitySpec("ecg", ("ecg",), 250.0, "mV")
 EEG = ModalitySpec("eeg", ("Fp1", "Fp2", "F3", "F4", "C3", "C4", "O1", "O2"), 256.0, "uV")
@@ -89,6 +92,12 @@ class EngineConfig:
     of gateway time, the selector's scores with the rest (0: after every label; the level
     published is always chosen on current scores).
     ``rules_top`` fired rules are published when the model is neuro-fuzzy.
+
+    ``conformal_target`` (None: off) gives every published decision an adaptive conformal
+    prediction set meant to hold the true class that often (Gibbs and Candès 2021; step
+    ``conformal_gamma`` per label, scores of the last ``conformal_window`` labelled windows;
+    :mod:`streamfuse.fusion.conformal`).
+
     ``max_devices`` caps the live devices (sessions; per-device memory is bounded by the
     modalities' configured rates, so this bounds the engine's): a chunk of a new device beyond
     it is refused with reason ``too_many_devices`` under ``device_policy = "refuse"`` (the
@@ -128,7 +137,7 @@ class EngineConfig:
     classes: tuple[str, ...] = ()
     model: str = "logreg"
     level: str = "selected"
-    levels: tuple[str, ...] = FUSION_LEVELS
+    levels: tuple[str, ...] = DEFAULT_LEVELS
     selector_horizon: int = 50
     selector_score: str = "log_loss"
     late_combine: str = "weighted"
@@ -139,6 +148,9 @@ class EngineConfig:
     metrics_window: int = 500
     metrics_refresh_s: float = 1.0
     rules_top: int = 3
+    conformal_target: float | None = 0.9
+    conformal_gamma: float = 0.005
+    conformal_window: int = 500
     max_pending: int = 4096
     silence_s: float = 5.0
     max_devices: int = 10_000
@@ -204,7 +216,15 @@ class EngineConfig:
             )
         if self.late_combine not in ("weighted", "vote"):
             raise ConfigError(f"late_combine={self.late_combine!r}: pass 'weighted' or 'vote'")
-        for name in ("selector_horizon", "early_segments", "metrics_window"):
+        t = self.conformal_target
+        if t is not None and not (isinstance(t, int | float) and 0 < t < 1):
+            raise ConfigError(
+                f"conformal_target={t!r}: pass a coverage in (0, 1), e.g. 0.9, or None for off"
+            )
+        g = self.conformal_gamma
+        if not (isinstance(g, int | float) and math.isfinite(g) and g >= 0):
+            raise ConfigError(f"conformal_gamma={g!r}: pass a finite float >= 0, e.g. 0.005")
+        for name in ("selector_horizon", "early_segments", "metrics_window", "conformal_window"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name}={v!r}: pass an int >= 1")

@@ -399,6 +399,9 @@ class Engine:
                     arrival=now,
                     levels=verdict.levels,
                     modality_proba=verdict.members,
+                    prediction_set=chosen.prediction_set,
+                    explanation=chosen.explanation,
+                    interval=chosen.interval,
                 )
             )
             self.counters["predictions"] += 1

@@ -116,7 +116,13 @@ class Prediction:
     level that cannot predict yet) and ``modality_proba`` each modality model's own (the late
     fusion members: the unimodal decisions). ``metrics`` are the engine's prequential figures
     when the window was decided, flat (``"early.auc"``, ``"eeg.accuracy"``,
-    ``"selector.late"`` ...).
+    ``"selector.late"`` ...). ``prediction_set`` is the published level's conformal set (two
+    or more classes: abstain; empty when sets are off); ``explanation`` what each modality
+    contributed under the published level (``"weight.<modality>"`` for late and attention,
+    ``"weight.<modality>:<gamma>"`` for mkl, ``"logodds.<modality>"`` and
+    ``"logodds.prior"`` for bayes, ``"unusable.<modality>"`` for a modality the
+    quality-aware levels left out); ``interval`` the credible interval of each class's
+    probability (bayes only).
     """
 
     device: str
@@ -134,6 +140,9 @@ class Prediction:
     arrival: float = float("nan")
     levels: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     modality_proba: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    prediction_set: tuple[str, ...] = ()
+    explanation: Mapping[str, float] = field(default_factory=dict)
+    interval: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     def to_json_dict(self) -> dict[str, object]:
         """A JSON-ready dict (the prediction topic's payload)."""
@@ -149,6 +158,9 @@ class Prediction:
             "modality_proba": {k: dict(v) for k, v in self.modality_proba.items()},
             "model": self.model,
             "rules": list(self.rules),
+            "prediction_set": list(self.prediction_set),
+            "explanation": dict(self.explanation),
+            "interval": {k: list(v) for k, v in self.interval.items()},
             "modalities": list(self.modalities),
             "latency_ms": {k: v * 1e3 for k, v in self.latency.items()},
             "metrics": dict(self.metrics),

@@ -154,3 +154,25 @@ def naive_template_correlation(x, beats, before, after):
                         * sum((template[j] - tm) ** 2 for j in range(L)))
         rs.append(num / den if den > 0 else 0.0)
     return sum(rs) / len(rs)
+
+
+def naive_wander(x, mask, fs, cutoff=0.7):
+    """Plain DFT: share of the power above bin 0 below ``cutoff`` Hz (Hann, demeaned valid
+    samples, gaps at the mean)."""
+    n = len(x)
+    valid = [bool(m) for m in mask]
+    if sum(valid) < 8:
+        return math.nan
+    vals = [x[i] for i in range(n) if valid[i]]
+    mu = sum(vals) / len(vals)
+    hann = [0.5 - 0.5 * math.cos(2 * math.pi * i / (n - 1)) for i in range(n)]
+    z = [(x[i] - mu) * hann[i] if valid[i] else 0.0 for i in range(n)]
+    low = total = 0.0
+    for k in range(1, n // 2 + 1):
+        re = sum(z[i] * math.cos(2 * math.pi * k * i / n) for i in range(n))
+        im = sum(z[i] * math.sin(2 * math.pi * k * i / n) for i in range(n))
+        p = re * re + im * im
+        total += p
+        if k * fs / n < cutoff:
+            low += p
+    return low / total if total > 0 else math.nan

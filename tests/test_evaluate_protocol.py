@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from streamfuse.config import FUSION_LEVELS
 from streamfuse.fusion.selector import LevelSelector, grouped_ranking_score, ranking_score
 from streamfuse.replay.controls import majority, permutation
 from streamfuse.replay.eegmat import REST, TASK, EvalSettings, Subject, first_class
@@ -177,7 +178,7 @@ def test_default_run_has_order_controls_and_paired(data_dir: Path) -> None:
     for name in ("time-only", "subject-only"):
         assert len(controls[name]["per_subject_auc"]) == 4
     p = r["paired"]
-    assert p["fusion"] in ("early", "intermediate", "late") and p["unimodal"] in ("eeg", "ecg")
+    assert p["fusion"] in FUSION_LEVELS and p["unimodal"] in ("eeg", "ecg")
     assert set(p) >= {"diff_mean", "ci95", "p"}
     # the first subject of task-first order plays arithmetic from its start
     assert r["subjects"][1]["arithmetic_s"] == 40.0 and r["subjects"][1]["rest_s"] == 40.0

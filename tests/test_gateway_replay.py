@@ -46,7 +46,8 @@ pytestmark = [pytest.mark.broker, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
 EXACT = ("device", "index", "t_start", "t_end", "model", "modalities")
 CLOCK_READINGS = ("latency_ms", "closed_at")
-MODEL_OUTPUTS = ("label", "level", "proba", "levels", "modality_proba", "metrics", "rules")
+MODEL_OUTPUTS = ("label", "level", "proba", "levels", "modality_proba", "metrics", "rules",
+                 "prediction_set", "explanation", "interval")
 
 
 def _spawn(*args: str) -> subprocess.Popen[str]:

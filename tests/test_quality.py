@@ -16,6 +16,7 @@ from tests.naive_quality import (
     naive_line_noise,
     naive_motion,
     naive_template_correlation,
+    naive_wander,
 )
 
 FS = 256.0
@@ -105,6 +106,21 @@ def test_ecg_quality_separates_clean_flat_clipped_and_noise():
     noise = np.random.default_rng(3).normal(size=x.size)
     assert q.ecg_quality(noise[:, None], None, FS)["template"] < 0.6
     assert q.ecg_quality(np.zeros((x.size, 1)), None, FS)["template"] == 0.0
+
+
+def test_wander_matches_a_plain_dft_and_sees_baseline_wander():
+    x, _ = _ecg(noise=0.05, seed=6)
+    x = x[:512]
+    t = np.arange(x.size) / FS
+    mask = np.ones(x.size, dtype=bool)
+    mask[100:140] = False
+    wandering = x + 3.0 * np.abs(x).max() * np.sin(2 * np.pi * 0.3 * t)
+    for sig, m in ((x, None), (wandering, None), (wandering, mask)):
+        want = naive_wander(sig.tolist(), [True] * sig.size if m is None else m.tolist(), FS)
+        assert q.wander_ratio(sig, m, FS) == pytest.approx(want, rel=1e-9)
+    assert q.ecg_quality(x[:, None], None, FS)["wander"] < 0.3
+    assert q.ecg_quality(wandering[:, None], None, FS)["wander"] > 0.8
+    assert math.isnan(q.wander_ratio(x[:5], None, FS))
 
 
 def test_template_correlation_matches_the_plain_definition():

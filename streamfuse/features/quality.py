@@ -14,6 +14,10 @@ template correlation in ``[-1, 1]``) that is 0 (1 for the correlation) on a clea
 - ECG ``template``: mean correlation of each beat (``-0.2 .. +0.4 s`` around its R peak) with
   the median beat, the template-matching index of Orphanidou et al. (2015, IEEE J. Biomed.
   Health Inform. 19(3):832-838); 0 when fewer than two beats stand out;
+- ECG ``wander``: share of the power (Hann periodogram of the demeaned first channel, above
+  the zero-frequency bin) below 0.7 Hz: baseline wander from a loose electrode moving with
+  breathing or the body (Satija et al. 2018, IEEE Rev. Biomed. Eng. 11:36-52, list it among
+  the main ECG noises); the QRS complexes put most of a clean ECG's power at 5-25 Hz;
 - EEG ``line_noise``: share of the 1 Hz-to-Nyquist power within ``±1 Hz`` of the mains
   frequency (the larger of 50 and 60 Hz; channel mean of a Hann periodogram);
 - EEG ``beyond``: fraction of valid samples farther than ``limit`` (150 µV by default) from
@@ -187,6 +191,30 @@ def _line_noise(a: np.ndarray, m: np.ndarray, fs: float, line_hz: tuple[float, .
     return max(float((psd[ok][:, band].sum(axis=1) / total[ok]).mean()) for band in lines)
 
 
+def _wander(a: np.ndarray, m: np.ndarray, fs: float, cutoff: float) -> float:
+    if int(m.sum()) < 8:
+        return math.nan
+    v = a[:, 0]
+    mu = float(v[m].mean())
+    win = _spectrum_plan(a.shape[0], float(fs), (), 1.0)[0]
+    z = np.where(m, v - mu, 0.0) * win
+    psd = np.abs(np.fft.rfft(z)) ** 2
+    f = np.fft.rfftfreq(a.shape[0], 1.0 / fs)
+    total = float(psd[1:].sum())
+    if not total > 0:
+        return math.nan
+    return float(psd[1:][f[1:] < cutoff].sum() / total)
+
+
+def wander_ratio(x: npt.ArrayLike, mask: npt.ArrayLike | None, fs: float,
+                 cutoff: float = 0.7) -> float:
+    """Share of a 1-D signal's power above the zero-frequency bin that lies below ``cutoff``
+    Hz (Hann periodogram of the demeaned valid samples, gaps set to the mean); NaN with fewer
+    than 8 valid samples or no power."""
+    a, m = _check(x, mask)
+    return _wander(a, m, fs, cutoff)
+
+
 def line_noise_ratio(
     x: npt.ArrayLike,
     mask: npt.ArrayLike | None,
@@ -253,7 +281,8 @@ def ecg_quality(
     block: npt.ArrayLike, mask: npt.ArrayLike | None, fs: float, *, flat_s: float = 0.2,
     tol: float = 0.0,
 ) -> dict[str, float]:
-    """``gap``, ``flat``, ``clipped`` and ``template`` of an ECG block (first channel)."""
+    """``gap``, ``flat``, ``clipped``, ``template`` and ``wander`` of an ECG block (first
+    channel)."""
     a, m = _check(block, mask)
     v = np.ascontiguousarray(a[:, :1])
     return _clean({
@@ -261,6 +290,7 @@ def ecg_quality(
         "flat": _flat(v, m, max(2, int(round(flat_s * fs))), tol),
         "clipped": _clipped(v, m, 3, 1e-3),
         "template": _template(v, m, fs),
+        "wander": _wander(v, m, fs, 0.7),
     })
 
 

@@ -36,7 +36,7 @@ from .views import split_views
 
 log = logging.getLogger("streamfuse.fusion.attention")
 
-Probas = Mapping[str, Mapping[Hashable, float]]
+Probas = Mapping[str, Mapping[Any, float]]
 QualityByModality = Mapping[str, Mapping[str, float]]
 
 #: floor of a member's probability of the true class in the gate's gradient

@@ -44,7 +44,7 @@ from .views import split_views
 
 log = logging.getLogger("streamfuse.fusion.bayes")
 
-Probas = Mapping[str, Mapping[Hashable, float]]
+Probas = Mapping[str, Mapping[Any, float]]
 
 #: members' probabilities are clipped to [_P_CLIP, 1 - _P_CLIP] before taking log-odds
 _P_CLIP = 1e-4

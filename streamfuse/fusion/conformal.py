@@ -34,6 +34,7 @@ import math
 from collections import deque
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import ConfigError
 
@@ -114,7 +115,7 @@ class AdaptiveConformal:
         rank = math.ceil((n + 1) * (1.0 - a))
         return math.inf if rank > n else self._sorted[rank - 1]
 
-    def predict(self, proba: Mapping[Hashable, float]) -> PredictionSet:
+    def predict(self, proba: Mapping[Any, float]) -> PredictionSet:
         """The prediction set for class probabilities ``proba`` (classes seen in labels but
         absent from ``proba`` have probability 0)."""
         q = self.threshold()
@@ -125,7 +126,7 @@ class AdaptiveConformal:
         return PredictionSet(chosen, self.alpha_t, q)
 
     # ------------------------------------------------------------------ learn
-    def learn(self, proba: Mapping[Hashable, float], y: Hashable, made: PredictionSet) -> None:
+    def learn(self, proba: Mapping[Any, float], y: Hashable, made: PredictionSet) -> None:
         """Score the set ``made`` for this window (with the ``proba`` it was made from) against
         its label ``y``; update ``alpha_t``, the running figures and the score window."""
         if y not in self.classes:

@@ -14,6 +14,23 @@ window gave once (features are never recomputed per level):
   a modality missing from the window neither speaks nor learns, the others' weights are
   renormalised. Each member's own probabilities are kept: they are the unimodal decisions.
 
+The review's techniques (issue 16) run beside them on the same window:
+
+- ``attention``: the late members' decisions mixed by a quality-aware
+  :class:`~streamfuse.fusion.attention.ModalityGate` (softmax over modalities of a linear
+  function of each one's signal-quality indices, :mod:`streamfuse.features.quality`);
+- ``bayes``: the late members' decisions calibrated online and multiplied as a product of
+  experts (:class:`~streamfuse.fusion.bayes.BayesianFusion`), with a credible interval;
+- ``mkl``: Hedge over (modality, Gaussian kernel) random-feature experts
+  (:class:`~streamfuse.fusion.mkl.OnlineMKLClassifier`) on each modality's features.
+
+When ``attention`` or ``bayes`` runs, each window's quality indices are computed per modality;
+a modality whose indices cross the fixed limits of :mod:`streamfuse.fusion.trust` counts as
+missing for those two levels and its member does not learn from the window (the ``late`` level
+still hears it). Every published decision says what each modality contributed
+(:attr:`Decision.explanation`) and, with ``EngineConfig.conformal_target``, carries an adaptive
+conformal prediction set (:mod:`streamfuse.fusion.conformal`).
+
 With ``EngineConfig.normalize`` each device's inputs (early statistics and physiological
 features alike) are z-scored online against that device's own running mean and spread
 (:class:`~streamfuse.features.OnlineNormalizer`, label-free, causal: updated with the window
@@ -36,7 +53,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from river import base
@@ -44,12 +61,23 @@ from river.base.typing import FeatureName
 
 from ..config import EngineConfig
 from ..features import OnlineNormalizer, concat
+from ..features.quality import window_quality
 from ..learn.metrics import PrequentialMetrics
 from ..learn.models import explain, final_step, model_name
 from ..types import FusedWindow
+from .attention import ModalityGate
+from .bayes import BayesianFusion
+from .conformal import AdaptiveConformal, PredictionSet
 from .early import ArrayNormalizer, EarlyFeatures
 from .late import LateFusion
+from .mkl import OnlineMKLClassifier
 from .selector import LevelSelector
+from .trust import unusable
+
+#: the levels decided from the late members' own probabilities
+MEMBER_LEVELS = frozenset(("late", "attention", "bayes"))
+#: the levels that need each window's signal-quality indices
+QUALITY_LEVELS = frozenset(("attention", "bayes"))
 
 #: how river's type hints spell a feature dict (ours are ``dict[str, float]``)
 RiverX = dict[FeatureName, Any]
@@ -92,37 +120,56 @@ class Evidence:
 
     ``x_early`` is the early level's input, ``x_modalities`` each present modality's
     (normalised) features, ``x_intermediate`` their concatenation; ``device`` the window's
-    device (the selector ranks windows of one device against each other).
+    device (the selector ranks windows of one device against each other); ``quality`` each
+    present modality's signal-quality indices and ``unusable`` the modalities whose indices
+    cross the limits of :mod:`~streamfuse.fusion.trust` (both empty unless a quality-aware
+    level runs).
     """
 
     x_early: dict[str, float]
     x_modalities: dict[str, dict[str, float]]
     x_intermediate: dict[str, float]
     device: str = ""
+    quality: dict[str, dict[str, float]] = field(default_factory=dict)
+    unusable: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
 class Decision:
-    """The published answer for one window (the chosen level's)."""
+    """The published answer for one window (the chosen level's).
+
+    ``prediction_set``: the conformal set (classes sorted; two or more: abstain), () when
+    conformal sets are off or the level could not predict; ``explanation``: what each
+    modality contributed under the published level (:meth:`FusionHub.explain`);
+    ``interval``: per class, the credible interval of its probability (``bayes`` only).
+    """
 
     level: str
     proba: dict[str, float]
     label: str | None
     model: str
     rules: tuple[str, ...] = ()
+    prediction_set: tuple[str, ...] = ()
+    explanation: dict[str, float] = field(default_factory=dict)
+    interval: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
 class Verdict:
     """Every level's and every late member's probabilities for one window, and the choice.
 
-    ``weights`` are the late-fusion weights used over the modalities that spoke (sum 1).
+    ``weights`` are the late-fusion weights used over the modalities that spoke (sum 1);
+    ``explanations`` each level's per-modality contributions (:meth:`FusionHub.explain`);
+    ``conformal`` the prediction set made for the published level (None: sets off, or the
+    level could not predict).
     """
 
     levels: dict[str, Proba]
     members: dict[str, Proba]
     weights: dict[str, float]
     decision: Decision
+    explanations: dict[str, dict[str, float]] = field(default_factory=dict)
+    conformal: PredictionSet | None = None
 
     @property
     def chosen(self) -> str:
@@ -174,9 +221,18 @@ class FusionHub:
         self.config = config
         self.levels = tuple(config.levels)
         self.models: dict[str, base.Classifier] = {
-            lv: model_factory() for lv in self.levels if lv != "late"
+            lv: model_factory() for lv in self.levels if lv in ("early", "intermediate")
         }
         self.late = LateFusion(_Fresh(model_factory), combine=config.late_combine)
+        self._members = bool(MEMBER_LEVELS & set(self.levels))
+        self._quality = bool(QUALITY_LEVELS & set(self.levels))
+        self.gate = ModalityGate() if "attention" in self.levels else None
+        self.bayes = BayesianFusion(positive=config.positive) if "bayes" in self.levels else None
+        self.mkl = OnlineMKLClassifier(seed=0) if "mkl" in self.levels else None
+        t = config.conformal_target
+        self.conformal = None if t is None else AdaptiveConformal(
+            target=t, gamma=config.conformal_gamma, window=config.conformal_window
+        )
         probe = next(iter(self.models.values())) if self.models else model_factory()
         self.model_name = model_label or model_name(probe)
         # every model comes from the one factory: rules exist for all of them or for none
@@ -212,11 +268,20 @@ class FusionHub:
         x_early: dict[str, float] = {}
         if "early" in self.levels:
             x_early = self.early(fused, device.early)
+        quality: dict[str, dict[str, float]] = {}
+        if self._quality:
+            w = fused.window
+            quality = {
+                m: window_quality(m, w.blocks[m], w.masks.get(m), w.fs)
+                for m in w.blocks if m in feats
+            }
         return Evidence(
             x_early,
             feats,
             flat if "intermediate" in self.levels else {},
             fused.window.device,
+            quality,
+            unusable(quality),
         )
 
     def _single(self, level: str, x: dict[str, float]) -> Proba:
@@ -230,38 +295,75 @@ class FusionHub:
         levels: dict[str, Proba] = {}
         members: dict[str, Proba] = {}
         weights: dict[str, float] = {}
+        explanations: dict[str, dict[str, float]] = {}
+        intervals: dict[str, tuple[float, float]] = {}
+        if self._members:
+            members = {
+                m: {str(c): float(v) for c, v in p.items()}
+                for m, p in self.late._member_probas(evidence.x_modalities).items()
+            }
+        # the quality-aware levels hear only the members whose signal is usable (all of them
+        # when none is: a damaged decision beats none, and the explanation says so)
+        bad = getattr(evidence, "unusable", ())
+        trusted = {m: p for m, p in members.items() if m not in bad} if bad else members
+        if not trusted:
+            trusted = members
         for lv in self.levels:
             if lv == "early":
                 levels[lv] = self._single(lv, evidence.x_early)
             elif lv == "intermediate":
                 levels[lv] = self._single(lv, evidence.x_intermediate)
-            else:
-                members, weights, levels[lv] = self._late(evidence.x_modalities)
+            elif lv == "late":
+                weights, levels[lv] = self._late(members)
+                explanations[lv] = {f"weight.{m}": w for m, w in weights.items()}
+            elif lv == "attention":
+                assert self.gate is not None
+                p, gw = self.gate.combine(trusted, getattr(evidence, "quality", {}))
+                levels[lv] = {str(c): float(v) for c, v in p.items()}
+                explanations[lv] = {f"weight.{m}": w for m, w in gw.items()}
+            elif lv == "bayes":
+                assert self.bayes is not None
+                out = self.bayes.fuse(trusted) if trusted else None
+                levels[lv] = {} if out is None else {str(c): v for c, v in out.proba.items()}
+                if out is not None and out.proba:
+                    explanations[lv] = {
+                        **{f"logodds.{m}": v for m, v in out.contributions.items()},
+                        "logodds.prior": out.prior,
+                    }
+                    intervals = {str(c): iv for c, iv in out.interval.items()}
+            elif lv == "mkl":
+                assert self.mkl is not None
+                p, kw = self.mkl.predict_views(evidence.x_modalities)
+                levels[lv] = {str(c): float(v) for c, v in p.items()}
+                explanations[lv] = {f"weight.{k}": w for k, w in kw.items()}
+        for m in bad:
+            if m in members:
+                for lv in QUALITY_LEVELS & set(self.levels):
+                    explanations.setdefault(lv, {})[f"unusable.{m}"] = 1.0
         chosen = self.selector.best()
+        proba = levels[chosen]
+        made = self.conformal.predict(proba) if self.conformal is not None and proba else None
         decision = Decision(
             chosen,
-            levels[chosen],
-            _argmax(levels[chosen]),
+            proba,
+            _argmax(proba),
             self.model_name,
             self._rules(chosen, evidence, weights),
+            () if made is None else tuple(str(c) for c in made.classes),
+            dict(explanations.get(chosen, {})),
+            intervals if chosen == "bayes" else {},
         )
-        return Verdict(levels, members, weights, decision)
+        return Verdict(levels, members, weights, decision, explanations, made)
 
-    def _late(
-        self, x: dict[str, dict[str, float]]
-    ) -> tuple[dict[str, Proba], dict[str, float], Proba]:
-        """Late fusion keeping each member's own probabilities (each member predicts once).
+    def _late(self, members: dict[str, Proba]) -> tuple[dict[str, float], Proba]:
+        """Late fusion of the members' own probabilities (each member predicted once).
 
         Combines exactly as :meth:`LateFusion.predict_proba`: weights over the members that
         spoke, then a weighted average of probabilities (or of votes for their decisions).
         """
-        members = {
-            m: {str(c): float(v) for c, v in p.items()}
-            for m, p in self.late._member_probas(x).items()
-        }
         weights = self.late.weights(list(members))
         if not weights:
-            return members, {}, {}
+            return {}, {}
         proba: Proba = {}
         for m, p in members.items():
             if self.late.combine == "vote":
@@ -274,7 +376,7 @@ class FusionHub:
         total = sum(proba.values())
         if total > 0:
             proba = {c: v / total for c, v in proba.items()}
-        return members, weights, proba
+        return weights, proba
 
     def _rules(
         self, level: str, evidence: Evidence, weights: Mapping[str, float]
@@ -327,12 +429,26 @@ class FusionHub:
         if not now - self._refreshed < self.config.metrics_refresh_s:  # NaN: due
             self._refresh_due = True
             self._refreshed = now if math.isfinite(now) else -math.inf
+        made = getattr(verdict, "conformal", None)
+        if self.conformal is not None and made is not None and chosen:
+            self.conformal.learn(chosen, y, made)
         for lv, model in self.models.items():
             x = evidence.x_early if lv == "early" else evidence.x_intermediate
             if x:
                 model.learn_one(cast(RiverX, x), y)
-        if "late" in self.levels:
-            self.late.learn(evidence.x_modalities, y)
+        bad = getattr(evidence, "unusable", ())
+        trusted = {m: p for m, p in verdict.members.items() if m not in bad}
+        if self.gate is not None:
+            self.gate.learn(trusted, getattr(evidence, "quality", {}), y)
+        if self.bayes is not None:
+            self.bayes.learn(trusted, y)
+        if self.mkl is not None and evidence.x_modalities:
+            self.mkl.learn_views(evidence.x_modalities, y)
+        if self._members:
+            views = evidence.x_modalities
+            if bad:  # a damaged modality's member does not learn from the window
+                views = {m: f for m, f in views.items() if m not in bad}
+            self.late.learn(views, y)
 
     def metrics_snapshot(self) -> dict[str, float]:
         """The figures published with each prediction (see :meth:`metrics_now`).
@@ -353,9 +469,20 @@ class FusionHub:
     def metrics_now(self) -> dict[str, float]:
         """Flat, JSON-friendly prequential figures, all current:
         ``"<level|modality|selected>.<metric>"`` (auc, accuracy, f1, precision, recall,
-        specificity, n) and ``"selector.<level>"`` (the selector's rolling score); undefined
-        (NaN) figures are left out."""
-        return {**self._prequential_now(), **self._selector_now()}
+        specificity, n), ``"selector.<level>"`` (the selector's rolling score) and
+        ``"conformal.<coverage|mean_set_size|abstain_rate>"`` (running, over the published
+        decisions' sets); undefined (NaN) figures are left out."""
+        return {**self._prequential_now(), **self._selector_now(), **self._conformal_now()}
+
+    def _conformal_now(self) -> dict[str, float]:
+        if self.conformal is None:
+            return {}
+        m = self.conformal.metrics()
+        return {
+            f"conformal.{k}": float(m[k])
+            for k in ("coverage", "mean_set_size", "abstain_rate")
+            if math.isfinite(m[k])
+        }
 
     def _prequential_now(self) -> dict[str, float]:
         out: dict[str, float] = {}

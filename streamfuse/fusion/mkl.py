@@ -261,7 +261,7 @@ class OnlineMKLClassifier(base.Classifier):
 
     # ------------------------------------------------------------------ predict
     def _expert_probas(
-        self, views: Mapping[str, Mapping[Hashable, Any]]
+        self, views: Mapping[str, Mapping[Any, Any]]
     ) -> dict[str, np.ndarray]:
         n = len(self.classes)
         out: dict[str, np.ndarray] = {}
@@ -274,7 +274,7 @@ class OnlineMKLClassifier(base.Classifier):
         return out
 
     def predict_views(
-        self, views: Mapping[str, Mapping[Hashable, Any]]
+        self, views: Mapping[str, Mapping[Any, Any]]
     ) -> tuple[dict[Hashable, float], dict[str, float]]:
         """``(proba, kernel weights over the present modalities)`` for one window."""
         if not self.classes:
@@ -294,7 +294,7 @@ class OnlineMKLClassifier(base.Classifier):
         return self.predict_views(split_views(x, self.separator, None)[0])[0]
 
     # ------------------------------------------------------------------ learn
-    def learn_views(self, views: Mapping[str, Mapping[Hashable, Any]], y: Hashable) -> None:
+    def learn_views(self, views: Mapping[str, Mapping[Any, Any]], y: Hashable) -> None:
         """Hedge losses, then one SGD step, for every expert of every present modality."""
         k = self._class_index.get(y)
         if k is None:

@@ -106,7 +106,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "--label-delay-s after its window (models follow the person's own labels)")
     ev.add_argument("--no-controls", action="store_true",
                     help="skip the majority, time-only, subject-only and permuted controls")
-    ev.add_argument("--seed", type=int, default=0, help="permuted control and bootstrap seed")
+    ev.add_argument("--seed", type=int, default=0,
+                    help="permuted control, bootstrap and damaged-window seed")
+    damage = ev.add_mutually_exclusive_group()
+    damage.add_argument("--corrupt", choices=["eeg", "ecg"], default=None,
+                        help="inject artefacts into this modality in a seeded 30%% of each "
+                        "subject's windows; the JSON's 'robustness' compares with a clean run")
+    damage.add_argument("--drop", choices=["eeg", "ecg"], default=None,
+                        help="remove this modality in a seeded 30%% of each subject's windows")
+    ev.add_argument("--conformal-target", type=float, default=0.9,
+                    help="coverage of the published level's conformal sets (0.9)")
     ev.add_argument("--no-progress", action="store_true")
     ev.set_defaults(run=run_evaluate)
 
@@ -299,6 +308,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         labels=args.labels,
         controls=not args.no_controls,
         seed=args.seed,
+        corrupt=args.corrupt,
+        drop=args.drop,
+        conformal_target=args.conformal_target,
     )
     t0 = time.perf_counter()
     with _progress(not args.no_progress, "evaluating", None) as adv:

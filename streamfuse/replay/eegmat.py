@@ -24,7 +24,7 @@ half the cost.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..config import FUSION_LEVELS, EngineConfig
@@ -35,7 +35,7 @@ from .replay import Timed
 
 REST, TASK = "rest", "arithmetic"
 POSITIVE = TASK
-LEVELS = ("eeg", "ecg", "early", "intermediate", "late", "selected")
+LEVELS = ("eeg", "ecg", "early", "intermediate", "late", "attention", "mkl", "bayes", "selected")
 METRICS = ("auc", "accuracy", "f1", "precision", "recall", "specificity")
 
 
@@ -68,6 +68,13 @@ class EvalSettings:
     controls: bool = True  # majority, time-only, subject-only, permuted
     seed: int = 0  # the permuted control's shuffle and the paired bootstrap
     seconds: float | None = None  # cut each recording to this many seconds (tests)
+    #: the robustness experiment (:mod:`streamfuse.replay.artefacts`): artefacts in, or the
+    #: removal of, one modality in a seeded ``damage_fraction`` of each subject's windows
+    corrupt: str | None = None
+    drop: str | None = None
+    damage_fraction: float = 0.3
+    #: the published level's conformal sets (None: off)
+    conformal_target: float | None = 0.9
 
     @property
     def delay(self) -> float:
@@ -101,6 +108,8 @@ class Subject:
     boundary: float
     end: float
     first: str = REST
+    #: spans of the timeline where a modality was damaged (the robustness experiment)
+    damaged: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def second(self) -> str:
@@ -144,6 +153,7 @@ def eval_config(s: EvalSettings) -> EngineConfig:
         normalize=s.normalize,
         selector_score=s.selector_score,
         selector_horizon=s.selector_horizon,
+        conformal_target=s.conformal_target,
     )
 
 
@@ -200,9 +210,20 @@ def subject_items(
     d_a = min(a.duration, s.seconds) if s.seconds else a.duration
     d_b = min(b.duration, s.seconds) if s.seconds else b.duration
     subj = Subject(name, start, start + d_a, start + d_a + d_b, first)
+    played = [(a, start, d_a), (b, subj.boundary, d_b)]
+    if s.corrupt is not None and s.drop is not None:
+        raise DataSourceError("pass corrupt or drop, not both")
+    target, how = (s.corrupt, "corrupt") if s.corrupt is not None else (s.drop, "drop")
+    if target is not None:
+        from .artefacts import damage
+
+        recs2, subj.damaged = damage(
+            played, target, how, s.window_s, s.damage_fraction, s.seed, name
+        )
+        played = [(r, off, stop) for r, (_, off, stop) in zip(recs2, played, strict=True)]
     items: list[tuple[float, int, int, Chunk | Label]] = []
     k = 0
-    for rec, off, stop in ((a, start, d_a), (b, subj.boundary, d_b)):
+    for rec, off, stop in played:
         for chunk in chunk_stream(rec, name, chunk_s=s.chunk_s, t_offset=off, t_stop=stop):
             items.append((chunk.arrival, 0, k, chunk))
             k += 1

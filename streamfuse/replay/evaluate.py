@@ -32,9 +32,10 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -115,6 +116,18 @@ def _score(run: LevelRun, subj: Subject, preds: list[Prediction]) -> None:
         metrics.update(truth, proba, label)
 
 
+@dataclass(slots=True)
+class Pass:
+    """One engine run over every subject: the levels' scores, the subjects' timelines, the
+    recording hub and every prediction with its window's truth."""
+
+    runs: list[LevelRun]
+    subjects: list[Subject]
+    hub: ctl.RecordingHub
+    engine: Engine
+    seen: list[tuple[Prediction, str | None]]
+
+
 def evaluate_eegmat(
     data_dir: str | Path,
     settings: EvalSettings | None = None,
@@ -122,21 +135,50 @@ def evaluate_eegmat(
     on_subject: Callable[[str], None] | None = None,
     on_item: Callable[[], None] | None = None,
 ) -> dict[str, object]:
-    """Run the comparison (and its controls); return the results in the issue's JSON shape."""
+    """Run the comparison (and its controls); return the results in the issue's JSON shape.
+
+    With ``settings.corrupt`` or ``settings.drop`` the figures are those of the damaged
+    stream, and ``"robustness"`` compares every level with a second, undamaged run of the
+    same windows (:func:`robustness`)."""
     s = settings or EvalSettings()
     first_class(s.order, 0)  # an unknown order fails before any file is read
+    if s.labels not in LABEL_MODES:
+        raise DataSourceError(f"labels={s.labels!r}; choose one of {LABEL_MODES}")
+    if s.corrupt is not None and s.drop is not None:
+        raise DataSourceError("pass --corrupt or --drop, not both")
     root = Path(data_dir)
     names = subject_names(root)
     if s.subjects is not None:
         names = names[: s.subjects]
+    run = _pass(root, names, s, on_subject, on_item)
+    results = _results(run.runs, run.subjects, s)
+    results["conformal"] = conformal_figures(run, s)
+    if s.corrupt is not None or s.drop is not None:
+        clean = _pass(root, names, replace(s, corrupt=None, drop=None), on_subject, on_item)
+        results["robustness"] = robustness(clean, run, s)
+    if s.controls:
+        config = eval_config(s)
+        factory = partial(make_model, config.model)
+        results["controls"] = _controls(run.hub, run.subjects, s, config, factory)
+    results["paired"] = _paired(results, s)
+    return results
+
+
+def _pass(
+    root: Path,
+    names: list[str],
+    s: EvalSettings,
+    on_subject: Callable[[str], None] | None,
+    on_item: Callable[[], None] | None,
+) -> Pass:
+    """One engine over every subject in turn; each level scored per subject."""
     config = eval_config(s)
     engine = Engine(config)
     factory = partial(make_model, config.model)
     hub = ctl.RecordingHub(config, factory, config.model)
     engine.hub = hub  # the same hub, keeping the schedule the controls replay
     runs = [LevelRun(level, engine) for level in s.levels]
-    if s.labels not in LABEL_MODES:
-        raise DataSourceError(f"labels={s.labels!r}; choose one of {LABEL_MODES}")
+    seen: list[tuple[Prediction, str | None]] = []
     gap = 2 * s.window_s + s.delay
     start = 0.0
     subjects: list[Subject] = []
@@ -154,17 +196,125 @@ def evaluate_eegmat(
         preds.extend(engine.tick(subj.end + gap - s.hop_s))
         for run in runs:
             _score(run, subj, preds)
+        seen.extend((p, subj.truth(p.t_start, p.t_end)) for p in preds if p.device == subj.name)
         # next subject starts on a whole hop after the gap
         start = math.ceil((subj.end + gap) / s.hop_s) * s.hop_s
     late = engine.flush()
+    by_name = {subj.name: subj for subj in subjects}
     for run in runs:
         for subj in subjects:
             _score(run, subj, late)
-    results = _results(runs, subjects, s)
-    if s.controls:
-        results["controls"] = _controls(hub, subjects, s, config, factory)
-    results["paired"] = _paired(results, s)
-    return results
+    seen.extend(
+        (p, by_name[p.device].truth(p.t_start, p.t_end)) for p in late if p.device in by_name
+    )
+    return Pass(runs, subjects, hub, engine, seen)
+
+
+# ---------------------------------------------------------------------------- conformal
+def conformal_figures(run: Pass, s: EvalSettings) -> dict[str, object]:
+    """The published decisions' conformal sets scored against each window's truth: coverage,
+    mean set size and abstain rate (sets of both classes) over every window the published
+    level could predict, and the engine's own running figures (over the labels it learnt)."""
+    if s.conformal_target is None:
+        return {"target": None}
+    n = covered = size = abstained = 0
+    for p, truth in run.seen:
+        if truth is None or not p.proba:
+            continue
+        n += 1
+        covered += truth in p.prediction_set
+        size += len(p.prediction_set)
+        abstained += len(p.prediction_set) > 1
+    hub = run.engine.hub
+    engine = hub.conformal.metrics() if hub.conformal is not None else {}
+    return {
+        "target": s.conformal_target,
+        "coverage": covered / n if n else None,
+        "mean_set_size": size / n if n else None,
+        "abstain_rate": abstained / n if n else None,
+        "windows": n,
+        "gamma": run.engine.config.conformal_gamma,
+        "engine": {k: _round(v) for k, v in engine.items()},
+    }
+
+
+# ---------------------------------------------------------------------------- robustness
+def _window_aucs(
+    run: Pass, level: str, keep: Callable[[Prediction, Subject], bool]
+) -> tuple[list[float], int, int]:
+    """Per-subject AUCs of ``level`` over the windows ``keep`` accepts; how many such windows
+    had a truth, and how many of those the level gave no probabilities for."""
+    by_name = {subj.name: subj for subj in run.subjects}
+    scores: dict[str, PrequentialMetrics] = {}
+    windows = silent = 0
+    for p, truth in run.seen:
+        subj = by_name.get(p.device)
+        if subj is None or truth is None or not keep(p, subj):
+            continue
+        windows += 1
+        proba, label, _ = level_decision(level, p)
+        if not proba:
+            silent += 1
+            continue
+        m = scores.setdefault(p.device, PrequentialMetrics(positive=POSITIVE, window=10**6))
+        m.update(truth, proba, label)
+    aucs = [float(m.get()["auc"]) for m in scores.values() if m.n]
+    return [a for a in aucs if math.isfinite(a)], windows, silent
+
+
+def robustness(clean: Pass, damaged: Pass, s: EvalSettings) -> dict[str, object]:
+    """Every level's AUC (mean over subjects) on the same windows, undamaged and damaged:
+    over all windows, and over the windows at least half inside a damaged span; the loss
+    (clean minus damaged); and how many windows each level left without a prediction."""
+    spans = {subj.name: subj.damaged for subj in damaged.subjects}
+    from .artefacts import overlap
+
+    def hit(p: Prediction, subj: Subject) -> bool:
+        return overlap(spans.get(subj.name, []), p.t_start, p.t_end) >= 0.5
+
+    def everywhere(p: Prediction, subj: Subject) -> bool:
+        return True
+
+    levels: dict[str, dict[str, Any]] = {}
+    for level in s.levels:
+        entry: dict[str, Any] = {}
+        for name, keep in (("all", everywhere), ("damaged_windows", hit)):
+            a_clean, n_clean, silent_clean = _window_aucs(clean, level, keep)
+            a_dmg, n_dmg, silent_dmg = _window_aucs(damaged, level, keep)
+            mc = float(np.mean(a_clean)) if a_clean else math.nan
+            md = float(np.mean(a_dmg)) if a_dmg else math.nan
+            entry[name] = {
+                "auc_clean": _round(mc),
+                "auc_damaged": _round(md),
+                "loss": _round(mc - md),
+                "subjects": len(a_dmg),
+                "windows": n_dmg,
+                "unpredicted_clean": silent_clean,
+                "unpredicted_damaged": silent_dmg,
+            }
+        levels[level] = entry
+    ref = levels.get("intermediate")
+    if ref is not None:
+        base = ref["all"]["loss"]
+        for entry in levels.values():
+            loss = entry["all"]["loss"]
+            entry["within_half_of_intermediate"] = (
+                None if loss is None or base is None else bool(loss <= max(base / 2, 0.01))
+            )
+    n_hit = sum(
+        1 for p, truth in damaged.seen
+        if truth is not None and hit(p, next(x for x in damaged.subjects if x.name == p.device))
+    )
+    return {
+        "corrupt": s.corrupt,
+        "drop": s.drop,
+        "fraction": s.damage_fraction,
+        "seed": s.seed,
+        "damaged_windows": n_hit,
+        "windows_clean": sum(1 for _, t in clean.seen if t is not None),
+        "windows_damaged": sum(1 for _, t in damaged.seen if t is not None),
+        "levels": levels,
+    }
 
 
 # ---------------------------------------------------------------------------- controls

@@ -57,7 +57,39 @@ def table(results: Mapping[str, Any]) -> str:
             f"{p['diff_mean']:+.3f}, 95 % bootstrap CI [{lo:+.3f}, {hi:+.3f}], "
             f"Wilcoxon p = {p['p']:.3g}; {p['fusion']} higher in {p['wins']} of {p['n']}"
         )
+    c = results.get("conformal") or {}
+    if c.get("coverage") is not None:
+        text += (
+            f"\n\nconformal sets on the published level (target {c['target']:.2f}, "
+            f"{c['windows']} windows): coverage {c['coverage']:.3f}, mean set size "
+            f"{c['mean_set_size']:.3f}, abstain rate {c['abstain_rate']:.3f}"
+        )
+    rob = results.get("robustness")
+    if rob:
+        what = f"--corrupt {rob['corrupt']}" if rob.get("corrupt") else f"--drop {rob['drop']}"
+        lines = [
+            f"\n\n{what} ({rob['damaged_windows']} of {rob['windows_damaged']} windows at "
+            "least half damaged): AUC clean -> damaged, same windows",
+            "| level | all windows | loss | damaged windows | loss | unpredicted clean/damaged |",
+            "|---|---|---|---|---|---|",
+        ]
+        for level, e in rob["levels"].items():
+            a, d = e["all"], e["damaged_windows"]
+            lines.append(
+                f"| {level} | {_pair(a)} | {_num(a['loss'])} | {_pair(d)} | {_num(d['loss'])} "
+                f"| {a['unpredicted_clean']}/{a['unpredicted_damaged']} |"
+            )
+        text += "\n".join(lines)
     return text
+
+
+def _num(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:+.3f}"
+
+
+def _pair(e: Mapping[str, Any]) -> str:
+    c, d = e["auc_clean"], e["auc_damaged"]
+    return f"{'n/a' if c is None else f'{c:.3f}'} -> {'n/a' if d is None else f'{d:.3f}'}"
 
 
 def plot(results: Mapping[str, Any], path: str | Path) -> None:
