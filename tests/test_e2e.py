@@ -28,8 +28,10 @@ MARGIN = 0.15
 async def scenario(broker_url: str, prefix: str, junk: bool) -> tuple[Scoreboard, Engine, dict]:
     warm_up()
     # the gateway clock runs 8x faster than the wall clock, so a 100 ms stall of a loaded test
-    # machine looks like 0.8 s of lateness: give windows a budget that survives that
-    engine = Engine(EngineConfig(lateness_s=4.0), prefix=prefix, timer=time.perf_counter)
+    # machine looks like 0.8 s of lateness: give windows a budget that survives that (4 s, half
+    # a second of wall time, was not enough at a load average of 8-9: windows closed before
+    # their data and the accuracy margin failed in 3 runs of about 10)
+    engine = Engine(EngineConfig(lateness_s=8.0), prefix=prefix, timer=time.perf_counter)
     wall0 = time.time()
 
     def clock() -> float:  # the gateway clock runs at simulation speed
