@@ -140,7 +140,8 @@ class Engine:
         decoded: Chunk | Label | codec.BundleParts | None
         if isinstance(item, RawMessage):
             try:
-                decoded = self._decode(item, now)
+                device, kind = self._topics.parse(item.topic)  # raises for a bad topic
+                decoded = codec.decode_message(device, kind, item.payload, self.config, now)
                 if decoded is None:
                     self.counters["own_output_ignored"] += 1
                     return out
@@ -235,22 +236,6 @@ class Engine:
         return out
 
     # ----------------------------------------------------------------- stages
-    def _decode(self, msg: RawMessage, now: float) -> Chunk | Label | codec.BundleParts | None:
-        """Bytes to an item (a bundle to its parts), chunks stamped with their arrival
-        ``now``; ``None`` for our own outputs (prediction topics share the prefix)."""
-        device, kind = self._topics.parse(msg.topic)  # raises for a bad topic
-        if kind == topics.LABEL:
-            return codec.decode_label(device, msg.payload)
-        if kind == topics.PREDICTION:
-            return None
-        if kind == topics.BUNDLE:
-            return codec.decode_bundle(
-                device, msg.payload, self.config.modalities, self.config.limits, arrival=now
-            )
-        return codec.decode_chunk(
-            device, kind, msg.payload, self.config.modalities, self.config.limits, now
-        )
-
     def _session(self, device: str) -> DeviceSession | None:
         """``device``'s session, made on its first chunk; None if the live-device cap
         (``config.max_devices``) refuses it."""

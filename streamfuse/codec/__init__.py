@@ -13,9 +13,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from ..config import Limits, ModalitySpec
+from .. import topics
+from ..config import EngineConfig, Limits, ModalitySpec
 from ..errors import PayloadError
-from ..types import Chunk
+from ..types import Chunk, Label
 from .bundle import (
     MAX_BUNDLE_PARTS,
     BundleParts,
@@ -49,6 +50,7 @@ __all__ = [
     "decode_bundle",
     "decode_chunk",
     "decode_label",
+    "decode_message",
     "encode_bundle",
     "encode_chunk",
     "encode_chunk_json",
@@ -100,3 +102,18 @@ def decode_chunk(
     check_times(device, modality, seq, t0, fs, limits)
     check_finite(device, modality, seq, data, limits)
     return Chunk(device, modality, seq, t0, fs, data, arrival)
+
+
+def decode_message(
+    device: str, kind: str, payload: bytes, config: EngineConfig, arrival: float
+) -> Chunk | Label | BundleParts | None:
+    """A message on ``device``'s topic of ``kind`` (a modality, ``label``, ``bundle`` or
+    ``prediction``) as an item, its chunks stamped with their ``arrival``; ``None`` for
+    predictions (the gateway's own outputs share the prefix). Raises :class:`PayloadError`."""
+    if kind == topics.LABEL:
+        return decode_label(device, payload)
+    if kind == topics.PREDICTION:
+        return None
+    if kind == topics.BUNDLE:
+        return decode_bundle(device, payload, config.modalities, config.limits, arrival=arrival)
+    return decode_chunk(device, kind, payload, config.modalities, config.limits, arrival)
