@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..argtypes import positive_float
 
@@ -101,6 +101,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--no-controls", action="store_true",
                     help="skip the majority, time-only, subject-only and permuted controls")
     ev.add_argument("--seed", type=int, default=0, help="permuted control and bootstrap seed")
+    ev.add_argument("--sites", type=int, default=None, metavar="K",
+                    help="federated evaluation: subjects split over K sites (i mod K); reports "
+                    "the local, federated and central arms")
+    ev.add_argument("--rounds-every", type=int, default=20, metavar="N",
+                    help="with --sites: a federated round every N labelled windows (20)")
     ev.add_argument("--no-progress", action="store_true")
     ev.set_defaults(run=run_evaluate)
 
@@ -252,6 +257,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         controls=not args.no_controls,
         seed=args.seed,
     )
+    if getattr(args, "sites", None) is not None:
+        return _run_federated(args, settings)
     t0 = time.perf_counter()
     with _progress(not args.no_progress, "evaluating", None) as adv:
         results = evaluate_eegmat(
@@ -263,4 +270,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
         plot(results, args.plot)
     print(table(results))
     print(f"\nwritten {args.out}" + (f" and {args.plot}" if args.plot else ""))
+    return 0
+
+
+def _run_federated(args: argparse.Namespace, settings: Any) -> int:
+    from .federated_eval import evaluate_federated, table
+
+    t0 = time.perf_counter()
+    with _progress(not args.no_progress, "evaluating sites", None) as adv:
+        results = evaluate_federated(args.data_dir, settings, sites=args.sites,
+                                     rounds_every=args.rounds_every, on_item=lambda: None)
+        adv(0, "done")
+    results["wall_s"] = round(time.perf_counter() - t0, 2)
+    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(table(results))
+    print(f"\nwritten {args.out}")
     return 0
