@@ -159,3 +159,9 @@ def test_unmergeable_learners_and_bad_states_are_named() -> None:
         from streamfuse.federated.merge import selector_state
 
         selector_state(_hub(EngineConfig(selector_score="auc")).selector)
+
+
+def test_an_untrained_model_travels_as_json() -> None:
+    s = json.loads(json.dumps(to_wire(logreg_state(ScaledLogisticRegression()))))
+    merged = merge_logreg([s, s], [0, 0])
+    assert merged["W"].shape == (0, 0) and merged["classes"] == []

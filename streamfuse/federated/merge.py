@@ -154,6 +154,8 @@ def _check_logreg(s: Mapping[str, Any]) -> tuple[list[str], list[str], dict[str,
     arrays = {}
     for key, shape in shapes.items():
         a = _arr(s.get(key, ()), f"logreg state {key!r}")
+        if a.size == 0 and 0 in shape:
+            a = a.reshape(shape)  # JSON cannot say the shape of an empty matrix
         if a.shape != shape:
             raise NotMergeable(f"logreg state {key!r}: shape {a.shape}, expected {shape} "
                                f"({c} classes, {d} features)")
@@ -447,10 +449,27 @@ def to_wire(state: Any) -> Any:
     return state
 
 
+def _canonical(state: Any) -> Any:
+    """``state`` with every model's classes and features in sorted order (a model does not
+    depend on the order it first met them in)."""
+    if isinstance(state, Mapping):
+        if state.get("kind") == "logreg":
+            classes, features, a = _check_logreg(state)
+            ci = sorted(range(len(classes)), key=lambda i: classes[i])
+            fi = sorted(range(len(features)), key=lambda i: features[i])
+            return {"kind": "logreg", "classes": [classes[i] for i in ci],
+                    "features": [features[i] for i in fi],
+                    **{k: a[k][fi] for k in ("counts", "means", "vars")},
+                    "W": a["W"][np.ix_(ci, fi)], "b": a["b"][ci]}
+        return {k: _canonical(v) for k, v in state.items()}
+    return state
+
+
 def fingerprint(state: State) -> str:
-    """A short hash of a state (its wire form), to compare models across sites."""
+    """A short hash of a state (its wire form, classes and features sorted), to compare models
+    across sites."""
     import hashlib
     import json
 
-    blob = json.dumps(to_wire(state), sort_keys=True, separators=(",", ":"))
+    blob = json.dumps(to_wire(_canonical(state)), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -106,6 +106,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "the local, federated and central arms")
     ev.add_argument("--rounds-every", type=int, default=20, metavar="N",
                     help="with --sites: a federated round every N labelled windows (20)")
+    ev.add_argument("--dp", default=None, metavar="CLIP,NOISE",
+                    help="with --sites: differential privacy on each site's update (L2 clip, "
+                    "noise multiplier), e.g. 1.0,1.0")
     ev.add_argument("--no-progress", action="store_true")
     ev.set_defaults(run=run_evaluate)
 
@@ -273,13 +276,27 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dp(text: str | None) -> tuple[float, float] | None:
+    if not text:
+        return None
+    try:
+        clip, noise = (float(v) for v in text.split(","))
+    except ValueError:
+        raise SystemExit(
+            f"streamfuse: error: --dp {text!r}: pass CLIP,NOISE, e.g. 1.0,1.0") from None
+    if not clip > 0 or not noise >= 0:
+        raise SystemExit(f"streamfuse: error: --dp {text!r}: CLIP > 0 and NOISE >= 0")
+    return clip, noise
+
+
 def _run_federated(args: argparse.Namespace, settings: Any) -> int:
     from .federated_eval import evaluate_federated, table
 
     t0 = time.perf_counter()
     with _progress(not args.no_progress, "evaluating sites", None) as adv:
         results = evaluate_federated(args.data_dir, settings, sites=args.sites,
-                                     rounds_every=args.rounds_every, on_item=lambda: None)
+                                     rounds_every=args.rounds_every, dp=_dp(args.dp),
+                                     on_item=lambda: None)
         adv(0, "done")
     results["wall_s"] = round(time.perf_counter() - t0, 2)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

@@ -30,9 +30,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..engine import Engine
 from ..errors import DataSourceError
 from ..federated.merge import fingerprint, hub_state, load_hub, merge_hubs
+from ..federated.protocol import epsilon, privatize
 from ..types import Prediction
 from .eegmat import (
     LABEL_MODES,
@@ -80,9 +83,12 @@ def _site_stream(root: Path, site: int, members: list[tuple[int, str]], s: EvalS
 class _Federation:
     """K engines merged every ``every`` labelled windows (FedAvg, previous round as base)."""
 
-    def __init__(self, engines: list[Engine], every: int) -> None:
+    def __init__(self, engines: list[Engine], every: int, dp: tuple[float, float] | None = None,
+                 seed: int = 0) -> None:
         self.engines = engines
         self.every = every
+        self.dp = dp
+        self.rng = np.random.default_rng(seed)
         self.base: dict[str, Any] | None = None
         self.seen = [0] * len(engines)  # learnt windows at the last round, per site
         self.rounds = 0
@@ -96,7 +102,10 @@ class _Federation:
         new = [a - b for a, b in zip(now, self.seen, strict=True)]
         if sum(new) < self.every:
             return
-        merged = merge_hubs([hub_state(e.hub) for e in self.engines], new, self.base)
+        states = [hub_state(e.hub) for e in self.engines]
+        if self.dp is not None:
+            states = [privatize(st, self.base, *self.dp, self.rng) for st in states]
+        merged = merge_hubs(states, new, self.base)
         for e in self.engines:
             load_hub(e.hub, merged)
         self.base, self.seen = merged, now
@@ -110,6 +119,7 @@ def evaluate_federated(
     *,
     sites: int = 4,
     rounds_every: int = 20,
+    dp: tuple[float, float] | None = None,
     on_item: Callable[[], None] | None = None,
 ) -> dict[str, object]:
     """Run the three arms; return ``{"arms": {"local", "federated", "central"}, ...}``."""
@@ -130,7 +140,7 @@ def evaluate_federated(
     local = [Engine(config) for _ in range(sites)]
     fed = [Engine(config) for _ in range(sites)]
     central = Engine(config)
-    federation = _Federation(fed, rounds_every)
+    federation = _Federation(fed, rounds_every, dp, s.seed)
     members: list[list[tuple[int, str]]] = [[] for _ in range(sites)]
     for position, name in enumerate(names):
         members[site_of(position, sites)].append((position, name))
@@ -197,6 +207,10 @@ def evaluate_federated(
         },
         "sites": {str(k): [n for _, n in members[k]] for k in range(sites)},
         "rounds": federation.rounds,
+        "dp": None if dp is None else {
+            "clip": dp[0], "noise": dp[1], "delta": 1e-5,
+            "epsilon": epsilon(federation.rounds, dp[1]),
+            "unit": "one site's whole contribution, every round (zCDP composition)"},
         "merged_fingerprint": federation.fingerprint,
         "arms": arms,
         "best_fusion_level": best,
