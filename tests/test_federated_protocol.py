@@ -159,7 +159,7 @@ async def _federate(broker: str, fed: str, dp: float) -> dict[str, Any]:
     tasks += [asyncio.create_task(c.run(stop)) for c in clients[:2]]
     c_task = asyncio.create_task(clients[2].run(stop_c))
     learners = [asyncio.create_task(learn(s)) for s in sites]
-    async with asyncio.timeout(60):
+    async with asyncio.timeout(180):
         while server.completed < 1:
             await asyncio.sleep(0.05)
         stop_c.set()  # site c leaves after the first round (mid-federation)

@@ -102,6 +102,8 @@ class FederatedClient:
         self._base = state
         self.adopted_round, self.fingerprint = r, fp
         self.adopted += 1
+        log.info("federation %s: site %s adopted round %d model %s (%d parties)",
+                 self.s.federation, self.s.site, r, fp, parties)
         return True
 
     async def run(self, stop: asyncio.Event) -> None:

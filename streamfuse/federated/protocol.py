@@ -21,11 +21,15 @@ and modality *names*: weights, intercepts, per-feature counts/means/variances, H
 selector scores. No window, feature vector, label or device id is in it
 (``tests/test_federated_protocol.py`` inspects every message a site sends).
 
-Differential privacy (off by default): before a site sends, the change of its state since the
-model it last adopted (every float array: weights, intercepts, means, variances, Hedge losses)
-is clipped to L2 norm ``clip`` and Gaussian noise of sd ``noise * clip`` is added to each
-entry (the Gaussian mechanism on a site's whole update, as DP-FedAvg, McMahan et al. 2018).
-The counts ``n`` and per-feature counts are sent as they are. :func:`epsilon` gives the
+Differential privacy (off by default): before a site sends, the change of its learnt
+parameters since the model it last adopted (every model's weights and intercepts, late
+fusion's Hedge losses) is clipped to L2 norm ``clip`` and Gaussian noise of sd
+``noise * clip`` is added to each entry (the Gaussian mechanism on a site's whole update, as
+DP-FedAvg, McMahan et al. 2018). **Not covered**: the counts ``n``, the scalers' per-feature
+counts, means and variances, and the selector's scores are sent as they are (aggregates over
+all of a site's windows, in raw feature units: clipped together with the weights they would
+swamp them, and noise on their scale would wreck standardisation); the guarantee below is
+about the parameters only. :func:`epsilon` gives the
 guarantee for R rounds via zero-concentrated DP (Bun & Steinke 2016): ``rho = R / (2 noise^2)``,
 ``eps = rho + 2 sqrt(rho ln(1/delta))``, per site (its whole contribution is the unit).
 """
@@ -139,7 +143,9 @@ def parse_round(payload: bytes) -> tuple[int, float]:
 
 
 # ---------------------------------------------------------------------------- privacy
-_FLOATS = {"logreg": ("means", "vars", "W", "b")}
+#: the arrays privatised: the learnt parameters (the scaler statistics are in raw feature
+#: units; clipped together with the weights they would swamp them, see the module doc)
+_FLOATS = {"logreg": ("W", "b")}
 
 
 def _float_leaves(state: Any, base: Any, path: str, out: list[tuple[str, Any, Any]]) -> None:

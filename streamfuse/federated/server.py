@@ -104,7 +104,15 @@ class FederationServer:
         self._answered.clear()
         return encode({"v": VERSION, "round": self.round, "wait_s": self.wait_s})
 
-    async def run(self, stop: asyncio.Event, rounds: int | None = None) -> None:
+    def status(self) -> dict[str, Any]:
+        """JSON-ready figures: rounds, the model's fingerprint, who took part, rejections."""
+        return {"federation": self.federation, "round": self.round,
+                "completed": self.completed, "short": self.short,
+                "fingerprint": self.fingerprint, "history": self.history,
+                "rejected": dict(self.rejected)}
+
+    async def run(self, stop: asyncio.Event, rounds: int | None = None,
+                  on_round: Any = None) -> None:
         """Serve rounds until ``stop`` is set (or ``rounds`` rounds completed)."""
         async with open_session(self.broker, client_id=None) as client:
             await client.subscribe(self._t("update", "+"), qos=1)
@@ -124,6 +132,8 @@ class FederationServer:
                     except TimeoutError:
                         pass
                     merged = self.close_round()
+                    if on_round is not None:
+                        on_round(self)
                     if merged is not None:
                         ups = self.history[-1]
                         await client.publish(self._t("model"), encode({

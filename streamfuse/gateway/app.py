@@ -56,6 +56,7 @@ from ..state_layout import code_layout, layout_changes
 from ..types import Prediction, RawMessage
 from .checkpoint import CheckpointStore, Restored, state_digest
 from .config import GatewayConfig
+from .federation import join_federation
 from .housekeeping import Housekeeping
 from .ingest import Ingest
 from .metrics import GatewayMetrics
@@ -166,11 +167,14 @@ class Gateway:
     async def main_loop(self, stop: asyncio.Event) -> None:
         """Housekeeping beside the connection loop until ``stop`` is set."""
         house = asyncio.create_task(self.house.run(stop), name="streamfuse[gateway].house")
+        federation = join_federation(self, stop)  # None unless [federated] names one
         try:
             await self._connection_loop(stop)
         finally:
             house.cancel()
-            await asyncio.gather(house, return_exceptions=True)
+            if federation is not None:
+                federation.cancel()
+            await asyncio.gather(house, *filter(None, [federation]), return_exceptions=True)
 
     async def shutdown(self) -> None:
         """Process what is still queued (when stopped while disconnected), count what could not
