@@ -296,6 +296,10 @@ def _dp(text: str | None) -> tuple[float, float] | None:
 def _run_federated(args: argparse.Namespace, settings: Any) -> int:
     from .federated_eval import evaluate_federated, table
 
+    if args.dp and settings.model != "logreg":
+        print(f"streamfuse: error: --dp covers model logreg only (not {settings.model!r}); "
+              "add --model logreg", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
     with _progress(not args.no_progress, "evaluating sites", None) as adv:
         results = evaluate_federated(args.data_dir, settings, sites=args.sites,
