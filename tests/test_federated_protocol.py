@@ -163,7 +163,7 @@ async def _federate(broker: str, fed: str, dp: float) -> dict[str, Any]:
         while server.completed < 1:
             await asyncio.sleep(0.05)
         stop_c.set()  # site c leaves after the first round (mid-federation)
-        await c_task
+        await asyncio.wait({c_task}, timeout=20)
         while server.completed < 3:
             before = [s.predicted for s in sites[:2]]
             await asyncio.sleep(0.3)
@@ -176,7 +176,7 @@ async def _federate(broker: str, fed: str, dp: float) -> dict[str, Any]:
                 c.fingerprint != server.fingerprint for c in clients[:2]):
             await asyncio.sleep(0.05)
     stop.set()
-    await asyncio.gather(*tasks)
+    await asyncio.wait(set(tasks), timeout=20)
     return {"server": server, "sites": sites, "clients": clients, "sent": sent,
             "during": during}
 

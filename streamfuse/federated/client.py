@@ -135,7 +135,8 @@ class FederatedClient:
             finally:
                 for t in (reader, stopper):
                     t.cancel()
-                await asyncio.gather(reader, stopper, return_exceptions=True)
+                # bounded: a reader stuck in a publish must not hold the gateway's shutdown
+                await asyncio.wait({reader, stopper}, timeout=5.0)
 
     async def _read(self, client: Any) -> None:
         loop = asyncio.get_running_loop()
