@@ -153,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: modules that add their own subcommands: each has ``register(subparsers)``, which adds a parser
 #: whose ``run`` default takes the parsed arguments and returns an exit code.
-COMMAND_MODULES: list[str] = ["streamfuse.replay.commands", "streamfuse.latency.commands"]
+COMMAND_MODULES: list[str] = [
+    "streamfuse.replay.commands", "streamfuse.latency.commands", "streamfuse.federated.commands",
+]
 
 
 #: ``streamfuse gateway`` flags and the configuration keys they set (None: not given)

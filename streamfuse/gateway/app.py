@@ -9,10 +9,8 @@ reads the clock and keeps the connection alive. Its parts, one module each:
   retried: it raises :class:`~streamfuse.errors.BrokerError` saying so, and so does a TLS
   handshake that fails before the first connection (a setting to fix). The client comes from
   :func:`streamfuse.mqtt.client.connect` (TLS for ``mqtts://`` or ``mqtt.tls``).
-- **Bounded incoming queue** (:class:`~streamfuse.mqtt.queue.SheddingQueue`, shared across
-  reconnects): when the engine falls behind, new messages are dropped and counted by kind.
-- **Ingest** (:mod:`.ingest`, :mod:`streamfuse.mqtt.fastpath`): burst reads, labels held back
-  while data waits, the shutdown drain.
+- **Ingest** (:mod:`.ingest`, :mod:`streamfuse.mqtt.fastpath`): a bounded queue that sheds
+  and counts when the engine falls behind, burst reads, labels held back, the shutdown drain.
 - **Outbox** (:mod:`.outbox`): predictions, bounded, published whenever connected.
 - **Housekeeping** (:mod:`.housekeeping`): window ticks, idle-device eviction, metrics
   snapshots, GC re-freezes and periodic checkpoints, connected or not.
@@ -60,6 +58,7 @@ from ..types import Prediction, RawMessage
 from .checkpoint import CheckpointStore, Restored, huge_page_hint, state_digest, unusable
 from .config import GatewayConfig
 from .durability import Durability, make_journal
+from .federation import join_federation
 from .housekeeping import Housekeeping
 from .ingest import Ingest
 from .metrics import GatewayMetrics
@@ -175,11 +174,14 @@ class Gateway:
     async def main_loop(self, stop: asyncio.Event) -> None:
         """Housekeeping beside the connection loop until ``stop`` is set."""
         house = asyncio.create_task(self.house.run(stop), name="streamfuse[gateway].house")
+        federation = join_federation(self, stop)  # None unless [federated] names one
+        tasks = [task for task in (house, federation) if task is not None]
         try:
             await self._connection_loop(stop)
         finally:
-            house.cancel()
-            await asyncio.gather(house, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def shutdown(self) -> None:
         """Process what is still queued (when stopped while disconnected), count what could not

@@ -141,6 +141,23 @@ class ShutdownSection:
     drain_timeout_s: float = 10.0
 
 
+@dataclass(frozen=True, slots=True)
+class FederatedSection:
+    """Joining a federation (issue 18; off while ``federation`` is empty): rounds carried over
+    MQTT (``server``: the federation's broker, default ``mqtt.broker``), this gateway answering
+    as ``site`` at most once per ``round_interval_s`` and adopting merged models built from at
+    least ``min_parties`` sites; ``dp_clip`` > 0 turns on differential privacy with noise
+    multiplier ``dp_noise`` (see :mod:`streamfuse.federated.protocol`)."""
+
+    server: str = ""
+    federation: str = ""
+    site: str = ""
+    round_interval_s: float = 0.0
+    min_parties: int = 2
+    dp_clip: float = 0.0
+    dp_noise: float = 0.0
+
+
 SECTIONS: dict[str, type] = {
     "mqtt": MqttSection,
     "engine": EngineSection,
@@ -149,6 +166,7 @@ SECTIONS: dict[str, type] = {
     "resources": ResourcesSection,
     "metrics": MetricsSection,
     "shutdown": ShutdownSection,
+    "federated": FederatedSection,
 }
 
 
@@ -164,6 +182,7 @@ class GatewayConfig:
     resources: ResourcesSection = field(default_factory=ResourcesSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
     shutdown: ShutdownSection = field(default_factory=ShutdownSection)
+    federated: FederatedSection = field(default_factory=FederatedSection)
     modalities: Mapping[str, ModalitySpec] = field(
         default_factory=lambda: dict(DEFAULT_MODALITIES)
     )

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..argtypes import positive_float
 
@@ -116,6 +116,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="remove this modality in a seeded 30%% of each subject's windows")
     ev.add_argument("--conformal-target", type=float, default=0.9,
                     help="coverage of the published level's conformal sets (0.9)")
+    ev.add_argument("--sites", type=int, default=None, metavar="K",
+                    help="federated evaluation: subjects split over K sites (i mod K); reports "
+                    "the local, federated and central arms")
+    ev.add_argument("--rounds-every", type=int, default=20, metavar="N",
+                    help="with --sites: a federated round every N labelled windows (20)")
+    ev.add_argument("--dp", default=None, metavar="CLIP,NOISE",
+                    help="with --sites: differential privacy on each site's update (L2 clip, "
+                    "noise multiplier), e.g. 1.0,1.0")
     ev.add_argument("--no-progress", action="store_true")
     ev.set_defaults(run=run_evaluate)
 
@@ -312,6 +320,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         drop=args.drop,
         conformal_target=args.conformal_target,
     )
+    if getattr(args, "sites", None) is not None:
+        return _run_federated(args, settings)
     t0 = time.perf_counter()
     with _progress(not args.no_progress, "evaluating", None) as adv:
         results = evaluate_eegmat(
@@ -323,4 +333,37 @@ def run_evaluate(args: argparse.Namespace) -> int:
         plot(results, args.plot)
     print(table(results))
     print(f"\nwritten {args.out}" + (f" and {args.plot}" if args.plot else ""))
+    return 0
+
+
+def _dp(text: str | None) -> tuple[float, float] | None:
+    if not text:
+        return None
+    try:
+        clip, noise = (float(v) for v in text.split(","))
+    except ValueError:
+        raise SystemExit(
+            f"streamfuse: error: --dp {text!r}: pass CLIP,NOISE, e.g. 1.0,1.0") from None
+    if not clip > 0 or not noise >= 0:
+        raise SystemExit(f"streamfuse: error: --dp {text!r}: CLIP > 0 and NOISE >= 0")
+    return clip, noise
+
+
+def _run_federated(args: argparse.Namespace, settings: Any) -> int:
+    from .federated_eval import evaluate_federated, table
+
+    if args.dp and settings.model != "logreg":
+        print(f"streamfuse: error: --dp covers model logreg only (not {settings.model!r}); "
+              "add --model logreg", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    with _progress(not args.no_progress, "evaluating sites", None) as adv:
+        results = evaluate_federated(args.data_dir, settings, sites=args.sites,
+                                     rounds_every=args.rounds_every, dp=_dp(args.dp),
+                                     on_item=lambda: None)
+        adv(0, "done")
+    results["wall_s"] = round(time.perf_counter() - t0, 2)
+    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(table(results))
+    print(f"\nwritten {args.out}")
     return 0

@@ -1,0 +1,248 @@
+"""Federated evaluation on eegmat (issue 18): local, federated and central arms, same windows.
+
+Protocol (on top of :mod:`streamfuse.replay.evaluate`'s: same windows, labels, order rule,
+model and metrics):
+
+- **sites**: subject number ``i`` of the sorted names belongs to site ``i mod K`` (a fixed,
+  round-robin assignment, so every site gets rest-first and arithmetic-first subjects under
+  the balanced order); each subject keeps its global position for the order rule;
+- **one timeline**: every site plays its own subjects one after the other from time 0 (the
+  same gap between subjects as the single-engine protocol), so the K sites run side by side;
+  the items of all sites are merged by arrival time;
+- **local**: one engine per site, each seeing only its site's items; sites never merge;
+- **federated**: the same K engines, and a round after every ``rounds_every`` labelled windows
+  learnt across the federation: each site's shareable state
+  (:func:`streamfuse.federated.merge.hub_state`) is merged (FedAvg weighted by the windows each
+  site learnt since the previous round, the previous merged state as base) and loaded back into
+  every site, which goes on predicting with it at once. The level selector ranks by AUC here,
+  whose memory holds labels and device ids: it stays local to each site;
+- **central**: one engine sees every site's items (every subject, the same interleaving);
+- figures per arm and level: the six Table-4 metrics, mean ± sample sd over subjects, each
+  subject scored on its own windows, exactly as the single-engine evaluation scores them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..engine import Engine
+from ..errors import DataSourceError
+from ..federated.merge import fingerprint, hub_state, load_hub, merge_hubs
+from ..federated.protocol import epsilon, privatize
+from ..types import Prediction
+from .eegmat import (
+    LABEL_MODES,
+    METRICS,
+    REST,
+    TASK,
+    EvalSettings,
+    Subject,
+    eval_config,
+    first_class,
+    subject_items,
+    subject_names,
+)
+from .evaluate import LevelRun, _round, _score, _summary
+
+log = logging.getLogger("streamfuse.replay.federated_eval")
+
+ARMS = ("local", "federated", "central")
+_TICK = "tick"
+
+
+def site_of(position: int, sites: int) -> int:
+    """The site of the subject at ``position`` in the sorted names (round-robin)."""
+    return position % sites
+
+
+def _site_stream(root: Path, site: int, members: list[tuple[int, str]], s: EvalSettings,
+                 subjects: dict[str, Subject]) -> Iterator[tuple[float, int, int, Any]]:
+    """One site's items by arrival, subject after subject from time 0; a tick closes each
+    subject's last windows (as the single-engine evaluation does)."""
+    gap = 2 * s.window_s + s.delay
+    start = 0.0
+    k = 0
+    for position, name in members:
+        subj, items = subject_items(root, name, start, s, first_class(s.order, position))
+        subjects[name] = subj
+        for item, now in items:
+            yield now, site, k, item
+            k += 1
+        yield subj.end + gap - s.hop_s, site, k, _TICK
+        k += 1
+        start = math.ceil((subj.end + gap) / s.hop_s) * s.hop_s
+
+
+class _Federation:
+    """K engines merged every ``every`` labelled windows (FedAvg, previous round as base)."""
+
+    def __init__(self, engines: list[Engine], every: int, dp: tuple[float, float] | None = None,
+                 seed: int = 0) -> None:
+        self.engines = engines
+        self.every = every
+        self.dp = dp
+        self.rng = np.random.default_rng(seed)
+        self.base: dict[str, Any] | None = None
+        self.seen = [0] * len(engines)  # learnt windows at the last round, per site
+        self.rounds = 0
+        self.fingerprint = ""
+
+    def learnt(self) -> list[int]:
+        return [e.counters.get("learned", 0) for e in self.engines]
+
+    def maybe_round(self) -> None:
+        now = self.learnt()
+        new = [a - b for a, b in zip(now, self.seen, strict=True)]
+        if sum(new) < self.every:
+            return
+        states = [hub_state(e.hub) for e in self.engines]
+        if self.dp is not None:
+            states = [privatize(st, self.base, *self.dp, self.rng) for st in states]
+        merged = merge_hubs(states, new, self.base)
+        for e in self.engines:
+            load_hub(e.hub, merged)
+        self.base, self.seen = merged, now
+        self.rounds += 1
+        self.fingerprint = fingerprint(merged)
+
+
+def evaluate_federated(
+    data_dir: str | Path,
+    settings: EvalSettings | None = None,
+    *,
+    sites: int = 4,
+    rounds_every: int = 20,
+    dp: tuple[float, float] | None = None,
+    on_item: Callable[[], None] | None = None,
+) -> dict[str, object]:
+    """Run the three arms; return ``{"arms": {"local", "federated", "central"}, ...}``."""
+    s = settings or EvalSettings()
+    if s.labels not in LABEL_MODES:
+        raise DataSourceError(f"labels={s.labels!r}; choose one of {LABEL_MODES}")
+    if sites < 1 or rounds_every < 1:
+        raise DataSourceError(f"sites={sites}, rounds_every={rounds_every}: pass both >= 1")
+    first_class(s.order, 0)
+    root = Path(data_dir)
+    names = subject_names(root)
+    if s.subjects is not None:
+        names = names[: s.subjects]
+    if sites > len(names):
+        raise DataSourceError(f"sites={sites} but only {len(names)} subjects: pass --sites "
+                              f"<= {len(names)}")
+    config = eval_config(s)
+    local = [Engine(config) for _ in range(sites)]
+    fed = [Engine(config) for _ in range(sites)]
+    central = Engine(config)
+    federation = _Federation(fed, rounds_every, dp, s.seed)
+    members: list[list[tuple[int, str]]] = [[] for _ in range(sites)]
+    for position, name in enumerate(names):
+        members[site_of(position, sites)].append((position, name))
+    subjects: dict[str, Subject] = {}
+    preds: dict[str, list[Prediction]] = {arm: [] for arm in ARMS}
+    streams = [_site_stream(root, k, members[k], s, subjects) for k in range(sites)]
+
+    def keep(arm: str, out: list[Any]) -> None:
+        preds[arm].extend(o for o in out if isinstance(o, Prediction))
+
+    for now, site, _, item in heapq.merge(*streams):
+        if item is _TICK:
+            keep("local", local[site].tick(now))
+            keep("federated", fed[site].tick(now))
+            keep("central", central.tick(now))
+        else:
+            keep("local", local[site].push(item, now))
+            keep("federated", fed[site].push(item, now))
+            keep("central", central.push(item, now))
+        federation.maybe_round()
+        if on_item is not None:
+            on_item()
+    for e in local:
+        keep("local", e.flush())
+    for e in fed:
+        keep("federated", e.flush())
+    keep("central", central.flush())
+    order = [subjects[n] for n in names]
+    arms: dict[str, object] = {}
+    for arm in ARMS:
+        by_device: dict[str, list[Prediction]] = {}
+        for p in preds[arm]:
+            by_device.setdefault(p.device, []).append(p)
+        levels: dict[str, object] = {}
+        for level in s.levels:
+            run = LevelRun(level, central)
+            for subj in order:
+                _score(run, subj, by_device.get(subj.name, []))
+            figs = {n: m.get() for n, m in run.scores.items()}
+            entry: dict[str, object] = {k: _summary([f[k] for f in figs.values()])
+                                        for k in METRICS}
+            entry["windows"] = sum(m.n for m in run.scores.values())
+            entry["unscored"] = run.unscored
+            entry["per_subject_auc"] = [
+                _round(figs[n]["auc"]) if n in figs else None for n in names]
+            levels[level] = entry
+        arms[arm] = {"levels": levels}
+    best = _best_fusion(arms)
+    return {
+        "dataset": "eegmat (PhysioNet EEG During Mental Arithmetic Tasks 1.0.0, Zyma et al. 2019)",
+        "protocol": {
+            "sites": sites,
+            "rounds_every": rounds_every,
+            "assignment": "subject i of the sorted names -> site i mod K",
+            "timeline": "every site plays its subjects one after the other from t=0, side by "
+                        "side; central sees every site's items in the same order",
+            "round": "after every rounds_every labelled windows learnt across the sites: FedAvg "
+                     "of each site's level models and late fusion (weights: windows learnt since "
+                     "the previous round); the AUC-ranking selector stays local",
+            "order": s.order, "labels": s.labels, "model": s.model, "window_s": s.window_s,
+            "hop_s": s.hop_s, "label_delay_s": s.delay, "normalize": s.normalize,
+            "selector_score": s.selector_score, "positive": TASK, "other": REST,
+            "sd": "sample (ddof=1) over subjects",
+        },
+        "sites": {str(k): [n for _, n in members[k]] for k in range(sites)},
+        "rounds": federation.rounds,
+        "dp": None if dp is None else {
+            "clip": dp[0], "noise": dp[1], "delta": 1e-5,
+            "epsilon": epsilon(federation.rounds, dp[1]),
+            "unit": "one site's whole contribution, every round (zCDP composition)"},
+        "merged_fingerprint": federation.fingerprint,
+        "arms": arms,
+        "best_fusion_level": best,
+    }
+
+
+def _best_fusion(arms: dict[str, object]) -> dict[str, object] | None:
+    """The fusion level with the best central AUC, and the three arms' AUCs on it."""
+    central = arms["central"]["levels"]  # type: ignore[index]
+    cands = [lv for lv in ("early", "intermediate", "late") if lv in central
+             and central[lv]["auc"]["mean"] is not None]
+    if not cands:
+        return None
+    level = max(cands, key=lambda lv: central[lv]["auc"]["mean"])
+    aucs = {arm: arms[arm]["levels"][level]["auc"]["mean"] for arm in ARMS}  # type: ignore[index]
+    return {
+        "level": level, "auc": aucs,
+        "federated_minus_central": aucs["federated"] - aucs["central"],
+        "federated_minus_local": aucs["federated"] - aucs["local"],
+    }
+
+
+def table(results: dict[str, Any]) -> str:
+    """A plain-text table: AUC and accuracy (mean ± sd) per arm and level."""
+    lines = [f"{'level':<14}" + "".join(f"{arm + ' AUC':>22}" for arm in ARMS)]
+    levels = results["arms"]["central"]["levels"]
+    for lv in levels:
+        cells = []
+        for arm in ARMS:
+            a = results["arms"][arm]["levels"][lv]["auc"]
+            cells.append("n/a" if a["mean"] is None else f"{a['mean']:.3f} ± {a['sd']:.3f}")
+        lines.append(f"{lv:<14}" + "".join(f"{c:>22}" for c in cells))
+    lines.append(f"rounds: {results['rounds']}; best fusion level: "
+                 f"{(results['best_fusion_level'] or {}).get('level')}")
+    return "\n".join(lines)

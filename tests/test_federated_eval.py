@@ -1,0 +1,59 @@
+"""The federated evaluation's arms (issue 18): local, federated and central on the same windows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from streamfuse.cli import main
+from streamfuse.errors import DataSourceError
+from streamfuse.replay.eegmat import EvalSettings
+from streamfuse.replay.federated_eval import ARMS, evaluate_federated, site_of
+from tests.conftest import need_data
+
+pytestmark = pytest.mark.data
+
+
+def test_one_site_makes_the_three_arms_one_model(data_dir: Path) -> None:
+    """With one site, local, federated (merging with itself every 5 windows) and central see
+    the same stream: the merge must leave the model as it was, so the figures agree."""
+    root = need_data(data_dir, "eegmat")
+    s = EvalSettings(subjects=2, seconds=24.0, controls=False, levels=("intermediate", "late"))
+    r = evaluate_federated(root, s, sites=1, rounds_every=5)
+    assert r["rounds"] > 0
+    for lv in ("intermediate", "late"):
+        aucs = [r["arms"][arm]["levels"][lv]["per_subject_auc"] for arm in ARMS]
+        assert aucs[0] == aucs[2]  # local and central: one engine, the same items
+        assert aucs[1] == pytest.approx(aucs[0], abs=1e-9)
+
+
+def test_cli_reports_three_arms_on_the_same_windows(data_dir: Path, tmp_path: Path) -> None:
+    root = need_data(data_dir, "eegmat")
+    out = tmp_path / "r.json"
+    rc = main(["evaluate", "--dataset", "eegmat", "--data-dir", str(root), "--subjects", "4",
+               "--sites", "2", "--rounds-every", "10", "--out", str(out), "--no-progress",
+               "--no-controls", "--levels", "intermediate,late"])
+    assert rc == 0
+    r = json.loads(out.read_text())
+    assert set(r["arms"]) == {"local", "federated", "central"}
+    assert r["sites"] == {"0": ["Subject00", "Subject02"], "1": ["Subject01", "Subject03"]}
+    assert r["rounds"] >= 1
+    for lv in ("intermediate", "late"):
+        windows = {arm: r["arms"][arm]["levels"][lv]["windows"] for arm in ARMS}
+        assert len(set(windows.values())) == 1 and windows["central"] > 0
+        for arm in ARMS:
+            entry = r["arms"][arm]["levels"][lv]
+            assert {"auc", "accuracy", "f1", "precision", "recall", "specificity"} <= set(entry)
+            assert 1 <= entry["auc"]["n"] <= 4  # session labels: a first subject is unscored
+    assert r["best_fusion_level"]["level"] in ("intermediate", "late")
+
+
+def test_sites_are_checked_and_assigned_round_robin(data_dir: Path) -> None:
+    root = need_data(data_dir, "eegmat")
+    assert [site_of(i, 3) for i in range(7)] == [0, 1, 2, 0, 1, 2, 0]
+    with pytest.raises(DataSourceError, match="--sites"):
+        evaluate_federated(root, EvalSettings(subjects=2), sites=3)
+    with pytest.raises(DataSourceError, match=">= 1"):
+        evaluate_federated(root, EvalSettings(subjects=2), sites=0)
