@@ -385,6 +385,8 @@ class Engine:
                     arrival=now,
                     levels=verdict.levels,
                     modality_proba=verdict.members,
+                    device_t_start=session.aligner.to_device(window.t_start),
+                    device_t_end=session.aligner.to_device(window.t_end),
                 )
             )
             self.counters["predictions"] += 1
