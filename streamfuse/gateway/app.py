@@ -178,7 +178,8 @@ class Gateway:
         if self.inbox.qsize():  # stopped while disconnected: process without publishing
             await self.ingest.drain(time.monotonic() + self.config.shutdown.drain_timeout_s)
         self.outbox.discard()
-        self.checkpoint()
+        if self.processed:  # nothing processed (never connected): the state is unchanged
+            self.checkpoint()
         self.house.refresh_metrics()
         self.connected.clear()
         self.metrics.close()

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..argtypes import positive_float
+from ..config import FUSION_LEVELS
+from ..learn.names import MODEL_NAMES
 
 if TYPE_CHECKING:
     from ..config import EngineConfig
@@ -32,8 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "time on this machine's clock) to an MCAP file, flushing a chunk at least every "
         "--flush-s seconds so a killed recorder leaves a readable file.",
     )
-    rec.add_argument("--broker", default="mqtt://127.0.0.1:1883", metavar="URL")
-    rec.add_argument("--prefix", default="streamfuse")
+    rec.add_argument("--broker", default="mqtt://127.0.0.1:1883", metavar="URL", help="broker")
+    rec.add_argument("--prefix", default="streamfuse", help="record {prefix}/#")
     rec.add_argument("--out", required=True, type=Path, help="MCAP file to write")
     rec.add_argument("--duration", type=positive_float, default=None, help="stop after S seconds")
     rec.add_argument("--flush-s", type=positive_float, default=1.0, help="chunk flush period (1 s)")
@@ -48,12 +50,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "are deterministic. With --to-broker its messages are republished at --speed x real "
         "time instead.",
     )
-    rp.add_argument("source", type=Path, metavar="SOURCE")
+    rp.add_argument("source", type=Path, metavar="SOURCE",
+                    help=".mcap session, EDF/BDF, WFDB .hea record or CSV file")
     rp.add_argument("--speed", type=positive_float, default=1.0, help="x real time (--to-broker)")
     rp.add_argument("--to-broker", default=None, metavar="URL", help="republish to this broker")
     rp.add_argument("--out", type=Path, default=None, help="write predictions as JSON lines")
     rp.add_argument("--prefix", default=None, help="topic prefix (default: from the session)")
-    rp.add_argument("--mapping", default="auto", help="channel map for files: eegmat | auto")
+    rp.add_argument("--mapping", default="auto", choices=["auto", "eegmat"],
+                    help="channel map for files")
     rp.add_argument("--device", default=None, help="device id for files (default: file stem)")
     rp.add_argument("--fs", type=positive_float, default=None, help="CSV sampling rate")
     rp.add_argument("--time-column", default=None, help="CSV time column (seconds)")
@@ -63,15 +67,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "model, level, limits, modalities for sessions) and prefix as that gateway; the "
         "flags below override it",
     )
-    rp.add_argument("--model", default=None, help="online model (default: the engine's)")
+    rp.add_argument("--model", default=None, choices=MODEL_NAMES,
+                    help="online model (default: --config's, else logreg)")
     rp.add_argument(
-        "--level", default=None,
-        help="fusion level published (default: the gateway's and the engine's, 'selected')",
+        "--level", default=None, choices=("selected", *FUSION_LEVELS),
+        help="fusion level published (default: --config's, else 'selected')",
     )
-    rp.add_argument("--window-s", type=positive_float, default=None)
-    rp.add_argument("--hop-s", type=positive_float, default=None)
-    rp.add_argument("--grid-fs", type=positive_float, default=None)
-    rp.add_argument("--no-progress", action="store_true")
+    rp.add_argument("--window-s", type=positive_float, default=None, metavar="S",
+                    help="window length (default: --config's, else 2.0)")
+    rp.add_argument("--hop-s", type=positive_float, default=None, metavar="S",
+                    help="hop between windows (default: --config's, else 1.0)")
+    rp.add_argument("--grid-fs", type=positive_float, default=None, metavar="HZ",
+                    help="common resampling rate (default: --config's, else 256.0)")
+    rp.add_argument("--no-progress", action="store_true", help="no progress bar")
     rp.set_defaults(run=run_replay)
 
     ev = sub.add_parser(
@@ -81,14 +89,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "window labels arriving after --label-delay-s; levels eeg, ecg, early, intermediate, "
         "late, selected; metrics mean +- sd over subjects.",
     )
-    ev.add_argument("--dataset", choices=["eegmat"], default="eegmat")
-    ev.add_argument("--data-dir", type=Path, required=True)
+    ev.add_argument("--dataset", choices=["eegmat"], default="eegmat", help="dataset")
+    ev.add_argument("--data-dir", type=Path, required=True, help="the EEGMAT folder")
     ev.add_argument("--out", type=Path, required=True, help="results JSON")
     ev.add_argument("--plot", type=Path, default=None, help="comparison PNG")
-    ev.add_argument("--model", default="logreg")
-    ev.add_argument("--window-s", type=positive_float, default=8.0)
-    ev.add_argument("--hop-s", type=positive_float, default=4.0)
-    ev.add_argument("--grid-fs", type=positive_float, default=250.0)
+    ev.add_argument("--model", default="logreg", choices=MODEL_NAMES, help="online model")
+    ev.add_argument("--window-s", type=positive_float, default=8.0, help="window length, s")
+    ev.add_argument("--hop-s", type=positive_float, default=4.0, help="hop, s")
+    ev.add_argument("--grid-fs", type=positive_float, default=250.0, help="resampling rate, Hz")
     ev.add_argument("--label-delay-s", type=float, default=None, help="default: one window")
     ev.add_argument("--subjects", type=int, default=None, help="first N subjects only")
     ev.add_argument("--levels", default=None, help="comma-separated subset of the levels")
@@ -101,7 +109,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--no-controls", action="store_true",
                     help="skip the majority, time-only, subject-only and permuted controls")
     ev.add_argument("--seed", type=int, default=0, help="permuted control and bootstrap seed")
-    ev.add_argument("--no-progress", action="store_true")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(run=run_evaluate)
 
 
