@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -54,7 +55,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help=".mcap session, EDF/BDF, WFDB .hea record or CSV file")
     rp.add_argument("--speed", type=positive_float, default=1.0, help="x real time (--to-broker)")
     rp.add_argument("--to-broker", default=None, metavar="URL", help="republish to this broker")
-    rp.add_argument("--out", type=Path, default=None, help="write predictions as JSON lines")
+    rp.add_argument(
+        "--out", type=Path, default=None, metavar="FILE",
+        help="write predictions to FILE: .jsonl (the wire payloads), .csv or .parquet (flat "
+        "rows; parquet needs pip install 'streamfuse[parquet]') (default: JSON lines on "
+        "stdout when it is not a terminal, else none)",
+    )
+    rp.add_argument(
+        "--labels", type=Path, default=None, metavar="FILE",
+        help="ground truth: a CSV of device,t_start,t_end,value (device-clock seconds; device "
+        "optional) or WFDB annotations (e.g. 100.atr); the summary then shows accuracy",
+    )
     rp.add_argument("--prefix", default=None, help="topic prefix (default: from the session)")
     rp.add_argument("--mapping", default="auto", choices=["auto", "eegmat"],
                     help="channel map for files")
@@ -177,10 +188,14 @@ def run_replay(
     ``--config``, loaded by :mod:`streamfuse.cli`); flags given override them."""
     from .. import topics
     from ..config import EngineConfig
+    from .outputs import check_out
     from .readers import EEGMAT_MAP, read_file
     from .replay import recording_items, session_items
 
     source: Path = args.source
+    check_source(source)
+    if args.out is not None:
+        check_out(args.out)
     is_session = source.suffix.lower() == ".mcap"
     prefix = args.prefix or prefix or (
         _session_prefix(source) if is_session else topics.DEFAULT_PREFIX
@@ -206,6 +221,11 @@ def run_replay(
         device = args.device or topics.check_device(source.stem.replace(" ", "_"))
         items = list(recording_items(recording, device))
         config = dataclasses.replace(base, modalities=recording.modalities(), **flags)
+    if args.labels is not None:
+        from .labels import read_labels
+
+        default_device = args.device or topics.check_device(source.stem.replace(" ", "_"))
+        items = with_labels(items, read_labels(args.labels, default_device), is_session)
     span = items[-1][1] - items[0][1] if items else 0.0
 
     if args.to_broker:
@@ -226,17 +246,71 @@ def run_replay(
     with _progress(not args.no_progress, "replaying", len(items)) as adv:
         predictions, rejections = replay_offline(engine, items, on_item=adv)
     wall = time.perf_counter() - t0
+    from .outputs import write_jsonl, write_predictions
+
+    summary_to = sys.stdout
     if args.out:
-        with args.out.open("w", encoding="utf-8") as fh:
-            for p in predictions:
-                fh.write(json.dumps(p.to_json_dict(), sort_keys=True) + "\n")
+        write_predictions(predictions, args.out)
+    elif not sys.stdout.isatty():  # piped: the predictions are the output, the summary aside
+        summary_to = sys.stderr
+        try:
+            write_jsonl(predictions, sys.stdout)
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader stopped early (| head): not an error of ours
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     speed = span / wall if wall > 0 else float("inf")
     print(
         f"replayed {len(items)} items ({span:.1f} s) in {wall:.2f} s ({speed:.0f}x real time): "
         f"{len(predictions)} predictions, {len(rejections)} rejected"
-        + (f"; written to {args.out}" if args.out else "")
+        + _accuracy(engine.metrics())
+        + (f"; written to {args.out}" if args.out else ""),
+        file=summary_to,
     )
     return 0
+
+
+def _accuracy(metrics: dict[str, float]) -> str:
+    """``; accuracy X over N labelled windows`` of the published choice, when labels existed."""
+    n = metrics.get("selected.n") or 0
+    acc = metrics.get("selected.accuracy")
+    if not n or acc is None:
+        return ""
+    return f"; online accuracy {acc:.1%} over {int(n)} labelled windows"
+
+
+#: what ``streamfuse replay`` reads, by suffix
+SOURCE_KINDS = {
+    ".mcap": "MCAP session", ".edf": "EDF", ".bdf": "BDF", ".hea": "WFDB record",
+    ".csv": "CSV", ".tsv": "CSV", ".txt": "CSV",
+}  # fmt: skip
+
+
+def check_source(source: Path) -> None:
+    """Refuse a directory or a suffix no reader knows, naming what would work."""
+    from ..errors import DataSourceError
+
+    known = ", ".join(SOURCE_KINDS)
+    if source.is_dir():
+        raise DataSourceError(f"{source} is a directory; give one recording file ({known})")
+    suffix = source.suffix.lower()
+    if suffix and suffix not in SOURCE_KINDS:
+        hint = " (a WFDB record: give its .hea)" if suffix in (".dat", ".atr") else ""
+        raise DataSourceError(
+            f"{source}: unknown recording type {suffix!r}{hint}; replay reads {known}"
+        )
+
+
+def with_labels(items: list, labels: list, is_session: bool) -> list:
+    """Merge ``labels`` into ``items``. A recording's clock is its device clock, so each label
+    arrives as its interval ends; a session's labels arrive after its last message (the
+    device-to-gateway mapping is the engine's to make)."""
+    if is_session:
+        last = items[-1][1] if items else 0.0
+        return [*items, *((label, last) for label in labels)]
+    merged = [(now, 0, k, item) for k, (item, now) in enumerate(items)]
+    merged += [(label.t_end, 1, k, label) for k, label in enumerate(labels)]
+    merged.sort(key=lambda e: e[:3])
+    return [(item, now) for now, _, _, item in merged]
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
