@@ -69,12 +69,12 @@ class _Snapshot(Collector):
         gauge.add_metric([], float(data["devices"]))
         yield gauge
         for what, name, doc in PREQUENTIAL:
-            fam = GaugeMetricFamily(f"streamfuse_level_{name}", doc, labels=["level"])
+            level_fam = GaugeMetricFamily(f"streamfuse_level_{name}", doc, labels=["level"])
             for key, value in sorted(data["quality"].items()):
                 who, _, figure = key.rpartition(".")
                 if figure == what and value == value:  # NaN: not defined yet, left out
-                    fam.add_metric([who], float(value))
-            yield fam
+                    level_fam.add_metric([who], float(value))
+            yield level_fam
 
 
 class GatewayMetrics:
