@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,7 @@ def test_level_configs() -> None:
 
 def test_subject_timeline_and_delayed_labels(data_dir: Path) -> None:
     root = need_data(data_dir, "eegmat")
-    s = EvalSettings(seconds=20.0, label_delay_s=3.0)
+    s = EvalSettings(seconds=20.0, label_delay_s=3.0, labels="window")
     subj, items = subject_items(root, "Subject00", 100.0, s)
     assert (subj.start, subj.boundary, subj.end) == (100.0, 120.0, 140.0)
     nows = [now for _, now in items]
@@ -62,11 +63,19 @@ def test_subject_timeline_and_delayed_labels(data_dir: Path) -> None:
     assert all(now == lab.t_end + 3.0 for lab, now in labels)
     values = [lab.value for lab, _ in labels]
     assert values == ["rest"] * 4 + ["arithmetic"] * 5  # [112,120) rest; [116,124) tie -> task
+    # the default (session labels): the same labels, all after the session (end 140 + 8 + 3)
+    _, items = subject_items(root, "Subject00", 100.0, replace(s, labels="session"))
+    late = [(i, now) for i, now in items if isinstance(i, Label)]
+    assert [lab for lab, _ in late] == [lab for lab, _ in labels]
+    assert all(now == 151.0 for _, now in late)
+    assert min(now for _, now in late) > max(now for i, now in items if isinstance(i, Chunk))
 
 
 def test_short_run_shape_and_sanity(data_dir: Path) -> None:
     root = need_data(data_dir, "eegmat")
-    s = EvalSettings(subjects=2, seconds=40.0, levels=("eeg", "ecg", "intermediate"))
+    s = EvalSettings(
+        subjects=2, seconds=40.0, levels=("eeg", "ecg", "intermediate"), labels="window"
+    )
     r = evaluate_eegmat(root, s)
     assert [x["name"] for x in r["subjects"]] == ["Subject00", "Subject01"]
     assert set(r["levels"]) == {"eeg", "ecg", "intermediate"}

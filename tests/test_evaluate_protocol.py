@@ -143,11 +143,11 @@ def _noise_dataset(root: Path, seconds: tuple[float, float], fs: int = 500) -> P
 
 
 def test_only_order_separates_the_classes(tmp_path: Path) -> None:
-    """With a subject's labels learnt only after its session, balanced order leaves every
-    level at chance on data where only order carries the class. With each label one window
-    late (the default), the levels sit well above chance on the same noise, and so does the
-    subject-only control: what they follow is the subject's own recent labels, which is what
-    that control is there to show."""
+    """With a subject's labels learnt only after its session (the default), balanced order
+    leaves every level at chance on data where only order carries the class (evaluation's
+    default model, lda). With each label one window late, the levels sit well above chance
+    on the same noise, and so does the subject-only control: what they follow is the
+    subject's own recent labels, which is what that control is there to show."""
     root = _noise_dataset(tmp_path, (300.0, 300.0))
     base = {"order": "balanced", "grid_fs": 100.0}
     r = evaluate_eegmat(root, EvalSettings(labels="session", **base))  # type: ignore[arg-type]
@@ -167,7 +167,8 @@ def test_default_run_has_order_controls_and_paired(data_dir: Path) -> None:
 
     root = need_data(data_dir, "eegmat")
     r = evaluate_eegmat(root, EvalSettings(subjects=4, seconds=40.0))
-    assert r["protocol"]["order"] == "balanced" and r["protocol"]["labels"] == "window"
+    # the default protocol is the new-person one: balanced order, session labels
+    assert r["protocol"]["order"] == "balanced" and r["protocol"]["labels"] == "session"
     assert [x["first"] for x in r["subjects"]] == [REST, TASK, REST, TASK]
     controls = r["controls"]
     assert set(controls) == {"majority", "time-only", "subject-only", "permuted"}

@@ -41,6 +41,12 @@ def _softmax() -> base.Classifier:
     ))
 
 
+def _lda() -> base.Classifier:
+    from .lda import DiagonalLDA
+
+    return DiagonalLDA()
+
+
 def _hoeffding() -> base.Classifier:
     return tree.HoeffdingAdaptiveTreeClassifier(grace_period=50, seed=0)
 
@@ -55,6 +61,7 @@ MODELS: dict[str, Callable[[], base.Classifier]] = {
     "logreg": _logreg,
     "river-logreg": _river_logreg,
     "softmax": _softmax,
+    "lda": _lda,
     "hoeffding": _hoeffding,
     "neurofuzzy": _neurofuzzy,
 }

@@ -96,15 +96,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser(
         "evaluate",
         help="compare fusion levels on a real dataset, prequentially",
-        description="eegmat: each subject one device, rest then arithmetic on one timeline, "
-        "window labels arriving after --label-delay-s; levels eeg, ecg, early, intermediate, "
-        "late, selected; metrics mean +- sd over subjects.",
+        description="eegmat: each subject one device, its rest and arithmetic recordings on one "
+        "timeline (--order), a subject's labels learnt only after its session by default "
+        "(--labels session: every subject is a new person); levels eeg, ecg, early, "
+        "intermediate, late, selected; metrics mean +- sd over subjects.",
     )
     ev.add_argument("--dataset", choices=["eegmat"], default="eegmat", help="dataset")
     ev.add_argument("--data-dir", type=Path, required=True, help="the EEGMAT folder")
     ev.add_argument("--out", type=Path, required=True, help="results JSON")
     ev.add_argument("--plot", type=Path, default=None, help="comparison PNG")
-    ev.add_argument("--model", default="logreg", choices=MODEL_NAMES, help="online model")
+    ev.add_argument("--model", default="lda", choices=MODEL_NAMES,
+                    help="online model of every level (lda: diagonal LDA, which transfers "
+                    "best to a new person; logreg: the engine's default)")
     ev.add_argument("--window-s", type=positive_float, default=8.0, help="window length, s")
     ev.add_argument("--hop-s", type=positive_float, default=4.0, help="hop, s")
     ev.add_argument("--grid-fs", type=positive_float, default=250.0, help="resampling rate, Hz")
@@ -114,9 +117,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--order", choices=["balanced", "rest-first", "task-first"],
                     default="balanced", help="which recording each subject plays first "
                     "(balanced: sorted subjects, even positions rest first, odd arithmetic)")
-    ev.add_argument("--labels", choices=["window", "session"], default="window",
-                    help="window: each label one --label-delay-s after its window; session: "
-                    "a subject's labels only after its session (models never saw them)")
+    ev.add_argument("--labels", choices=["session", "window"], default="session",
+                    help="session (default): a subject's labels only after its session, so "
+                    "models never saw the person they score; window: each label one "
+                    "--label-delay-s after its window (models follow the person's own labels)")
     ev.add_argument("--no-controls", action="store_true",
                     help="skip the majority, time-only, subject-only and permuted controls")
     ev.add_argument("--seed", type=int, default=0, help="permuted control and bootstrap seed")

@@ -5,7 +5,9 @@ Protocol (issues 6 and 15; the timeline and the recording order are in
 
 - subjects in sorted order, each one device, its two recordings in the order ``--order``
   says (``balanced`` by default); one shared model per level learns across subjects,
-  test-then-train, each window's label arriving one window after its end;
+  test-then-train; by default (``labels="session"``) a subject's labels arrive only after its
+  session, so every subject is a person the models never had labels for (``"window"``:
+  each window's label one window after its end);
 - one engine run over the item stream gives every level at once: each prediction carries the
   probabilities of ``early``, ``intermediate`` and ``late`` (``Prediction.levels``), of each
   late-fusion member (``Prediction.modality_proba``: the unimodal ``eeg`` and ``ecg`` models,

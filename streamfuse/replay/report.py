@@ -148,9 +148,11 @@ def plot(results: Mapping[str, Any], path: str | Path) -> None:
     bx.set_ylabel("mean ± sd over subjects")
     bx.legend(ncol=4, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08))
     bx.grid(axis="y", alpha=0.3)
-    order = results.get("protocol", {}).get("order", "?")
-    fig.suptitle(f"eegmat rest vs arithmetic, prequential, {len(subjects)} subjects, "
-                 f"order {order}: fusion levels and controls")  # fmt: skip
+    proto = results.get("protocol", {})
+    order, labels = proto.get("order", "?"), proto.get("labels", "?")
+    model = proto.get("model", "?")
+    fig.suptitle(f"eegmat rest vs arithmetic, prequential, {len(subjects)} subjects, order "
+                 f"{order}, {labels} labels, model {model}: levels and controls")  # fmt: skip
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
