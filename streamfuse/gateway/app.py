@@ -95,6 +95,7 @@ class Gateway:
         self.clock = clock
         self.log = logger
         self.connected = asyncio.Event()
+        self.ever_connected = False  # a gateway that never connected leaves no checkpoint
         self.reconnects = 0
         self.restored: Restored | None = None
         self.restored_digest: str | None = None
@@ -178,7 +179,7 @@ class Gateway:
         if self.inbox.qsize():  # stopped while disconnected: process without publishing
             await self.ingest.drain(time.monotonic() + self.config.shutdown.drain_timeout_s)
         self.outbox.discard()
-        if self.processed:  # nothing processed (never connected): the state is unchanged
+        if self.ever_connected or self.processed:  # else nothing happened worth a file
             self.checkpoint()
         self.house.refresh_metrics()
         self.connected.clear()
@@ -279,6 +280,7 @@ class Gateway:
                     set_nodelay(client)
                     await client.subscribe(topics.subscription(m.prefix), qos=m.qos)
                     self.connected.set()
+                    self.ever_connected = True
                     self.metrics.connected.set(1)
                     backoff = m.backoff_initial_s
                     self.log.info(
