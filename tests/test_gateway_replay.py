@@ -186,3 +186,80 @@ def test_replay_with_the_gateway_config_reproduces_the_gateway(
     assert len(live) >= 3 * 8  # three devices, 12 s of 2 s windows every 1 s
     assert counts["before_first_label"] >= 1
     assert any(p["proba"] for p, _ in live.values())  # the models learnt during the run
+
+
+def test_replay_of_the_gateway_journal_matches_every_window(
+    broker_url: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """The journal twin of the test above: the gateway's own journal (its arrivals, its order,
+    its timer ticks) replayed with the same TOML gives every published prediction, model
+    outputs after the first label included, field for field but ``latency_ms``."""
+    toml = tmp_path / "gw.toml"
+    ckpt = tmp_path / "ckpt"
+    toml.write_text(
+        "[mqtt]\n"
+        f'broker = "{broker_url}"\n'
+        f'prefix = "{topic_prefix}"\n'
+        'client_id = ""\n'
+        "[engine]\n"
+        'model = "logreg"\n'
+        f'[checkpoint]\ndir = "{ckpt}"\n'
+        "[journal]\nprune = false\n",
+        encoding="utf-8",
+    )
+    session = tmp_path / "live.mcap"
+    recorder = _spawn("record", "--broker", broker_url, "--prefix", topic_prefix,
+                      "--out", str(session), "--flush-s", "0.2")  # fmt: skip
+    gateway = None
+    try:
+        _wait_for_line(recorder.stderr, "recording", 60)
+        gateway = _spawn("gateway", "--config", str(toml))
+        _wait_for_line(gateway.stderr, "gateway connected", 120)
+        sim = subprocess.run(
+            [sys.executable, "-m", "streamfuse.cli", "simulate", "--broker", broker_url,
+             "--prefix", topic_prefix, "--devices", "3", "--duration", "12", "--seed", "5"],
+            cwd=REPO, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert sim.returncode == 0, sim.stderr
+        time.sleep(2.0)
+        gw_log = _stop(gateway)
+        assert gateway.returncode == 0, gw_log[-2000:]
+        time.sleep(0.5)
+    finally:
+        if gateway is not None:
+            _stop(gateway)
+        _stop(recorder)
+
+    live: dict[tuple[str, int], dict] = {}
+    labels = []
+    for m in read_session(session):
+        kind = m.message.topic.rpartition("/")[2]
+        if kind == "prediction":
+            p = json.loads(m.message.payload)
+            assert (p["device"], p["index"]) not in live  # published once
+            live[(p["device"], p["index"])] = p
+        elif kind == "label":
+            labels.append(m.arrival)
+    out = tmp_path / "replay.jsonl"
+    rp = subprocess.run(
+        [sys.executable, "-m", "streamfuse.cli", "replay", str(ckpt / "journal"), "--config",
+         str(toml), "--out", str(out), "--no-progress"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert rp.returncode == 0, rp.stderr
+    replayed = {}
+    for line in out.read_text(encoding="utf-8").splitlines():
+        p = json.loads(line)
+        replayed[(p["device"], p["index"])] = p
+    after_label = 0
+    for key, pred in live.items():
+        other = replayed.get(key)
+        assert other is not None, f"the gateway published {key} but the journal replay did not"
+        differ = {f for f in pred if pred[f] != other[f]}
+        assert differ <= {"latency_ms"}, {f: (pred[f], other[f]) for f in differ}
+        after_label += pred["closed_at"] >= min(labels)
+    assert set(replayed) == set(live)  # the gateway published every window it made
+    assert len(live) >= 3 * 8 and after_label >= 3 * 4  # most after learning began
+    assert any(p["proba"] for p in live.values())
+    print(f"journal replay: {len(live)} of {len(live)} windows equal, {after_label} after the "
+          "first label")

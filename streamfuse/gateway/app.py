@@ -17,7 +17,10 @@ reads the clock and keeps the connection alive. Its parts, one module each:
 - **Housekeeping** (:mod:`.housekeeping`): window ticks, idle-device eviction, metrics
   snapshots, GC re-freezes and periodic checkpoints, connected or not.
 - **Checkpoints** (here and :mod:`.checkpoint`): restored once at start-up, written on
-  schedule and at shutdown.
+  schedule by a forked writer (the event loop pays for the fork only) and inline at shutdown.
+- **Journal** (:mod:`.durability`, :mod:`.journal`): every accepted message before its
+  acknowledgement, every engine call before the engine sees it, every window before it is
+  published; recovery applies the journal after the restored checkpoint.
 
 :meth:`Gateway.run` is start-up, main loop and shutdown in one call; the daemon, the demo and
 the bench host it through :class:`~streamfuse.gateway.server.Server`, which adds signals,
@@ -30,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import random
 import time
 from collections import Counter
@@ -56,6 +60,7 @@ from ..state_layout import code_layout, layout_changes
 from ..types import Prediction, RawMessage
 from .checkpoint import CheckpointStore, Restored, state_digest
 from .config import GatewayConfig
+from .durability import Durability, make_journal
 from .housekeeping import Housekeeping
 from .ingest import Ingest
 from .metrics import GatewayMetrics
@@ -65,6 +70,23 @@ log = logging.getLogger("streamfuse.gateway")
 
 #: MQTT CONNACK codes (3.1.1 and their 5.0 equivalents) that mean "wrong credentials"
 _AUTH_CODES = frozenset({4, 5, 134, 135})
+
+
+def _huge_page_hint(logger: logging.Logger) -> None:
+    """Say once how to make a checkpoint's fork shorter, where it applies (Linux, transparent
+    huge pages on request, glibc not yet told to ask for them)."""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled", encoding="ascii") as fh:
+            mode = fh.read()
+    except OSError:
+        return
+    if "[never]" in mode or "glibc.malloc.hugetlb" in os.environ.get("GLIBC_TUNABLES", ""):
+        return
+    logger.info(
+        "checkpoints fork the process, which copies its page tables: start the gateway with "
+        "GLIBC_TUNABLES=glibc.malloc.hugetlb=1 for 2 MB pages and a several times shorter "
+        "fork (docs/durability.md)"
+    )
 
 
 class Gateway:
@@ -108,6 +130,9 @@ class Gateway:
         self.house = Housekeeping(self)
         c = config.checkpoint
         self.store = CheckpointStore(c.dir, c.keep) if c.dir else None
+        self.durable = Durability(self, make_journal(config))
+        self.checkpoint_skipped = 0  # scheduled checkpoints skipped: the previous one still ran
+        self._checkpoint_state: dict[str, Any] | None = None
         self._restore_attempted = False
         self._password = config.password()  # read once: a missing file fails at start
         m = config.mqtt
@@ -156,6 +181,8 @@ class Gateway:
     def startup(self) -> None:
         """Restore the newest checkpoint, freeze the start-up heap, serve ``/metrics``."""
         self.restore()
+        if self.store is not None:
+            _huge_page_hint(self.log)
         if self.config.resources.gc_freeze and not gc.get_freeze_count():
             gc.collect()  # once per process: what is frozen is never collected by the cycle GC
             gc.freeze()
@@ -181,15 +208,25 @@ class Gateway:
         self.outbox.discard()
         if self.ever_connected or self.processed:  # else nothing happened worth a file
             self.checkpoint()
+        self.durable.close()
         self.house.refresh_metrics()
         self.connected.clear()
         self.metrics.close()
 
     def restore(self) -> Restored | None:
-        """Load the newest usable checkpoint into :attr:`engine` (once; no-op without a store)."""
-        if self.store is None or self._restore_attempted:
+        """Load the newest usable checkpoint into :attr:`engine` and apply the journal after
+        it (once; see :meth:`.durability.Durability.recover`)."""
+        if self._restore_attempted:
             return self.restored
         self._restore_attempted = True
+        found = self._load_checkpoint()
+        self.durable.recover(found.state if found is not None else None,
+                             found.path if found is not None else None)
+        return found
+
+    def _load_checkpoint(self) -> Restored | None:
+        if self.store is None:
+            return None
         found = self.store.load_latest()
         if self.store.corrupt:
             self.metrics.checkpoints_corrupt.inc(self.store.corrupt)
@@ -215,6 +252,7 @@ class Gateway:
                 found.path,
             )
             return None
+        engine._timer = self.engine._timer  # the live timer (a checkpoint holds none)
         self.engine = engine
         self.house.retired_align = Counter(state.get("retired_align", {}))
         self.restored = found
@@ -230,23 +268,63 @@ class Gateway:
         )
         return found
 
-    def checkpoint(self) -> None:
-        """Save the engine now (no-op without a checkpoint folder); errors are logged."""
-        if self.store is None:
+    def checkpoint(self, *, background: bool = False) -> None:
+        """Save the engine (no-op without a checkpoint folder); errors are logged.
+
+        ``background``: a forked writer (:meth:`.checkpoint.CheckpointStore.save_in_background`);
+        skipped, and counted, while the previous one still runs. Otherwise inline (after
+        waiting for a running writer), as at shutdown.
+        """
+        store = self.store
+        if store is None:
+            return
+        self.checkpoint_done()
+        if background and store.busy:
+            self.checkpoint_skipped += 1
+            self.log.warning("checkpoint skipped: the previous one is still being written")
             return
         try:
-            self.store.save(
-                {
-                    "layout": code_layout(),
-                    "engine": self.engine,
-                    "retired_align": dict(self.house.retired_align),
-                    "saved_at": self.clock(),
-                }
-            )
+            state = {
+                "layout": code_layout(),
+                "engine": self.engine,
+                "retired_align": dict(self.house.retired_align),
+                "saved_at": self.clock(),
+                **self.durable.checkpoint_state(sync=not background),
+            }
+            if background:
+                self._checkpoint_state = {"journal": state.get("journal")}
+                store.save_in_background(state, fsync_first=self.durable.fsync_fds)
+                if not store.busy:  # saved inline (no fork here)
+                    self._saved(store.files()[0])
+                return
+            if store.busy:
+                self._reaped(store.wait())
+            path = store.save(state)
         except (OSError, Exception) as exc:  # a full disk must not stop the gateway
-            self.log.error("checkpoint to %s failed: %s", self.store.dir, exc)
+            self.log.error("checkpoint to %s failed: %s", store.dir, exc)
             return
+        self._checkpoint_state = {"journal": state.get("journal")}
+        self._saved(path)
+
+    def checkpoint_done(self, *, wait: bool = False) -> None:
+        """Reap a finished background checkpoint (called on every tick); ``wait``: wait for
+        a running one to finish."""
+        store = self.store
+        if store is None or not store.busy:
+            return
+        self._reaped(store.poll(block=wait))
+
+    def _reaped(self, done: tuple[Any, bool, str] | None) -> None:
+        if done is not None and done[1]:
+            self._saved(done[0])
+        elif done is not None:
+            self._checkpoint_state = None
+
+    def _saved(self, path: Any) -> None:
         self.metrics.checkpoints.inc()
+        if self._checkpoint_state is not None:
+            self.durable.saved(path, self._checkpoint_state)
+        self._checkpoint_state = None
 
     # ------------------------------------------------------------------ connection
     def _client(self) -> Client:
@@ -265,7 +343,7 @@ class Gateway:
             queue_type=lambda maxsize=0: self.inbox,
         )
         # before connecting, so that what a persistent session delivers first takes it too
-        if not install_ingest(client, self.inbox.put_nowait):
+        if not install_ingest(client, self.durable.accept):
             self.log.warning("paho has no _handle_on_message; ingest goes through on_message")
         return client
 

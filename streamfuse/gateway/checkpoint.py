@@ -5,10 +5,16 @@ and feature state, counters) behind a small header::
 
     b"SFCKPT1\\n" | sha256(body) (32 bytes) | body (pickle)
 
-Files are named ``engine-<number>.ckpt`` with a growing number. Saving writes
+Files are named ``engine-<number>.ckpt`` with a growing number, mode 0600. Saving writes
 ``.<name>.tmp``, fsyncs it, renames it into place and fsyncs the folder, so a crash leaves
 either the old set or the old set plus one complete new file, never a torn one. Only the
-newest ``keep`` files are kept.
+newest ``keep`` files are kept, and the newest :data:`CORRUPT_KEPT` ``.corrupt`` ones.
+
+**Off the event loop** (:meth:`CheckpointStore.save_in_background`): the process forks; the
+child holds a copy-on-write image of the state as it was at the fork, pickles and writes it and
+exits, while the parent goes on at once (the fork itself costs the copy of the page tables:
+milliseconds per GB of heap). The parent reaps the child with :meth:`CheckpointStore.poll`.
+Pickling in a thread would not do: the C pickler holds the GIL for the whole dump.
 
 Security: checkpoints are **trusted local files** written by this gateway into a folder only it
 should be able to write (pickle can run code while loading). Network payloads are never
@@ -18,11 +24,13 @@ binary frame or JSON.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import os
 import pickle
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +41,10 @@ log = logging.getLogger("streamfuse.gateway.checkpoint")
 
 MAGIC = b"SFCKPT1\n"
 _NAME = re.compile(r"^engine-(\d{8})\.ckpt$")
+_CORRUPT = re.compile(r"^engine-(\d{8})\.ckpt\.corrupt$")
+_TMP = re.compile(r"^\.engine-\d{8}\.ckpt\.tmp$")
+#: ``.corrupt`` files kept for inspection (the newest ones)
+CORRUPT_KEPT = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +88,10 @@ class CheckpointStore:
             raise ConfigError(f"checkpoint folder {self.dir} cannot be created: {exc}") from exc
         self.saved = 0
         self.corrupt = 0
+        self._child: tuple[int, Path, Path, int] | None = None
+        for stale in self.dir.iterdir():  # a writer killed mid-way leaves its temporary file
+            if _TMP.match(stale.name):
+                stale.unlink(missing_ok=True)
 
     def _numbered(self) -> list[tuple[int, Path]]:
         """``(number, path)`` of each checkpoint file, newest first."""
@@ -86,14 +102,16 @@ class CheckpointStore:
         """Checkpoint files, newest first."""
         return [p for _, p in self._numbered()]
 
-    def save(self, state: Any) -> Path:
-        """Pickle ``state`` into a new checkpoint (write-then-rename) and prune old ones."""
-        body = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    def _next(self) -> tuple[Path, Path]:
         existing = self._numbered()
         number = existing[0][0] + 1 if existing else 1
         final = self.dir / f"engine-{number:08d}.ckpt"
-        tmp = self.dir / f".{final.name}.tmp"
-        with open(tmp, "wb") as fh:
+        return final, self.dir / f".{final.name}.tmp"
+
+    def _write(self, body: bytes, final: Path, tmp: Path) -> None:
+        """Write ``body`` behind the header into ``tmp`` (mode 0600), fsync, rename, fsync dir."""
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "wb") as fh:
             fh.write(MAGIC)
             fh.write(hashlib.sha256(body).digest())
             fh.write(body)
@@ -105,11 +123,103 @@ class CheckpointStore:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        self.saved += 1
+
+    def _prune(self) -> None:
         for old in self.files()[self.keep :]:
             old.unlink(missing_ok=True)
+        corrupt = sorted(
+            (p for p in self.dir.iterdir() if _CORRUPT.match(p.name)), reverse=True
+        )
+        for old in corrupt[CORRUPT_KEPT:]:
+            old.unlink(missing_ok=True)
+
+    def save(self, state: Any) -> Path:
+        """Pickle ``state`` into a new checkpoint (write-then-rename) and prune old ones."""
+        self.wait()
+        body = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        final, tmp = self._next()
+        self._write(body, final, tmp)
+        self.saved += 1
+        self._prune()
         log.info("checkpoint %s saved (%d bytes)", final, len(body))
         return final
+
+    # ------------------------------------------------------------------ background
+    @property
+    def busy(self) -> bool:
+        """A background save is running."""
+        return self._child is not None
+
+    def save_in_background(self, state: Any, *, fsync_first: tuple[int, ...] = ()) -> Path:
+        """Fork; the child fsyncs the descriptors ``fsync_first`` (the journal, whose position
+        the state records), pickles ``state`` into the next checkpoint and exits. Returns the
+        file it will write (saved inline where there is no fork). One at a time: call only when
+        not :attr:`busy`."""
+        if not hasattr(os, "fork"):
+            return self.save(state)
+        final, tmp = self._next()
+        read_end, write_end = os.pipe()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # 3.12: fork with threads
+            pid = os.fork()
+        if pid == 0:  # the child: no logging (a lock may be held by a thread that is not here)
+            code = 1
+            try:
+                os.close(read_end)
+                for fd in fsync_first:
+                    try:
+                        os.fsync(fd)
+                    except OSError:  # a rotated segment closed since (fsynced before that)
+                        pass
+                gc.disable()  # nothing to collect before exiting; leave the pages shared
+                body = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+                body_len = len(body)
+                self._write(body, final, tmp)
+                del body
+                self._prune()  # unlinking a large old file takes the file system a while
+                os.write(write_end, f"ok {body_len}".encode())
+                code = 0
+            except BaseException as exc:  # noqa: BLE001 - reported through the pipe
+                try:
+                    os.write(write_end, f"failed {exc!r}"[:2000].encode())
+                except BaseException:  # noqa: BLE001
+                    pass
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        self._child = (pid, final, tmp, read_end)
+        return final
+
+    def poll(self, *, block: bool = False) -> tuple[Path, bool, str] | None:
+        """Reap a finished background save: ``(file, ok, message)``; None while it runs (or
+        when there is none)."""
+        if self._child is None:
+            return None
+        pid, final, tmp, read_end = self._child
+        try:
+            done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            done, status = pid, 1 << 8
+        if done == 0:
+            return None
+        self._child = None
+        try:
+            message = os.read(read_end, 4096).decode(errors="replace")
+        finally:
+            os.close(read_end)
+        ok = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and message.startswith("ok")
+        if ok:
+            self.saved += 1
+            log.info("checkpoint %s saved in the background (%s bytes)", final, message[3:])
+        else:
+            tmp.unlink(missing_ok=True)
+            message = message or f"the writer process ended with status {status}"
+            log.error("checkpoint %s failed: %s", final, message)
+        return final, ok, message
+
+    def wait(self) -> tuple[Path, bool, str] | None:
+        """Wait for a background save to end (see :meth:`poll`)."""
+        return self.poll(block=True)
 
     @staticmethod
     def read(path: Path) -> tuple[Any, str]:
@@ -142,6 +252,7 @@ class CheckpointStore:
                     path.rename(path.with_name(path.name + ".corrupt"))
                 except OSError:
                     pass
+                self._prune()
                 continue
             return Restored(state, path, sha, tuple(skipped))
         if skipped:

@@ -89,6 +89,23 @@ class CheckpointSection:
 
 
 @dataclass(frozen=True, slots=True)
+class JournalSection:
+    """The write-ahead journal (:mod:`.journal`): on wherever checkpoints are."""
+
+    enabled: bool = True
+    #: empty: ``<checkpoint.dir>/journal`` (no journal without a checkpoint folder)
+    dir: str = ""
+    segment_bytes: int = 64 << 20
+    #: "interval" (a thread fsyncs every fsync_interval_s), "always" (before each MQTT
+    #: acknowledgement), "never" (the OS decides); a kill -9 loses nothing acknowledged under
+    #: any of them, a power loss up to the interval under "interval"
+    fsync: str = "interval"
+    fsync_interval_s: float = 0.1
+    #: remove segments every kept checkpoint is past (false: keep the whole history)
+    prune: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class ResourcesSection:
     """Bounds on what the gateway keeps."""
 
@@ -127,6 +144,7 @@ SECTIONS: dict[str, type] = {
     "mqtt": MqttSection,
     "engine": EngineSection,
     "checkpoint": CheckpointSection,
+    "journal": JournalSection,
     "resources": ResourcesSection,
     "metrics": MetricsSection,
     "shutdown": ShutdownSection,
@@ -141,6 +159,7 @@ class GatewayConfig:
     mqtt: MqttSection = field(default_factory=MqttSection)
     engine: EngineSection = field(default_factory=EngineSection)
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+    journal: JournalSection = field(default_factory=JournalSection)
     resources: ResourcesSection = field(default_factory=ResourcesSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
     shutdown: ShutdownSection = field(default_factory=ShutdownSection)

@@ -13,6 +13,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ..engine import Engine
     from .app import Gateway
 
 
@@ -50,7 +51,8 @@ class Housekeeping:
                 pass
             if stop.is_set():
                 return
-            gateway.outbox.emit(gateway.engine.tick(gateway.clock()))
+            gateway.outbox.emit(gateway.durable.tick(gateway.clock()))
+            gateway.checkpoint_done()
             t = mono()
             if t >= next_evict:
                 next_evict = t + r.evict_every_s
@@ -63,19 +65,23 @@ class Housekeeping:
                 refrozen()
             if gateway.store is not None and t >= next_ckpt:
                 next_ckpt = t + interval
-                gateway.checkpoint()
+                gateway.checkpoint(background=True)
 
     def evict_idle(self) -> None:
         """Forget devices silent for ``resources.idle_evict_s`` (their counters are kept)."""
         gateway = self.gateway
-        engine = gateway.engine
-        before = dict(engine.sessions)
         gateway.outbox.emit(
-            engine.evict_idle(gateway.clock(), gateway.config.resources.idle_evict_s)
+            gateway.durable.evict(gateway.clock(), gateway.config.resources.idle_evict_s)
         )
+
+    def evict_from(self, engine: Engine, now: float, idle_s: float) -> list:
+        """``engine.evict_idle(now, idle_s)``, keeping the evicted devices' align counters."""
+        before = dict(engine.sessions)
+        out = engine.evict_idle(now, idle_s)
         for device, session in before.items():
             if device not in engine.sessions:
                 self.retired_align.update(session.aligner.counters)
+        return out
 
     def align_totals(self) -> Counter[str]:
         """Alignment counters of live devices plus those of evicted ones."""

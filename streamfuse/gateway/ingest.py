@@ -120,6 +120,7 @@ class Ingest:
     def defer(self, message: RawMessage) -> None:
         """Hold a label until no data is waiting (bounded like the queue; excess is shed)."""
         if len(self.labels) >= self.gateway.config.mqtt.max_queued_incoming:
+            self.gateway.durable.drop(message)
             self.inbox.shed["label"] += 1
             if self.inbox.on_shed is not None:
                 self.inbox.on_shed("label")
@@ -157,7 +158,7 @@ class Ingest:
         if self.on_message is not None:
             self.on_message(raw)
         self.processed += 1
-        outputs = gateway.engine.push(raw, gateway.clock())
+        outputs = gateway.durable.push(raw, gateway.clock())
         if outputs:
             return gateway.outbox.emit(outputs)
         return False
@@ -192,4 +193,4 @@ class Ingest:
         if n:
             log.info("drained %d queued messages", n)
         gateway = self.gateway
-        gateway.outbox.emit(gateway.engine.tick(gateway.clock()))
+        gateway.outbox.emit(gateway.durable.tick(gateway.clock()))

@@ -152,6 +152,8 @@ def _validate(cfg: GatewayConfig) -> GatewayConfig:
         ("mqtt.backoff_max_s", m.backoff_max_s),
         ("checkpoint.interval_s", cfg.checkpoint.interval_s),
         ("checkpoint.keep", cfg.checkpoint.keep),
+        ("journal.segment_bytes", cfg.journal.segment_bytes),
+        ("journal.fsync_interval_s", cfg.journal.fsync_interval_s),
         ("resources.idle_evict_s", cfg.resources.idle_evict_s),
         ("resources.evict_every_s", cfg.resources.evict_every_s),
         ("resources.max_outbox", cfg.resources.max_outbox),
@@ -162,6 +164,11 @@ def _validate(cfg: GatewayConfig) -> GatewayConfig:
     for key, value in positive:
         if not (math.isfinite(value) and value > 0):
             raise ConfigError(f"{key} must be positive, got {value!r}")
+    if cfg.journal.fsync not in ("interval", "always", "never"):
+        raise ConfigError(
+            f"journal.fsync must be \"interval\", \"always\" or \"never\", got "
+            f"{cfg.journal.fsync!r}"
+        )
     refreeze = cfg.resources.gc_refreeze_s
     if not (math.isfinite(refreeze) and refreeze >= 0):
         raise ConfigError(f"resources.gc_refreeze_s must be 0 (off) or positive, got {refreeze!r}")

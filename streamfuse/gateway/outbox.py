@@ -100,6 +100,7 @@ class Outbox:
             return False
         prefix = config.prefix
         queue = self.queue
+        self.gateway.durable.publishing(queue)  # journalled before they go out
         sent = publish_now(
             paho,
             [(topics.prediction_topic(prefix, out.device), codec.encode_prediction(out))
@@ -121,6 +122,7 @@ class Outbox:
         config = self.gateway.config
         while self.queue:
             out = self.queue[0]
+            self.gateway.durable.publishing((out,))  # journalled before it goes out
             await client.publish(
                 topics.prediction_topic(config.prefix, out.device),
                 codec.encode_prediction(out),

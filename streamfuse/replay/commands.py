@@ -45,8 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     rp = sub.add_parser(
         "replay",
         help="replay a session or recording through the engine (or onto a broker)",
-        description="SOURCE is an MCAP session (.mcap), an EDF/BDF file, a WFDB record (.hea) "
-        "or a CSV-like text file. By default it goes offline through the engine as fast as "
+        description="SOURCE is a gateway's journal folder, an MCAP session (.mcap), an EDF/BDF "
+        "file, a WFDB record (.hea) or a CSV-like text file. A journal is applied as the "
+        "gateway applied it (give the gateway's --config): every prediction it published, "
+        "field for field. By default it goes offline through the engine as fast as "
         "possible, each item pushed with its recorded (or derived) arrival time, so outputs "
         "are deterministic. With --to-broker its messages are republished at --speed x real "
         "time instead.",
@@ -197,9 +199,13 @@ def run_replay(
     from .replay import recording_items, session_items
 
     source: Path = args.source
-    check_source(source)
+    from .journal import is_journal
+
     if args.out is not None:
         check_out(args.out)
+    if is_journal(source):
+        return _replay_journal(args, engine_config, prefix)
+    check_source(source)
     is_session = source.suffix.lower() == ".mcap"
     prefix = args.prefix or prefix or (
         _session_prefix(source) if is_session else topics.DEFAULT_PREFIX
@@ -295,7 +301,10 @@ def check_source(source: Path) -> None:
 
     known = ", ".join(SOURCE_KINDS)
     if source.is_dir():
-        raise DataSourceError(f"{source} is a directory; give one recording file ({known})")
+        raise DataSourceError(
+            f"{source} is a directory but no gateway journal; give one recording file "
+            f"({known}) or a journal folder"
+        )
     suffix = source.suffix.lower()
     if suffix and suffix not in SOURCE_KINDS:
         hint = " (a WFDB record: give its .hea)" if suffix in (".dat", ".atr") else ""
@@ -315,6 +324,44 @@ def with_labels(items: list, labels: list, is_session: bool) -> list:
     merged += [(label.t_end, 1, k, label) for k, label in enumerate(labels)]
     merged.sort(key=lambda e: e[:3])
     return [(item, now) for now, _, _, item in merged]
+
+
+def _replay_journal(
+    args: argparse.Namespace, engine_config: EngineConfig | None, prefix: str | None
+) -> int:
+    from .. import topics
+    from ..config import EngineConfig
+    from ..engine import Engine
+    from .journal import replay_journal
+
+    flags = {
+        k: v
+        for k, v in (
+            ("window_s", args.window_s), ("hop_s", args.hop_s), ("grid_fs", args.grid_fs),
+            ("model", args.model), ("level", args.level),
+        )
+        if v is not None
+    }
+    config = dataclasses.replace(engine_config or EngineConfig(), **flags)
+    prefix = args.prefix or prefix or topics.DEFAULT_PREFIX
+    t0 = time.perf_counter()
+    predictions, rejections, applied, scan = replay_journal(
+        args.source, lambda: Engine(config, prefix=prefix)
+    )
+    wall = time.perf_counter() - t0
+    if args.out:
+        from .outputs import write_predictions
+
+        write_predictions(predictions, args.out)
+    print(
+        f"replayed journal {args.source}: {applied.pushed} messages, {applied.ticks} ticks, "
+        f"{applied.evictions} evictions, {applied.starts} gateway starts in {wall:.2f} s: "
+        f"{len(predictions)} predictions ({len(applied.published)} journalled as published), "
+        f"{len(rejections)} rejected; {len(scan.torn)} torn tails, "
+        f"{applied.missing_messages} messages missing"
+        + (f"; written to {args.out}" if args.out else "")
+    )
+    return 0
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
