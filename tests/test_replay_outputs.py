@@ -103,7 +103,7 @@ def test_parquet_round_trips_or_names_the_extra(tmp_path: Path, capsys) -> None:
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda d: d, "is a directory; give one recording file"),
+        (lambda d: d, "is a directory but no gateway journal; give one recording file"),
         (lambda d: d / "100.dat", "unknown recording type '.dat' (a WFDB record: give its .hea)"),
         (lambda d: d / "notes.docx", "unknown recording type '.docx'"),
     ],
