@@ -12,7 +12,7 @@ from typing import Any
 
 from . import __version__
 from .argtypes import positive_float, positive_int
-from .exits import EXIT_FAILURE, EXIT_INTERRUPTED
+from .exits import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE
 from .learn.names import MODEL_NAMES
 
 log = logging.getLogger("streamfuse.cli")
@@ -277,10 +277,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from .errors import StreamfuseError
+    from .errors import ConfigError, StreamfuseError
 
     try:
         return int(args.run(args))
+    except ConfigError as exc:  # a setting to fix: the same code as bad usage
+        print(f"streamfuse: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except StreamfuseError as exc:
         print(f"streamfuse: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -2,9 +2,9 @@
 gateway's :class:`~streamfuse.gateway.server.Server`)."""
 
 EXIT_OK = 0
-#: a StreamfuseError: bad configuration, unreachable broker, refused login, TLS failure
+#: a StreamfuseError at run time: unreachable broker, refused login, TLS failure, a port taken
 EXIT_FAILURE = 1
-#: bad command-line usage (argparse's own code)
+#: bad command-line usage (argparse's own code) or a bad setting (a ConfigError)
 EXIT_USAGE = 2
 #: shutdown was still running past its bound: the watchdog dumped every stack and exited
 EXIT_STUCK = 3

@@ -11,6 +11,7 @@ carrying ``secret`` in plain text.)
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import sys
@@ -130,4 +131,22 @@ def test_gateway_over_mqtts_fails_at_start_with_a_tls_error(
 def test_demo_over_mqtts_sends_a_tls_hello_never_the_password(listener: PlainListener) -> None:
     proc = _streamfuse("demo", "--broker", listener.url(), "--no-live", "--duration", "2")
     _check_clear_tls_error(proc)
+    _check_handshake_only(listener)
+
+
+def test_gateway_with_mqtt_tls_true_on_an_mqtt_url_speaks_tls(
+    listener: PlainListener,
+) -> None:
+    """``mqtt.tls = true`` turns TLS on for an ``mqtt://`` URL (issue 17, item 6): the
+    listener gets a ClientHello, never a plain CONNECT with the password."""
+    url = f"mqtt://user:secret@127.0.0.1:{listener.port}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamfuse.cli", "gateway", "--broker", url, "--client-id", "",
+         "--duration", "60"],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "STREAMFUSE_MQTT_TLS": "true"},
+    )
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr and "TLS handshake with the broker" in proc.stderr
+    assert "secret" not in proc.stderr
     _check_handshake_only(listener)

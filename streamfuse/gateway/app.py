@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import random
 import time
 from collections import Counter
@@ -56,9 +55,9 @@ from ..mqtt.client import (
 from ..mqtt.fastpath import install_ingest
 from ..mqtt.queue import SheddingQueue
 from ..mqtt.sockets import set_nodelay
-from ..state_layout import code_layout, layout_changes
+from ..state_layout import code_layout
 from ..types import Prediction, RawMessage
-from .checkpoint import CheckpointStore, Restored, state_digest
+from .checkpoint import CheckpointStore, Restored, huge_page_hint, state_digest, unusable
 from .config import GatewayConfig
 from .durability import Durability, make_journal
 from .housekeeping import Housekeeping
@@ -70,23 +69,6 @@ log = logging.getLogger("streamfuse.gateway")
 
 #: MQTT CONNACK codes (3.1.1 and their 5.0 equivalents) that mean "wrong credentials"
 _AUTH_CODES = frozenset({4, 5, 134, 135})
-
-
-def _huge_page_hint(logger: logging.Logger) -> None:
-    """Say once how to make a checkpoint's fork shorter, where it applies (Linux, transparent
-    huge pages on request, glibc not yet told to ask for them)."""
-    try:
-        with open("/sys/kernel/mm/transparent_hugepage/enabled", encoding="ascii") as fh:
-            mode = fh.read()
-    except OSError:
-        return
-    if "[never]" in mode or "glibc.malloc.hugetlb" in os.environ.get("GLIBC_TUNABLES", ""):
-        return
-    logger.info(
-        "checkpoints fork the process, which copies its page tables: start the gateway with "
-        "GLIBC_TUNABLES=glibc.malloc.hugetlb=1 for 2 MB pages and a several times shorter "
-        "fork (docs/durability.md)"
-    )
 
 
 class Gateway:
@@ -182,7 +164,7 @@ class Gateway:
         """Restore the newest checkpoint, freeze the start-up heap, serve ``/metrics``."""
         self.restore()
         if self.store is not None:
-            _huge_page_hint(self.log)
+            huge_page_hint(self.log)
         if self.config.resources.gc_freeze and not gc.get_freeze_count():
             gc.collect()  # once per process: what is frozen is never collected by the cycle GC
             gc.freeze()
@@ -203,8 +185,8 @@ class Gateway:
     async def shutdown(self) -> None:
         """Process what is still queued (when stopped while disconnected), count what could not
         be published, write the final checkpoint, close the metrics endpoint."""
-        if self.inbox.qsize():  # stopped while disconnected: process without publishing
-            await self.ingest.drain(time.monotonic() + self.config.shutdown.drain_timeout_s)
+        if self.inbox.qsize() or self.ingest.labels:  # stopped while disconnected
+            await self.ingest.drain()  # process without publishing, within the budget
         self.outbox.discard()
         if self.ever_connected or self.processed:  # else nothing happened worth a file
             self.checkpoint()
@@ -235,37 +217,20 @@ class Gateway:
             return None
         state = found.state
         engine = state.get("engine") if isinstance(state, dict) else None
-        changed = layout_changes(state.get("layout"), engine) if engine is not None else []
-        if changed:
-            self.log.error("checkpoint %s holds state of classes that have changed since (%s); "
-                            "starting fresh and leaving the file in place", found.path,
-                            "; ".join(changed))
+        problem = unusable(state, self.engine)
+        if problem is not None:
+            self.log.error("checkpoint %s %s; starting fresh and leaving the file in place",
+                           found.path, problem)
             return None
-        if (
-            not isinstance(engine, Engine)
-            or engine.prefix != self.engine.prefix
-            or engine.config != self.engine.config
-        ):
-            self.log.error(
-                "checkpoint %s does not match this gateway's configuration (prefix, modalities, "
-                "windows or model); starting fresh and leaving the file in place",
-                found.path,
-            )
-            return None
+        assert isinstance(engine, Engine)
         engine._timer = self.engine._timer  # the live timer (a checkpoint holds none)
         self.engine = engine
         self.house.retired_align = Counter(state.get("retired_align", {}))
         self.restored = found
         self.restored_digest = state_digest(engine.hub)
-        self.log.info(
-            "restored checkpoint %s (body sha256 %s, model state sha256 %s, %d devices, "
-            "%d windows so far)",
-            found.path,
-            found.body_sha256,
-            self.restored_digest,
-            len(engine.sessions),
-            engine.counters.get("windows", 0),
-        )
+        self.log.info("restored checkpoint %s (body sha256 %s, model state sha256 %s, %d devices, "
+                      "%d windows so far)", found.path, found.body_sha256, self.restored_digest,
+                      len(engine.sessions), engine.counters.get("windows", 0))
         return found
 
     def checkpoint(self, *, background: bool = False) -> None:
@@ -342,6 +307,7 @@ class Gateway:
             # the same bounded queue across reconnects: nothing queued is lost on a reconnect
             queue_type=lambda maxsize=0: self.inbox,
         )
+        self.outbox.prepare(client)  # QoS 1 predictions: in-flight limit, acknowledgements
         # before connecting, so that what a persistent session delivers first takes it too
         if not install_ingest(client, self.durable.accept):
             self.log.warning("paho has no _handle_on_message; ingest goes through on_message")
@@ -372,10 +338,11 @@ class Gateway:
                     )
                     first = False
                     await self._consume(client, stop)
-                    # stop was set: drain while the connection still carries our predictions
-                    deadline = time.monotonic() + self.config.shutdown.drain_timeout_s
-                    await self.ingest.drain(deadline)
-                    await self.outbox.flush(client, deadline)
+                    # stop was set: take nothing more, drain what was queued while the
+                    # connection still carries our predictions, within the shutdown budget
+                    budget = self.ingest.close(client)
+                    await self.ingest.drain(budget.drain)
+                    await self.outbox.flush(client, budget.flush)
             except MqttError as exc:
                 self.connected.clear()
                 self.metrics.connected.set(0)

@@ -258,3 +258,41 @@ class CheckpointStore:
         if skipped:
             log.error("no usable checkpoint in %s; starting with a fresh engine", self.dir)
         return None
+
+
+def huge_page_hint(logger: logging.Logger) -> None:
+    """Say once how to make a checkpoint's fork shorter, where it applies (Linux, transparent
+    huge pages on request, glibc not yet told to ask for them)."""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled", encoding="ascii") as fh:
+            mode = fh.read()
+    except OSError:
+        return
+    if "[never]" in mode or "glibc.malloc.hugetlb" in os.environ.get("GLIBC_TUNABLES", ""):
+        return
+    logger.info(
+        "checkpoints fork the process, which copies its page tables: start the gateway with "
+        "GLIBC_TUNABLES=glibc.malloc.hugetlb=1 for 2 MB pages and a several times shorter "
+        "fork (docs/durability.md)"
+    )
+
+
+def unusable(state: Any, engine: Any) -> str | None:
+    """Why a restored checkpoint ``state`` cannot replace the running ``engine`` (a phrase for
+    the log), or None: its classes have changed since it was written (their layout, read from
+    the classes themselves), or it holds no engine, or one of another configuration."""
+    from ..engine import Engine
+    from ..state_layout import layout_changes
+
+    saved = state.get("engine") if isinstance(state, dict) else None
+    changed = layout_changes(state.get("layout"), saved) if saved is not None else []
+    if changed:
+        return f"holds state of classes that have changed since ({'; '.join(changed)})"
+    if (
+        not isinstance(saved, Engine)
+        or saved.prefix != engine.prefix
+        or saved.config != engine.config
+    ):
+        return ("does not match this gateway's configuration (prefix, modalities, windows or "
+                "model)")
+    return None

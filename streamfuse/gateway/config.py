@@ -74,6 +74,10 @@ class EngineSection:
     reorder_s: float = _ENGINE.reorder_s
     silence_s: float = _ENGINE.silence_s
     max_pending: int = _ENGINE.max_pending
+    #: live devices at most; a new device beyond is refused ("refuse") or makes room by
+    #: forgetting the least recently seen ("evict"); both counted
+    max_devices: int = _ENGINE.max_devices
+    device_policy: str = _ENGINE.device_policy
     max_payload_bytes: int = _ENGINE.limits.max_payload_bytes
     max_samples: int = _ENGINE.limits.max_samples
     max_fs: float = _ENGINE.limits.max_fs
@@ -182,6 +186,8 @@ class GatewayConfig:
             reorder_s=e.reorder_s,
             model=e.model,
             max_pending=e.max_pending,
+            max_devices=e.max_devices,
+            device_policy=e.device_policy,
             silence_s=e.silence_s,
             limits=Limits(
                 max_payload_bytes=e.max_payload_bytes, max_samples=e.max_samples, max_fs=e.max_fs

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import fields
@@ -19,7 +20,7 @@ from typing import Any
 from .. import topics
 from ..config import DEFAULT_MODALITIES, ModalitySpec
 from ..errors import BrokerError, ConfigError, TopicError
-from ..mqtt.address import parse_broker_url
+from ..mqtt.address import parse_broker_url, redact
 from .config import SECTIONS, GatewayConfig
 
 ENV_PREFIX = "STREAMFUSE_"
@@ -134,6 +135,9 @@ def _validate(cfg: GatewayConfig) -> GatewayConfig:
         parse_broker_url(m.broker)
     except BrokerError as exc:
         raise ConfigError(f"mqtt.broker: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - anything else a URL parser may raise
+        raise ConfigError(f"mqtt.broker {redact(m.broker)!r} is malformed: "
+                          f"{type(exc).__name__}") from None
     try:
         topics.check_prefix(m.prefix)
     except TopicError as exc:
@@ -160,6 +164,11 @@ def _validate(cfg: GatewayConfig) -> GatewayConfig:
         ("resources.tick_s", cfg.resources.tick_s),
         ("metrics.refresh_s", cfg.metrics.refresh_s),
         ("shutdown.drain_timeout_s", cfg.shutdown.drain_timeout_s),
+        ("engine.max_pending", cfg.engine.max_pending),
+        ("engine.max_devices", cfg.engine.max_devices),
+        ("engine.max_payload_bytes", cfg.engine.max_payload_bytes),
+        ("engine.max_samples", cfg.engine.max_samples),
+        ("engine.max_fs", cfg.engine.max_fs),
     ]
     for key, value in positive:
         if not (math.isfinite(value) and value > 0):
@@ -168,6 +177,11 @@ def _validate(cfg: GatewayConfig) -> GatewayConfig:
         raise ConfigError(
             f"journal.fsync must be \"interval\", \"always\" or \"never\", got "
             f"{cfg.journal.fsync!r}"
+        )
+    if cfg.engine.device_policy not in ("refuse", "evict"):
+        raise ConfigError(
+            f"engine.device_policy must be \"refuse\" or \"evict\", got "
+            f"{cfg.engine.device_policy!r}"
         )
     refreeze = cfg.resources.gc_refreeze_s
     if not (math.isfinite(refreeze) and refreeze >= 0):
@@ -180,7 +194,51 @@ def _validate(cfg: GatewayConfig) -> GatewayConfig:
         raise ConfigError("give mqtt.password or mqtt.password_file, not both")
     if m.cert_file and not m.key_file:
         raise ConfigError("mqtt.cert_file needs mqtt.key_file (the client's private key)")
-    cfg.engine_config()  # EngineConfig's own checks (window/hop/grid, limits)
+    try:
+        cfg.engine_config()  # EngineConfig's own checks (window/hop/grid, limits)
+    except ConfigError as exc:
+        raise ConfigError(f"[engine] in {cfg.source}: {exc}") from None
+    return cfg
+
+
+def check_paths(cfg: GatewayConfig) -> GatewayConfig:
+    """Check the files and folders the gateway will use before it starts serving.
+
+    The certificates (``mqtt.ca_file``, ``cert_file``, ``key_file``) and ``mqtt.password_file``
+    must be readable files, and ``checkpoint.dir`` a folder the gateway can create and write
+    to (a file is created and removed there). Kept out of :func:`load`, which only reads
+    settings (``streamfuse replay --config`` loads the gateway's file on another machine);
+    ``streamfuse gateway`` calls it right after loading, before compiling anything.
+
+    Raises
+    ------
+    ConfigError
+        Naming the key, the path and the operating system's reason.
+    """
+    m = cfg.mqtt
+    for key in ("ca_file", "cert_file", "key_file", "password_file"):
+        path = getattr(m, key)
+        if not path:
+            continue
+        try:
+            with open(path, "rb") as fh:
+                fh.read(1)
+        except OSError as exc:
+            raise ConfigError(
+                f"mqtt.{key} {path!r} cannot be read ({exc.strerror or exc}); give the path of "
+                "a readable file or leave it empty"
+            ) from None
+    folder = cfg.checkpoint.dir
+    if folder:
+        try:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+                pass
+        except OSError as exc:
+            raise ConfigError(
+                f"checkpoint.dir {folder!r} is not a folder the gateway can write to "
+                f"({exc.strerror or exc}); give a writable folder, or \"\" for no checkpoints"
+            ) from None
     return cfg
 
 

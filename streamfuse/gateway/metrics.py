@@ -22,12 +22,15 @@ the prequential figures of each fusion level, each modality's model and the publ
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from ..errors import StreamfuseError
 
 log = logging.getLogger("streamfuse.gateway.metrics")
 
@@ -142,8 +145,26 @@ class GatewayMetrics:
             self.latency.labels(stage).observe(seconds)
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
-        """Start the ``/metrics`` HTTP endpoint in a daemon thread; return its port."""
-        self._server, _ = start_http_server(port, addr=host, registry=self.registry)
+        """Start the ``/metrics`` HTTP endpoint in a daemon thread; return its port.
+
+        Raises
+        ------
+        StreamfuseError
+            When the port is taken or the host is not an address of this machine, naming
+            ``metrics.port``/``metrics.host`` (a runtime failure: exit code 1).
+        """
+        try:
+            self._server, _ = start_http_server(port, addr=host, registry=self.registry)
+        except socket.gaierror as exc:
+            raise StreamfuseError(
+                f"metrics.host {host!r} is not a host name or address this machine can serve "
+                f"on ({exc.strerror or exc}); use e.g. 127.0.0.1, or metrics.port = 0 to disable"
+            ) from None
+        except OSError as exc:
+            raise StreamfuseError(
+                f"metrics.port {port} on {host} cannot be served ({exc.strerror or exc}); "
+                "choose a free port, or metrics.port = 0 to disable /metrics"
+            ) from None
         self.port = int(self._server.server_port)
         log.info("metrics on http://%s:%d/metrics", host, self.port)
         return self.port

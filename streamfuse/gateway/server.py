@@ -9,10 +9,13 @@
    engine from the :class:`~.config.GatewayConfig`, restore the newest checkpoint, freeze the
    start-up heap, serve ``/metrics``;
 3. **main loop**: the MQTT session and the housekeeping timers until ``should_exit``;
-4. **shutdown**: drain the queue into the engine, publish what is left, write the final
-   checkpoint, within ``shutdown.drain_timeout_s``; a watchdog thread, started by the first
-   signal and independent of the event loop, dumps every stack and exits with
-   :data:`EXIT_STUCK` if shutdown is still running :data:`SHUTDOWN_GRACE_S` after that.
+4. **shutdown**: stop taking messages (what arrives after the signal stays the broker's),
+   drain what was queued into the engine, publish what is left, write the final checkpoint,
+   all within ``shutdown.drain_timeout_s`` of the signal (phases of
+   :class:`~.ingest.ShutdownBudget`: 60 % drain, 20 % publish, the rest the checkpoint); a
+   watchdog thread, started by the first signal and independent of the event loop, dumps
+   every stack and exits with :data:`EXIT_STUCK` if shutdown is still running
+   :data:`SHUTDOWN_GRACE_S` after that.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from ..types import Prediction, RawMessage
 from ..warmup import warm_up
 from .app import Gateway
 from .config import GatewayConfig
-from .loading import from_mapping, load
+from .loading import check_paths, from_mapping, load
 from .logs import use_json_logs
 
 log = logging.getLogger("streamfuse.gateway.server")
@@ -100,6 +103,8 @@ class Server:
         self._watchdog: threading.Timer | None = None
         #: set when the first connection did not succeed within mqtt.connect_timeout_s
         self.never_connected = False
+        self.stop_began: float | None = None  # monotonic time of the signal (or the stop)
+        self.shutdown_s: float | None = None  # how long the shutdown took, from stop_began
 
     async def serve(self) -> int:
         """Start up, serve until :attr:`should_exit`, shut down; returns the exit code."""
@@ -159,6 +164,7 @@ class Server:
             sig.name,
             drain_s,
         )
+        self.stop_began = time.monotonic()
         self.should_exit.set()
         self.arm_watchdog()
 
@@ -203,13 +209,30 @@ class Server:
         gateway = self.gateway
         if gateway is None:
             return
+        if self.stop_began is None:
+            self.stop_began = time.monotonic()
         self.should_exit.set()
+        saved = gateway.store.saved if gateway.store is not None else 0
         try:
             await gateway.shutdown()
         finally:
             if self._watchdog is not None:
                 self._watchdog.cancel()
         self.engine = gateway.engine
+        self.shutdown_s = time.monotonic() - self.stop_began
+        final = gateway.store is not None and gateway.store.saved > saved
+        log.info(
+            "shutdown took %.2f s of the %.1f s drain timeout: %d queued messages drained, "
+            "%d dropped undrained, %d refused after the stop (left to the broker), %d "
+            "predictions unpublished; final checkpoint %s",
+            self.shutdown_s,
+            self.config.shutdown.drain_timeout_s,
+            gateway.ingest.drained,
+            gateway.drain_left,
+            sum(gateway.inbox.refused.values()),
+            gateway.publish_dropped,
+            "written" if final else ("not configured" if gateway.store is None else "FAILED"),
+        )
         log.info(
             "gateway stopped: %d messages processed, %d predictions published, shed %s, %s",
             gateway.processed,
@@ -230,7 +253,8 @@ def run_gateway(
     until a signal (or ``duration``), print the totals; returns the exit code."""
     if log_format == "json":
         use_json_logs()
-    config = load(config_path, overrides=overrides)  # fail fast, before compiling anything
+    # fail fast, before compiling anything: settings, then the files and folders they name
+    config = check_paths(load(config_path, overrides=overrides))
     server = Server(config, duration=duration)
     code = asyncio.run(server.serve())
     if server.never_connected:

@@ -15,8 +15,38 @@ from ..errors import BrokerError
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 LOOPBACK = "127.0.0.1"
+#: what stands for a password in any broker URL an error message or a log line shows
+REDACTED = "***"
 
 
+def redact(url: object) -> str:
+    """``url`` as text with the password of its user information replaced by ``***``.
+
+    Works on malformed URLs too (no scheme, a bad port, an unbalanced bracket), since those are
+    the ones an error message shows: everything between the first ``:`` of the user
+    information and its last ``@`` is hidden. A URL without a password comes back unchanged.
+
+    >>> redact("mqtt://ann:s3cret@broker:x")
+    'mqtt://ann:***@broker:x'
+    >>> redact("ann:s3cret@broker")
+    'ann:***@broker'
+    """
+    text = url if isinstance(url, str) else repr(url)
+    start = text.find("://")
+    start = 0 if start < 0 else start + 3
+    end = len(text)
+    for stop in "/?#":
+        i = text.find(stop, start)
+        if i >= 0:
+            end = min(end, i)
+    netloc = text[start:end]
+    at = netloc.rfind("@")
+    if at < 0:
+        return text
+    colon = netloc.find(":", 0, at)
+    if colon < 0:
+        return text
+    return text[: start + colon + 1] + REDACTED + text[start + at :]
 
 
 class BrokerAddress(NamedTuple):
@@ -48,7 +78,8 @@ def parse_broker_url(url: str) -> BrokerAddress:
     ------
     BrokerError
         When the URL is not a string, has another scheme, no host, a bad port, or a path,
-        query or fragment (MQTT has no use for them).
+        query or fragment (MQTT has no use for them). The message shows the URL with its
+        password replaced by ``***`` (:func:`redact`).
 
     Examples
     --------
@@ -57,50 +88,54 @@ def parse_broker_url(url: str) -> BrokerAddress:
     >>> tuple(parse_broker_url("mqtt://127.0.0.1"))
     ('127.0.0.1', 1883, None, None, False)
     """
+    shown = redact(url)
     if not isinstance(url, str):
-        raise BrokerError(f"broker URL must be a string like 'mqtt://127.0.0.1:1883', got {url!r}")
+        raise BrokerError(
+            f"broker URL must be a string like 'mqtt://127.0.0.1:1883', got {shown}"
+        )
     text = url.strip()
     if not text:
         raise BrokerError("broker URL is empty; pass e.g. 'mqtt://127.0.0.1:1883'")
     if "://" not in text:
         raise BrokerError(
-            f"broker URL {url!r} has no scheme; write it as 'mqtt://{text}' (or 'mqtts://' for TLS)"
+            f"broker URL {shown!r} has no scheme; write it as 'mqtt://{shown.strip()}' (or "
+            "'mqtts://' for TLS)"
         )
     try:
         parts = urlsplit(text)
     except ValueError as exc:  # e.g. an unbalanced '[' in an IPv6 host
-        raise BrokerError(f"broker URL {url!r} is malformed: {exc}") from exc
+        raise BrokerError(f"broker URL {shown!r} is malformed: {exc}") from exc
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
         raise BrokerError(
-            f"broker URL {url!r} has scheme {parts.scheme!r}; use 'mqtt://' (plain TCP) or "
+            f"broker URL {shown!r} has scheme {parts.scheme!r}; use 'mqtt://' (plain TCP) or "
             "'mqtts://' (TLS)"
         )
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise BrokerError(
-            f"broker URL {url!r} has a path, query or fragment; an MQTT broker URL is only "
+            f"broker URL {shown!r} has a path, query or fragment; an MQTT broker URL is only "
             "scheme://[user[:password]@]host[:port]"
         )
     host = parts.hostname
     if not host:
-        raise BrokerError(f"broker URL {url!r} names no host; e.g. 'mqtt://127.0.0.1:1883'")
+        raise BrokerError(f"broker URL {shown!r} names no host; e.g. 'mqtt://127.0.0.1:1883'")
     try:
         port = parts.port
     except ValueError as exc:
         raise BrokerError(
-            f"broker URL {url!r} has an invalid port; use a number from 1 to 65535"
+            f"broker URL {shown!r} has an invalid port; use a number from 1 to 65535"
         ) from exc
     if port is None:
         if parts.netloc.endswith(":"):
-            raise BrokerError(f"broker URL {url!r} has an empty port after ':'")
+            raise BrokerError(f"broker URL {shown!r} has an empty port after ':'")
         port = DEFAULT_PORTS[scheme]
     elif port == 0:
-        raise BrokerError(f"broker URL {url!r} has port 0; use a number from 1 to 65535")
+        raise BrokerError(f"broker URL {shown!r} has port 0; use a number from 1 to 65535")
     username = unquote(parts.username) if parts.username is not None else None
     password = unquote(parts.password) if parts.password is not None else None
     if username == "":
         if password:
-            raise BrokerError(f"broker URL {url!r} has a password but an empty user name")
+            raise BrokerError(f"broker URL {shown!r} has a password but an empty user name")
         username = None
         password = None
     return BrokerAddress(host, port, username, password, scheme == "mqtts")

@@ -127,6 +127,35 @@ def publish_now(paho: Any, messages: list[tuple[str, bytes]]) -> int:
     return sent
 
 
+def publish_acked(paho: Any, messages: list[tuple[str, bytes]], qos: int) -> list[int]:
+    """Hand ``(topic, payload)`` pairs to paho at QoS 1 or 2 without awaiting anything;
+    returns the message ids paho took, in order (it refuses when not connected).
+
+    aiomqtt's ``publish`` awaits each acknowledgement before returning, so publishing one
+    prediction after another costs a broker round trip each, and a busy loop makes the round
+    trips long. paho itself keeps up to its in-flight limit unacknowledged and sends the rest as
+    acknowledgements come in; its ``on_publish`` callback reports each acknowledged id. As in
+    :func:`publish_now`, the write watch is not requested per message: the packets are written
+    once, after the batch.
+    """
+    quiet = hasattr(paho, "_registered_write") and not paho.want_write()
+    if quiet:
+        paho._registered_write = True
+    mids: list[int] = []
+    try:
+        for topic, payload in messages:
+            info = paho.publish(topic, payload, qos)
+            if info.rc != 0:
+                break
+            mids.append(info.mid)
+    finally:
+        if quiet:
+            paho._registered_write = False
+    if mids and quiet:
+        paho.loop_write()
+    return mids
+
+
 def _direct_fits(paho: Any) -> bool:
     """paho is connected over plain TCP with MQTT 3.1.1 and has nothing queued to write."""
     try:

@@ -37,7 +37,10 @@ class SheddingQueue:
         self.maxsize = maxsize
         self.shed: Counter[str] = Counter()
         self.high_water = 0
-        self.puts = 0  # messages offered (kept or shed)
+        self.puts = 0  # messages offered (kept, shed or refused)
+        #: messages offered after :meth:`close`, by kind (not queued, not shed)
+        self.refused: Counter[str] = Counter()
+        self.closed = False
         self.on_shed: Callable[[str], None] | None = None
         self._items: deque[Any] = deque()
         self._getters: deque[asyncio.Future[None]] = deque()
@@ -51,11 +54,19 @@ class SheddingQueue:
     def full(self) -> bool:
         return 0 < self.maxsize <= len(self._items)
 
+    def close(self) -> None:
+        """Take nothing more: what is offered from now on is counted in :attr:`refused`
+        (the gateway closes its queue when it stops, so the drain has an end)."""
+        self.closed = True
+
     def put_nowait(self, item: Any) -> None:
-        """Queue ``item``, or drop and count it when the queue is full."""
+        """Queue ``item``, or drop and count it when the queue is full (or closed)."""
         self.puts += 1
         items = self._items
         n = len(items)
+        if self.closed:
+            self.refused[message_kind(str(getattr(item, "topic", "")))] += 1
+            return
         if 0 < self.maxsize <= n:
             kind = message_kind(str(getattr(item, "topic", "")))
             self.shed[kind] += 1

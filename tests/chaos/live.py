@@ -1,0 +1,74 @@
+"""An in-process gateway for chaos tests, with what they measure: when (on the gateway's own
+clock) each device's predictions were made, every message handed to the engine, and the
+process's resident memory."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from typing import Any
+
+import psutil
+
+from streamfuse.config import EngineConfig
+from streamfuse.engine import Engine
+from streamfuse.gateway.app import Gateway
+from streamfuse.types import Prediction, RawMessage
+from tests.gateway_configs import gateway_config
+
+
+class Live:
+    """A :class:`Gateway` on ``url`` under ``prefix``; ``run()`` starts it on the running loop."""
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        *,
+        engine: Engine | None = None,
+        engine_config: EngineConfig | None = None,
+        **settings: Any,
+    ) -> None:
+        settings.setdefault("backoff_max_s", 0.5)
+        settings.setdefault("backoff_initial_s", 0.1)
+        self.config = gateway_config(broker_url=url, prefix=prefix, **settings)
+        if engine is None:
+            engine = Engine(engine_config or self.config.engine_config(), prefix=prefix)
+        #: device -> gateway-clock times of its predictions, and their windows' starts
+        self.made: dict[str, list[float]] = defaultdict(list)
+        self.windows: dict[str, list[float]] = defaultdict(list)
+        self.messages: list[RawMessage] = []
+        self.gateway = Gateway(engine, self.config, clock=time.time,
+                               on_prediction=self._prediction, on_message=self.messages.append)
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def _prediction(self, out: Prediction) -> None:
+        self.made[out.device].append(self.gateway.clock())
+        self.windows[out.device].append(out.t_start)
+
+    async def run(self) -> Live:
+        self.task = asyncio.create_task(self.gateway.run(self.stop))
+        await asyncio.wait_for(self.gateway.connected.wait(), 30)
+        return self
+
+    def alive(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    async def close(self) -> None:
+        self.stop.set()
+        if self.task is not None:
+            await self.task
+
+    def longest_silence(
+        self, device: str, after: float = 0.0, before: float = float("inf")
+    ) -> float:
+        """The longest time between two predictions of ``device`` made between ``after`` and
+        ``before``, on the gateway's clock."""
+        times = [t for t in self.made[device] if after <= t <= before]
+        return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
+
+
+def rss() -> int:
+    return int(psutil.Process().memory_info().rss)
