@@ -13,13 +13,34 @@ from typing import Any
 from . import __version__
 from .argtypes import positive_float, positive_int
 from .exits import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE
+from .learn.names import MODEL_NAMES
 
 log = logging.getLogger("streamfuse.cli")
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Adds ``(default: X)`` to an option's help unless its help already says it or there is
+    no default worth saying (None, False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            default in (None, False, argparse.SUPPRESS)
+            or not action.option_strings
+            or "default" in text
+            or f"({default})" in text
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streamfuse",
+        formatter_class=HelpFormatter,
         description="Streaming wearable-sensor fusion: ECG, EEG and accelerometer streams over "
         "MQTT, aligned, fused early/intermediate/late, classified by online models.",
     )
@@ -27,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level",
         default="WARNING",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="logging threshold (default: WARNING)",
+        choices=LOG_LEVELS,
+        help="logging threshold (default: WARNING); also accepted after the subcommand",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -41,10 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--devices", type=positive_int, default=8, help="simulated devices (8)")
     demo.add_argument("--duration", type=positive_float, default=30.0, help="seconds to run (30)")
     demo.add_argument(
-        "--speed", type=positive_float, default=1.0, help="simulation speed x real time"
+        "--speed", type=positive_float, default=1.0, help="simulation speed x real time (1)"
     )
     demo.add_argument("--seed", type=int, default=0, help="simulation seed (0)")
-    demo.add_argument("--model", default="logreg", help="online model (logreg)")
+    demo.add_argument("--model", default="logreg", choices=MODEL_NAMES, help="online model")
     demo.add_argument(
         "--broker",
         default=None,
@@ -78,38 +99,31 @@ def build_parser() -> argparse.ArgumentParser:
         "variables (e.g. STREAMFUSE_MQTT_PASSWORD), then these flags. SIGTERM/SIGINT drain and "
         "checkpoint; a second signal exits at once (code 130).",
     )
-    gw.add_argument("--config", default=None, metavar="FILE", help="TOML settings file")
-    gw.add_argument("--broker", default=None, metavar="URL", help="mqtt[s]://[user@]host[:port]")
-    gw.add_argument("--prefix", default=None)
-    gw.add_argument("--model", default=None)
-    gw.add_argument("--client-id", default=None, help="fixed id: persistent MQTT session")
-    gw.add_argument("--username", default=None)
-    gw.add_argument("--password-file", default=None, metavar="FILE")
-    gw.add_argument("--checkpoint-dir", default=None, metavar="DIR")
-    gw.add_argument("--checkpoint-interval", type=positive_float, default=None, metavar="S")
-    gw.add_argument("--idle-evict", type=positive_float, default=None, metavar="S")
     gw.add_argument(
-        "--max-queued",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="incoming queue size; beyond it messages are shed and counted",
+        "--config", default=None, metavar="FILE",
+        help="TOML settings file (default: none, every setting at its default; "
+        "'streamfuse gateway --print-config' writes a complete one)",
     )
     gw.add_argument(
-        "--metrics-port",
-        type=int,
-        default=None,
-        metavar="PORT",
-        help="serve Prometheus /metrics on this port (0: off)",
+        "--print-config", action="store_true",
+        help="print the complete default configuration as commented TOML and exit",
     )
-    gw.add_argument("--drain-timeout", type=positive_float, default=None, metavar="S")
+    for flag, (key, kind, meta, text, choices) in GATEWAY_FLAG_HELP.items():
+        gw.add_argument(
+            f"--{flag.replace('_', '-')}", dest=flag, type=kind, default=None, metavar=meta,
+            choices=choices,
+            help=f"{text} (default: {_gateway_default(key)!r}, or {key} of --config)",
+        )
     gw.add_argument(
         "--log-format",
         choices=["text", "json"],
         default="text",
         help="json: one structured JSON object per log line",
     )
-    gw.add_argument("--duration", type=positive_float, default=None, help="stop after N seconds")
+    gw.add_argument(
+        "--duration", type=positive_float, default=None, help="stop after N seconds (default: "
+        "run until SIGTERM/SIGINT)",
+    )
     gw.add_argument(
         "--ui",
         default=None,
@@ -123,10 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulated ECG + EEG + accelerometer devices publishing 100 ms chunks and "
         "their true state on the label topic.",
     )
-    sim.add_argument("--broker", default="mqtt://127.0.0.1:1883", metavar="URL")
-    sim.add_argument("--prefix", default="streamfuse")
-    sim.add_argument("--devices", type=positive_int, default=8)
-    sim.add_argument("--duration", type=positive_float, default=30.0)
+    sim.add_argument("--broker", default="mqtt://127.0.0.1:1883", metavar="URL", help="broker")
+    sim.add_argument("--prefix", default="streamfuse", help="topic prefix")
+    sim.add_argument("--devices", type=positive_int, default=8, help="simulated devices")
+    sim.add_argument("--duration", type=positive_float, default=30.0, help="seconds to run")
     sim.add_argument(
         "--speed",
         type=positive_float,
@@ -134,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="x real time (1). Device clocks then run fast too, so a gateway on the wall clock "
         "sees them drift: use speed 1 against a real gateway",
     )
-    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--seed", type=int, default=0, help="simulation seed")
     sim.add_argument(
         "--bundle",
         action="store_true",
@@ -148,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(module).register(sub)
     sub.choices["bench"].set_defaults(run=_bench)
     sub.choices["replay"].set_defaults(run=_replay)
+    for command in sub.choices.values():
+        command.formatter_class = HelpFormatter
+        # accepted after the subcommand too; SUPPRESS leaves the global value when absent
+        command.add_argument(
+            "--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS,
+            help="logging threshold (default: WARNING)",
+        )
     return parser
 
 
@@ -158,21 +179,61 @@ COMMAND_MODULES: list[str] = [
 ]
 
 
-#: ``streamfuse gateway`` flags and the configuration keys they set (None: not given)
-GATEWAY_FLAGS: dict[str, str] = {
-    "broker": "mqtt.broker",
-    "prefix": "mqtt.prefix",
-    "client_id": "mqtt.client_id",
-    "username": "mqtt.username",
-    "password_file": "mqtt.password_file",
-    "model": "engine.model",
-    "checkpoint_dir": "checkpoint.dir",
-    "checkpoint_interval": "checkpoint.interval_s",
-    "idle_evict": "resources.idle_evict_s",
-    "max_queued": "mqtt.max_queued_incoming",
-    "metrics_port": "metrics.port",
-    "drain_timeout": "shutdown.drain_timeout_s",
+#: ``streamfuse gateway`` flags: (configuration key, type, metavar, help, choices); a flag not
+#: given leaves the key to the file and the environment
+GATEWAY_FLAG_HELP: dict[str, tuple[str, Any, str | None, str, Sequence[str] | None]] = {
+    "broker": ("mqtt.broker", str, "URL", "mqtt[s]://[user@]host[:port] of the broker", None),
+    "prefix": ("mqtt.prefix", str, "PREFIX", "topic prefix: {prefix}/<device>/<modality>", None),
+    "model": ("engine.model", str, None, "online model of every fusion level", MODEL_NAMES),
+    "client_id": (
+        "mqtt.client_id", str, "ID",
+        "fixed MQTT client id: the broker keeps the session across restarts; '' for a random "
+        "id and a clean session", None,
+    ),
+    "username": ("mqtt.username", str, "NAME", "broker login name", None),
+    "password_file": (
+        "mqtt.password_file", str, "FILE",
+        "file whose first line is the broker password (or STREAMFUSE_MQTT_PASSWORD)", None,
+    ),
+    "checkpoint_dir": (
+        "checkpoint.dir", str, "DIR", "save models and device state here ('': no checkpoints)",
+        None,
+    ),
+    "checkpoint_interval": (
+        "checkpoint.interval_s", positive_float, "S", "seconds between checkpoints", None,
+    ),
+    "idle_evict": (
+        "resources.idle_evict_s", positive_float, "S",
+        "forget a device silent this long (its state is checkpointed first)", None,
+    ),
+    "max_queued": (
+        "mqtt.max_queued_incoming", positive_int, "N",
+        "incoming queue size; beyond it messages are shed and counted", None,
+    ),
+    "metrics_port": (
+        "metrics.port", int, "PORT", "serve Prometheus /metrics on this port (0: off)", None,
+    ),
+    "drain_timeout": (
+        "shutdown.drain_timeout_s", positive_float, "S",
+        "on SIGTERM, at most this long to drain the queue and checkpoint", None,
+    ),
+    "connect_timeout": (
+        "mqtt.connect_timeout_s", float, "S",
+        "exit with code 1 if the broker is not reached within this time (0: wait forever)",
+        None,
+    ),
 }
+
+#: ``streamfuse gateway`` flags and the configuration keys they set (None: not given)
+GATEWAY_FLAGS: dict[str, str] = {flag: spec[0] for flag, spec in GATEWAY_FLAG_HELP.items()}
+
+
+def _gateway_default(key: str) -> Any:
+    """The default of configuration key ``section.name``."""
+    from .gateway.config import GatewayConfig
+
+    section, name = key.split(".")
+    return getattr(getattr(GatewayConfig(), section), name)
 
 
 def gateway_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -187,6 +248,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _gateway(args: argparse.Namespace) -> int:
+    if args.print_config:
+        from .gateway.template import default_toml
+
+        sys.stdout.write(default_toml())
+        return 0
     from .gateway.server import run_gateway
 
     return run_gateway(

@@ -387,6 +387,8 @@ class Engine:
                     prediction_set=chosen.prediction_set,
                     explanation=chosen.explanation,
                     interval=chosen.interval,
+                    device_t_start=session.aligner.to_device(window.t_start),
+                    device_t_end=session.aligner.to_device(window.t_end),
                 )
             )
             self.counters["predictions"] += 1

@@ -123,6 +123,10 @@ class Prediction:
     ``"logodds.prior"`` for bayes, ``"unusable.<modality>"`` for a modality the
     quality-aware levels left out); ``interval`` the credible interval of each class's
     probability (bayes only).
+    ``"selector.late"`` ...). ``t_start``/``t_end`` bound the window on the gateway clock;
+    ``device_t_start``/``device_t_end`` are the same bounds on the device's own clock, mapped
+    back by the device's clock model when the window closed (NaN before it has one), so a
+    client can join its own ground truth.
     """
 
     device: str
@@ -143,6 +147,8 @@ class Prediction:
     prediction_set: tuple[str, ...] = ()
     explanation: Mapping[str, float] = field(default_factory=dict)
     interval: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    device_t_start: float = float("nan")
+    device_t_end: float = float("nan")
 
     def to_json_dict(self) -> dict[str, object]:
         """A JSON-ready dict (the prediction topic's payload)."""
@@ -151,6 +157,8 @@ class Prediction:
             "index": self.index,
             "t_start": self.t_start,
             "t_end": self.t_end,
+            "device_t_start": _finite_or_none(self.device_t_start),
+            "device_t_end": _finite_or_none(self.device_t_end),
             "level": self.level,
             "label": self.label,
             "proba": dict(self.proba),
@@ -164,8 +172,12 @@ class Prediction:
             "modalities": list(self.modalities),
             "latency_ms": {k: v * 1e3 for k, v in self.latency.items()},
             "metrics": dict(self.metrics),
-            "closed_at": self.arrival if math.isfinite(self.arrival) else None,
+            "closed_at": _finite_or_none(self.arrival),
         }
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
 
 
 @dataclass(frozen=True, slots=True)

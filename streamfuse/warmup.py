@@ -43,3 +43,40 @@ def warm_up(config: EngineConfig | None = None) -> float:
     # the event loop at the first checkpoint
     code_layout()
     return time.perf_counter() - started
+
+
+
+def kernels_cached() -> bool:
+    """True when Numba's cache holds compiled kernels and none of them is stale, so
+    :func:`warm_up` will load rather than compile (the demo says "compiling" only otherwise).
+
+    Looks where each cached kernel's index lives (``NUMBA_CACHE_DIR`` if set, else the
+    ``__pycache__`` beside the source): no index at all (a first run, or a cache directory
+    that cannot be written) or an index older than its source means compiling. A kernel with
+    no index of its own is not counted (most configurations never use every kernel: the
+    neuro-fuzzy model's, for one), so a first use of such a kernel compiles unannounced.
+    """
+    import importlib
+    import os
+    import pkgutil
+
+    from numba.core.registry import CPUDispatcher
+
+    from . import kernels
+
+    found = 0
+    for info in pkgutil.iter_modules(kernels.__path__):
+        module = importlib.import_module(f"{kernels.__name__}.{info.name}")
+        source = getattr(module, "__file__", None)
+        for value in vars(module).values():
+            cache = getattr(value, "_cache", None) if isinstance(value, CPUDispatcher) else None
+            index = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
+            if index is None or source is None or not os.path.exists(index):
+                continue
+            try:
+                if os.path.getmtime(index) < os.path.getmtime(source):
+                    return False
+            except OSError:
+                return False
+            found += 1
+    return found > 0

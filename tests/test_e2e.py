@@ -13,10 +13,11 @@ from simulators.publisher import run_fleet
 from streamfuse import Engine, codec, topics, warm_up
 from streamfuse.config import EngineConfig
 from streamfuse.gateway.app import Gateway
-from streamfuse.gateway.monitor import Scoreboard, watch
+from streamfuse.gateway.monitor import watch
 from streamfuse.mqtt.address import parse_broker_url
 from streamfuse.types import Chunk
 from tests.gateway_configs import gateway_config
+from tests.prediction_schema import ValidatingBoard
 
 SPEED = 8.0
 SIM_SECONDS = 150.0
@@ -25,7 +26,9 @@ DEVICES = 4
 MARGIN = 0.15
 
 
-async def scenario(broker_url: str, prefix: str, junk: bool) -> tuple[Scoreboard, Engine, dict]:
+async def scenario(
+    broker_url: str, prefix: str, junk: bool
+) -> tuple[ValidatingBoard, Engine, dict]:
     warm_up()
     # the gateway clock runs 8x faster than the wall clock, so a 100 ms stall of a loaded test
     # machine looks like 0.8 s of lateness: give windows a budget that survives that (4 s, half
@@ -38,7 +41,7 @@ async def scenario(broker_url: str, prefix: str, junk: bool) -> tuple[Scoreboard
         return wall0 + (time.time() - wall0) * SPEED
 
     gateway = Gateway(engine, gateway_config(broker_url=broker_url, prefix=prefix), clock=clock)
-    board = Scoreboard()
+    board = ValidatingBoard()  # checks every published prediction against the shipped schema
     stop, ready = asyncio.Event(), asyncio.Event()
     tasks = [
         asyncio.create_task(gateway.run(stop)),
@@ -86,6 +89,9 @@ def test_predictions_flow_and_beat_the_majority_class(broker_url: str, topic_pre
     assert engine.counters["rejected"] == 0
     assert board.scored >= 0.8 * DEVICES * SIM_SECONDS
     assert board.accuracy >= board.majority_rate + MARGIN, (board.accuracy, board.majority_rate)
+    # every published prediction validates against streamfuse/schemas/prediction.schema.json
+    assert board.validated >= 0.9 * DEVICES * SIM_SECONDS
+    assert board.invalid == [], board.invalid[:3]
 
 
 def test_bad_input_on_one_device_is_counted_and_others_keep_flowing(
@@ -102,3 +108,4 @@ def test_bad_input_on_one_device_is_counted_and_others_keep_flowing(
     assert seen["after"] - seen["before"] >= 0.4 * DEVICES * SIM_SECONDS
     for b in board.devices.values():
         assert b.predictions >= 0.9 * SIM_SECONDS
+    assert board.invalid == [], board.invalid[:3]

@@ -46,6 +46,9 @@ pytestmark = [pytest.mark.broker, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
 EXACT = ("device", "index", "t_start", "t_end", "model", "modalities")
 CLOCK_READINGS = ("latency_ms", "closed_at")
+#: the window on the device clock, mapped by the clock model as it stood when the window closed
+#: (live, a timer tick may close it before a chunk that replay has already fed to the model)
+DEVICE_TIMES = ("device_t_start", "device_t_end")
 MODEL_OUTPUTS = ("label", "level", "proba", "levels", "modality_proba", "metrics", "rules",
                  "prediction_set", "explanation", "interval")
 
@@ -100,9 +103,13 @@ def compare(
     for key, (pred, published) in live.items():
         other = replayed.get(key)
         assert other is not None, f"the gateway published {key} but replay did not make it"
-        assert set(pred) == set(other) == {*EXACT, *CLOCK_READINGS, *MODEL_OUTPUTS}
+        assert set(pred) == set(other) == {
+            *EXACT, *CLOCK_READINGS, *DEVICE_TIMES, *MODEL_OUTPUTS
+        }
         for field in EXACT:  # rule 2
             assert pred[field] == other[field], (key, field, pred[field], other[field])
+        for field in DEVICE_TIMES:
+            assert abs(pred[field] - other[field]) < 0.05, (key, field, pred[field], other[field])
         same = all(pred[f] == other[f] for f in MODEL_OUTPUTS)
         if published < first_label:  # rule 3: nothing learnt yet on either side
             assert same, (key, {f: (pred[f], other[f]) for f in MODEL_OUTPUTS})

@@ -262,6 +262,12 @@ class DeviceAligner:
         clock = self._any_clock()
         return math.nan if clock is None else clock.to_gateway(t_device)
 
+    def to_device(self, t_gateway: float) -> float:
+        """Map a gateway-clock time to the device clock by the current clock model (NaN before
+        any chunk arrived): the inverse of :meth:`to_gateway`."""
+        clock = self._any_clock()
+        return math.nan if clock is None else clock.to_device(t_gateway)
+
     # -- internals -----------------------------------------------------------------------
     def _register(self, st: Stream) -> None:
         """List ``st``'s clock in :attr:`_clocks` (in order of first use, which

@@ -98,6 +98,7 @@ class Gateway:
         self.clock = clock
         self.log = logger
         self.connected = asyncio.Event()
+        self.ever_connected = False  # a gateway that never connected leaves no checkpoint
         self.reconnects = 0
         self.restored: Restored | None = None
         self.restored_digest: str | None = None
@@ -189,7 +190,8 @@ class Gateway:
         if self.inbox.qsize() or self.ingest.labels:  # stopped while disconnected
             await self.ingest.drain()  # process without publishing, within the budget
         self.outbox.discard()
-        self.checkpoint()
+        if self.ever_connected or self.processed:  # else nothing happened worth a file
+            self.checkpoint()
         self.durable.close()
         self.house.refresh_metrics()
         self.connected.clear()
@@ -324,6 +326,7 @@ class Gateway:
                     set_nodelay(client)
                     await client.subscribe(topics.subscription(m.prefix), qos=m.qos)
                     self.connected.set()
+                    self.ever_connected = True
                     self.metrics.connected.set(1)
                     backoff = m.backoff_initial_s
                     self.log.info(

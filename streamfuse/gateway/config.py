@@ -51,6 +51,9 @@ class MqttSection:
     max_queued_incoming: int = 10_000
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 10.0
+    #: give up (exit code 1) when the first connection has not succeeded within this many
+    #: seconds, so a supervisor sees a gateway that cannot reach its broker; 0 waits forever
+    connect_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)

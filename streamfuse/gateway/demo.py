@@ -17,6 +17,7 @@ from rich.text import Text
 from ..engine import Engine
 from ..errors import BrokerError
 from ..mqtt.broker import EmbeddedBroker
+from ..warmup import kernels_cached
 from .app import Gateway
 from .loading import from_mapping
 from .monitor import Scoreboard, watch
@@ -87,7 +88,10 @@ async def _until_connected(server: Server, task: asyncio.Task[int], timeout: flo
     while time.monotonic() < deadline:
         if task.done():
             task.result()  # raises what stopped it (e.g. a BrokerError)
-            raise BrokerError("the demo's gateway stopped before it connected")
+            raise BrokerError(
+                f"the demo's gateway could not connect to {server.config.mqtt.broker}; is a "
+                "broker running there? (without --broker the demo starts a private one)"
+            )
         gateway = server.gateway
         if gateway is not None and gateway.connected.is_set():
             return gateway
@@ -108,11 +112,15 @@ async def run_demo(args: argparse.Namespace) -> int:
             broker = stack.enter_context(EmbeddedBroker(kind=args.broker_kind))
             url = broker.url
             console.print(f"private {broker.kind} broker on {url}")
-        console.print("compiling kernels (cached after the first run)...")
+        if not kernels_cached():
+            console.print("compiling kernels (cached after the first run)...")
         # a random client id and a clean session: a demo leaves no session on the broker
         config = from_mapping(
             {"mqtt": {"broker": url, "prefix": PREFIX, "client_id": ""},
-             "engine": {"model": args.model}},
+             "engine": {"model": args.model},
+             # a broker given by URL that cannot be reached ends the demo soon, with a message
+             **({"mqtt": {"broker": url, "prefix": PREFIX, "client_id": "",
+                          "connect_timeout_s": 10.0}} if args.broker else {})},
             where="the demo's settings",
         )
         speed = args.speed

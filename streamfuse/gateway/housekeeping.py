@@ -94,4 +94,4 @@ class Housekeeping:
         engine = self.gateway.engine
         stats = dict(engine.stats())
         stats["align"] = dict(self.align_totals())
-        self.gateway.metrics.refresh(stats, len(engine.sessions))
+        self.gateway.metrics.refresh(stats, len(engine.sessions), engine.metrics())

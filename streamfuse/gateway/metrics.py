@@ -13,7 +13,10 @@ Exposed names (all prefixed ``streamfuse_``): ``messages_total{kind}``, ``bytes_
 ``shed_total{kind}``, ``queue_depth``, ``queue_capacity``, ``decode_errors_total{reason}``,
 ``align_total{counter}``, ``engine_total{counter}``, ``devices``,
 ``stage_latency_seconds{stage}``, ``predictions_published_total``, ``publish_dropped_total``,
-``reconnects_total``, ``connected``, ``checkpoints_total``, ``checkpoints_corrupt_total``.
+``reconnects_total``, ``connected``, ``checkpoints_total``, ``checkpoints_corrupt_total``, and
+the prequential figures of each fusion level, each modality's model and the published choice
+(``level="selected"``): ``level_accuracy{level}``, ``level_auc{level}``,
+``level_scored{level}`` (labelled windows scored).
 """
 
 from __future__ import annotations
@@ -37,11 +40,21 @@ LATENCY_BUCKETS = (
 )
 
 
+#: (engine metric, gauge name, help) of the prequential gauges, one series per level
+PREQUENTIAL = (
+    ("accuracy", "accuracy", "Prequential accuracy per fusion level, modality and 'selected'"),
+    ("auc", "auc", "Prequential ROC AUC per fusion level, modality and 'selected'"),
+    ("n", "scored", "Labelled windows scored per fusion level, modality and 'selected'"),
+)
+
+
 class _Snapshot(Collector):
     """Yields the engine counters copied by :meth:`GatewayMetrics.refresh`."""
 
     def __init__(self) -> None:
-        self.data: dict[str, Any] = {"rejections": {}, "align": {}, "engine": {}, "devices": 0}
+        self.data: dict[str, Any] = {
+            "rejections": {}, "align": {}, "engine": {}, "devices": 0, "quality": {},
+        }
 
     def collect(self) -> Iterator[Any]:
         data = self.data  # one reference read: the loop thread swaps whole dicts
@@ -58,6 +71,13 @@ class _Snapshot(Collector):
         gauge = GaugeMetricFamily("streamfuse_devices", "Devices with live state in the engine")
         gauge.add_metric([], float(data["devices"]))
         yield gauge
+        for what, name, doc in PREQUENTIAL:
+            level_fam = GaugeMetricFamily(f"streamfuse_level_{name}", doc, labels=["level"])
+            for key, value in sorted(data["quality"].items()):
+                who, _, figure = key.rpartition(".")
+                if figure == what and value == value:  # NaN: not defined yet, left out
+                    level_fam.add_metric([who], float(value))
+            yield level_fam
 
 
 class GatewayMetrics:
@@ -107,13 +127,17 @@ class GatewayMetrics:
         self._server: Any = None
         self.port: int | None = None
 
-    def refresh(self, stats: Mapping[str, Any], devices: int) -> None:
-        """Copy engine counters (call on the event-loop thread)."""
+    def refresh(
+        self, stats: Mapping[str, Any], devices: int, quality: Mapping[str, float] | None = None
+    ) -> None:
+        """Copy engine counters and, given, its prequential ``metrics()`` (call on the
+        event-loop thread)."""
         self._snapshot.data = {
             "rejections": dict(stats.get("rejections", {})),
             "align": dict(stats.get("align", {})),
             "engine": dict(stats.get("engine", {})),
             "devices": devices,
+            "quality": dict(quality or {}),
         }
 
     def observe_latency(self, latency: Mapping[str, float]) -> None:

@@ -32,7 +32,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..engine import Engine
-from ..exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_STUCK
+from ..errors import BrokerError
+from ..exits import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_STUCK
 from ..types import Prediction, RawMessage
 from ..warmup import warm_up
 from .app import Gateway
@@ -100,6 +101,8 @@ class Server:
         self.gateway: Gateway | None = None
         self.warm_up_s = 0.0
         self._watchdog: threading.Timer | None = None
+        #: set when the first connection did not succeed within mqtt.connect_timeout_s
+        self.never_connected = False
         self.stop_began: float | None = None  # monotonic time of the signal (or the stop)
         self.shutdown_s: float | None = None  # how long the shutdown took, from stop_began
 
@@ -107,11 +110,28 @@ class Server:
         """Start up, serve until :attr:`should_exit`, shut down; returns the exit code."""
         with self.capture_signals():
             self.startup()
+            watch = asyncio.create_task(self._watch_first_connect())
             try:
                 await self.main_loop()
             finally:
+                watch.cancel()
                 await self.shutdown()
-        return EXIT_OK
+        return EXIT_FAILURE if self.never_connected else EXIT_OK
+
+    async def _watch_first_connect(self) -> None:
+        """Stop serving if the broker was not reached within ``mqtt.connect_timeout_s``."""
+        limit = self.config.mqtt.connect_timeout_s
+        if limit <= 0 or self.gateway is None:
+            return
+        try:
+            await asyncio.wait_for(self.gateway.connected.wait(), limit)
+        except TimeoutError:
+            self.never_connected = True
+            log.error(
+                "no connection to the broker %s within %.0f s (mqtt.connect_timeout_s); "
+                "stopping", self.config.mqtt.broker, limit,
+            )
+            self.should_exit.set()
 
     # ------------------------------------------------------------------ signals
     @contextlib.contextmanager
@@ -244,6 +264,12 @@ def run_gateway(
         view = WebView.at(ui)
     server = Server(config, duration=duration, on_prediction=view.on_prediction if view else None)
     code = asyncio.run(_serve(server, view))
+    if server.never_connected:
+        raise BrokerError(
+            f"could not connect to the broker at {config.mqtt.broker} within "
+            f"{config.mqtt.connect_timeout_s:g} s; is it running and reachable? (the limit is "
+            "mqtt.connect_timeout_s, --connect-timeout; 0 waits forever)"
+        )
     gateway = server.gateway
     if gateway is not None:
         print(

@@ -9,6 +9,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from ..argtypes import bounded
+from ..learn.names import MODEL_NAMES
 from .settings import BenchSettings
 
 if TYPE_CHECKING:
@@ -58,8 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="time the windows of the first S seconds apart (the 'startup' row: "
                    "the whole fleet connecting at once) and leave them out of every other "
                    "figure, the ramp's included (0: time everything as one)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--model", default="logreg")
+    p.add_argument("--seed", type=int, default=0, help="simulation seed")
+    p.add_argument("--model", default="logreg", choices=MODEL_NAMES, help="online model")
     p.add_argument("--out", metavar="FILE", help="write the JSON report here")
     p.add_argument("--plot", metavar="FILE", help="write the PNG plot here")
     p.add_argument("--profile", metavar="FILE",

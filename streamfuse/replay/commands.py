@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..argtypes import positive_float
+from ..config import FUSION_LEVELS
+from ..learn.names import MODEL_NAMES
 
 if TYPE_CHECKING:
     from ..config import EngineConfig
@@ -32,8 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "time on this machine's clock) to an MCAP file, flushing a chunk at least every "
         "--flush-s seconds so a killed recorder leaves a readable file.",
     )
-    rec.add_argument("--broker", default="mqtt://127.0.0.1:1883", metavar="URL")
-    rec.add_argument("--prefix", default="streamfuse")
+    rec.add_argument("--broker", default="mqtt://127.0.0.1:1883", metavar="URL", help="broker")
+    rec.add_argument("--prefix", default="streamfuse", help="record {prefix}/#")
     rec.add_argument("--out", required=True, type=Path, help="MCAP file to write")
     rec.add_argument("--duration", type=positive_float, default=None, help="stop after S seconds")
     rec.add_argument("--flush-s", type=positive_float, default=1.0, help="chunk flush period (1 s)")
@@ -50,12 +53,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         "are deterministic. With --to-broker its messages are republished at --speed x real "
         "time instead.",
     )
-    rp.add_argument("source", type=Path, metavar="SOURCE")
+    rp.add_argument("source", type=Path, metavar="SOURCE",
+                    help=".mcap session, EDF/BDF, WFDB .hea record or CSV file")
     rp.add_argument("--speed", type=positive_float, default=1.0, help="x real time (--to-broker)")
     rp.add_argument("--to-broker", default=None, metavar="URL", help="republish to this broker")
-    rp.add_argument("--out", type=Path, default=None, help="write predictions as JSON lines")
+    rp.add_argument(
+        "--out", type=Path, default=None, metavar="FILE",
+        help="write predictions to FILE: .jsonl (the wire payloads), .csv or .parquet (flat "
+        "rows; parquet needs pip install 'streamfuse[parquet]') (default: JSON lines on "
+        "stdout when it is not a terminal, else none)",
+    )
+    rp.add_argument(
+        "--labels", type=Path, default=None, metavar="FILE",
+        help="ground truth: a CSV of device,t_start,t_end,value (device-clock seconds; device "
+        "optional) or WFDB annotations (e.g. 100.atr); the summary then shows accuracy",
+    )
     rp.add_argument("--prefix", default=None, help="topic prefix (default: from the session)")
-    rp.add_argument("--mapping", default="auto", help="channel map for files: eegmat | auto")
+    rp.add_argument("--mapping", default="auto", choices=["auto", "eegmat"],
+                    help="channel map for files")
     rp.add_argument("--device", default=None, help="device id for files (default: file stem)")
     rp.add_argument("--fs", type=positive_float, default=None, help="CSV sampling rate")
     rp.add_argument("--time-column", default=None, help="CSV time column (seconds)")
@@ -65,15 +80,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "model, level, limits, modalities for sessions) and prefix as that gateway; the "
         "flags below override it",
     )
-    rp.add_argument("--model", default=None, help="online model (default: the engine's)")
+    rp.add_argument("--model", default=None, choices=MODEL_NAMES,
+                    help="online model (default: --config's, else logreg)")
     rp.add_argument(
-        "--level", default=None,
-        help="fusion level published (default: the gateway's and the engine's, 'selected')",
+        "--level", default=None, choices=("selected", *FUSION_LEVELS),
+        help="fusion level published (default: --config's, else 'selected')",
     )
-    rp.add_argument("--window-s", type=positive_float, default=None)
-    rp.add_argument("--hop-s", type=positive_float, default=None)
-    rp.add_argument("--grid-fs", type=positive_float, default=None)
-    rp.add_argument("--no-progress", action="store_true")
+    rp.add_argument("--window-s", type=positive_float, default=None, metavar="S",
+                    help="window length (default: --config's, else 2.0)")
+    rp.add_argument("--hop-s", type=positive_float, default=None, metavar="S",
+                    help="hop between windows (default: --config's, else 1.0)")
+    rp.add_argument("--grid-fs", type=positive_float, default=None, metavar="HZ",
+                    help="common resampling rate (default: --config's, else 256.0)")
+    rp.add_argument("--no-progress", action="store_true", help="no progress bar")
     rp.set_defaults(run=run_replay)
 
     ev = sub.add_parser(
@@ -84,16 +103,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(--labels session: every subject is a new person); levels eeg, ecg, early, "
         "intermediate, late, selected; metrics mean +- sd over subjects.",
     )
-    ev.add_argument("--dataset", choices=["eegmat"], default="eegmat")
-    ev.add_argument("--data-dir", type=Path, required=True)
+    ev.add_argument("--dataset", choices=["eegmat"], default="eegmat", help="dataset")
+    ev.add_argument("--data-dir", type=Path, required=True, help="the EEGMAT folder")
     ev.add_argument("--out", type=Path, required=True, help="results JSON")
     ev.add_argument("--plot", type=Path, default=None, help="comparison PNG")
-    ev.add_argument("--model", default="lda",
-                    help="online model of every level (default lda: diagonal LDA, which "
-                    "transfers best to a new person; logreg: the engine's default)")
-    ev.add_argument("--window-s", type=positive_float, default=8.0)
-    ev.add_argument("--hop-s", type=positive_float, default=4.0)
-    ev.add_argument("--grid-fs", type=positive_float, default=250.0)
+    ev.add_argument("--model", default="lda", choices=MODEL_NAMES,
+                    help="online model of every level (lda: diagonal LDA, which transfers "
+                    "best to a new person; logreg: the engine's default)")
+    ev.add_argument("--window-s", type=positive_float, default=8.0, help="window length, s")
+    ev.add_argument("--hop-s", type=positive_float, default=4.0, help="hop, s")
+    ev.add_argument("--grid-fs", type=positive_float, default=250.0, help="resampling rate, Hz")
     ev.add_argument("--label-delay-s", type=float, default=None, help="default: one window")
     ev.add_argument("--subjects", type=int, default=None, help="first N subjects only")
     ev.add_argument("--levels", default=None, help="comma-separated subset of the levels")
@@ -124,7 +143,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--dp", default=None, metavar="CLIP,NOISE",
                     help="with --sites: differential privacy on each site's update (L2 clip, "
                     "noise multiplier), e.g. 1.0,1.0")
-    ev.add_argument("--no-progress", action="store_true")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(run=run_evaluate)
 
 
@@ -192,14 +211,18 @@ def run_replay(
     ``--config``, loaded by :mod:`streamfuse.cli`); flags given override them."""
     from .. import topics
     from ..config import EngineConfig
+    from .outputs import check_out
     from .readers import EEGMAT_MAP, read_file
     from .replay import recording_items, session_items
 
     source: Path = args.source
     from .journal import is_journal
 
+    if args.out is not None:
+        check_out(args.out)
     if is_journal(source):
         return _replay_journal(args, engine_config, prefix)
+    check_source(source)
     is_session = source.suffix.lower() == ".mcap"
     prefix = args.prefix or prefix or (
         _session_prefix(source) if is_session else topics.DEFAULT_PREFIX
@@ -225,6 +248,11 @@ def run_replay(
         device = args.device or topics.check_device(source.stem.replace(" ", "_"))
         items = list(recording_items(recording, device))
         config = dataclasses.replace(base, modalities=recording.modalities(), **flags)
+    if args.labels is not None:
+        from .labels import read_labels
+
+        default_device = args.device or topics.check_device(source.stem.replace(" ", "_"))
+        items = with_labels(items, read_labels(args.labels, default_device), is_session)
     span = items[-1][1] - items[0][1] if items else 0.0
 
     if args.to_broker:
@@ -245,17 +273,74 @@ def run_replay(
     with _progress(not args.no_progress, "replaying", len(items)) as adv:
         predictions, rejections = replay_offline(engine, items, on_item=adv)
     wall = time.perf_counter() - t0
+    from .outputs import write_jsonl, write_predictions
+
+    summary_to = sys.stdout
     if args.out:
-        with args.out.open("w", encoding="utf-8") as fh:
-            for p in predictions:
-                fh.write(json.dumps(p.to_json_dict(), sort_keys=True) + "\n")
+        write_predictions(predictions, args.out)
+    elif not sys.stdout.isatty():  # piped: the predictions are the output, the summary aside
+        summary_to = sys.stderr
+        try:
+            write_jsonl(predictions, sys.stdout)
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader stopped early (| head): not an error of ours
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     speed = span / wall if wall > 0 else float("inf")
     print(
         f"replayed {len(items)} items ({span:.1f} s) in {wall:.2f} s ({speed:.0f}x real time): "
         f"{len(predictions)} predictions, {len(rejections)} rejected"
-        + (f"; written to {args.out}" if args.out else "")
+        + _accuracy(engine.metrics())
+        + (f"; written to {args.out}" if args.out else ""),
+        file=summary_to,
     )
     return 0
+
+
+def _accuracy(metrics: dict[str, float]) -> str:
+    """``; accuracy X over N labelled windows`` of the published choice, when labels existed."""
+    n = metrics.get("selected.n") or 0
+    acc = metrics.get("selected.accuracy")
+    if not n or acc is None:
+        return ""
+    return f"; online accuracy {acc:.1%} over {int(n)} labelled windows"
+
+
+#: what ``streamfuse replay`` reads, by suffix
+SOURCE_KINDS = {
+    ".mcap": "MCAP session", ".edf": "EDF", ".bdf": "BDF", ".hea": "WFDB record",
+    ".csv": "CSV", ".tsv": "CSV", ".txt": "CSV",
+}  # fmt: skip
+
+
+def check_source(source: Path) -> None:
+    """Refuse a directory or a suffix no reader knows, naming what would work."""
+    from ..errors import DataSourceError
+
+    known = ", ".join(SOURCE_KINDS)
+    if source.is_dir():
+        raise DataSourceError(
+            f"{source} is a directory but no gateway journal; give one recording file "
+            f"({known}) or a journal folder"
+        )
+    suffix = source.suffix.lower()
+    if suffix and suffix not in SOURCE_KINDS:
+        hint = " (a WFDB record: give its .hea)" if suffix in (".dat", ".atr") else ""
+        raise DataSourceError(
+            f"{source}: unknown recording type {suffix!r}{hint}; replay reads {known}"
+        )
+
+
+def with_labels(items: list, labels: list, is_session: bool) -> list:
+    """Merge ``labels`` into ``items``. A recording's clock is its device clock, so each label
+    arrives as its interval ends; a session's labels arrive after its last message (the
+    device-to-gateway mapping is the engine's to make)."""
+    if is_session:
+        last = items[-1][1] if items else 0.0
+        return [*items, *((label, last) for label in labels)]
+    merged = [(now, 0, k, item) for k, (item, now) in enumerate(items)]
+    merged += [(label.t_end, 1, k, label) for k, label in enumerate(labels)]
+    merged.sort(key=lambda e: e[:3])
+    return [(item, now) for now, _, _, item in merged]
 
 
 def _replay_journal(
@@ -282,9 +367,9 @@ def _replay_journal(
     )
     wall = time.perf_counter() - t0
     if args.out:
-        with args.out.open("w", encoding="utf-8") as fh:
-            for p in predictions:
-                fh.write(json.dumps(p.to_json_dict(), sort_keys=True) + "\n")
+        from .outputs import write_predictions
+
+        write_predictions(predictions, args.out)
     print(
         f"replayed journal {args.source}: {applied.pushed} messages, {applied.ticks} ticks, "
         f"{applied.evictions} evictions, {applied.starts} gateway starts in {wall:.2f} s: "

@@ -1,8 +1,13 @@
 """Sessions on disk: raw MQTT messages (topic, payload, arrival) in an MCAP file.
 
-One MCAP channel per MQTT topic, message encoding ``streamfuse`` (the payload is the wire
-format of ``docs/wire-format.md``, stored as received), ``log_time`` the gateway-clock arrival in
-integer nanoseconds. The writer closes a chunk at least every ``flush_s`` seconds of arrival time
+One MCAP channel per MQTT topic, the payload stored as received (the wire format of
+``docs/wire-format.md``), ``log_time`` the gateway-clock arrival in integer nanoseconds. Data
+topics carry message encoding ``streamfuse`` (binary frames, or JSON chunks); the prediction
+and label topics, always JSON, carry encoding ``json`` with the package's JSON Schema
+(``jsonschema`` schema encoding), so Foxglove and other MCAP viewers decode them and plot their
+fields (``proba``, ``levels``, ``metrics``, window times) without knowing streamfuse.
+
+The writer closes a chunk at least every ``flush_s`` seconds of arrival time
 and flushes it to the OS, so a recorder that is killed leaves a file readable up to its last
 completed chunk; :func:`read_session` reads such a file to that point and says so in the log.
 """
@@ -30,6 +35,8 @@ log = logging.getLogger("streamfuse.replay.mcap_io")
 
 ENCODING = "streamfuse"
 PROFILE = "streamfuse"
+#: topic kind (last level) -> the shipped JSON Schema its JSON payloads follow
+JSON_KINDS = {"prediction": "prediction", "label": "label"}
 
 
 def to_ns(t: float) -> int:
@@ -82,6 +89,7 @@ class SessionWriter:
             self._writer.add_metadata("streamfuse.session", dict(metadata))
         self._writer.flush()  # magic + header on disk: an empty session is already readable
         self._channels: dict[str, int] = {}
+        self._schemas: dict[str, int] = {}
         self._chunk_start: float | None = None
         self.count = 0
         self._closed = False
@@ -90,8 +98,7 @@ class SessionWriter:
         """Record one message that arrived at gateway time ``arrival`` (seconds)."""
         cid = self._channels.get(topic)
         if cid is None:
-            cid = self._writer.register_channel(topic, ENCODING, schema_id=0)
-            self._channels[topic] = cid
+            cid = self._register(topic)
         ns = to_ns(arrival)
         self._writer.add_message(
             cid, log_time=ns, data=payload, publish_time=ns, sequence=self.count
@@ -101,6 +108,25 @@ class SessionWriter:
             self._chunk_start = arrival
         elif arrival - self._chunk_start >= self.flush_s:
             self.flush()
+
+    def _register(self, topic: str) -> int:
+        """A channel for ``topic``: JSON with its schema for predictions and labels, the
+        ``streamfuse`` wire encoding (no schema) for everything else."""
+        kind = JSON_KINDS.get(topic.rpartition("/")[2])
+        if kind is None:
+            cid = self._writer.register_channel(topic, ENCODING, schema_id=0)
+        else:
+            sid = self._schemas.get(kind)
+            if sid is None:
+                from ..schemas import schema_text
+
+                sid = self._writer.register_schema(
+                    f"streamfuse.{kind}", "jsonschema", schema_text(kind).encode()
+                )
+                self._schemas[kind] = sid
+            cid = self._writer.register_channel(topic, "json", schema_id=sid)
+        self._channels[topic] = cid
+        return cid
 
     def flush(self) -> None:
         """Close the open chunk and hand it to the OS (survives the process, not a power cut)."""

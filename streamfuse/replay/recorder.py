@@ -62,12 +62,13 @@ async def record(
     topics.check_prefix(prefix)
     host, port, *_ = parse_broker_url(broker_url)
     meta = {"broker": f"{host}:{port}", "prefix": prefix, "clock": "gateway (time.time)"}
-    with SessionWriter(out, flush_s=flush_s, metadata=meta) as writer:
-        async with open_session(
-            broker_url,
-            client_id=client_id,
-            logger=logging.getLogger("streamfuse.replay.recorder.mqtt"),
-        ) as client:
+    # connect first: a broker that cannot be reached leaves no empty recording behind
+    async with open_session(
+        broker_url,
+        client_id=client_id,
+        logger=logging.getLogger("streamfuse.replay.recorder.mqtt"),
+    ) as client:
+        with SessionWriter(out, flush_s=flush_s, metadata=meta) as writer:
             await client.subscribe(f"{prefix}/#", qos=0)
             log.info("recording %s/# from %s:%d into %s", prefix, host, port, out)
             if ready is not None:
