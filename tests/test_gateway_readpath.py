@@ -169,16 +169,16 @@ def test_idle_devices_are_evicted_and_their_counters_kept() -> None:
         now["t"] = t_end
 
     feed_until(last_a + 1.0)
-    gateway.evict_idle()
+    gateway.house.evict_idle()
     assert set(engine.sessions) == {"a", "b"}  # a has been silent 1 s < 2 s
     feed_until(last_a + 2.5)
     chunks_before = gateway.align_totals()["chunks"]
-    gateway.evict_idle()
+    gateway.house.evict_idle()
     assert set(engine.sessions) == {"b"} and engine.counters["evicted"] == 1
     # the evicted device's counters still count for /metrics
     assert gateway.align_totals()["chunks"] == chunks_before
     feed_until(1000 + 20.5)
-    gateway.evict_idle()
+    gateway.house.evict_idle()
     assert set(engine.sessions) == {"b"}  # b sent its last chunk about 0.5 s ago
 
 

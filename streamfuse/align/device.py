@@ -263,8 +263,7 @@ class DeviceAligner:
         return math.nan if clock is None else clock.to_gateway(t_device)
 
     def to_device(self, t_gateway: float) -> float:
-        """Map a gateway-clock time to the device clock by the current clock model (NaN before
-        any chunk arrived): the inverse of :meth:`to_gateway`."""
+        """The inverse of :meth:`to_gateway` (NaN before any chunk arrived)."""
         clock = self._any_clock()
         return math.nan if clock is None else clock.to_device(t_gateway)
 
@@ -283,10 +282,7 @@ class DeviceAligner:
         return self._streams[modality].clock
 
     def _any_clock(self) -> ClockModel | None:
-        for clock in self._clocks.values():
-            if clock.ready:
-                return clock
-        return None
+        return next((clock for clock in self._clocks.values() if clock.ready), None)
 
     def _sharing(self, modality: str) -> tuple[str, ...]:
         """Streams whose buffers depend on the clock of ``modality``."""

@@ -142,10 +142,6 @@ class Gateway:
         """Messages still queued when the shutdown drain timed out."""
         return self.ingest.drain_left
 
-    def evict_idle(self) -> None:
-        """Forget devices silent for ``resources.idle_evict_s`` (see :class:`Housekeeping`)."""
-        self.house.evict_idle()
-
     def align_totals(self) -> Any:
         """Alignment counters of live devices plus those of evicted ones."""
         return self.house.align_totals()
