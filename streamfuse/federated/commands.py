@@ -21,11 +21,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--min-parties answered and publish the model (retained). Gateways join with a "
         "[federated] section. See docs/federated.md.",
     )
-    p.add_argument("--broker", default="mqtt://127.0.0.1:1883", metavar="URL")
+    p.add_argument("--broker", default="mqtt://127.0.0.1:1883", metavar="URL",
+                   help="the broker the sites' gateways use (default: %(default)s)")
     p.add_argument("--federation", required=True, help="the federation's name (topic level)")
-    p.add_argument("--interval-s", type=positive_float, default=60.0)
-    p.add_argument("--wait-s", type=positive_float, default=10.0)
-    p.add_argument("--min-parties", type=positive_int, default=2)
+    p.add_argument("--interval-s", type=positive_float, default=60.0,
+                   help="seconds between rounds (default: %(default)s)")
+    p.add_argument("--wait-s", type=positive_float, default=10.0,
+                   help="how long a round collects updates (default: %(default)s)")
+    p.add_argument("--min-parties", type=positive_int, default=2,
+                   help="sites needed for a round to merge (default: %(default)s)")
     p.add_argument("--rounds", type=positive_int, default=None, help="stop after N rounds")
     p.add_argument("--status", type=Path, default=None, metavar="FILE",
                    help="write the server's status as JSON after every round")
