@@ -32,7 +32,7 @@ from river import base
 
 from ..errors import ConfigError
 from .standardize import QualityScaler
-from .views import split_views
+from .views import ModalityMembers, split_views
 
 log = logging.getLogger("streamfuse.fusion.attention")
 
@@ -197,7 +197,7 @@ class ModalityGate:
                 coef[k] = a - self.lr * (g * q.get(k, 0.0) + self.l2 * a)
 
 
-class AttentionFusionClassifier(base.Classifier):
+class AttentionFusionClassifier(ModalityMembers, base.Classifier):
     """One model per modality, their decisions mixed by a quality-aware :class:`ModalityGate`.
 
     Parameters
@@ -267,25 +267,6 @@ class AttentionFusionClassifier(base.Classifier):
         yield {}
         yield {"lr": 0.5, "l2": 0.0, "standardize": False}
 
-    def _template(self) -> base.Classifier:
-        if self.member is not None:
-            return self.member.clone()
-        from ..learn.linear import ScaledLogisticRegression
-
-        return ScaledLogisticRegression()
-
-    def member_probas(self, views: Mapping[str, Mapping[Hashable, Any]]) -> dict[str, dict]:
-        """Each present modality's own probabilities (members that cannot predict left out)."""
-        out: dict[str, dict] = {}
-        for m in sorted(views):
-            model = self.members.get(m)
-            if model is None or not views[m]:
-                continue
-            p = model.predict_proba_one(dict(views[m]))
-            if p:
-                out[m] = p
-        return out
-
     def attend(
         self,
         views: Mapping[str, Mapping[Hashable, Any]],
@@ -311,14 +292,7 @@ class AttentionFusionClassifier(base.Classifier):
             self.classes.append(y)
         q = quality or {}
         self.gate.learn(self.member_probas(views), q, y)
-        for m in sorted(views):
-            if not views[m]:
-                continue
-            model = self.members.get(m)
-            if model is None:
-                model = self.members[m] = self._template()
-                log.debug("attention: new member for modality %s", m)
-            model.learn_one(dict(views[m]), y)  # type: ignore[arg-type]
+        self.learn_members(views, y)
 
     def learn_one(self, x: dict, y: Hashable, **kwargs: Any) -> None:  # type: ignore[override]
         views, quality = split_views(x, self.separator, self.quality_tag)

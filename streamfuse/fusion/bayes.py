@@ -40,7 +40,7 @@ from typing import Any
 from river import base
 
 from ..errors import ConfigError
-from .views import split_views
+from .views import ModalityMembers, split_views
 
 log = logging.getLogger("streamfuse.fusion.bayes")
 
@@ -270,7 +270,7 @@ def _normal_quantile(q: float) -> float:
     return NormalDist().inv_cdf(q)
 
 
-class BayesFusionClassifier(base.Classifier):
+class BayesFusionClassifier(ModalityMembers, base.Classifier):
     """One model per modality, fused by :class:`BayesianFusion`.
 
     Parameters
@@ -332,25 +332,6 @@ class BayesFusionClassifier(base.Classifier):
         yield {}
         yield {"level": 0.8, "forget": 1.0}
 
-    def _template(self) -> base.Classifier:
-        if self.member is not None:
-            return self.member.clone()
-        from ..learn.linear import ScaledLogisticRegression
-
-        return ScaledLogisticRegression()
-
-    def member_probas(self, views: Mapping[str, Mapping[Hashable, Any]]) -> dict[str, dict]:
-        """Each present modality's own probabilities (members that cannot predict left out)."""
-        out: dict[str, dict] = {}
-        for m in sorted(views):
-            model = self.members.get(m)
-            if model is None or not views[m]:
-                continue
-            p = model.predict_proba_one(dict(views[m]))
-            if p:
-                out[m] = p
-        return out
-
     def fuse_views(self, views: Mapping[str, Mapping[Hashable, Any]]) -> BayesOutcome:
         """The fused outcome for one window's modality views."""
         return self.fusion.fuse(self.member_probas(views))
@@ -359,13 +340,7 @@ class BayesFusionClassifier(base.Classifier):
         """Test-then-train on one window: calibrators on the members' current decisions, then
         every present member learns."""
         self.fusion.learn(self.member_probas(views), y)
-        for m in sorted(views):
-            if not views[m]:
-                continue
-            model = self.members.get(m)
-            if model is None:
-                model = self.members[m] = self._template()
-            model.learn_one(dict(views[m]), y)  # type: ignore[arg-type]
+        self.learn_members(views, y)
 
     def learn_one(self, x: dict, y: Hashable, **kwargs: Any) -> None:  # type: ignore[override]
         self.learn_views(split_views(x, self.separator, None)[0], y)

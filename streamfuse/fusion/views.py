@@ -14,8 +14,13 @@ that modality (:mod:`streamfuse.features.quality`) rather than a feature.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Hashable, Mapping
 from typing import Any
+
+from river import base
+
+log = logging.getLogger("streamfuse.fusion.views")
 
 Views = dict[str, dict[Hashable, float]]
 Quality = dict[str, dict[str, float]]
@@ -61,3 +66,43 @@ def split_views(
         else:
             views.setdefault(modality, {})[key] = value
     return views, quality
+
+
+class ModalityMembers:
+    """One classifier per modality, made on the modality's first labelled view (a clone of
+    ``self.member``, or a :class:`~streamfuse.learn.linear.ScaledLogisticRegression`): what the
+    attention and Bayes fusion classifiers share. The class using it sets ``self.member`` and
+    ``self.members: dict[str, base.Classifier]`` in its constructor."""
+
+    member: base.Classifier | None
+    members: dict[str, base.Classifier]
+
+    def _template(self) -> base.Classifier:
+        if self.member is not None:
+            return self.member.clone()
+        from ..learn.linear import ScaledLogisticRegression
+
+        return ScaledLogisticRegression()
+
+    def member_probas(self, views: Mapping[str, Mapping[Hashable, Any]]) -> dict[str, dict]:
+        """Each present modality's own probabilities (members that cannot predict left out)."""
+        out: dict[str, dict] = {}
+        for m in sorted(views):
+            model = self.members.get(m)
+            if model is None or not views[m]:
+                continue
+            p = model.predict_proba_one(dict(views[m]))
+            if p:
+                out[m] = p
+        return out
+
+    def learn_members(self, views: Mapping[str, Mapping[Hashable, Any]], y: Hashable) -> None:
+        """Every present modality's member learns its view (made first if new)."""
+        for m in sorted(views):
+            if not views[m]:
+                continue
+            model = self.members.get(m)
+            if model is None:
+                model = self.members[m] = self._template()
+                log.debug("%s: new member for modality %s", type(self).__name__, m)
+            model.learn_one(dict(views[m]), y)  # type: ignore[arg-type]
