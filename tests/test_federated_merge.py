@@ -187,3 +187,39 @@ def test_diagonal_lda_halves_merge_to_the_whole_stream_exactly() -> None:
     load_model(m, json.loads(json.dumps(to_wire(merged))))
     for x, _ in rows[:20]:  # the discriminants (before the learnt temperature) agree
         assert m.decision(x) == pytest.approx(full.decision(x), rel=1e-9)
+
+
+def test_hedge_losses_merge_as_accumulators_from_the_base() -> None:
+    """Late fusion's Hedge loss is a discounted sum, not an estimate: a round in which one
+    site learnt gives exactly that site's (the central) state; with two sites the base is
+    discounted once and each site's increment added."""
+    import copy
+
+    from streamfuse.federated.merge import late_state, merge_late
+
+    cfg = EngineConfig(classes=("a", "b"), positive="a", selector_score="log_loss")
+    X, y = _stream(400, 8)
+    hub = FusionHub(cfg, lambda: make_model("lda"))
+    _teach(hub, X[:200], y[:200])
+    base = late_state(hub.late)
+    a, idle, central = (copy.deepcopy(hub) for _ in range(3))
+    _teach(a, X[200:230], y[200:230])
+    _teach(central, X[200:230], y[200:230])
+    merged = merge_late([late_state(a.late), late_state(idle.late)], [30, 0], base)
+    want = late_state(central.late)
+    assert merged["losses"] == pytest.approx(want["losses"], rel=1e-12)
+    for m in ("eeg", "ecg"):  # the members too (same class and feature order here)
+        for k in ("n", "mu", "m2", "seen"):
+            np.testing.assert_allclose(merged["models"][m][k], want["models"][m][k], rtol=1e-12)
+        assert merged["models"][m]["log_a"] == pytest.approx(want["models"][m]["log_a"])
+    b = copy.deepcopy(hub)
+    _teach(b, X[230:250], y[230:250])
+    sa, sb = late_state(a.late), late_state(b.late)
+    merged = merge_late([sa, sb], [30, 20], base)
+    d = base["discount"]
+    for m in ("eeg", "ecg"):
+        b0 = base["losses"][m]
+        assert merged["losses"][m] == pytest.approx(
+            d**50 * b0 + (sa["losses"][m] - d**30 * b0) + (sb["losses"][m] - d**20 * b0))
+    with pytest.raises(NotMergeable, match="discount"):
+        merge_late([sa, dict(sb, discount=0.5)], [1, 1], base)

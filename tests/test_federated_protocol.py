@@ -199,7 +199,7 @@ def test_two_sites_complete_rounds_and_send_only_parameters(
     assert out["sent"]
     allowed = {"v", "round", "site", "n", "state", "kind", "models", "late", "losses",
                "selector", "score", "mean", "classes", "features", "counts", "means", "vars",
-               "W", "b", "early", "intermediate", "eeg", "ecg"}
+               "W", "b", "early", "intermediate", "eeg", "ecg", "discount"}
     taught = set().union(*(s.values for s in sites))
     devices = {d for s in sites for d in s.devices}
     for t, payload in out["sent"]:

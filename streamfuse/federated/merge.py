@@ -110,35 +110,57 @@ def load_normalizer(norm: Any, state: State) -> None:
 
 # ---------------------------------------------------------------------------- late fusion
 def late_state(late: Any) -> State:
-    return {"kind": "late", "losses": {m: float(v) for m, v in late.losses.items()},
+    return {"kind": "late", "discount": float(late.discount),
+            "losses": {m: float(v) for m, v in late.losses.items()},
             "models": {m: model_state(mod, f"late member {m!r}")
                        for m, mod in late.models.items()}}
 
 
+def _hedge_loss(vals: np.ndarray, n: np.ndarray, base: float | None, discount: float) -> float:
+    """One member's merged Hedge loss ``L`` (``L <- discount * L + loss`` per window learnt).
+
+    ``L`` is an accumulator, not an estimate each party makes of one quantity: with ``base``
+    (the loss every party started the round from) party k's increment is
+    ``L_k - discount^n_k * base``, and the union of the windows gives
+    ``discount^N * base + sum_k increment_k`` (``N = sum_k n_k``), exact when one party
+    learnt in the round, and up to the unknown interleaving of the parties' windows (a factor
+    ``discount^j``, ``j < N``, on an increment) otherwise. Without a base (independent
+    models): the mean weighted by ``n``."""
+    if base is None:
+        return float(np.average(vals, weights=n)) if n.sum() > 0 else float(vals.mean())
+    inc = vals - discount ** n * base
+    return float(discount ** n.sum() * base + inc.sum())
+
+
 def merge_late(states: Sequence[State], weights: Sequence[float],
                base: State | None = None) -> State:
-    """Hedge losses averaged, each member merged, over the parties that have the member."""
+    """Each member merged over the parties that have it; Hedge losses as accumulators
+    (:func:`_hedge_loss`)."""
     w = _weights(weights, len(states))
     for s in states:
         if not isinstance(s, Mapping) or s.get("kind") != "late" or not isinstance(
                 s.get("losses"), Mapping) or not isinstance(s.get("models"), Mapping):
             raise NotMergeable("late state: expected kind='late' with 'losses' and 'models'")
+    discounts = {float(s.get("discount", 1.0)) for s in states}
+    if len(discounts) != 1 or not 0 < next(iter(discounts)) <= 1:
+        raise NotMergeable(f"late state: parties discount Hedge losses differently "
+                           f"({sorted(discounts)}); one discount in (0, 1] is needed")
+    discount = discounts.pop()
     members = _union([list(s["models"]) for s in states])
     losses: dict[str, float] = {}
     models: dict[str, State] = {}
+    b_models = base["models"] if base is not None else {}
+    b_losses = base["losses"] if base is not None else {}
     for m in members:
         have = [i for i, s in enumerate(states) if m in s["models"] and m in s["losses"]]
-        wm = w[have]
         vals = np.array([float(states[i]["losses"][m]) for i in have])
         if not np.all(np.isfinite(vals)):
             raise NotMergeable(f"late state: non-finite Hedge loss of member {m!r}")
-        b_models = base["models"] if base is not None else {}
-        losses[m] = float(np.average(vals, weights=wm)) if wm.sum() > 0 else (
-            float(base["losses"][m]) if base is not None and m in base["losses"]
-            else float(vals.mean()))
-        models[m] = merge_model_states([states[i]["models"][m] for i in have], list(wm),
+        b = float(b_losses[m]) if m in b_losses else None
+        losses[m] = _hedge_loss(vals, w[have], b, discount)
+        models[m] = merge_model_states([states[i]["models"][m] for i in have], list(w[have]),
                                        b_models.get(m), f"late member {m!r}")
-    return {"kind": "late", "losses": losses, "models": models}
+    return {"kind": "late", "discount": discount, "losses": losses, "models": models}
 
 
 def load_late(late: Any, state: State) -> None:

@@ -113,6 +113,33 @@ class _Federation:
         self.fingerprint = fingerprint(merged)
 
 
+class _Clock:
+    """One gateway clock for every engine of every arm: all of them close their overdue
+    windows at the same step (after the step's item and round), at least every ``every``
+    seconds of the timeline.
+
+    An engine closes overdue windows of *all* its devices when it ticks, which it does by
+    itself every quarter hop of the items it is pushed. The central engine is pushed every
+    site's items, a site's engine only its own, so on their own they would close a window of
+    site j at different steps (central: when any site's item comes; the site: at its next own
+    item, maybe after a round), i.e. predict it with different models. Ticking them together
+    at least every eighth of a hop, right after the step's round, makes the arms predict each
+    window at the same step; then a round after every labelled window gives the federated
+    arm the central arm's exact predictions (tests/test_federated_eval.py)."""
+
+    def __init__(self, every: float, engines: list[tuple[str, Engine]]) -> None:
+        self.every = every
+        self.engines = engines
+        self.last = -math.inf
+
+    def advance(self, now: float, force: bool = False) -> Iterator[tuple[str, list[Any]]]:
+        if not force and now - self.last < self.every:
+            return
+        self.last = now
+        for arm, engine in self.engines:
+            yield arm, engine.tick(now)
+
+
 def evaluate_federated(
     data_dir: str | Path,
     settings: EvalSettings | None = None,
@@ -151,16 +178,16 @@ def evaluate_federated(
     def keep(arm: str, out: list[Any]) -> None:
         preds[arm].extend(o for o in out if isinstance(o, Prediction))
 
+    clock = _Clock(s.hop_s / 8, [("local", e) for e in local] + [("federated", e) for e in fed]
+                   + [("central", central)])
     for now, site, _, item in heapq.merge(*streams):
-        if item is _TICK:
-            keep("local", local[site].tick(now))
-            keep("federated", fed[site].tick(now))
-            keep("central", central.tick(now))
-        else:
+        if item is not _TICK:
             keep("local", local[site].push(item, now))
             keep("federated", fed[site].push(item, now))
             keep("central", central.push(item, now))
         federation.maybe_round()
+        for arm, out in clock.advance(now, force=item is _TICK):
+            keep(arm, out)
         if on_item is not None:
             on_item()
     for e in local:
