@@ -142,8 +142,8 @@ def test_hub_states_merge_and_load_and_travel_as_json() -> None:
 
 
 def test_unmergeable_learners_and_bad_states_are_named() -> None:
-    with pytest.raises(NotMergeable, match="EvolvingFuzzyClassifier|Pipeline"):
-        model_state(make_model("neurofuzzy"), "level 'early'")
+    with pytest.raises(NotMergeable, match="HoeffdingAdaptiveTreeClassifier"):
+        model_state(make_model("hoeffding"), "level 'early'")
     with pytest.raises(NotMergeable, match="level 'early'"):
         hub_state(FusionHub(EngineConfig(selector_score="log_loss"),
                             lambda: make_model("softmax")))

@@ -314,32 +314,46 @@ def load_lda(model: Any, state: State) -> None:
 
 
 # ---------------------------------------------------------------------------- models
-_KINDS = {"logreg": (merge_logreg, load_logreg), "lda": (merge_lda, load_lda)}
+def _kinds() -> dict[str, tuple[Any, Any]]:
+    from . import fuzzy
+
+    return {"logreg": (merge_logreg, load_logreg), "lda": (merge_lda, load_lda),
+            "ets": (fuzzy.merge_ets, fuzzy.load_ets),
+            "neurofuzzy": (fuzzy.merge_pipeline, fuzzy.load_pipeline)}
 
 
 def model_state(model: Any, where: str = "model") -> State:
     """The state of a model the engine uses; :class:`NotMergeable` for one without a rule."""
+    from river import compose
+
+    from ..learn.evolving_ts import EvolvingTS
     from ..learn.lda import DiagonalLDA
     from ..learn.linear import ScaledLogisticRegression
+    from . import fuzzy
 
     if isinstance(model, ScaledLogisticRegression):
         return logreg_state(model)
     if isinstance(model, DiagonalLDA):
         return lda_state(model)
+    if isinstance(model, EvolvingTS):
+        return fuzzy.ets_state(model)
+    if isinstance(model, compose.Pipeline):
+        return fuzzy.pipeline_state(model, where)
     raise NotMergeable(
-        f"{where}: {type(model).__name__} has no merge rule; federate with model = \"logreg\" "
-        "or \"lda\"")
+        f"{where}: {type(model).__name__} has no merge rule; federate with model = \"logreg\", "
+        "\"lda\" or \"neurofuzzy\"")
 
 
 def merge_model_states(states: Sequence[State], weights: Sequence[float],
                        base: State | None = None, where: str = "model") -> State:
     kinds = {s.get("kind") if isinstance(s, Mapping) else None for s in states}
-    if len(kinds) != 1 or next(iter(kinds)) not in _KINDS:
+    rules = _kinds()
+    if len(kinds) != 1 or next(iter(kinds)) not in rules:
         raise NotMergeable(f"{where}: cannot merge model states of kinds {sorted(map(str, kinds))}")
     kind = str(next(iter(kinds)))
     if base is not None and base.get("kind") != kind:
         base = None  # the model changed kind: start afresh
-    return _KINDS[kind][0](states, weights, base)
+    return rules[kind][0](states, weights, base)
 
 
 def load_model(model: Any, state: State, where: str = "model") -> None:
@@ -350,4 +364,4 @@ def load_model(model: Any, state: State, where: str = "model") -> None:
     if kind is None or state.get("kind") != kind:
         raise NotMergeable(f"{where}: cannot load a {state.get('kind')!r} state into "
                            f"{type(model).__name__}")
-    _KINDS[kind][1](model, state)
+    _kinds()[kind][1](model, state)

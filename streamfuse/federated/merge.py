@@ -6,21 +6,24 @@ K parties, each weighted by the number of examples it learnt since the previous 
 (McMahan et al. 2017, "Communication-efficient learning of deep networks from decentralized
 data", FedAvg):
 
-- **parameters** (the logistic regression's weights and intercepts, late fusion's Hedge
-  losses, the selector's rolling scores): ``sum_k w_k p_k / sum_k w_k``, per entry over the
+- **parameters** (the logistic regression's weights and intercepts, the LDA's temperature,
+  the selector's rolling scores): ``sum_k w_k p_k / sum_k w_k``, per entry over the
   parties that have it (a feature or class a party never saw does not pull the others'
   weights towards 0);
 - **running statistics** (the standard scaler inside the logistic regression, the online
   normalisers): the exact parallel merge of counts, means and sums of squared deviations
   (Chan, Golub & LeVeque 1979). Statistics accumulate since the start, so when the parties
   share a *base* (the previous round's merged state) its part is taken out of each party first
-  and counted once: merged = base + each party's increment since it.
+  and counted once: merged = base + each party's increment since it. Late fusion's Hedge
+  losses are discounted sums, accumulators too: the base discounted once by every window of the
+  round plus each party's increment (:func:`_hedge_loss`).
 
 What stays local, by design: the per-device normalisers of an engine (one device is one
 person; its statistics and its id are the data a site must not send), and the level
 selector when it ranks (``selector_score = "auc"``: its memory is (device, label,
 probabilities) triples). :func:`merge_normalizers` still merges normalisers, for shards of one
-deployment. A learner with no merge rule (river pipelines, the neuro-fuzzy models, the
+deployment. The evolving neuro-fuzzy models merge their rule bases by centre distance
+(:mod:`.fuzzy`). A learner with no merge rule (the other river pipelines, the
 attention/Bayes/MKL/conformal levels) raises :class:`NotMergeable` naming it. The diagonal
 LDA (``model = "lda"``) is its sufficient statistics, so its merge is exact: per class and
 feature the parallel merge of the values' moments.

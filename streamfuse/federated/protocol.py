@@ -156,6 +156,10 @@ def _float_leaves(state: Any, base: Any, path: str, out: list[tuple[str, Any, An
         if state.get("kind") == "lda":
             raise ValueError(f"dp: {path or 'the model'} is a diagonal LDA, whose parameters are "
                              "class means in raw feature units; DP covers model = \"logreg\"")
+        if state.get("kind") in ("ets", "neurofuzzy"):
+            raise ValueError(f"dp: {path or 'the model'} is a neuro-fuzzy model, whose rules are "
+                             "centres in (standardised) feature units; DP covers "
+                             "model = \"logreg\"")
         if state.get("kind") == "logreg":
             for k in _FLOATS["logreg"]:
                 out.append((f"{path}.{k}", state, base if isinstance(base, Mapping) else None))
