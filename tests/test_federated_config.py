@@ -38,3 +38,40 @@ def test_join_is_none_when_off_and_a_bad_site_name_is_a_config_error() -> None:
                                                              "site": "a/b"}}), engine=None)
     with pytest.raises(ConfigError, match=r"\[federated\].*site"):
         join_federation(bad, stop)
+
+
+def test_the_federation_needs_no_package_beyond_the_core_ones() -> None:
+    """Issue 18, done-when 5: federation is optional (off unless a [federated] section or
+    'streamfuse federation' asks for it) and needs no extra: every module of
+    streamfuse/federated imports only the standard library, streamfuse and core dependencies
+    (see docs/federated.md, 'Installing')."""
+    import ast
+    import sys
+    import tomllib
+
+    core = {"numpy", "river"}  # the ones streamfuse/federated uses; both in [project] deps
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert all(any(d.startswith(c) for d in deps) for c in core)
+    for path in (REPO / "streamfuse" / "federated").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level
+                     else [])
+            for name in names:
+                top = name.split(".")[0]
+                assert top in sys.stdlib_module_names or top in core or top == "streamfuse", (
+                    path.name, name)
+
+
+def test_the_readme_commands_do_not_load_the_federation() -> None:
+    """'streamfuse demo' (the README's first command) registers the 'federation' subcommand's
+    options and nothing more: no merge, protocol, client or server module is imported."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom streamfuse.cli import main\ntry:\n main(['demo', '--help'])\n"
+            "except SystemExit:\n pass\nprint(sorted(m for m in sys.modules "
+            "if m.startswith('streamfuse.federated.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout.strip().splitlines()[-1]
+    assert out == "['streamfuse.federated.commands']", out
