@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import BrokerError
 from ..mqtt.client import open_session
-from .merge import State, hub_state, load_hub
+from .merge import State, hub_state, load_hub, local_levels
 from .protocol import (
     ROOT,
     VERSION,
@@ -72,6 +72,10 @@ class FederatedClient:
         self._last_send = -float("inf")
         self._rng = np.random.default_rng(settings.seed)
         self._on_send = on_send  # tests: sees (topic, payload) of every message sent
+        kept = local_levels(engine.hub)
+        if kept:
+            log.warning("federation %s: %s have no merge rule and learn at this site only",
+                        settings.federation, ", ".join(kept))
 
     def _t(self, *parts: str) -> str:
         return topic(self.s.federation, *parts, root=self.s.root)

@@ -224,6 +224,22 @@ def hub_state(hub: Any) -> State:
     return out
 
 
+#: the levels whose learners have no merge rule yet: they keep learning at each site alone
+LOCAL_LEVELS = ("attention", "bayes", "mkl")
+
+
+def local_levels(hub: Any) -> list[str]:
+    """What of ``hub`` a round leaves at the site, by name: the levels of
+    :data:`LOCAL_LEVELS` it runs, ``"selector"`` when it ranks by AUC, ``"conformal"``
+    when it makes conformal sets (their calibration is each site's own)."""
+    out = [lv for lv in LOCAL_LEVELS if lv in hub.levels]
+    if hub.selector.score == "auc":
+        out.append("selector")
+    if getattr(hub, "conformal", None) is not None:
+        out.append("conformal")
+    return out
+
+
 def merge_hubs(states: Sequence[State], weights: Sequence[float],
                base: State | None = None) -> State:
     """FedAvg of hub states weighted by the examples each party learnt since ``base``."""

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..engine import Engine
 from ..errors import DataSourceError
-from ..federated.merge import fingerprint, hub_state, load_hub, merge_hubs
+from ..federated.merge import fingerprint, hub_state, load_hub, local_levels, merge_hubs
 from ..federated.protocol import epsilon, privatize
 from ..types import Prediction
 from .eegmat import (
@@ -226,10 +226,12 @@ def evaluate_federated(
                         "side; central sees every site's items in the same order",
             "round": "after every rounds_every labelled windows learnt across the sites: FedAvg "
                      "of each site's level models and late fusion (weights: windows learnt since "
-                     "the previous round); the AUC-ranking selector stays local",
+                     "the previous round); what 'not_merged' names stays at each site",
+            "clock": "every engine of every arm closes its overdue windows at the same steps",
             "order": s.order, "labels": s.labels, "model": s.model, "window_s": s.window_s,
             "hop_s": s.hop_s, "label_delay_s": s.delay, "normalize": s.normalize,
             "selector_score": s.selector_score, "positive": TASK, "other": REST,
+            "not_merged": local_levels(fed[0].hub),
             "sd": "sample (ddof=1) over subjects",
         },
         "sites": {str(k): [n for _, n in members[k]] for k in range(sites)},
@@ -272,4 +274,7 @@ def table(results: dict[str, Any]) -> str:
         lines.append(f"{lv:<14}" + "".join(f"{c:>22}" for c in cells))
     lines.append(f"rounds: {results['rounds']}; best fusion level: "
                  f"{(results['best_fusion_level'] or {}).get('level')}")
+    kept = results["protocol"].get("not_merged")
+    if kept:
+        lines.append(f"not merged (each site's own in the federated arm): {', '.join(kept)}")
     return "\n".join(lines)
