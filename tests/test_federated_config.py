@@ -75,3 +75,19 @@ def test_the_readme_commands_do_not_load_the_federation() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True).stdout.strip().splitlines()[-1]
     assert out == "['streamfuse.federated.commands']", out
+
+
+def test_a_model_that_cannot_federate_is_a_config_error_at_start() -> None:
+    """A site never sends a neuro-fuzzy rule base (its rule centres are feature vectors it
+    learnt from) and cannot send a model without a merge rule: the gateway refuses the
+    [federated] section at start, naming why."""
+    from streamfuse.config import EngineConfig
+    from streamfuse.engine import Engine
+
+    stop = asyncio.Event()
+    cfg = from_mapping({"federated": {"federation": "f", "site": "s1"}})
+    for model, why in (("neurofuzzy", "neuro-fuzzy.*must not leave a site"),
+                       ("softmax", "no merge rule")):
+        gw = SimpleNamespace(config=cfg, engine=Engine(EngineConfig(model=model)))
+        with pytest.raises(ConfigError, match=r"\[federated\].*" + why):
+            join_federation(gw, stop)

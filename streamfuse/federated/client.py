@@ -28,6 +28,7 @@ from .protocol import (
     VERSION,
     UpdateRejected,
     check_name,
+    check_shareable,
     encode,
     parse_model,
     parse_round,
@@ -72,6 +73,7 @@ class FederatedClient:
         self._last_send = -float("inf")
         self._rng = np.random.default_rng(settings.seed)
         self._on_send = on_send  # tests: sees (topic, payload) of every message sent
+        check_shareable(hub_state(engine.hub))  # ValueError: the gateway's ConfigError
         kept = local_levels(engine.hub)
         if kept:
             log.warning("federation %s: %s have no merge rule and learn at this site only",

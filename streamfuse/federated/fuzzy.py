@@ -30,6 +30,10 @@ distance, not by name: if the parties moved its centre apart by more than ``merg
 radii it is kept twice, and the model's own merge step may join the two later), and the
 weighting of a cluster by how often each party's rule fired. Two copies of one model merge to
 that model (the counts of its running statistics doubled, as for every merge without a base).
+
+Not for sites that must keep their data: a rule is born with its centre at a standardised
+sample and the state holds the frame, so a site's federation client refuses to send it
+(:func:`.protocol.check_shareable`); the merge serves shards of one deployment.
 """
 
 from __future__ import annotations

@@ -145,6 +145,22 @@ def parse_round(payload: bytes) -> tuple[int, float]:
 
 
 # ---------------------------------------------------------------------------- privacy
+def check_shareable(state: Any, path: str = "") -> None:
+    """ValueError when ``state`` holds a model whose parameters are samples: an evolving
+    neuro-fuzzy rule starts with its centre *at* a (standardised) sample and the state carries
+    the frame to undo the standardisation, so it must not leave a site. Such models merge
+    between shards of one deployment (:func:`~.merge.merge_hubs`), not across sites."""
+    if isinstance(state, Mapping):
+        if state.get("kind") in ("ets", "neurofuzzy"):
+            raise ValueError(
+                f"{path or 'the model'} is neuro-fuzzy: its rule centres are feature vectors "
+                "the site learnt from, which must not leave a site; federate sites with model "
+                "= \"logreg\" or \"lda\"")
+        for k, v in state.items():
+            check_shareable(v, f"{path}.{k}" if path else str(k))
+
+
+
 #: the arrays privatised: the learnt parameters (the scaler statistics are in raw feature
 #: units; clipped together with the weights they would swamp them, see the module doc)
 _FLOATS = {"logreg": ("W", "b")}

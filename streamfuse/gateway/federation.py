@@ -21,6 +21,7 @@ def join_federation(gateway: Any, stop: asyncio.Event) -> asyncio.Task[None] | N
     if not f.federation:
         return None
     from ..federated.client import ClientSettings, FederatedClient
+    from ..federated.learners import NotMergeable
 
     try:
         settings = ClientSettings(
@@ -29,7 +30,7 @@ def join_federation(gateway: Any, stop: asyncio.Event) -> asyncio.Task[None] | N
             dp_clip=f.dp_clip, dp_noise=f.dp_noise,
         )
         client = FederatedClient(gateway.engine, settings)
-    except ValueError as exc:
+    except (ValueError, NotMergeable) as exc:  # a bad name, or a model that cannot federate
         raise ConfigError(f"[federated]: {exc}") from None
     gateway.federation = client
     log.info("federation %s: joining as site %s via %s", f.federation, f.site, settings.server)

@@ -62,6 +62,10 @@ def register_evaluate(sub: argparse._SubParsersAction) -> None:
                     "the local, federated and central arms")
     ev.add_argument("--rounds-every", type=int, default=20, metavar="N",
                     help="with --sites: a federated round every N labelled windows (20)")
+    ev.add_argument("--round-interval-s", type=positive_float, default=None, metavar="T",
+                    help="with --sites: also a round T seconds of the timeline after the "
+                    "previous one when a site learnt since (a timed server, as 'streamfuse "
+                    "federation --interval-s')")
     ev.add_argument("--dp", default=None, metavar="CLIP,NOISE",
                     help="with --sites: differential privacy on each site's update (L2 clip, "
                     "noise multiplier), e.g. 1.0,1.0")
@@ -133,6 +137,7 @@ def _run_federated(args: argparse.Namespace, settings: Any) -> int:
     with _progress(not args.no_progress, "evaluating sites", None) as adv:
         results = evaluate_federated(args.data_dir, settings, sites=args.sites,
                                      rounds_every=args.rounds_every, dp=_dp(args.dp),
+                                     round_interval_s=args.round_interval_s,
                                      on_item=lambda: None)
         adv(0, "done")
     results["wall_s"] = round(time.perf_counter() - t0, 2)

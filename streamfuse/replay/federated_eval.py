@@ -14,9 +14,14 @@ model and metrics):
   learnt across the federation: each site's shareable state
   (:func:`streamfuse.federated.merge.hub_state`) is merged (FedAvg weighted by the windows each
   site learnt since the previous round, the previous merged state as base) and loaded back into
-  every site, which goes on predicting with it at once. The level selector ranks by AUC here,
-  whose memory holds labels and device ids: it stays local to each site;
+  every site, which goes on predicting with it at once (with ``round_interval_s``, also a round
+  that many seconds of the timeline after the previous one when a site learnt since). What
+  :func:`~streamfuse.federated.merge.local_levels` names (the AUC selector, whose memory holds
+  labels and device ids; the levels without a merge rule) stays local to each site;
 - **central**: one engine sees every site's items (every subject, the same interleaving);
+- **one clock**: every engine of every arm closes its overdue windows at the same steps
+  (:class:`_Clock`), so with a round after every labelled window the federated arm predicts
+  every window with the central arm's model;
 - figures per arm and level: the six Table-4 metrics, mean ± sample sd over subjects, each
   subject scored on its own windows, exactly as the single-engine evaluation scores them.
 """
@@ -84,9 +89,11 @@ class _Federation:
     """K engines merged every ``every`` labelled windows (FedAvg, previous round as base)."""
 
     def __init__(self, engines: list[Engine], every: int, dp: tuple[float, float] | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, interval: float | None = None) -> None:
         self.engines = engines
         self.every = every
+        self.interval = math.inf if interval is None else interval
+        self.last = 0.0  # timeline time of the previous round
         self.dp = dp
         self.rng = np.random.default_rng(seed)
         self.base: dict[str, Any] | None = None
@@ -97,11 +104,12 @@ class _Federation:
     def learnt(self) -> list[int]:
         return [e.counters.get("learned", 0) for e in self.engines]
 
-    def maybe_round(self) -> None:
+    def maybe_round(self, t: float = 0.0) -> None:
         now = self.learnt()
         new = [a - b for a, b in zip(now, self.seen, strict=True)]
-        if sum(new) < self.every:
+        if sum(new) < self.every and not (sum(new) > 0 and t - self.last >= self.interval):
             return
+        self.last = t
         states = [hub_state(e.hub) for e in self.engines]
         if self.dp is not None:
             states = [privatize(st, self.base, *self.dp, self.rng) for st in states]
@@ -148,6 +156,7 @@ def evaluate_federated(
     rounds_every: int = 20,
     dp: tuple[float, float] | None = None,
     on_item: Callable[[], None] | None = None,
+    round_interval_s: float | None = None,
 ) -> dict[str, object]:
     """Run the three arms; return ``{"arms": {"local", "federated", "central"}, ...}``."""
     s = settings or EvalSettings()
@@ -167,7 +176,7 @@ def evaluate_federated(
     local = [Engine(config) for _ in range(sites)]
     fed = [Engine(config) for _ in range(sites)]
     central = Engine(config)
-    federation = _Federation(fed, rounds_every, dp, s.seed)
+    federation = _Federation(fed, rounds_every, dp, s.seed, round_interval_s)
     members: list[list[tuple[int, str]]] = [[] for _ in range(sites)]
     for position, name in enumerate(names):
         members[site_of(position, sites)].append((position, name))
@@ -185,7 +194,7 @@ def evaluate_federated(
             keep("local", local[site].push(item, now))
             keep("federated", fed[site].push(item, now))
             keep("central", central.push(item, now))
-        federation.maybe_round()
+        federation.maybe_round(now)
         for arm, out in clock.advance(now, force=item is _TICK):
             keep(arm, out)
         if on_item is not None:
@@ -221,6 +230,7 @@ def evaluate_federated(
         "protocol": {
             "sites": sites,
             "rounds_every": rounds_every,
+            "round_interval_s": round_interval_s,
             "assignment": "subject i of the sorted names -> site i mod K",
             "timeline": "every site plays its subjects one after the other from t=0, side by "
                         "side; central sees every site's items in the same order",
