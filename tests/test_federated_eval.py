@@ -34,10 +34,10 @@ def test_a_round_after_every_window_gives_the_central_model(data_dir: Path) -> N
     (only one site learnt in each round) the federated arm must predict every window with the
     central arm's model, so its figures equal central's. Tolerance 1e-9 on per-subject AUC:
     the merged moments differ from the sequential ones by rounding only (~1e-15 relative), and
-    a rank-based AUC moves only if rounding breaks a tie. The levels without a merge rule
-    (attention, bayes, mkl, the AUC selector) stay local and are not compared."""
+    a rank-based AUC moves only if rounding breaks a tie. The AUC selector stays local
+    ("selected" is not compared)."""
     root = need_data(data_dir, "eegmat")
-    levels = ("eeg", "ecg", "early", "intermediate", "late")
+    levels = ("eeg", "ecg", "early", "intermediate", "late", "attention", "bayes", "mkl")
     s = EvalSettings(subjects=6, seconds=48.0, controls=False, levels=levels)
     r = evaluate_federated(root, s, sites=3, rounds_every=1)
     assert r["rounds"] >= 100

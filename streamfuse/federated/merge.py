@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from . import levels as review
 from .learners import (
     NotMergeable,
     State,
@@ -219,20 +220,29 @@ def hub_state(hub: Any) -> State:
     out: State = {"kind": "hub",
                   "models": {lv: model_state(m, f"level {lv!r}") for lv, m in hub.models.items()},
                   "late": late_state(hub.late)}
+    levels = {name: rule[1](getattr(hub, rule[0])) for name, rule in _LEVELS.items()
+              if getattr(hub, rule[0], None) is not None}
+    if levels:
+        out["levels"] = levels
     if hub.selector.score != "auc":
         out["selector"] = selector_state(hub.selector)
     return out
 
 
-#: the levels whose learners have no merge rule yet: they keep learning at each site alone
-LOCAL_LEVELS = ("attention", "bayes", "mkl")
+#: the review's levels (issue 16) and their merge rules (:mod:`.levels`): (hub attribute,
+#: state, merge, load)
+_LEVELS = {
+    "attention": ("gate", review.gate_state, review.merge_gate, review.load_gate),
+    "bayes": ("bayes", review.bayes_state, review.merge_bayes, review.load_bayes),
+    "mkl": ("mkl", review.mkl_state, review.merge_mkl, review.load_mkl),
+}
 
 
 def local_levels(hub: Any) -> list[str]:
-    """What of ``hub`` a round leaves at the site, by name: the levels of
-    :data:`LOCAL_LEVELS` it runs, ``"selector"`` when it ranks by AUC, ``"conformal"``
-    when it makes conformal sets (their calibration is each site's own)."""
-    out = [lv for lv in LOCAL_LEVELS if lv in hub.levels]
+    """What of ``hub`` a round leaves at the site, by name: ``"selector"`` when it ranks by
+    AUC, ``"conformal"`` when it makes conformal sets (their calibration is each site's
+    own)."""
+    out = []
     if hub.selector.score == "auc":
         out.append("selector")
     if getattr(hub, "conformal", None) is not None:
@@ -260,6 +270,16 @@ def merge_hubs(states: Sequence[State], weights: Sequence[float],
     out: State = {"kind": "hub", "models": models,
                   "late": merge_late([s["late"] for s in states], list(w),
                                      base["late"] if base is not None else None)}
+    b_levels = base.get("levels", {}) if base is not None else {}
+    merged_levels = {}
+    for name in _union([list(s.get("levels", {})) for s in states]):
+        if name not in _LEVELS:
+            raise NotMergeable(f"hub state: unknown level {name!r}")
+        have = [i for i, s in enumerate(states) if name in s.get("levels", {})]
+        merged_levels[name] = _LEVELS[name][2]([states[i]["levels"][name] for i in have],
+                                               list(w[have]), b_levels.get(name))
+    if merged_levels:
+        out["levels"] = merged_levels
     sel = [i for i, s in enumerate(states) if "selector" in s]
     if sel:
         out["selector"] = merge_selectors([states[i]["selector"] for i in sel], list(w[sel]))
@@ -272,6 +292,10 @@ def load_hub(hub: Any, state: State) -> None:
         if lv in hub.models:
             load_model(hub.models[lv], ms, f"level {lv!r}")
     load_late(hub.late, state["late"])
+    for name, st in state.get("levels", {}).items():
+        attr, _, _, load = _LEVELS[name]
+        if getattr(hub, attr, None) is not None:
+            load(getattr(hub, attr), st)
     if "selector" in state and hub.selector.score != "auc":
         load_selector(hub.selector, state["selector"])
 

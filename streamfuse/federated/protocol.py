@@ -197,6 +197,9 @@ def privatize(state: State, base: State | None, clip: float, noise: float,
     import copy
 
     out = copy.deepcopy(to_wire(state))
+    # DP covers the members' parameters and Hedge losses; the review's levels (attention,
+    # Bayes, MKL) are not privatised, so with DP on they are not sent and stay local
+    out.pop("levels", None)
     leaves: list[tuple[str, Any, Any]] = []
     _float_leaves(out, to_wire(base) if base is not None else None, "", leaves)
     deltas: list[tuple[Any, Any, np.ndarray, np.ndarray]] = []
