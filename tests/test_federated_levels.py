@@ -123,3 +123,33 @@ def test_levels_that_cannot_merge_say_so_and_dp_keeps_them_local() -> None:
     assert "levels" in hub_state(lr)
     priv = privatize(hub_state(lr), None, 1.0, 1.0, np.random.default_rng(0))
     assert "levels" not in priv
+
+
+def test_a_sites_update_with_every_level_holds_no_sample_and_no_device() -> None:
+    """The message-inspection check of only parameters leaving a site, for a hub running the
+    review's levels too: no device id, and no number equal to a feature or quality value the
+    site learnt from."""
+    from types import SimpleNamespace
+
+    from streamfuse.federated.client import ClientSettings, FederatedClient
+
+    hub = _hub()
+    rng = np.random.default_rng(7)
+    taught: set[float] = set()
+    for _ in range(50):
+        y = "a" if rng.random() < 0.5 else "b"
+        feats = {"eeg": {"e0": float(rng.normal()), "e1": float(rng.normal())},
+                 "ecg": {"c0": float(rng.normal()), "c1": float(rng.normal())}}
+        quality = {m: {"flat": float(rng.random()), "clipped": float(rng.random())}
+                   for m in feats}
+        taught.update(v for f in (*feats.values(), *quality.values()) for v in f.values())
+        ev = Evidence({}, feats, {}, "dev-secret-7", quality)
+        hub.learn(ev, hub.decide(ev), y)
+    site = SimpleNamespace(hub=hub, counters={"learned": 50})
+    payload = FederatedClient(site, ClientSettings("mqtt://x", "f", "s1")).update(1)
+    text = payload.decode()
+    msg = json.loads(text)
+    assert set(msg["state"]["levels"]) == {"attention", "bayes", "mkl"}
+    assert "dev-secret-7" not in text
+    numbers = set(_flat(msg, {}).values())
+    assert not taught & numbers
