@@ -44,6 +44,21 @@ def test_smoother_matches_a_plain_loop_per_device(half_life: float) -> None:
                 assert g[m][c] == pytest.approx(w[m][c], abs=1e-9)
 
 
+def test_a_modality_unusable_in_a_window_stays_out_of_the_average() -> None:
+    decisions = _random_decisions(11, 400)
+    rng = np.random.default_rng(5)
+    skipped = [tuple(m for m in ms if rng.random() < 0.2) for _, ms in decisions]
+    smoother = DecisionSmoother(1.0)
+    got = [smoother.smooth(d, m, skip) for (d, m), skip in zip(decisions, skipped, strict=True)]
+    want = naive_smoothed(decisions, 1.0, skipped)
+    assert sum(map(len, skipped)) > 50
+    for g, w in zip(got, want, strict=True):
+        assert g.keys() == w.keys()
+        for m in g:
+            for c in g[m]:
+                assert g[m][c] == pytest.approx(w[m][c], abs=1e-9)
+
+
 def test_devices_do_not_leak_into_each_other_and_the_oldest_is_forgotten_at_the_cap() -> None:
     decisions = _random_decisions(7, 300)
     together = DecisionSmoother(2.0)
@@ -85,10 +100,16 @@ def test_engine_levels_combine_the_smoothed_members_and_the_members_learn_as_bef
     raw decisions), so the smoothed run's members are the plain run's averaged per device as
     the plain loop does, and late fusion mixes those."""
     levels = ("intermediate", "late", "attention", "bayes")
-    plain = _predictions(EngineConfig(levels=levels, member_smoothing=0.0))
-    smooth = _predictions(EngineConfig(levels=levels, member_smoothing=1.5))
+    # attention published: each prediction's explanation names the modalities left out of it
+    plain = _predictions(EngineConfig(levels=levels, level="attention", member_smoothing=0.0))
+    smooth = _predictions(EngineConfig(levels=levels, level="attention", member_smoothing=1.5))
     assert [p.index for p in plain] == [p.index for p in smooth]
-    want = naive_smoothed([(p.device, dict(p.modality_proba)) for p in plain], 1.5)
+    skipped = [
+        tuple(k.split(".", 1)[1] for k in p.explanation if k.startswith("unusable."))
+        for p in smooth
+    ]
+    assert any(skipped)  # the first window of a device is half empty: its gap crosses the limit
+    want = naive_smoothed([(p.device, dict(p.modality_proba)) for p in plain], 1.5, skipped)
     checked = changed = 0
     for p, s, w in zip(plain, smooth, want, strict=True):
         assert s.levels["intermediate"] == p.levels["intermediate"]  # not a member level

@@ -300,7 +300,7 @@ class FusionHub:
             }
             smoother = getattr(self, "smoother", None)  # None in checkpoints made before it
             if smoother is not None:
-                members = smoother.smooth(getattr(evidence, "device", ""), members)
+                members = smoother.smooth(evidence.device, members, evidence.unusable)
         # the quality-aware levels hear only the members whose signal is usable (all of them
         # when none is: a damaged decision beats none, and the explanation says so)
         bad = getattr(evidence, "unusable", ())

@@ -7,7 +7,10 @@ that device's previous windows, renormalised (for two classes: an average of the
 
     s_t = (1 - a) s_{t-1} + a log p_t,   a = 1 - 2^(-1 / half_life),
 
-counted in decided windows of the device (a modality absent from a window keeps its state).
+counted in decided windows of the device (a modality absent from a window keeps its state;
+one whose signal is unusable in the window, :mod:`streamfuse.fusion.trust`, stays out of the
+average and says the average so far: a half-empty or flat window must not colour the next
+ones).
 It is causal and label-free: only the device's own past decisions enter, never a label or a
 later window. It blurs a change of state over about ``half_life`` windows, so it suits states
 that last much longer than that. ``docs/evaluation.md`` has what it does on eegmat.
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from streamfuse.errors import ConfigError
 
@@ -57,9 +60,16 @@ class DecisionSmoother:
         self.max_devices = max_devices
         self._state: OrderedDict[str, dict[str, dict[str, float]]] = OrderedDict()
 
-    def smooth(self, device: str, members: Mapping[str, Mapping[str, float]]) -> dict[str, Proba]:
+    def smooth(
+        self,
+        device: str,
+        members: Mapping[str, Mapping[str, float]],
+        skip: Collection[str] = (),
+    ) -> dict[str, Proba]:
         """Update ``device``'s averages with this window's ``members`` and return the
-        smoothed probabilities of each member that spoke (classes as given)."""
+        smoothed probabilities of each member that spoke (classes as given). A modality in
+        ``skip`` (its signal unusable in this window) does not enter the average: it says
+        its average so far (its own decision when it has none)."""
         state = self._state.get(device)
         if state is None:
             state = self._state[device] = {}
@@ -74,9 +84,13 @@ class DecisionSmoother:
                 continue
             logs = {c: math.log(max(float(v), P_FLOOR)) for c, v in p.items()}
             old = state.get(m)
-            if old is not None and old.keys() == logs.keys():
-                logs = {c: (1.0 - a) * old[c] + a * v for c, v in logs.items()}
-            state[m] = logs
+            same = old is not None and old.keys() == logs.keys()
+            if m in skip:
+                logs = old if same else logs  # type: ignore[assignment]
+            else:
+                if same:
+                    logs = {c: (1.0 - a) * old[c] + a * v for c, v in logs.items()}  # type: ignore[index]
+                state[m] = logs
             top = max(logs.values())
             e = {c: math.exp(v - top) for c, v in logs.items()}
             total = sum(e.values())
