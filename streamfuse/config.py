@@ -92,6 +92,10 @@ class EngineConfig:
     of gateway time, the selector's scores with the rest (0: after every label; the level
     published is always chosen on current scores).
     ``rules_top`` fired rules are published when the model is neuro-fuzzy.
+    ``member_smoothing`` (0: off) is the half-life, in a device's windows, of an exponential
+    average of each late member's log-probabilities, which ``late``, ``attention`` and
+    ``bayes`` then combine and which are published as the modalities' own decisions
+    (:mod:`streamfuse.fusion.smoothing`).
 
     ``conformal_target`` (None: off) gives every published decision an adaptive conformal
     prediction set meant to hold the true class that often (Gibbs and Candès 2021; step
@@ -141,6 +145,7 @@ class EngineConfig:
     selector_horizon: int = 50
     selector_score: str = "log_loss"
     late_combine: str = "weighted"
+    member_smoothing: float = 0.0
     normalize: bool = True
     normalize_warmup: int = 3
     early_segments: int = 4
@@ -214,6 +219,9 @@ class EngineConfig:
             raise ConfigError(
                 f"device_policy={self.device_policy!r}: pass 'refuse' or 'evict'"
             )
+        h = self.member_smoothing
+        if not (isinstance(h, int | float) and math.isfinite(h) and h >= 0):
+            raise ConfigError(f"member_smoothing={h!r}: pass a half-life in windows >= 0 (0: off)")
         if self.late_combine not in ("weighted", "vote"):
             raise ConfigError(f"late_combine={self.late_combine!r}: pass 'weighted' or 'vote'")
         t = self.conformal_target

@@ -474,3 +474,34 @@ def naive_tail(buf, new, n):
 
     out = np.concatenate([buf, new], axis=0)
     return out[-n:] if out.shape[0] > n else out
+
+
+def naive_smoothed(decisions, half_life, skipped=None):
+    """``decisions``: a list of (device, {modality: {class: p}}); each modality's class
+    probabilities replaced by the normalised exp of an exponential average (weight of the
+    newest 1 - 2**(-1/half_life)) of its log-probabilities over that device's earlier
+    decisions of the same modality, the first one as it is (and again whenever the classes it
+    names change). ``skipped[k]``: the modalities of decision ``k`` left out of the average,
+    which say the average so far instead (their own decision when there is none)."""
+    import math
+
+    keep = 0.5 ** (1.0 / half_life)
+    last = {}
+    out = []
+    for k, (device, members) in enumerate(decisions):
+        now = {}
+        for m, p in members.items():
+            logs = {c: math.log(max(v, 1e-12)) for c, v in p.items()}
+            before = last.get((device, m))
+            usable = before is not None and set(before) == set(logs)
+            if skipped is not None and m in skipped[k]:
+                if usable:
+                    logs = before
+            else:
+                if usable:
+                    logs = {c: keep * before[c] + (1 - keep) * v for c, v in logs.items()}
+                last[(device, m)] = logs
+            z = sum(math.exp(v) for v in logs.values())
+            now[m] = {c: math.exp(v) / z for c, v in logs.items()}
+        out.append(now)
+    return out

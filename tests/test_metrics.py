@@ -132,3 +132,23 @@ def test_a_class_appearing_late_scores_zero_where_earlier_predictions_did_not_na
         want = np.mean(aucs) if aucs else np.nan
         got = m.get()["auc"]
         assert (np.isnan(got) and np.isnan(want)) or got == pytest.approx(want, abs=1e-12), i
+
+
+@pytest.mark.parametrize("window", [1, 255, 256, 300, 1000, 10**6])
+def test_rings_grow_to_the_window_and_then_wrap(window):
+    """The rings start small and double; the AUC always covers the last ``window`` pairs,
+    before, across and after a growth and a wrap, as a pairwise count over them says."""
+    rng = np.random.default_rng(window)
+    m = PrequentialMetrics(positive="a", window=window)
+    scores, truths = [], []
+    for k in range(1300):
+        p = float(rng.random())
+        y = "a" if rng.random() < 0.3 + 0.4 * p else "b"
+        m.update(y, {"a": p, "b": 1 - p})
+        scores.append(p)
+        truths.append(y == "a")
+        if k in (0, 254, 255, 256, 299, 300, 511, 512, 999, 1000, 1299):
+            last = slice(max(0, len(scores) - window), None)
+            want = naive_auc(scores[last], truths[last])
+            got = m.get()["auc"]
+            assert (math.isnan(want) and math.isnan(got)) or got == pytest.approx(want), k

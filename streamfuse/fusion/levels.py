@@ -31,21 +31,17 @@ still hears it). Every published decision says what each modality contributed
 (:attr:`Decision.explanation`) and, with ``EngineConfig.conformal_target``, carries an adaptive
 conformal prediction set (:mod:`streamfuse.fusion.conformal`).
 
-With ``EngineConfig.normalize`` each device's inputs (early statistics and physiological
-features alike) are z-scored online against that device's own running mean and spread
-(:class:`~streamfuse.features.OnlineNormalizer`, label-free, causal: updated with the window
-before it is transformed). People differ more from each other than rest differs from task
-within a person (see the eegmat notes in ``shared/data/SOURCES.md``), so a shared model learns
-far better from "how far from this person's usual" than from raw values.
+With ``EngineConfig.normalize`` each device's inputs are z-scored online against that
+device's own running mean and spread (:class:`~streamfuse.features.OnlineNormalizer`,
+label-free, causal). With ``EngineConfig.member_smoothing`` the members' decisions are averaged
+over the device's recent windows (:mod:`streamfuse.fusion.smoothing`) before any level uses them.
 
 Test-then-train: :meth:`FusionHub.decide` predicts with every level before the window's label
 is known; :meth:`FusionHub.learn` later scores those stored predictions (prequential metrics
 per level, per modality and for the published choice; the :class:`LevelSelector`'s rolling
 score), then trains every model on the window. A level that could not predict yet (no class
-learnt) is neither scored nor counted by the selector for that window.
-
-The published level is the pinned one (``EngineConfig.level``) or the selector's best at the
-time of the window's decision.
+learnt) is neither scored nor counted by the selector for that window. The published level
+is the pinned one (``EngineConfig.level``) or the selector's best when the window is decided.
 """
 
 from __future__ import annotations
@@ -72,6 +68,7 @@ from .early import ArrayNormalizer, EarlyFeatures
 from .late import LateFusion
 from .mkl import OnlineMKLClassifier
 from .selector import LevelSelector
+from .smoothing import DecisionSmoother
 from .trust import unusable
 
 #: the levels decided from the late members' own probabilities
@@ -90,9 +87,7 @@ Proba = dict[str, float]
 
 def _argmax(proba: Mapping[str, float]) -> str | None:
     """Most probable class; ties go to the smallest name (deterministic)."""
-    if not proba:
-        return None
-    return min(proba, key=lambda c: (-proba[c], str(c)))
+    return min(proba, key=lambda c: (-proba[c], str(c))) if proba else None
 
 
 class _Fresh:
@@ -231,8 +226,9 @@ class FusionHub:
         self.mkl = OnlineMKLClassifier(seed=0) if "mkl" in self.levels else None
         t = config.conformal_target
         self.conformal = None if t is None else AdaptiveConformal(
-            target=t, gamma=config.conformal_gamma, window=config.conformal_window
-        )
+            target=t, gamma=config.conformal_gamma, window=config.conformal_window)
+        h = config.member_smoothing
+        self.smoother = DecisionSmoother(h, config.max_devices) if h > 0 else None
         probe = next(iter(self.models.values())) if self.models else model_factory()
         self.model_name = model_label or model_name(probe)
         # every model comes from the one factory: rules exist for all of them or for none
@@ -302,6 +298,9 @@ class FusionHub:
                 m: {str(c): float(v) for c, v in p.items()}
                 for m, p in self.late._member_probas(evidence.x_modalities).items()
             }
+            smoother = getattr(self, "smoother", None)  # None in checkpoints made before it
+            if smoother is not None:
+                members = smoother.smooth(evidence.device, members, evidence.unusable)
         # the quality-aware levels hear only the members whose signal is usable (all of them
         # when none is: a damaged decision beats none, and the explanation says so)
         bad = getattr(evidence, "unusable", ())

@@ -23,6 +23,8 @@ from ..kernels.auc import auc_kernel
 log = logging.getLogger("streamfuse.learn.metrics")
 
 NAN = float("nan")
+#: the rings' first size; they double up to ``window``
+_FIRST_CAPACITY = 256
 
 _C = TypeVar("_C", bound=Hashable)  # a class label; one type per update call
 
@@ -93,12 +95,16 @@ class PrequentialMetrics:
         self._cm: dict[tuple[Hashable, Hashable], int] = {}
         self._n = 0
         # the last ``window`` scored predictions as rings: the label's class index, and per
-        # class the score it was given (0.0 where the prediction did not name the class)
-        self._truth = np.full(window, -1, dtype=np.int64)
+        # class the score it was given (0.0 where the prediction did not name the class).
+        # The rings start small and double until they hold ``window`` (a scorer made with a
+        # huge window for "everything", as the evaluation's per-subject ones are, costs what
+        # it holds, not what it might)
+        cap = min(window, _FIRST_CAPACITY)
+        self._truth = np.full(cap, -1, dtype=np.int64)
         self._scores: dict[Hashable, np.ndarray] = {}
         self._pos = 0
         self._filled = 0
-        self._work = np.empty(window)
+        self._work = np.empty(cap)
 
     @property
     def n(self) -> int:
@@ -131,15 +137,28 @@ class PrequentialMetrics:
         self._cm[key] = self._cm.get(key, 0) + 1
         self._n += 1
         i = self._pos
+        if i == self._truth.size:  # only while filling: the ring has not wrapped yet
+            self._grow()
         named = cast("Mapping[Hashable, float]", proba)  # read-only: any class key may be asked
         for known in self._classes:
             ring = self._scores.get(known)
             if ring is None:  # a new class: no earlier prediction named it, so 0.0 there
-                ring = self._scores[known] = np.zeros(self.window)
+                ring = self._scores[known] = np.zeros(self._truth.size)
             ring[i] = float(named.get(known, 0.0))
         self._truth[i] = self._classes.index(y_true) if y_true in self._classes else -1
         self._pos = (i + 1) % self.window
         self._filled = min(self._filled + 1, self.window)
+
+    def _grow(self) -> None:
+        cap = min(self.window, 2 * self._truth.size)
+        truth = np.full(cap, -1, dtype=np.int64)
+        truth[: self._truth.size] = self._truth
+        self._truth = truth
+        for c, ring in self._scores.items():
+            grown = np.zeros(cap)
+            grown[: ring.size] = ring
+            self._scores[c] = grown
+        self._work = np.empty(cap)
 
     def _counts(self, c: Hashable) -> tuple[int, int, int, int]:
         tp = fp = fn = tn = 0

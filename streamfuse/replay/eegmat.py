@@ -65,6 +65,9 @@ class EvalSettings:
     selector_score: str = "auc"
     #: about 3 subjects of windows (docs/evaluation.md: 1000 and 3000 measured lower)
     selector_horizon: int = 200
+    #: half-life, in a device's windows, of the average of each member's decisions
+    #: (``EngineConfig.member_smoothing``; 0: off; docs/evaluation.md has both)
+    member_smoothing: float = 1.0
     controls: bool = True  # majority, time-only, subject-only, permuted
     seed: int = 0  # the permuted control's shuffle and the paired bootstrap
     seconds: float | None = None  # cut each recording to this many seconds (tests)
@@ -154,6 +157,7 @@ def eval_config(s: EvalSettings) -> EngineConfig:
         selector_score=s.selector_score,
         selector_horizon=s.selector_horizon,
         conformal_target=s.conformal_target,
+        member_smoothing=s.member_smoothing,
     )
 
 
@@ -180,6 +184,7 @@ def level_config(level: str, s: EvalSettings) -> EngineConfig:
         normalize=s.normalize,
         selector_score=s.selector_score,
         selector_horizon=s.selector_horizon,
+        member_smoothing=s.member_smoothing,
     )
 
 

@@ -370,6 +370,7 @@ def _results(runs: list[LevelRun], subjects: list[Subject], s: EvalSettings) -> 
             "normalize": s.normalize,
             "selector_score": s.selector_score,
             "selector_horizon": s.selector_horizon,
+            "member_smoothing": s.member_smoothing,
             "positive": POSITIVE,
             "sd": "sample (ddof=1) over subjects",
             "seconds_per_recording": s.seconds,

@@ -10,9 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..argtypes import positive_float
+from ..argtypes import bounded, positive_float
 from ..learn.names import MODEL_NAMES
 from .progress import progress as _progress
+
+_HALF_LIFE = bounded(float, 0, strict=False, what="a half-life in windows >= 0")
 
 
 def register_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -45,6 +47,9 @@ def register_evaluate(sub: argparse._SubParsersAction) -> None:
                     help="session (default): a subject's labels only after its session, so "
                     "models never saw the person they score; window: each label one "
                     "--label-delay-s after its window (models follow the person's own labels)")
+    ev.add_argument("--smoothing", type=_HALF_LIFE, default=1.0, metavar="HALF_LIFE",
+                    help="average each modality's decisions over the device's recent windows "
+                    "with this half-life in windows before fusing them (0: off)")
     ev.add_argument("--no-controls", action="store_true",
                     help="skip the majority, time-only, subject-only and permuted controls")
     ev.add_argument("--seed", type=int, default=0,
@@ -96,6 +101,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         corrupt=args.corrupt,
         drop=args.drop,
         conformal_target=args.conformal_target,
+        member_smoothing=args.smoothing,
     )
     if getattr(args, "sites", None) is not None:
         return _run_federated(args, settings)
