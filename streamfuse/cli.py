@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
-from .argtypes import positive_float, positive_int
+from .argtypes import positive_float, positive_int, shard_count
 from .exits import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE
 from .learn.names import MODEL_NAMES
 
@@ -154,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="each device sends its chunks of a period as one message on {prefix}/{device}/bundle",
     )
+    sim.add_argument(
+        "--shards", type=shard_count, default=0, metavar="S",
+        help="publish under {prefix}/{shard}/{device}/... with shard = crc32(device) %% S, as a "
+        "gateway with [shards] count = S expects (0: no shard level)",
+    )
 
     demo.set_defaults(run=_demo)
     gw.set_defaults(run=_gateway)
@@ -287,7 +292,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
     return simulate(
         args.broker, prefix=args.prefix, devices=args.devices, duration=args.duration,
-        speed=args.speed, seed=args.seed, bundle=args.bundle,
+        speed=args.speed, seed=args.seed, bundle=args.bundle, shards=args.shards,
     )
 
 
