@@ -181,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 #: whose ``run`` default takes the parsed arguments and returns an exit code.
 COMMAND_MODULES: list[str] = [
     "streamfuse.replay.commands", "streamfuse.latency.commands", "streamfuse.federated.commands",
+    "streamfuse.cluster.commands",
 ]
 
 

@@ -1,0 +1,112 @@
+"""The shard-owner actor: a :class:`~streamfuse.gateway.shards.ShardHost` inside a Ray actor.
+
+The host runs on an event loop of its own thread, started in ``__init__``, so the actor serves
+without a caller: when Ray restarts a dead owner (``max_restarts``), ``__init__`` runs again in
+the new process, claims from the controller the shards still assigned to this owner's name,
+restores each from its checkpoint and journal, and reconnects each shard's persistent session
+(the broker kept its messages meanwhile). Ray's calls (``acquire``, ``release``, ``status``)
+come on Ray's threads and are handed to that loop.
+
+This module imports no Ray: the controller wraps :class:`ShardOwner` with ``ray.remote``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from ..gateway.config import GatewayConfig
+from ..gateway.shards import ShardHost
+
+log = logging.getLogger("streamfuse.cluster.owner")
+T = TypeVar("T")
+
+
+class ShardOwner:
+    """Serves the shards the controller gives it.
+
+    Parameters
+    ----------
+    name
+        The owner's name in the ledger (also its Ray actor name).
+    config
+        The deployment's gateway settings (``[shards] count`` set, checkpoints on a path every
+        node reaches).
+    claim
+        Called once at start with ``(name, pid)``; returns the shards to serve at once (the
+        ledger's, through the controller).
+    metrics_port
+        Serve every shard's metrics here with a ``shard`` label (0: a free port).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        config: GatewayConfig,
+        claim: Callable[[str, int], list[int]],
+        metrics_port: int = 0,
+    ) -> None:
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.name = name
+        self.pid = os.getpid()
+        self.node = socket.gethostname()
+        self.born = time.time()
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name=f"streamfuse[{name}]", daemon=True
+        )
+        self._thread.start()
+        self.host: ShardHost = self._run(self._make_host(config))
+        self.metrics_port = self.host.metrics.serve(metrics_port, config.metrics.host)
+        shards = claim(name, self.pid)
+        log.info("owner %s (pid %d) starts with shards %s", name, self.pid, shards)
+        self._run(self._add_all(shards))
+        self.ready_s = time.time() - self.born
+
+    async def _make_host(self, config: GatewayConfig) -> ShardHost:
+        return ShardHost(config)
+
+    async def _add_all(self, shards: list[int]) -> None:
+        await asyncio.gather(*(self.host.add(s) for s in shards))
+
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    # ------------------------------------------------------------------ Ray's calls
+    def ready(self) -> dict[str, Any]:
+        """Who this owner is: name, pid, node, metrics port, shards, seconds it took to start."""
+        return {"name": self.name, "pid": self.pid, "node": self.node,
+                "metrics_port": self.metrics_port, "shards": list(self.host.shards),
+                "ready_s": self.ready_s}
+
+    def acquire(self, shard: int) -> dict[str, Any]:
+        """Serve ``shard`` (the controller has made this owner its holder)."""
+        self._run(self.host.add(shard))
+        return self.ready()
+
+    def release(self, shard: int) -> dict[str, Any] | None:
+        """Stop serving ``shard``: drain, checkpoint, disconnect; returns its tenure here."""
+        tenure = self._run(self.host.release(shard))
+        return dataclasses.asdict(tenure) if tenure is not None else None
+
+    def stop(self) -> list[dict[str, Any]]:
+        """Release every shard (the fleet is stopping or this owner is being removed)."""
+        tenures = self._run(self.host.release_all())
+        self.host.metrics.close()
+        return [dataclasses.asdict(t) for t in tenures]
+
+    def status(self) -> dict[str, Any]:
+        """:meth:`ready` plus each shard's figures and this process's tenures so far."""
+        async def read() -> dict[str, Any]:
+            return {**self.ready(), "serving": self.host.status(),
+                    "tenures": [dataclasses.asdict(t) for t in self.host.tenures]}
+
+        return self._run(read(), timeout=10)
