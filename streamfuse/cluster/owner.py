@@ -64,18 +64,12 @@ class ShardOwner:
             target=self.loop.run_forever, name=f"streamfuse[{name}]", daemon=True
         )
         self._thread.start()
-        self.host: ShardHost = self._run(self._make_host(config))
+        self.host: ShardHost = self._run(_make_host(config))
         self.metrics_port = self.host.metrics.serve(metrics_port, config.metrics.host)
         shards = claim(name, self.pid)
         log.info("owner %s (pid %d) starts with shards %s", name, self.pid, shards)
-        self._run(self._add_all(shards))
+        self._run(_add_all(self.host, shards))
         self.ready_s = time.time() - self.born
-
-    async def _make_host(self, config: GatewayConfig) -> ShardHost:
-        return ShardHost(config)
-
-    async def _add_all(self, shards: list[int]) -> None:
-        await asyncio.gather(*(self.host.add(s) for s in shards))
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -105,8 +99,18 @@ class ShardOwner:
 
     def status(self) -> dict[str, Any]:
         """:meth:`ready` plus each shard's figures and this process's tenures so far."""
-        async def read() -> dict[str, Any]:
-            return {**self.ready(), "serving": self.host.status(),
-                    "tenures": [dataclasses.asdict(t) for t in self.host.tenures]}
+        return {**self.ready(), **self._run(_read(self.host), timeout=10)}
 
-        return self._run(read(), timeout=10)
+
+# coroutines kept out of the class: Ray makes an actor with an ``async def`` method an async
+# actor, whose calls share one event loop; this one's calls block on their own threads instead
+async def _make_host(config: GatewayConfig) -> ShardHost:
+    return ShardHost(config)
+
+
+async def _add_all(host: ShardHost, shards: list[int]) -> None:
+    await asyncio.gather(*(host.add(s) for s in shards))
+
+
+async def _read(host: ShardHost) -> dict[str, Any]:
+    return {"serving": host.status(), "tenures": [dataclasses.asdict(t) for t in host.tenures]}
