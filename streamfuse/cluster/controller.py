@@ -160,6 +160,10 @@ class FleetController:
         return {"shards": self.ledger.count, "assigned": dict(self.ledger.assigned),
                 "owners": {o["name"]: o for o in owners}, "uptime_s": time.time() - self.started}
 
+    async def totals(self) -> list[dict[str, Any]]:
+        """Each owner's :meth:`.ShardOwner.totals`."""
+        return list(await asyncio.gather(*(o.totals.remote() for o in self.owners.values())))
+
     def history(self) -> dict[str, Any]:
         """The ledger's holdings and the tenures owners reported when releasing."""
         return {"holdings": [h.as_dict() for h in self.ledger.history],

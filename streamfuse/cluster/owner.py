@@ -97,6 +97,11 @@ class ShardOwner:
         self.host.metrics.close()
         return [dataclasses.asdict(t) for t in tenures]
 
+    def totals(self) -> dict[str, Any]:
+        """Predictions, messages and engine counters summed over this owner's shards, and the
+        CPU seconds this process has used."""
+        return {**self._run(_totals(self.host), timeout=10), "cpu_s": time.process_time()}
+
     def status(self) -> dict[str, Any]:
         """:meth:`ready` plus each shard's figures and this process's tenures so far."""
         return {**self.ready(), **self._run(_read(self.host), timeout=10)}
@@ -114,3 +119,7 @@ async def _add_all(host: ShardHost, shards: list[int]) -> None:
 
 async def _read(host: ShardHost) -> dict[str, Any]:
     return {"serving": host.status(), "tenures": [dataclasses.asdict(t) for t in host.tenures]}
+
+
+async def _totals(host: ShardHost) -> dict[str, Any]:
+    return host.totals()

@@ -191,6 +191,25 @@ class ShardHost:
         return out
 
 
+    def totals(self) -> dict[str, Any]:
+        """Predictions published, messages processed and the engines' counters, summed over
+        the shards served here."""
+        from collections import Counter
+
+        sums: dict[str, Counter[str]] = {}
+        published = processed = 0
+        for server in self.servers.values():
+            gateway = server.gateway
+            if gateway is None:
+                continue
+            published += gateway.published
+            processed += gateway.processed
+            for part, counts in gateway.engine.stats().items():
+                sums.setdefault(part, Counter()).update(counts)
+        return {"published": published, "processed": processed,
+                "stats": {part: dict(c) for part, c in sums.items()}}
+
+
 class ShardMetrics(Collector):
     """Every shard's gateway metrics as one exposition, each sample labelled ``shard``."""
 
