@@ -31,7 +31,8 @@ def register(sub: Any) -> None:
         "owned by gateway actors on Ray: each shard has its own persistent MQTT session and "
         "checkpoint, so shards move between actors (resize) and survive an actor's death.",
     )
-    csub = cl.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
+    csub = cl.add_subparsers(dest="cluster_command", metavar="ACTION", required=True,
+                             help="run a fleet; resize or inspect a running one")
     run = csub.add_parser("run", help="start a fleet and serve until SIGINT/SIGTERM")
     run.add_argument("--config", default=None, metavar="FILE",
                      help="the gateway's TOML settings (see streamfuse gateway --print-config)")
@@ -62,6 +63,9 @@ def register(sub: Any) -> None:
                        help="Ray cluster to join" + (" (default: start a local one)" if p is run
                                                      else " (default: auto, this machine's)"))
         p.add_argument("--name", default=CONTROLLER, help="the fleet's name in Ray")
+        p.add_argument("--log-level", default=argparse.SUPPRESS,
+                       choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                       help="logging threshold (default: WARNING)")
     run.set_defaults(run=run_fleet)
     size.set_defaults(run=resize_fleet)
     status.set_defaults(run=show_status)
