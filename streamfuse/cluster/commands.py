@@ -52,6 +52,9 @@ def register(sub: Any) -> None:
                      help="Ray CPUs each owner reserves")
     run.add_argument("--duration", type=positive_float, default=None,
                      help="stop after N seconds (default: until SIGINT/SIGTERM)")
+    run.add_argument("--merge-every", type=positive_float, default=None, metavar="S",
+                     help="merge the shards' models every S seconds (federated averaging over "
+                     "the broker; each shard a site); default: each shard learns alone")
     run.add_argument("--status-every", type=positive_float, default=10.0, metavar="S",
                      help="print a status line this often")
     size = csub.add_parser("resize", help="grow or shrink a running fleet to N owners")
@@ -81,6 +84,10 @@ def fleet_config(args: argparse.Namespace) -> Any:
     count = args.shards or config.shards.count or 64
     config = dataclasses.replace(config, shards=dataclasses.replace(config.shards, count=count,
                                                                     own=""))
+    if args.merge_every:
+        config = dataclasses.replace(config, federated=dataclasses.replace(
+            config.federated, federation=config.federated.federation or args.name,
+            round_interval_s=args.merge_every))
     if not config.checkpoint.dir:
         raise ConfigError("a fleet needs a checkpoint store: --store DIR (or checkpoint.dir)")
     if not os.path.isabs(config.checkpoint.dir):
@@ -161,4 +168,8 @@ def summary(status: dict[str, Any]) -> str:
                          f"{s.get('queued', 0):>5}  {url}")
         if not o["serving"]:
             lines.append(f"{name:<28} {o['pid']:>7} (no shards)  {url}")
+    m = status.get("merging")
+    lines.append("models: each shard learns alone" if m is None else
+                 f"models merged across shards (federation {m['federation']}): round "
+                 f"{m['round']}, {m['completed']} merged, {m['short']} short of parties")
     return "\n".join(lines)

@@ -65,6 +65,9 @@ class FleetController:
         self.tenures: list[dict[str, Any]] = []  # reported by owners when they release
         self.lock = asyncio.Lock()
         self.started = time.time()
+        self.federation: Any = None  # the FederationServer merging the shards' models
+        self._stop = asyncio.Event()
+        self._merging: asyncio.Task[Any] | None = None
 
     def _new_name(self) -> str:
         name = f"{self.name}-owner-{self.next_index}"
@@ -82,7 +85,19 @@ class FleetController:
         )
 
     async def start(self) -> dict[str, Any]:
-        """Start every owner; returns :meth:`status` once each serves its shards."""
+        """Start every owner (and, with ``[federated] federation`` set, the federation
+        server that merges the shards' models); returns :meth:`status` once each serves."""
+        f = self.config.federated
+        if f.federation:
+            from ..federated.server import FederationServer
+
+            server = FederationServer(
+                f.server or self.config.mqtt.broker, f.federation,
+                interval_s=f.round_interval_s, wait_s=min(10.0, f.round_interval_s / 2),
+                min_parties=f.min_parties,
+            )
+            self.federation = server
+            self._merging = asyncio.create_task(server.run(self._stop), name="fleet-merge")
         async with self.lock:
             for name in self.names:
                 self.owners[name] = self._spawn(name)
@@ -145,6 +160,9 @@ class FleetController:
         async with self.lock:
             await asyncio.gather(*(self._retire(n) for n in list(self.owners)))
             self.names = []
+        self._stop.set()
+        if self._merging is not None:
+            await asyncio.gather(self._merging, return_exceptions=True)
         return self.history()
 
     # ------------------------------------------------------------------ reading
@@ -157,8 +175,10 @@ class FleetController:
                 return {"name": name, "error": f"{type(exc).__name__}: {exc}"[:200]}
 
         owners = await asyncio.gather(*(one(n) for n in list(self.owners)))
+        merging = self.federation.status() if self.federation is not None else None
         return {"shards": self.ledger.count, "assigned": dict(self.ledger.assigned),
-                "owners": {o["name"]: o for o in owners}, "uptime_s": time.time() - self.started}
+                "owners": {o["name"]: o for o in owners}, "uptime_s": time.time() - self.started,
+                "merging": merging}
 
     async def totals(self) -> list[dict[str, Any]]:
         """Each owner's :meth:`.ShardOwner.totals`."""

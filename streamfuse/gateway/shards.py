@@ -3,7 +3,9 @@
 A shard ``k`` of a deployment with shards is an ordinary gateway under the prefix
 ``{prefix}/{k}`` (``streamfuse.topics.shard_prefix``) with its own persistent MQTT session
 (client id ``{client_id}-s{k}``, clean session off, QoS 1), its own checkpoints and its own
-journal (``{checkpoint.dir}/shard-{k}``, ``{journal.dir}/shard-{k}``): everything a shard's
+journal (``{checkpoint.dir}/shard-{k}``, ``{journal.dir}/shard-{k}``), and in a federation
+(``[federated]``) it is a site of its own (``{site}-{k}``), so the shards' models are merged
+with each other's (``streamfuse cluster run --merge-every``): everything a shard's
 devices have is in that folder and that session, so the shard can stop here and start in another
 process (:meth:`ShardHost.release`, then :meth:`ShardHost.add` there) while the broker queues
 what its devices send meanwhile.
@@ -42,7 +44,7 @@ def shard_folder(root: str, shard: int) -> str:
 
 def shard_config(config: GatewayConfig, shard: int) -> GatewayConfig:
     """The settings of one shard's gateway, derived from the deployment's ``config``."""
-    m, c, j = config.mqtt, config.checkpoint, config.journal
+    m, c, j, f = config.mqtt, config.checkpoint, config.journal, config.federated
     return dataclasses.replace(
         config,
         mqtt=dataclasses.replace(
@@ -52,6 +54,8 @@ def shard_config(config: GatewayConfig, shard: int) -> GatewayConfig:
         journal=dataclasses.replace(j, dir=shard_folder(j.dir, shard) if j.dir else ""),
         metrics=dataclasses.replace(config.metrics, port=0),  # the host serves them all
         shards=dataclasses.replace(config.shards, own=str(shard)),
+        # in a federation each shard is a site of its own: the shards' models learn together
+        federated=dataclasses.replace(f, site=f"{f.site or 'shard'}-{shard}"),
     )
 
 
