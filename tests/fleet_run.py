@@ -31,7 +31,8 @@ def ray_local() -> Iterator[object]:
     ray = pytest.importorskip("ray", reason="the fleet tests need the 'cluster' extra (ray)")
     from streamfuse.cluster.runtime import NAMESPACE
 
-    ray.init(num_cpus=4, include_dashboard=False, namespace=NAMESPACE, log_to_driver=False)
+    ray.init(num_cpus=4, include_dashboard=False, namespace=NAMESPACE, log_to_driver=False,
+             _system_config={"worker_niceness": 0})  # as streamfuse.cluster.runtime.join
     try:
         yield ray
     finally:

@@ -41,6 +41,10 @@ def join(address: str | None, *, num_cpus: int | None = None) -> Any:
                               "log_to_driver": False, "configure_logging": False}
     if address is None:
         kwargs["num_cpus"] = num_cpus
+        # Ray runs its workers at nice 15 by default, below the broker and the devices'
+        # publishers on the same cores: a gateway must not be (set RAY_worker_niceness=0 for
+        # `ray start` on the nodes of a cluster of your own)
+        kwargs["_system_config"] = {"worker_niceness": 0}
     try:
         ray.init(address=address, **kwargs)
     except ConnectionError as exc:
