@@ -66,6 +66,8 @@ class ShardOwner:
         self._thread.start()
         self.host: ShardHost = self._run(_make_host(config))
         self.metrics_port = self.host.metrics.serve(metrics_port, config.metrics.host)
+        # before claiming: a shard restored or moved here then waits for no compilation
+        self.warm_up_s = self.host.warm_up()
         shards = claim(name, self.pid)
         log.info("owner %s (pid %d) starts with shards %s", name, self.pid, shards)
         self._run(_add_all(self.host, shards))
@@ -79,7 +81,7 @@ class ShardOwner:
         """Who this owner is: name, pid, node, metrics port, shards, seconds it took to start."""
         return {"name": self.name, "pid": self.pid, "node": self.node,
                 "metrics_port": self.metrics_port, "shards": list(self.host.shards),
-                "ready_s": self.ready_s}
+                "ready_s": self.ready_s, "warm_up_s": self.warm_up_s}
 
     def acquire(self, shard: int) -> dict[str, Any]:
         """Serve ``shard`` (the controller has made this owner its holder)."""
