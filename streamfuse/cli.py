@@ -273,10 +273,11 @@ def _gateway(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     if args.cluster:
         from .cluster.bench import fleet_hosts
+        from .gateway.server import bench_server
         from .latency.commands import run_cluster
 
         with fleet_hosts((1, 2), args.shards) as hosts:
-            return run_cluster(args, hosts)
+            return run_cluster(args, {0: bench_server, **hosts})
     from .gateway.server import bench_server
     from .latency.commands import run
 

@@ -66,9 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", metavar="FILE",
                    help="cProfile the gateway while the fleet publishes (pstats file)")
     p.add_argument("--cluster", action="store_true",
-                   help="ramp the same load through a fleet of 1, then 2 shard-owner actors on a "
-                   "local Ray (extra: streamfuse[cluster]); report each one's sustained devices "
-                   "and the ratio")
+                   help="ramp the same load through the single gateway process (the baseline), "
+                   "then a fleet of 1 and 2 shard-owner actors on a local Ray (extra: "
+                   "streamfuse[cluster]); report each one's sustained devices and the ratio")
     p.add_argument("--shards", type=_count, default=8, metavar="S",
                    help="shards of the --cluster fleet (8)")
     # run: set by streamfuse.cli, which hands run() the gateway to measure (latency/ does not
@@ -132,7 +132,8 @@ def run(args: argparse.Namespace, host: GatewayHost) -> int:
 
 def run_cluster(args: argparse.Namespace, hosts: dict[int, GatewayHost]) -> int:
     """``streamfuse bench --cluster``: the ramp through each fleet of ``hosts`` (owner count
-    -> builder) on one broker; print each one's sustained devices and their ratio."""
+    -> builder; 0: the single-process gateway without shards, the baseline) on one broker;
+    print each one's sustained devices and their ratio."""
     import json
     import os
 
@@ -148,21 +149,21 @@ def run_cluster(args: argparse.Namespace, hosts: dict[int, GatewayHost]) -> int:
                 devices=args.devices, duration=args.duration, broker_url=url, prefix=prefix,
                 seed=args.seed, model=args.model, floor_devices=args.floor_devices,
                 bundle=args.bundle, lockstep=args.lockstep, warmup_s=args.warmup,
-                shards=args.shards,
+                shards=args.shards if actors else 0,
             )
             runs, best = asyncio.run(run_ramp(settings, host=host, start=args.devices,
                                               limit=args.ramp_limit, target_ms=args.target_ms))
             docs = [r.to_json() for r in runs]
-            print(f"\n{actors} actor(s), {args.shards} shards, broker {kind}:")
+            print(f"\n{_fleet_name(actors, args.shards)}, broker {kind}:")
             print(format_ramp(docs, best, args.target_ms))
             found[actors] = {"sustained_devices": best,
                              "steps": [{k: v for k, v in d.items() if k != "hdr"} for d in docs]}
             load.append(os.getloadavg())
-    counts = sorted(found)
+    counts = sorted(n for n in found if n)
     print()
-    for n in counts:
-        print(f"{n} actor(s): {found[n]['sustained_devices']} devices sustained at "
-              f"p99 < {args.target_ms:g} ms")
+    for n in sorted(found):
+        print(f"{_fleet_name(n, args.shards)}: {found[n]['sustained_devices']} devices "
+              f"sustained at p99 < {args.target_ms:g} ms")
     ratio = None
     if len(counts) > 1 and found[counts[0]]["sustained_devices"]:
         ratio = found[counts[-1]]["sustained_devices"] / found[counts[0]]["sustained_devices"]  # type: ignore[operator]
@@ -176,3 +177,9 @@ def run_cluster(args: argparse.Namespace, hosts: dict[int, GatewayHost]) -> int:
                        "cpus": os.cpu_count(), "loadavg": load}, f, indent=2)
         print(f"wrote {args.out}")
     return 0
+
+
+def _fleet_name(actors: int, shards: int) -> str:
+    if not actors:
+        return "single gateway process (no Ray, no shards; the baseline)"
+    return f"{actors} actor(s) on Ray, {shards} shards"
