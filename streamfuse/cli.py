@@ -223,6 +223,12 @@ GATEWAY_FLAG_HELP: dict[str, tuple[str, Any, str | None, str, Sequence[str] | No
         "shutdown.drain_timeout_s", positive_float, "S",
         "on SIGTERM, at most this long to drain the queue and checkpoint", None,
     ),
+    "shards": (
+        "shards.count", shard_count, "S",
+        "serve devices under {prefix}/{shard}/{device}/..., shard = crc32(device) %% S, each "
+        "shard on its own session and checkpoint folder (0: no shard level)", None,
+    ),
+    "own_shards": ("shards.own", str, "LIST", "with --shards: serve these, e.g. 0-3,7", None),
     "connect_timeout": (
         "mqtt.connect_timeout_s", float, "S",
         "exit with code 1 if the broker is not reached within this time (0: wait forever)",

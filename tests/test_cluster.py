@@ -171,3 +171,31 @@ def test_resize_one_two_one_moves_shards_without_overlap_or_loss(
           f"{marks['shrunk']['seconds']:.1f} s; {len(acked)} chunks acknowledged, all in the "
           f"journals; {sum(c['gaps'] for c in counters.values())} gaps, "
           f"{sum(c['duplicates'] for c in counters.values())} duplicates counted")
+
+
+def test_shards_models_are_merged_when_asked(
+    ray_local, broker: str, tmp_path: Path, topic_prefix: str  # noqa: F811
+) -> None:
+    """``--merge-every``: every shard is a site of a federation the controller runs; rounds
+    merge the shards' models (about 25 s)."""
+    import dataclasses
+
+    from streamfuse.cluster.commands import launch
+
+    ray = ray_local
+    base = fleet_config(broker, topic_prefix, tmp_path / "store")
+    config = dataclasses.replace(base, federated=dataclasses.replace(
+        base.federated, federation=topic_prefix, round_interval_s=3.0, min_parties=2))
+    fleet = launch(config, 2, name=f"fleet-{topic_prefix}")
+    acked: set = set()
+    asyncio.run(publish(broker, topic_prefix, DEVICES[:8], 14.0, time.time(), acked))
+    status = ray.get(fleet.status.remote())
+    ray.get(fleet.stop.remote())
+    merging = status["merging"]
+    print(f"merge rounds: {merging['completed']} completed, {merging['short']} short; "
+          f"parties {[h['sites'] for h in merging['history']][-1:]}")
+    assert merging["completed"] >= 2 and not merging["rejected"]
+    sites = {s for h in merging["history"] for s in h["sites"]}
+    owners = {o["name"]: {int(s) for s in o["serving"]} for o in status["owners"].values()}
+    for shards in owners.values():  # sites of both owners took part
+        assert sites & {f"shard-{s}" for s in shards}
