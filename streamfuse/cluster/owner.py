@@ -116,7 +116,12 @@ async def _make_host(config: GatewayConfig) -> ShardHost:
 
 
 async def _add_all(host: ShardHost, shards: list[int]) -> None:
-    await asyncio.gather(*(host.add(s) for s in shards))
+    done = await asyncio.gather(*(host.add(s) for s in shards), return_exceptions=True)
+    for shard, outcome in zip(shards, done, strict=True):
+        if isinstance(outcome, TimeoutError):  # the broker is away: the shard keeps trying
+            log.warning("shard %d not connected yet: %s", shard, outcome)
+        elif isinstance(outcome, BaseException):
+            raise outcome
 
 
 async def _read(host: ShardHost) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry, Metric, start_http_server
 from prometheus_client.registry import Collector
 
 from .. import topics
-from ..errors import StreamfuseError
+from ..errors import BrokerError, StreamfuseError
 from ..types import Prediction, RawMessage
 from .config import GatewayConfig
 
@@ -47,8 +47,10 @@ def shard_config(config: GatewayConfig, shard: int) -> GatewayConfig:
     m, c, j, f = config.mqtt, config.checkpoint, config.journal, config.federated
     return dataclasses.replace(
         config,
+        # a shard waits for its broker as long as it takes; its host decides when to give up
         mqtt=dataclasses.replace(
-            m, prefix=topics.shard_prefix(m.prefix, shard), client_id=f"{m.client_id}-s{shard}"
+            m, prefix=topics.shard_prefix(m.prefix, shard), client_id=f"{m.client_id}-s{shard}",
+            connect_timeout_s=0.0,
         ),
         checkpoint=dataclasses.replace(c, dir=shard_folder(c.dir, shard) if c.dir else ""),
         journal=dataclasses.replace(j, dir=shard_folder(j.dir, shard) if j.dir else ""),
@@ -126,7 +128,8 @@ class ShardHost:
 
     async def add(self, shard: int, *, connect_timeout: float = 60.0) -> None:
         """Start serving ``shard``: restore its checkpoint and journal, connect its session;
-        returns once it is connected (raises :class:`TimeoutError` after ``connect_timeout``)."""
+        returns once it is connected. After ``connect_timeout`` it raises
+        :class:`TimeoutError`, and the shard stays, connecting (the broker may come back)."""
         from .server import Server  # the server imports this module's users, not this module
 
         async with self._lock:
@@ -287,8 +290,15 @@ async def serve_shards(config: GatewayConfig, *, duration: float | None = None) 
         if config.metrics.port:
             host.metrics.serve(config.metrics.port, config.metrics.host)
         owned = topics.parse_shard_set(config.shards.own, config.shards.count)
-        await asyncio.gather(*(host.add(s, connect_timeout=config.mqtt.connect_timeout_s or 1e9)
-                               for s in owned))
+        limit = config.mqtt.connect_timeout_s or float("inf")
+        try:
+            await asyncio.gather(*(host.add(s, connect_timeout=limit) for s in owned))
+        except TimeoutError:
+            raise BrokerError(
+                f"could not connect the shards to the broker at {config.mqtt.broker} within "
+                f"{limit:g} s; is it running and reachable? (mqtt.connect_timeout_s, "
+                "--connect-timeout; 0 waits forever)"
+            ) from None
         log.info("serving shards %s of %d", list(owned), config.shards.count)
         try:
             await asyncio.wait_for(stop.wait(), duration)
