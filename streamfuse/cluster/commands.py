@@ -161,7 +161,7 @@ def summary(status: dict[str, Any]) -> str:
         if "error" in o:
             lines.append(f"{name:<28} unreachable: {o['error']}")
             continue
-        url = f"http://{o['node']}:{o['metrics_port']}/metrics"
+        url = o["metrics_url"]
         for shard, s in sorted(o["serving"].items(), key=lambda kv: int(kv[0])):
             lines.append(f"{name:<28} {o['pid']:>7} {shard:>5} {s.get('devices', 0):>7} "
                          f"{s.get('processed', 0):>9} {s.get('published', 0):>11} "

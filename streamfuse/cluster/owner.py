@@ -66,6 +66,10 @@ class ShardOwner:
         self._thread.start()
         self.host: ShardHost = self._run(_make_host(config))
         self.metrics_port = self.host.metrics.serve(metrics_port, config.metrics.host)
+        where = config.metrics.host
+        # metrics.host = "0.0.0.0" for a Prometheus on another node (the default is loopback)
+        self.metrics_url = (f"http://{self.node if where in ('0.0.0.0', '::', '') else where}"
+                            f":{self.metrics_port}/metrics")
         # before claiming: a shard restored or moved here then waits for no compilation
         self.warm_up_s = self.host.warm_up()
         shards = claim(name, self.pid)
@@ -80,7 +84,8 @@ class ShardOwner:
     def ready(self) -> dict[str, Any]:
         """Who this owner is: name, pid, node, metrics port, shards, seconds it took to start."""
         return {"name": self.name, "pid": self.pid, "node": self.node,
-                "metrics_port": self.metrics_port, "shards": list(self.host.shards),
+                "metrics_port": self.metrics_port, "metrics_url": self.metrics_url,
+                "shards": list(self.host.shards),
                 "ready_s": self.ready_s, "warm_up_s": self.warm_up_s}
 
     def acquire(self, shard: int) -> dict[str, Any]:
