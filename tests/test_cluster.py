@@ -194,7 +194,9 @@ def test_shards_models_are_merged_when_asked(
     merging = status["merging"]
     print(f"merge rounds: {merging['completed']} completed, {merging['short']} short; "
           f"parties {[h['sites'] for h in merging['history']][-1:]}")
-    assert merging["completed"] >= 2 and not merging["rejected"]
+    # an update that comes after its round closed is refused as "stale" (a slow shard under
+    # load); anything else refused would be a broken update
+    assert merging["completed"] >= 2 and set(merging["rejected"]) <= {"stale"}, merging
     sites = {s for h in merging["history"] for s in h["sites"]}
     owners = {o["name"]: {int(s) for s in o["serving"]} for o in status["owners"].values()}
     for shards in owners.values():  # sites of both owners took part
