@@ -2,7 +2,8 @@
 
 Each event of :class:`simulators.device.Fleet` goes out at ``send_time / speed`` seconds after
 the start on ``{prefix}/{device}/{modality}`` (binary frame, :func:`streamfuse.codec.encode_chunk`)
-or ``{prefix}/{device}/label`` (JSON, :func:`streamfuse.codec.encode_label`); a fleet built
+or ``{prefix}/{device}/label`` (JSON, :func:`streamfuse.codec.encode_label`), with
+``{prefix}/{shard}`` in place of ``{prefix}`` when shards are asked for; a fleet built
 with ``bundle=True`` sends each device's chunks of one period together on
 ``{prefix}/{device}/bundle`` (:func:`streamfuse.codec.encode_bundle`). One MQTT connection
 carries the whole fleet, with TCP_NODELAY set.
@@ -82,6 +83,7 @@ async def run_fleet(
     *,
     step_s: float = 0.05,
     client_id: str | None = None,
+    shards: int = 0,
 ) -> PublishStats:
     """Publish ``fleet``'s events with ``send_time <= duration`` to the broker at ``broker_url``.
 
@@ -103,6 +105,9 @@ async def run_fleet(
         Set it to stop early (the run returns after the message in flight).
     step_s
         Simulated time the fleet is advanced by at a time (bounds look-ahead work).
+    shards
+        With ``S`` > 0, each device publishes under ``{prefix}/{shard}`` with
+        ``shard = crc32(device) % S`` (:func:`streamfuse.topics.shard_of`); 0: no shard level.
 
     Returns
     -------
@@ -145,7 +150,8 @@ async def run_fleet(
                 key = (p.device, ev.kind)
                 topic = known_topics.get(key)
                 if topic is None:
-                    topic = known_topics[key] = event_topic(prefix, p.device, ev.kind)
+                    under = topics.device_prefix(prefix, p.device, shards)
+                    topic = known_topics[key] = event_topic(under, p.device, ev.kind)
                 payload = encode_event(p)
                 await client.publish(topic, payload, qos=qos)
                 stats.messages += 1
@@ -178,6 +184,7 @@ def simulate(
     speed: float = 1.0,
     seed: int = 0,
     bundle: bool = False,
+    shards: int = 0,
 ) -> int:
     """``streamfuse simulate``: publish a fleet on wall-clock device time until ``duration``
     or SIGINT/SIGTERM (a second one exits at once); print what was sent; returns 0."""
@@ -202,7 +209,8 @@ def simulate(
             devices, seed=seed, faults=FaultProfile(clock_offset_s=time.time()), bundle=bundle
         )
         return await run_fleet(
-            broker_url, fleet, prefix=prefix, speed=speed, duration=duration, stop_event=stop
+            broker_url, fleet, prefix=prefix, speed=speed, duration=duration, stop_event=stop,
+            shards=shards,
         )
 
     stats = asyncio.run(main())

@@ -29,3 +29,4 @@ def bounded(
 
 positive_float = bounded(float, 0, strict=True, what="a positive number")
 positive_int = bounded(int, 0, strict=True, what="a positive number")
+shard_count = bounded(int, 0, strict=False, what="0 (no shards) or a positive number")

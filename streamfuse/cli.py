@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
-from .argtypes import positive_float, positive_int
+from .argtypes import positive_float, positive_int, shard_count
 from .exits import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE
 from .learn.names import MODEL_NAMES
 
@@ -154,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="each device sends its chunks of a period as one message on {prefix}/{device}/bundle",
     )
+    sim.add_argument(
+        "--shards", type=shard_count, default=0, metavar="S",
+        help="publish under {prefix}/{shard}/{device}/... with shard = crc32(device) %% S, as a "
+        "gateway with [shards] count = S expects (0: no shard level)",
+    )
 
     demo.set_defaults(run=_demo)
     gw.set_defaults(run=_gateway)
@@ -176,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 #: whose ``run`` default takes the parsed arguments and returns an exit code.
 COMMAND_MODULES: list[str] = [
     "streamfuse.replay.commands", "streamfuse.latency.commands", "streamfuse.federated.commands",
+    "streamfuse.cluster.commands",
 ]
 
 
@@ -217,6 +223,12 @@ GATEWAY_FLAG_HELP: dict[str, tuple[str, Any, str | None, str, Sequence[str] | No
         "shutdown.drain_timeout_s", positive_float, "S",
         "on SIGTERM, at most this long to drain the queue and checkpoint", None,
     ),
+    "shards": (
+        "shards.count", shard_count, "S",
+        "serve devices under {prefix}/{shard}/{device}/..., shard = crc32(device) %% S, each "
+        "shard on its own session and checkpoint folder (0: no shard level)", None,
+    ),
+    "own_shards": ("shards.own", str, "LIST", "with --shards: serve these, e.g. 0-3,7", None),
     "connect_timeout": (
         "mqtt.connect_timeout_s", float, "S",
         "exit with code 1 if the broker is not reached within this time (0: wait forever)",
@@ -265,6 +277,13 @@ def _gateway(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.cluster:
+        from .cluster.bench import fleet_hosts
+        from .gateway.server import bench_server
+        from .latency.commands import run_cluster
+
+        with fleet_hosts((1, 2), args.shards) as hosts:
+            return run_cluster(args, {0: bench_server, **hosts})
     from .gateway.server import bench_server
     from .latency.commands import run
 
@@ -287,7 +306,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
     return simulate(
         args.broker, prefix=args.prefix, devices=args.devices, duration=args.duration,
-        speed=args.speed, seed=args.seed, bundle=args.bundle,
+        speed=args.speed, seed=args.seed, bundle=args.bundle, shards=args.shards,
     )
 
 

@@ -1,9 +1,11 @@
 """MQTT topic layout: ``{prefix}/{device}/{modality}``, ``.../bundle``, ``.../label``,
-``.../prediction``."""
+``.../prediction``; with shards, ``{prefix}/{shard}/{device}/...``, ``shard = crc32(device) % S``
+(a shard's gateway then simply runs under the prefix ``{prefix}/{shard}``)."""
 
 from __future__ import annotations
 
 import re
+import zlib
 from typing import NamedTuple
 
 from .errors import TopicError
@@ -126,3 +128,53 @@ class TopicMemory(dict[str, Topic]):
 
     def __reduce__(self) -> tuple[type[TopicMemory], tuple[str]]:
         return (TopicMemory, (self.prefix,))
+
+
+# ---------------------------------------------------------------------------- shards
+#: the most shards a deployment may have (a topic level of at most 5 digits)
+MAX_SHARDS = 65536
+
+
+def shard_of(device: str, shards: int) -> int:
+    """The shard of ``device`` among ``shards``: ``zlib.crc32`` of its UTF-8 id modulo
+    ``shards``, the rule a device maker implements (``docs/wire-format.md``).
+
+    >>> shard_of("w0001", 8), shard_of("w0002", 8)
+    (2, 0)
+    """
+    if not 1 <= shards <= MAX_SHARDS:
+        raise ValueError(f"shards must be 1..{MAX_SHARDS}, got {shards}")
+    return zlib.crc32(check_device(device).encode("utf-8")) % shards
+
+
+def shard_prefix(prefix: str, shard: int) -> str:
+    """The prefix a shard's topics live under: ``{prefix}/{shard}`` (decimal, no padding)."""
+    if not 0 <= shard < MAX_SHARDS:
+        raise ValueError(f"shard must be 0..{MAX_SHARDS - 1}, got {shard}")
+    return f"{prefix}/{shard}"
+
+
+def device_prefix(prefix: str, device: str, shards: int) -> str:
+    """The prefix ``device`` publishes under: ``prefix`` itself without shards (``shards`` 0),
+    else ``{prefix}/{shard_of(device, shards)}``."""
+    return prefix if shards == 0 else shard_prefix(prefix, shard_of(device, shards))
+
+
+def parse_shard_set(text: str, shards: int) -> tuple[int, ...]:
+    """Shards named by ``text`` (``"0-3,7"``; empty: all of them), sorted, each checked to be
+    below ``shards``; raises :class:`ValueError` saying what is wrong."""
+    if not 0 <= shards <= MAX_SHARDS:
+        raise ValueError(f"the shard count must be 0..{MAX_SHARDS}, got {shards}")
+    if not text.strip():
+        return tuple(range(shards))
+    out: set[int] = set()
+    for part in (p.strip() for p in text.split(",")):
+        lo, sep, hi = part.partition("-")
+        try:
+            first, last = int(lo), int(hi) if sep else int(lo)
+        except ValueError:
+            raise ValueError(f"{part!r} is not a shard number or a range like 0-7") from None
+        if not 0 <= first <= last < shards:
+            raise ValueError(f"shard {part!r} is outside 0..{shards - 1}")
+        out.update(range(first, last + 1))
+    return tuple(sorted(out))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "streamfuse"
-SHELLS = ("gateway", "replay", "latency", "mqtt")
+SHELLS = ("gateway", "replay", "latency", "mqtt", "cluster")
 MQTT_IMPORT = re.compile(r"^\s*(import|from)\s+(aiomqtt|paho)\b", re.M)
 GATEWAY_IMPORT = re.compile(
     r"^\s*(from\s+(streamfuse|\.\.)\.?gateway\b|import\s+streamfuse\.gateway\b)", re.M

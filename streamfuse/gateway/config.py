@@ -161,6 +161,20 @@ class FederatedSection:
     dp_noise: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class ShardsSection:
+    """Device shards in the topic tree (``docs/scaling.md``; off while ``count`` is 0): devices
+    publish under ``{prefix}/{shard}/{device}/...`` with ``shard = crc32(device) % count``, and
+    this gateway serves the shards ``own`` names (``"0-3,7"``; empty: all), each on its own
+    persistent session (``{client_id}-s{shard}``), checkpoint and journal
+    (``{checkpoint.dir}/shard-{shard}``), so a shard can move to another gateway."""
+
+    #: S, the number of shards (fixed per deployment: a device's shard is crc32(id) % S); 0: none
+    count: int = 0
+    #: the shards this gateway serves, e.g. "0-3,7"; empty: all of them
+    own: str = ""
+
+
 SECTIONS: dict[str, type] = {
     "mqtt": MqttSection,
     "engine": EngineSection,
@@ -170,6 +184,7 @@ SECTIONS: dict[str, type] = {
     "metrics": MetricsSection,
     "shutdown": ShutdownSection,
     "federated": FederatedSection,
+    "shards": ShardsSection,
 }
 
 
@@ -186,6 +201,7 @@ class GatewayConfig:
     metrics: MetricsSection = field(default_factory=MetricsSection)
     shutdown: ShutdownSection = field(default_factory=ShutdownSection)
     federated: FederatedSection = field(default_factory=FederatedSection)
+    shards: ShardsSection = field(default_factory=ShardsSection)
     modalities: Mapping[str, ModalitySpec] = field(
         default_factory=lambda: dict(DEFAULT_MODALITIES)
     )

@@ -194,6 +194,15 @@ def _validate(cfg: GatewayConfig) -> GatewayConfig:
         raise ConfigError("give mqtt.password or mqtt.password_file, not both")
     if m.cert_file and not m.key_file:
         raise ConfigError("mqtt.cert_file needs mqtt.key_file (the client's private key)")
+    sh = cfg.shards
+    try:
+        if sh.count or sh.own:
+            topics.parse_shard_set(sh.own, sh.count)
+    except ValueError as exc:
+        raise ConfigError(f"shards.own {sh.own!r} with shards.count {sh.count}: {exc}") from None
+    if sh.count and not m.client_id:
+        raise ConfigError("shards need a fixed mqtt.client_id: each shard's persistent session "
+                          "is {client_id}-s{shard}")
     try:
         cfg.engine_config()  # EngineConfig's own checks (window/hop/grid, limits)
     except ConfigError as exc:

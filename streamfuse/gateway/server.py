@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..engine import Engine
-from ..errors import BrokerError
+from ..errors import BrokerError, ConfigError
 from ..exits import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_STUCK
 from ..types import Prediction, RawMessage
 from ..warmup import warm_up
@@ -74,6 +74,9 @@ class Server:
         Stop by itself after this many seconds of serving (``None``: until a signal).
     handle_signals
         Capture SIGINT/SIGTERM (only possible on the main thread; ignored elsewhere).
+    warm
+        Compile the engine's kernels at start-up (off for a second server in one process:
+        the shards of :mod:`.shards` share the first one's).
     on_prediction, on_message
         Passed to the :class:`Gateway`.
     """
@@ -87,8 +90,10 @@ class Server:
         handle_signals: bool = True,
         on_prediction: Callable[[Prediction], None] | None = None,
         on_message: Callable[[RawMessage], None] | None = None,
+        warm: bool = True,
     ) -> None:
         self.config = config
+        self.warm = warm
         self.clock = clock
         self.duration = duration
         self.handle_signals = handle_signals
@@ -183,8 +188,9 @@ class Server:
         """Warm up the kernels, build the engine and the gateway, restore, serve metrics."""
         cfg = self.config
         engine_config = cfg.engine_config()
-        self.warm_up_s = warm_up(engine_config)
-        log.info("compiled the engine's kernels in %.1f s", self.warm_up_s)
+        if self.warm:
+            self.warm_up_s = warm_up(engine_config)
+            log.info("compiled the engine's kernels in %.1f s", self.warm_up_s)
         self.engine = Engine(engine_config, prefix=cfg.prefix, timer=time.perf_counter)
         self.gateway = Gateway(
             self.engine,
@@ -257,6 +263,12 @@ def run_gateway(
         use_json_logs()
     # fail fast, before compiling anything: settings, then the files and folders they name
     config = check_paths(load(config_path, overrides=overrides))
+    if config.shards.count:
+        if ui is not None:
+            raise ConfigError("--ui shows one gateway; it does not combine shards yet")
+        from .shards import serve_shards
+
+        return asyncio.run(serve_shards(config, duration=duration))
     view = None
     if ui is not None:
         from .webview import WebView

@@ -65,6 +65,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", metavar="FILE", help="write the PNG plot here")
     p.add_argument("--profile", metavar="FILE",
                    help="cProfile the gateway while the fleet publishes (pstats file)")
+    p.add_argument("--cluster", action="store_true",
+                   help="ramp the same load through the single gateway process (the baseline), "
+                   "then a fleet of 1 and 2 shard-owner actors on a local Ray (extra: "
+                   "streamfuse[cluster]); report each one's sustained devices and the ratio")
+    p.add_argument("--shards", type=_count, default=8, metavar="S",
+                   help="shards of the --cluster fleet (8)")
     # run: set by streamfuse.cli, which hands run() the gateway to measure (latency/ does not
     # import the gateway shell)
 
@@ -122,3 +128,58 @@ def run(args: argparse.Namespace, host: GatewayHost) -> int:
         profiler.dump_stats(args.profile)
         print(f"wrote {args.profile}")
     return 0
+
+
+def run_cluster(args: argparse.Namespace, hosts: dict[int, GatewayHost]) -> int:
+    """``streamfuse bench --cluster``: the ramp through each fleet of ``hosts`` (owner count
+    -> builder; 0: the single-process gateway without shards, the baseline) on one broker;
+    print each one's sustained devices and their ratio."""
+    import json
+    import os
+
+    from .orchestration import broker_for, run_ramp
+    from .report import format_ramp
+
+    load = [os.getloadavg()]
+    found: dict[int, dict[str, object]] = {}
+    with broker_for(args.broker, args.broker_kind) as (url, kind):
+        for actors, host in hosts.items():
+            prefix = f"sfbench{uuid.uuid4().hex[:6]}"
+            settings = BenchSettings(
+                devices=args.devices, duration=args.duration, broker_url=url, prefix=prefix,
+                seed=args.seed, model=args.model, floor_devices=args.floor_devices,
+                bundle=args.bundle, lockstep=args.lockstep, warmup_s=args.warmup,
+                shards=args.shards if actors else 0,
+            )
+            runs, best = asyncio.run(run_ramp(settings, host=host, start=args.devices,
+                                              limit=args.ramp_limit, target_ms=args.target_ms))
+            docs = [r.to_json() for r in runs]
+            print(f"\n{_fleet_name(actors, args.shards)}, broker {kind}:")
+            print(format_ramp(docs, best, args.target_ms))
+            found[actors] = {"sustained_devices": best,
+                             "steps": [{k: v for k, v in d.items() if k != "hdr"} for d in docs]}
+            load.append(os.getloadavg())
+    counts = sorted(n for n in found if n)
+    print()
+    for n in sorted(found):
+        print(f"{_fleet_name(n, args.shards)}: {found[n]['sustained_devices']} devices "
+              f"sustained at p99 < {args.target_ms:g} ms")
+    ratio = None
+    if len(counts) > 1 and found[counts[0]]["sustained_devices"]:
+        ratio = found[counts[-1]]["sustained_devices"] / found[counts[0]]["sustained_devices"]  # type: ignore[operator]
+        print(f"scaling {counts[0]} -> {counts[-1]} actors: x{ratio:.2f}")
+    print(f"all on this machine's {os.cpu_count()} cores, shared by the broker, the load "
+          "generator (publisher, subscriber, relay processes) and the actors; load average "
+          f"(1 min) before and after each fleet: {[round(x[0], 2) for x in load]}")
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump({"fleets": found, "ratio": ratio, "target_p99_ms": args.target_ms,
+                       "cpus": os.cpu_count(), "loadavg": load}, f, indent=2)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _fleet_name(actors: int, shards: int) -> str:
+    if not actors:
+        return "single gateway process (no Ray, no shards; the baseline)"
+    return f"{actors} actor(s) on Ray, {shards} shards"

@@ -30,6 +30,7 @@ from .settings import (
     LOG_DTYPE,
     MODALITIES,
     BenchSettings,
+    device_topic_prefix,
 )
 
 
@@ -100,7 +101,7 @@ async def _publish_all(
     ids = [f"dev{i:03d}" for i in range(settings.devices)]
     names = (*MODALITIES, topics.LABEL, topics.BUNDLE)
     topic = {
-        (d, k): f"{settings.prefix}/{ids[d]}/{names[k]}"
+        (d, k): f"{device_topic_prefix(settings, d)}/{ids[d]}/{names[k]}"
         for d in range(settings.devices)
         for k in range(len(names))
     }

@@ -76,6 +76,9 @@ class BenchSettings:
         every other figure: the whole fleet connects in the same instant, every device's
         session is made and its first (partial) window waits out its lateness budget, all in
         the first seconds. ``0``: everything is timed as one.
+    shards
+        With ``S`` > 0 devices publish under ``{prefix}/{shard}/{device}/...``
+        (:func:`streamfuse.topics.device_prefix`), as a fleet of shard owners expects.
     """
 
     devices: int
@@ -90,6 +93,7 @@ class BenchSettings:
     bundle: bool = False
     lockstep: bool = False
     warmup_s: float = 0.0
+    shards: int = 0
 
     def __post_init__(self) -> None:
         if self.devices < 1:
@@ -128,7 +132,17 @@ def floor_topics(settings: BenchSettings) -> list[str]:
     """The data topics of the first ``floor_devices`` devices (per modality, or bundles)."""
     kinds = (topics.BUNDLE,) if settings.bundle else MODALITIES
     return [
-        f"{settings.prefix}/dev{d:03d}/{k}"
+        f"{device_topic_prefix(settings, d)}/dev{d:03d}/{k}"
         for d in range(min(settings.floor_devices, settings.devices))
         for k in kinds
     ]
+
+
+def device_topic_prefix(settings: BenchSettings, index: int) -> str:
+    """The prefix device ``index`` (``dev{index:03d}``) publishes under."""
+    return topics.device_prefix(settings.prefix, f"dev{index:03d}", settings.shards)
+
+
+def any_device(settings: BenchSettings) -> str:
+    """The topic levels that stand for any device: ``+``, or ``+/+`` (shard, device)."""
+    return "+/+" if settings.shards else "+"

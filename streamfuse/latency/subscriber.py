@@ -16,6 +16,7 @@ from .settings import (
     _SEQ,
     _SEQ_OFFSET,
     BenchSettings,
+    any_device,
     echo_topic,
     floor_topics,
 )
@@ -29,7 +30,7 @@ async def _subscribe(settings: BenchSettings, conn: Any) -> tuple[list, list, li
     predictions: list[tuple[str, bytes, float]] = []
     floor: list[tuple[str, bytes, float]] = []
     echoes: list[tuple[str, bytes, float]] = []
-    pred_filter = f"{prefix}/+/{topics.PREDICTION}"
+    pred_filter = f"{prefix}/{any_device(settings)}/{topics.PREDICTION}"
     async with open_session(settings.broker_url, client_id=f"{prefix}-subscriber") as client:
         now = time.time
         suffix = "/" + topics.PREDICTION
@@ -50,7 +51,7 @@ async def _subscribe(settings: BenchSettings, conn: Any) -> tuple[list, list, li
         await client.subscribe(pred_filter)
         for name in floor_topics(settings):
             await client.subscribe(name)
-        await client.subscribe(echo_topic(f"{prefix}/+/+"))
+        await client.subscribe(echo_topic(f"{prefix}/{any_device(settings)}/+"))
         conn.send(("ready", None))
         while not conn.poll():
             await asyncio.sleep(0.05)
