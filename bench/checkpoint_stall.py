@@ -38,9 +38,10 @@ from pathlib import Path
 from journal_cost import messages  # the sibling script
 
 from streamfuse.config import EngineConfig
-from streamfuse.engine import Engine, warm_up
+from streamfuse.engine import Engine
 from streamfuse.gateway.app import Gateway
 from streamfuse.gateway.loading import from_mapping
+from streamfuse.warmup import warm_up
 
 VERBOSE = False
 

@@ -30,9 +30,10 @@ from simulators import FaultProfile, Fleet
 from simulators.publisher import encode_event, event_topic
 from streamfuse import topics
 from streamfuse.config import EngineConfig
-from streamfuse.engine import Engine, warm_up
+from streamfuse.engine import Engine
 from streamfuse.gateway.journal import Journal
 from streamfuse.types import RawMessage
+from streamfuse.warmup import warm_up
 
 VARIANTS = ("none", "never", "interval", "always")
 

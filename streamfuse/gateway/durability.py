@@ -35,6 +35,7 @@ from .journal import Journal
 
 if TYPE_CHECKING:
     from .app import Gateway
+    from .snapshot import Snapshot
 
 log = logging.getLogger("streamfuse.gateway.durability")
 
@@ -53,6 +54,9 @@ class Durability:
         self.resent = 0
         self.positions: dict[Path, int] = {}  # checkpoint file -> the journal position it holds
         self.scan = journal.open() if journal is not None else None  # torn tail cut here
+        #: an incremental checkpoint being taken: told before every engine call, so that a
+        #: device about to change is pickled first (:mod:`.snapshot`)
+        self.snapshot: Snapshot | None = None
 
     # ------------------------------------------------------------------ intake
     def accept(self, raw: RawMessage) -> None:
@@ -75,6 +79,9 @@ class Durability:
             if ref is None:  # not through accept (a direct call): journal it now
                 ref = journal.accept(raw.topic, raw.payload)
             journal.push(ref, now)
+        snap = self.snapshot
+        if snap is not None and snap.todo:
+            snap.before_push(raw.topic, now)
         return self.gateway.engine.push(raw, now)
 
     def drop(self, raw: RawMessage) -> None:
@@ -86,11 +93,17 @@ class Durability:
     def tick(self, now: float) -> list:
         if self.journal is not None:
             self.journal.tick(now)
+        snap = self.snapshot
+        if snap is not None and snap.todo:
+            snap.before_tick(now)
         return self.gateway.engine.tick(now)
 
     def evict(self, now: float, idle_s: float) -> list:
         if self.journal is not None:
             self.journal.evict(now, idle_s)
+        snap = self.snapshot
+        if snap is not None and snap.todo:
+            snap.before_evict(now, idle_s)
         return self.gateway.house.evict_from(self.gateway.engine, now, idle_s)
 
     def publishing(self, predictions: Any) -> None:
