@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import threading
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -128,8 +128,7 @@ class Checkpoints:
         state = self._state_now(sync=False)
         self._state = {"journal": state.get("journal")}
         final, tmp = store._next()
-        snap = Snapshot(gateway.engine, state, final, tmp,
-                        fsync_first=gateway.durable.fsync_fds, after=store._prune)
+        snap = Snapshot(gateway.engine, state, final, tmp, fsync_first=gateway.durable.fsync_fds)
         self.snapshot = self.last = snap
         gateway.durable.snapshot = snap
         try:
@@ -141,7 +140,8 @@ class Checkpoints:
     async def _drive(self, snap: Snapshot) -> None:
         try:
             while snap.step():
-                await asyncio.sleep(0)
+                # devices left: the next turn; only the pipe to fill: when it has drained
+                await asyncio.sleep(0 if snap.todo else 0.005)
         except Exception as exc:  # noqa: BLE001 - reported when reaped
             self.gateway.log.error("checkpoint %s failed while pickling: %s", snap.final, exc)
         self.gateway.durable.snapshot = None
@@ -154,13 +154,9 @@ class Checkpoints:
             return
         snap = self.snapshot
         if snap is not None:
-            if wait:
-                if self._task is not None:
-                    self._task.cancel()
-                with contextlib.suppress(Exception):
-                    snap.take_all()
-                snap.finished.wait()
-            result = snap.result()
+            if wait and self._task is not None:
+                self._task.cancel()
+            result = snap.result(wait=wait)
             if result is None:
                 return
             self.snapshot = None
@@ -171,6 +167,9 @@ class Checkpoints:
                 store.saved += 1
                 self.gateway.log.info("checkpoint %s saved incrementally (%s bytes)", path,
                                       message[3:])
+                # unlinking a large old file takes the file system a while: not on the loop
+                threading.Thread(target=store._prune, name="streamfuse-checkpoint-prune",
+                                 daemon=True).start()
             else:
                 self.gateway.log.error("checkpoint %s failed: %s", path, message)
             self._reaped(result)
