@@ -48,6 +48,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,8 @@ MAGIC2 = b"SFCKPT2\n"
 STEP_BUDGET_S = 0.004
 #: the writer's pipe: its size asked for, and the most written at a time
 PIPE_BYTES = 1 << 20
+#: pickler writes below this are gathered into pieces of at least this size
+SMALL_BYTES = 1 << 16
 #: what ends the stream to the writer, before the body's length (``ckpt_writer.py``)
 TRAILER = b"\x00SFEND2\x00"
 _END = None
@@ -70,34 +73,66 @@ _END = None
 
 class _Sink:
     """The pickler's file: what it writes is copied (it hands large array payloads over as
-    views of the live arrays) into a buffer that :meth:`pump` writes to the writer process's
-    pipe, as much as the pipe takes without waiting."""
+    views of the live arrays) and queued for :meth:`pump`, which writes to the writer
+    process's pipe as much as it takes without waiting. A queue of pieces, not one growing
+    buffer: a buffer consumed at the front and grown at the back is moved in memory whenever
+    it is reallocated, which cost tens of ms once the writer fell behind by 100 MB."""
 
-    __slots__ = ("buf", "bytes", "fd")
+    __slots__ = ("bytes", "fd", "offset", "pieces", "small")
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
-        self.buf = bytearray()
+        self.pieces: deque[bytes] = deque()
+        self.small = bytearray()  # small writes gathered into one piece
+        self.offset = 0  # of the first piece, already written
         self.bytes = 0
 
     def write(self, data: Any) -> int:
-        buf = self.buf
-        before = len(buf)
-        buf += data
-        n = len(buf) - before
+        with memoryview(data) as view:
+            n = view.nbytes
+            if n < SMALL_BYTES:
+                small = self.small
+                small += view
+                if len(small) >= SMALL_BYTES:
+                    self.pieces.append(bytes(small))
+                    small.clear()
+            else:
+                if self.small:
+                    self.pieces.append(bytes(self.small))
+                    self.small.clear()
+                self.pieces.append(view.tobytes())
         self.bytes += n
         return n
 
+    def add(self, data: bytes) -> None:
+        """Queue ``data`` after what was written (not counted in :attr:`bytes`)."""
+        if self.small:
+            self.pieces.append(bytes(self.small))
+            self.small.clear()
+        self.pieces.append(data)
+
+    def clear(self) -> None:
+        self.pieces.clear()
+        self.small.clear()
+        self.offset = 0
+
     def pump(self) -> bool:
         """Write what the pipe takes now; True once nothing is left."""
-        buf = self.buf
-        while buf:
-            with memoryview(buf) as view:
+        if self.small:
+            self.pieces.append(bytes(self.small))
+            self.small.clear()
+        pieces = self.pieces
+        while pieces:
+            head = pieces[0]
+            with memoryview(head) as view:
                 try:
-                    n = os.write(self.fd, view[:PIPE_BYTES])
+                    n = os.write(self.fd, view[self.offset : self.offset + PIPE_BYTES])
                 except BlockingIOError:
                     return False
-            del buf[:n]
+            self.offset += n
+            if self.offset >= len(head):
+                pieces.popleft()
+                self.offset = 0
         return True
 
 
@@ -159,7 +194,7 @@ class Snapshot:
         *,
         fsync_first: tuple[int, ...] = (),
     ) -> None:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         self.engine = engine
         self.final = final
         self.proc = _spawn_writer(final, tmp, fsync_first)
@@ -181,6 +216,7 @@ class Snapshot:
         self._dump(state)
         self.pickler.config = engine.config
         self.head_s = time.perf_counter() - t0
+        self.head_cpu_s = time.thread_time() - c0
 
     @property
     def pending(self) -> bool:
@@ -203,7 +239,7 @@ class Snapshot:
         self.todo.clear()
         self.error = self.error or why
         self.closed = True
-        self.sink.buf.clear()
+        self.sink.clear()
         self._send_end()
 
     def _send_end(self) -> None:
@@ -262,7 +298,7 @@ class Snapshot:
         if not self.closed:
             self.closed = True
             self.pickler.dump(_END)
-            self.sink.buf += TRAILER + struct.pack("<Q", self.sink.bytes)
+            self.sink.add(TRAILER + struct.pack("<Q", self.sink.bytes))
 
     # ------------------------------------------------------------------ copy-on-write
     def _on_demand(self, devices: Iterable[str]) -> None:
