@@ -49,7 +49,8 @@ class Driver:
 
     def arrive(self, raw: RawMessage, t: float) -> None:
         self.clock.t = t
-        self.gw.durable.accept(raw)  # paho's callback; the PUBACK would follow
+        self.gw.durable.accept(raw)  # paho's callback
+        self.gw.durable.commit()  # after paho's read of the socket; the PUBACK would follow
 
     def run_queue(self) -> None:
         gw = self.gw

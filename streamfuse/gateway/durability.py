@@ -1,8 +1,12 @@
 """The gateway's write-ahead discipline: every input journalled before it takes effect, and
 recovery from the newest checkpoint plus the journal after it.
 
-- **Accepted messages** are journalled in paho's callback (:meth:`Durability.accept`), before
-  the MQTT acknowledgement; what the bounded queue sheds is not accepted (it is counted).
+- **Accepted messages** are journalled in paho's callback (:meth:`Durability.accept`) and
+  written to the OS after each socket read (:meth:`Durability.commit`), before paho sends
+  their acknowledgements (manual acknowledgement, :func:`streamfuse.mqtt.fastpath.install_ingest`);
+  what the bounded queue sheds is journalled as dropped (``R`` then ``D``) and counted, so
+  every acknowledged message is in the journal; what arrives once the gateway is stopping is
+  refused and not acknowledged (the broker delivers it on the next session).
 - **Engine calls** (:meth:`push`, :meth:`tick`, :meth:`evict`) are journalled before the
   engine sees them, with the exact ``now`` it is given, so replaying the journal makes the same
   calls; a message dropped unprocessed (a label shed from the held-back queue) gets a ``D``.
@@ -59,16 +63,33 @@ class Durability:
         self.snapshot: Snapshot | None = None
 
     # ------------------------------------------------------------------ intake
-    def accept(self, raw: RawMessage) -> None:
-        """paho's message callback: journal ``raw`` (written before the acknowledgement) and
-        queue it, or shed it (counted) when the queue is full."""
+    def accept(self, raw: RawMessage) -> bool:
+        """paho's message callback: journal ``raw`` (buffered; :meth:`commit` writes it before
+        the acknowledgement) and queue it; when the queue is full, journal it as dropped and
+        shed it (counted). False when the gateway is stopping: refused (counted), not
+        journalled, left unacknowledged for the broker to deliver on the next session."""
         inbox = self.gateway.inbox
         journal = self.journal
-        if journal is None or inbox.full():
+        if inbox.closed:
+            inbox.put_nowait(raw)  # counts it as refused
+            return False
+        if journal is None:
             inbox.put_nowait(raw)  # sheds and counts when full
-            return
-        self.pending[id(raw)] = (journal.accept(raw.topic, raw.payload), raw)
+            return True
+        pos = journal.accept(raw.topic, raw.payload, write=False)
+        if inbox.full():
+            journal.drop(pos)  # acknowledged, in the journal, counted as shed: a stated gap
+            inbox.put_nowait(raw)
+            return True
+        self.pending[id(raw)] = (pos, raw)
         inbox.put_nowait(raw)
+        return True
+
+    def commit(self) -> None:
+        """After each socket read, before paho acknowledges what it read: the journal's buffer
+        written to the OS (fsynced under ``journal.fsync = "always"``)."""
+        if self.journal is not None:
+            self.journal.commit()
 
     def push(self, raw: RawMessage, now: float) -> list:
         """``engine.push(raw, now)``, journalled first."""

@@ -61,31 +61,72 @@ def raw_from_paho(message: Any) -> RawMessage:
     return RawMessage(text, payload)
 
 
-def install_ingest(client: aiomqtt.Client, put: Callable[[RawMessage], None]) -> bool:
-    """Make ``client``'s paho hand every received message to ``put`` as a :class:`RawMessage`.
+def install_ingest(
+    client: aiomqtt.Client,
+    put: Callable[[RawMessage], bool | None],
+    commit: Callable[[], None] | None = None,
+) -> bool:
+    """Make ``client``'s paho hand every received message to ``put`` as a :class:`RawMessage`,
+    and acknowledge QoS 1/2 messages only after ``commit`` has run.
 
     aiomqtt's own ``on_message`` builds an ``aiomqtt.Message`` (and a validated ``Topic``) per
     message, and paho looks every topic up in its (here always empty) table of per-topic
     callbacks first, decoding the topic twice. paho calls ``_handle_on_message`` for each
-    PUBLISH it has read (QoS 0 and 1 at once, QoS 2 on PUBREL) and acknowledges QoS 1/2 after it
-    returns, so replacing that method on this one paho client skips all of that and leaves
-    acknowledgements, keepalive and disconnect detection (aiomqtt's ``on_disconnect``) alone.
-    Returns False if this paho has no such method: then ``on_message`` is replaced instead
-    (still no aiomqtt message objects, but paho's matching stays). Where it fits, paho's packet
-    reader is replaced too (:class:`BatchedReader`).
+    PUBLISH it has read (QoS 0 and 1 at once, QoS 2 on PUBREL), so replacing that method on
+    this one paho client skips all of that and leaves keepalive and disconnect detection
+    (aiomqtt's ``on_disconnect``) alone. Where it fits, paho's packet reader is replaced too
+    (:class:`BatchedReader`).
+
+    **Acknowledgements follow** ``commit`` (the gateway's journal write): paho's manual
+    acknowledgement is switched on; the id of every QoS 1/2 message ``put`` took (it returns
+    anything but False; False: refused, left unacknowledged for the broker to deliver again on
+    the next session) is kept, and after each read of the socket (everything it held, or one
+    packet where paho's own reader reads) ``commit`` runs, then the kept ids are acknowledged.
+    So the broker forgets a message only once ``commit`` has written it.
+
+    Returns False if this paho has no ``_handle_on_message``: then ``on_message`` is replaced
+    instead (still no aiomqtt message objects, but paho's matching stays), and each message is
+    committed and acknowledged on its own.
     """
     paho = client._client
+    acks: list[tuple[int, int]] = []
+    reader = getattr(paho, "_packet_read", None)
+    batched = callable(reader) and commit is not None
 
     def on_message(message: Any) -> None:
-        put(raw_from_paho(message))
+        kept = put(raw_from_paho(message))
+        if message.qos and kept is not False:
+            acks.append((message.mid, message.qos))
+            if not batched:
+                settle()
 
+    def settle() -> None:
+        if commit is not None:
+            commit()
+        for mid, qos in acks:
+            paho.ack(mid, qos)
+        acks.clear()
+
+    paho.manual_ack_set(True)
     # aiomqtt's callback is detached either way, so nothing builds its messages any more
     paho.on_message = lambda _client, _userdata, message: on_message(message)
     if not callable(getattr(type(paho), "_handle_on_message", None)):
+        batched = False
         return False
     paho._handle_on_message = on_message  # type: ignore[method-assign]
     if BatchedReader.fits(paho):
-        paho._packet_read = BatchedReader(paho, put)  # type: ignore[method-assign]
+        reader = BatchedReader(paho, put)
+    if batched and reader is not None:
+        read = reader
+
+        def packet_read() -> Any:
+            try:
+                return read()
+            finally:
+                if acks or commit is not None:
+                    settle()
+
+        paho._packet_read = packet_read  # type: ignore[method-assign]
     return True
 
 
@@ -241,7 +282,7 @@ class BatchedReader:
     or while paho itself is midway through a packet.
     """
 
-    def __init__(self, paho: Any, put: Callable[[RawMessage], None]) -> None:
+    def __init__(self, paho: Any, put: Callable[[RawMessage], object]) -> None:
         self._paho = paho
         self._put = put
         self._original = type(paho)._packet_read.__get__(paho)
