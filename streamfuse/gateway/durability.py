@@ -271,6 +271,22 @@ class Durability:
             self.requeued,
         )
 
+    def figures(self) -> dict[str, Any] | None:
+        """The journal's figures for ``/metrics`` (None without a journal)."""
+        j = self.journal
+        if j is None:
+            return None
+        done = self.recovered
+        return {
+            "records": j.records, "messages": j.accepted, "bytes": j.bytes_written,
+            "segments": j.segment_count, "pruned": j.pruned, "fsyncs": j.fsyncs,
+            "fsync_s": j.fsync_total_s, "fsync_max_s": j.fsync_max_s,
+            "replayed": {} if done is None else {
+                "messages": done.pushed, "ticks": done.ticks, "evictions": done.evictions,
+                "requeued": self.requeued, "resent": self.resent,
+            },
+        }  # fmt: skip
+
     def close(self) -> None:
         if self.journal is not None:
             self.journal.close()

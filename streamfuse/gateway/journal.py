@@ -104,6 +104,9 @@ class Journal:
         self.accepted_bytes = 0
         self.fsyncs = 0
         self.fsync_total_s = 0.0
+        self.bytes_written = 0  # to the OS, this process
+        self.segment_count = 0  # segments on disk
+        self.pruned = 0  # segments removed
         self.fsync_max_s = 0.0
         self.torn_bytes = 0
         self.scan: fmt.Scan | None = None
@@ -128,6 +131,7 @@ class Journal:
                 else:
                     os.truncate(path, at)
                 self.torn_bytes += n
+        self.segment_count = len(found)
         if found:
             start, path = found[-1]
             self._seg_start, self._seg_size = start, path.stat().st_size
@@ -145,6 +149,7 @@ class Journal:
             os.fsync(fd)
             _fsync_dir(self.dir)
         self._fd, self._seg_start, self._seg_size = fd, start, len(fmt.MAGIC)
+        self.segment_count += 1
 
     @property
     def first(self) -> int:
@@ -257,6 +262,7 @@ class Journal:
         if buf:
             _write_all(self._fd, buf)
             self._seg_size += len(buf)
+            self.bytes_written += len(buf)
             buf.clear()
             self._dirty = True
             if self._syncer is None and self.fsync == "interval" and not self._stop.is_set():
@@ -317,6 +323,8 @@ class Journal:
             if nxt <= before and start != self._seg_start:
                 path.unlink(missing_ok=True)
                 removed += 1
+        self.pruned += removed
+        self.segment_count -= removed
         if removed:
             log.info("journal: %d segments before position %d removed", removed, before)
         return removed
