@@ -291,8 +291,12 @@ def test_backlog_after_an_outage_is_predicted_once(tmp_path: Path, topic_prefix:
 # ------------------------------------------------------------------ a hostile mix
 
 
-HOSTILE = 12_000
+#: the hostile mix's size: the issue's 100,000 by default (about 50 s of publishing here);
+#: STREAMFUSE_CHAOS_HOSTILE makes it another
+HOSTILE = int(os.environ.get("STREAMFUSE_CHAOS_HOSTILE", "100000"))
 MAX_PAYLOAD = 64 * 1024
+#: honest devices publish for this long plus as long as the mix takes at ~2,500 a second
+HONEST_S = 10.0 + HOSTILE / 2500
 
 
 def publish_hostile(url: str, prefix: str) -> int:
@@ -327,8 +331,8 @@ def test_hostile_mix_while_honest_devices_publish(tmp_path: Path, topic_prefix: 
         config = replace(probe.config.engine_config(), max_devices=200,
                          limits=Limits(max_payload_bytes=MAX_PAYLOAD))
         live = await Live(broker_url, topic_prefix, engine_config=config,
-                          max_queued_incoming=50_000).run()
-        with Fleet(broker_url, topic_prefix, 4, 10.0) as fleet:
+                          max_queued_incoming=50_000, keep=lambda m: "/x-" not in m.topic).run()
+        with Fleet(broker_url, topic_prefix, 4, HONEST_S) as fleet:
             await asyncio.sleep(3.0)
             rss0 = rss()
             began = time.time()
@@ -337,7 +341,7 @@ def test_hostile_mix_while_honest_devices_publish(tmp_path: Path, topic_prefix: 
             ended = time.time()
             await asyncio.to_thread(fleet._thread.join)  # type: ignore[union-attr]
         for _ in range(400):  # until everything published has reached the engine (or 20 s)
-            hostile_in = sum(1 for m in live.messages if "/x-" in m.topic)
+            hostile_in = live.not_kept
             if hostile_in + sum(live.gateway.inbox.shed.values()) >= acked:
                 break
             await asyncio.sleep(0.05)
@@ -352,7 +356,7 @@ def test_hostile_mix_while_honest_devices_publish(tmp_path: Path, topic_prefix: 
     finally:
         broker.stop()
     gateway = live.gateway
-    hostile_in = sum(1 for m in live.messages if "/x-" in m.topic)
+    hostile_in = live.not_kept
     shed = sum(gateway.inbox.shed.values())
     stats = gateway.engine.stats()
     sent, processed, covered = accounted(live, fleet)
@@ -371,4 +375,4 @@ def test_hostile_mix_while_honest_devices_publish(tmp_path: Path, topic_prefix: 
         # predicting while the mix arrives (the honest devices may finish before it does)
         assert any(began + HOP_S < t < ended for t in live.made[device]), device
         assert silence <= allowed_silence(live, device, began), (device, silence)
-    assert grew < 300 * 2**20  # bounded: 20,000 hostile messages, 200 devices at most
+    assert grew < 300 * 2**20  # bounded: 100,000 hostile messages, 200 devices at most
