@@ -3,14 +3,23 @@ kill -9 and restart, a device clock jump, a backlog after an outage and a hostil
 honest devices publish. Each asserts no crash, every honest chunk processed or counted,
 honest predictions flowing, and (hostile mix) memory bounded.
 
-"Within 1 s" (done-when 1) is measured on the gateway's own clock: the longest time between
-two consecutive predictions of an honest device across the event, printed beside the hop (a
-device predicts once per hop when nothing stalls); on this 2-core VM it was 1.4-1.5 s with a 1 s
-hop when quiet, up to 2.1 s under a load average of 8. Timing is not asserted to that figure (a
-loaded machine would fail it); what is asserted is that nothing stalls: no honest device goes
-silent for more than :data:`NO_STALL_S` beyond the hop (or beyond its own longest silence in the
-seconds before the event, on a machine already that slow). On the code before issue 17 the same
-inputs silenced every device for minutes or killed the gateway.
+"Within 1 s" (done-when 1) is defined as two things that can be measured without a timing
+threshold turning flaky on a loaded machine:
+
+- **the loop is not held**: a probe on the gateway's event loop (a 5 ms sleep, its lateness
+  noted) sees the longest stall in the 3 s after the hostile inputs and the clock jump; it is
+  printed beside the same figure for the 3 s before them (the machine's own noise), and asserted
+  below the hop (1 s): the inputs cost the loop microseconds to milliseconds, the freeze this
+  guards against was 14 s for a 1e6 s jump and hours for a Unix-epoch one;
+- **no window is lost**: every honest device's predictions go on with consecutive window
+  indices across the event (its next prediction is its next window, none skipped).
+
+The time between two predictions of a device on the gateway's clock is printed too (1.4-1.6 s
+with a 1 s hop here: a window is predicted once its lateness budget or its data has come, so
+consecutive predictions are not evenly spaced); the other tests still assert that no honest
+device goes silent for more than :data:`NO_STALL_S` beyond the hop (or beyond its own longest
+silence in the seconds before the event). On the code before issue 17 the same inputs silenced
+every device for minutes or killed the gateway.
 
 Brokers that get killed are private (:class:`tests.chaos.brokers.PrivateMosquitto`); the
 shared broker is only ever published to.
@@ -224,15 +233,21 @@ def test_clock_jump_and_critical_inputs_leave_other_devices_publishing(
         return live, at
 
     live, at = asyncio.run(main())
-    silences = {d: live.longest_silence(d, after=at - 2 * HOP_S) for d in
-                (f"dev{i}" for i in range(4))}
+    honest = [f"dev{i}" for i in range(4)]
+    silences = {d: round(live.longest_silence(d, after=at - 2 * HOP_S), 2) for d in honest}
+    stall, before = live.loop_stall(at, at + 3.0), live.loop_stall(at - 3.5, at - 0.5)
     rejected = live.gateway.engine.stats()["rejections"]
-    print(f"clock jump + critical inputs: longest silence per device {silences} s, allowed "
-          f"{ {d: round(allowed_silence(live, d, at), 2) for d in silences} } "
-          f"(gateway clock), rejections {dict(rejected)}")
-    for device, silence in silences.items():
+    print(f"clock jump + critical inputs: the loop's longest stall {stall * 1e3:.1f} ms in the "
+          f"3 s after them ({before * 1e3:.1f} ms in the 3 s before); longest time between "
+          f"two predictions per device {silences} s (gateway clock, hop {HOP_S} s); "
+          f"rejections {dict(rejected)}")
+    assert stall < HOP_S
+    for device in honest:
         assert any(t > at + 1.0 for t in live.made[device]), device  # predicting after it
-        assert silence <= allowed_silence(live, device, at), (device, silence)
+        indices = live.indices[device]
+        skipped = [(a, b) for a, b in zip(indices, indices[1:], strict=False) if b != a + 1]
+        assert not skipped, (device, skipped)  # each prediction is the next window
+        assert silences[device] <= allowed_silence(live, device, at), (device, silences)
     assert sum(rejected.values()) >= 6  # the six hostile payloads, counted
 
 
