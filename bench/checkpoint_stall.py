@@ -15,7 +15,7 @@ round takes one checkpoint of each kind, in turn:
   incremental one: the loop pays for the fork (the copy of the page tables, which follows the
   resident heap), a child pickles and writes; the loop reaps it on a later turn;
 - ``incremental``: ``Gateway.checkpoint(background=True)``, the periodic way now
-  (:mod:`streamfuse.gateway.snapshot`): the head at once, then devices for at most 4 ms per
+  (:mod:`streamfuse.gateway.snapshot`): the head at once, then devices for at most 2 ms per
   loop turn, a device about to change first, a thread writing;
 - ``idle``: as long again with no checkpoint at all: the stalls the machine's other load
   causes (on a shared VM the scheduler alone can hold the loop off for tens of ms).
