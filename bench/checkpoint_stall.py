@@ -66,6 +66,14 @@ class Probe:
         self.longest = 0.0
         self.stalls = []
         self.t0 = time.perf_counter()
+        self.gc_longest = 0.0
+
+    def on_gc(self, phase: str, info: dict) -> None:
+        """gc's callback: the longest collection since :meth:`reset` (a cause of stalls)."""
+        if phase == "start":
+            self._gc0 = time.perf_counter()
+        else:
+            self.gc_longest = max(self.gc_longest, time.perf_counter() - self._gc0)
 
     async def run(self) -> None:
         clock = time.perf_counter
@@ -104,11 +112,13 @@ class Feeder:
 
 async def measure(gw: Gateway, rounds: int) -> dict[str, list[float]]:
     probe = Probe()
+    probe.reset()
+    gc.callbacks.append(probe.on_gc)
     task = asyncio.create_task(probe.run())
     out: dict[str, list[float]] = {k: [] for k in (
         "inline", "forked", "fork_call", "fork_call_cpu", "forked_done", "incremental",
         "incr_head", "incr_head_cpu", "incr_spawn", "incr_step", "incr_step_cpu", "incr_done",
-        "incr_on_demand", "idle")}
+        "incr_on_demand", "idle", "forked_gc", "incremental_gc")}
     store = gw.store
     assert store is not None
 
@@ -126,6 +136,7 @@ async def measure(gw: Gateway, rounds: int) -> dict[str, list[float]]:
         took = time.perf_counter() - t0
         await asyncio.sleep(0.05)
         out[kind].append(probe.longest)
+        out[f"{kind}_gc"].append(probe.gc_longest)
         if VERBOSE:
             print(f"    {kind} round: stalls over 5 ms (s after the call, ms):",
                   ", ".join(f"{t:.2f}:{x * 1e3:.0f}" for t, x in probe.stalls))
@@ -233,6 +244,8 @@ def main() -> None:
           f"{max(ms['incr_step']):.1f} ms ({max(ms['incr_step_cpu']):.1f} ms of CPU), "
           f"devices pickled on demand {max(out['incr_on_demand']) * 1e3:.0f}, file on disk "
           f"after {max(ms['incr_done']):.0f} ms")
+    print(f"  the longest garbage collection while a background checkpoint ran: forked "
+          f"{max(ms['forked_gc']):.1f} ms, incremental {max(ms['incremental_gc']):.1f} ms")
     print(f"  idle:        longest loop stall {max(ms['idle']):8.1f} ms  "
           f"(rounds: {rounds('idle')}; no checkpoint, as long)")
 
