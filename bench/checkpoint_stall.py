@@ -90,7 +90,8 @@ class Probe:
 class Feeder:
     """Plays the gateway's ingest: ``rate`` messages a second of the fleet's next seconds, taken
     in turns of up to 64 (the ingest's yield) through the journal and the engine, at the
-    simulated clock the messages carry."""
+    simulated clock the messages carry; the predictions they make are dropped as if
+    published (the outbox would otherwise grow, and every checkpoint holds it)."""
 
     def __init__(self, gw: Gateway, items: list, rate: float, sim: list[float]) -> None:
         self.gw, self.items, self.rate, self.sim = gw, items, rate, sim
@@ -106,6 +107,8 @@ class Feeder:
                 sim[0] = now
                 gw.durable.accept(raw)
                 gw.ingest.process(gw.inbox.get_nowait())
+            gw.durable.commit()
+            gw.outbox.queue.clear()  # published, as the gateway's publisher would
             self.fed += per_turn
             await asyncio.sleep(pause)
 
