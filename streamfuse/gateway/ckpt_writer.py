@@ -2,7 +2,8 @@
 
     python -I ckpt_writer.py TMP FINAL [JOURNAL_FD ...]
 
-Runs at a lower priority (nice 10). Reads the checkpoint body from stdin, followed by a 16-byte trailer (:data:`TRAILER` and the
+The gateway lowers its priority (nice 10) as soon as it is spawned. Reads the checkpoint body
+from stdin, followed by a 16-byte trailer (:data:`TRAILER` and the
 body's length, little-endian), and writes ``SFCKPT2`` | sha256(body) | body into ``TMP``
 (mode 0600). Only if the trailer is there and right (the gateway did not die or give up
 midway): fsyncs the journal descriptors it was handed (the checkpoint records a journal
@@ -62,10 +63,6 @@ def write(tmp: str, final: str, journal_fds: list[int]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    try:  # background work: never take a core from the gateway's loop (it waits otherwise)
-        os.nice(10)
-    except (AttributeError, OSError):
-        pass
     try:
         size = write(argv[1], argv[2], [int(x) for x in argv[3:]])
     except BaseException as exc:  # noqa: BLE001 - said on stdout for the gateway's log

@@ -276,12 +276,13 @@ class Snapshot:
             self._send_end()
         return done
 
-    def take_all(self) -> None:
-        """Pickle every device left now and hand everything to the writer (blocking)."""
+    def take_all(self, *, block: bool = True) -> None:
+        """Pickle every device left now and hand everything to the writer (``block``: wait
+        until the pipe has taken it all; else what it does not take now waits for a step)."""
         for device in list(self.todo):
             self._take(device)
         self._close()
-        self._pump(block=True)
+        self._pump(block=block)
 
     def step(self, budget_s: float = STEP_BUDGET_S) -> bool:
         """Pickle devices, and pass what is pickled on to the writer, for about ``budget_s``
@@ -324,7 +325,9 @@ class Snapshot:
             device = None
         if device is not None:
             if device not in engine.sessions and len(engine.sessions) >= engine.config.max_devices:
-                self.take_all()  # the cap evicts others (rare): everything as it is now
+                # the cap evicts others (rare): every device left is pickled now, a stall of
+                # about 1 ms per device left
+                self.take_all(block=False)
                 return
             if device in self.todo:
                 self._on_demand((device,))
