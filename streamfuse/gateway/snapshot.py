@@ -39,16 +39,12 @@ a gateway killed midway leaves no file (its temporary one is removed at the next
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import logging
 import os
 import pickle
 import struct
-import subprocess
-import sys
 import time
-from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -56,87 +52,14 @@ from typing import Any
 from ..engine import Engine
 from ..features.spectrum import WelchPlan, welch_plan
 from ..session import DeviceSession
+from .ckpt_writer import TRAILER, PipeSink, spawn_writer
 
 log = logging.getLogger("streamfuse.gateway.snapshot")
 
 MAGIC2 = b"SFCKPT2\n"
 #: loop time one :meth:`Snapshot.step` may spend pickling devices
 STEP_BUDGET_S = 0.002
-#: the writer's pipe: its size asked for, and the most written at a time
-PIPE_BYTES = 1 << 20
-#: the writer's niceness: each time it woke on the pipe at the loop's own priority it took the
-#: loop's core (2 ms steps took 50-110 ms of wall time at load 3-4)
-WRITER_NICE = 10
-#: pickler writes below this are gathered into pieces of at least this size
-SMALL_BYTES = 1 << 16
-#: what ends the stream to the writer, before the body's length (``ckpt_writer.py``)
-TRAILER = b"\x00SFEND2\x00"
 _END = None
-
-
-class _Sink:
-    """The pickler's file: what it writes is copied (it hands large array payloads over as
-    views of the live arrays) and queued for :meth:`pump`, which writes to the writer
-    process's pipe as much as it takes without waiting. A queue of pieces, not one growing
-    buffer: a buffer consumed at the front and grown at the back is moved in memory whenever
-    it is reallocated, which cost tens of ms once the writer fell behind by 100 MB."""
-
-    __slots__ = ("bytes", "fd", "offset", "pieces", "small")
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.pieces: deque[bytes] = deque()
-        self.small = bytearray()  # small writes gathered into one piece
-        self.offset = 0  # of the first piece, already written
-        self.bytes = 0
-
-    def write(self, data: Any) -> int:
-        with memoryview(data) as view:
-            n = view.nbytes
-            if n < SMALL_BYTES:
-                small = self.small
-                small += view
-                if len(small) >= SMALL_BYTES:
-                    self.pieces.append(bytes(small))
-                    small.clear()
-            else:
-                if self.small:
-                    self.pieces.append(bytes(self.small))
-                    self.small.clear()
-                self.pieces.append(view.tobytes())
-        self.bytes += n
-        return n
-
-    def add(self, data: bytes) -> None:
-        """Queue ``data`` after what was written (not counted in :attr:`bytes`)."""
-        if self.small:
-            self.pieces.append(bytes(self.small))
-            self.small.clear()
-        self.pieces.append(data)
-
-    def clear(self) -> None:
-        self.pieces.clear()
-        self.small.clear()
-        self.offset = 0
-
-    def pump(self) -> bool:
-        """Write what the pipe takes now; True once nothing is left."""
-        if self.small:
-            self.pieces.append(bytes(self.small))
-            self.small.clear()
-        pieces = self.pieces
-        while pieces:
-            head = pieces[0]
-            with memoryview(head) as view:
-                try:
-                    n = os.write(self.fd, view[self.offset : self.offset + PIPE_BYTES])
-                except BlockingIOError:
-                    return False
-            self.offset += n
-            if self.offset >= len(head):
-                pieces.popleft()
-                self.offset = 0
-        return True
 
 
 class _Pickler(pickle.Pickler):
@@ -159,33 +82,6 @@ class _Pickler(pickle.Pickler):
         return None
 
 
-def _spawn_writer(final: Path, tmp: Path, fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
-    """The writer process (``ckpt_writer.py`` run by path: the standard library only, so it
-    starts in a few ms). ``subprocess`` starts it with vfork, which copies no page tables."""
-    script = Path(__file__).with_name("ckpt_writer.py")
-    live = tuple(fd for fd in fds if _is_open(fd))
-    proc = subprocess.Popen(
-        [sys.executable, "-I", "-S", str(script), str(tmp), str(final), *map(str, live)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=live, close_fds=True,
-    )  # fmt: skip
-    with contextlib.suppress(OSError, AttributeError):  # at once: its start-up is work too
-        os.setpriority(os.PRIO_PROCESS, proc.pid, WRITER_NICE)
-    assert proc.stdin is not None
-    fd = proc.stdin.fileno()
-    with contextlib.suppress(OSError, AttributeError):
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)  # Linux: fewer, larger writes
-    os.set_blocking(fd, False)
-    return proc
-
-
-def _is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
-
-
 class Snapshot:
     """One incremental checkpoint of ``engine`` with ``state`` (the head: a dict holding the
     engine and whatever else the checkpoint records), written to ``final`` via ``tmp``."""
@@ -202,9 +98,9 @@ class Snapshot:
         t0, c0 = time.perf_counter(), time.thread_time()
         self.engine = engine
         self.final = final
-        self.proc = _spawn_writer(final, tmp, fsync_first)
+        self.proc = spawn_writer(final, tmp, fsync_first)
         assert self.proc.stdin is not None
-        self.sink = _Sink(self.proc.stdin.fileno())
+        self.sink = PipeSink(self.proc.stdin.fileno())
         self.pickler = _Pickler(self.sink, protocol=pickle.HIGHEST_PROTOCOL)
         #: sessions still to pickle, in the engine's order
         self.todo: dict[str, DeviceSession] = dict(engine.sessions)
