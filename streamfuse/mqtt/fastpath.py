@@ -106,7 +106,7 @@ def install_ingest(
         return False
     paho._handle_on_message = on_message  # type: ignore[method-assign]
     if BatchedReader.fits(paho):
-        reader = BatchedReader(paho, put)
+        reader = paho._packet_read = BatchedReader(paho, put)  # type: ignore[method-assign]
     if batched:
         read = reader
 
