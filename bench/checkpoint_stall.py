@@ -107,9 +107,11 @@ class Feeder:
                 sim[0] = now
                 gw.durable.accept(raw)
                 gw.ingest.process(gw.inbox.get_nowait())
+                self.fed += 1
+                if gw.ingest._owed():  # as the ingest does: on-demand pickling has its budget
+                    await asyncio.sleep(0)
             gw.durable.commit()
             gw.outbox.queue.clear()  # published, as the gateway's publisher would
-            self.fed += per_turn
             await asyncio.sleep(pause)
 
 

@@ -138,7 +138,7 @@ class Ingest:
                 elif self.process(message):
                     publish_now(client)
                 n += 1
-                if n % YIELD_EVERY == 0:
+                if n % YIELD_EVERY == 0 or self._owed():
                     await asyncio.sleep(0)  # ticks, signals and the publisher get their turn
                 if paho is not None and (n % READ_EVERY == 0 or inbox.empty()):
                     self.read_socket(paho)
@@ -146,6 +146,11 @@ class Ingest:
                     message = inbox.get_nowait()
                 except asyncio.QueueEmpty:
                     break
+
+    def _owed(self) -> bool:
+        """A running incremental checkpoint pickled devices on demand for a step's budget."""
+        snap = self.gateway.durable.snapshot
+        return snap is not None and snap.owes()
 
     def defer(self, message: RawMessage) -> None:
         """Hold a label until no data is waiting (bounded like the queue; excess is shed)."""

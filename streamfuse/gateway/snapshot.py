@@ -105,6 +105,8 @@ class Snapshot:
         #: sessions still to pickle, in the engine's order
         self.todo: dict[str, DeviceSession] = dict(engine.sessions)
         self.taken_on_demand = 0
+        #: loop time spent pickling on demand since the reader last yielded (:meth:`owes`)
+        self.owed_s = 0.0
         state = dict(state)
         state["scheduled"] = {d: s.scheduled for d, s in self.todo.items()}
         self.closed = False  # the end mark and trailer are in the buffer
@@ -204,13 +206,24 @@ class Snapshot:
 
     # ------------------------------------------------------------------ copy-on-write
     def _on_demand(self, devices: Iterable[str]) -> None:
+        t0 = time.perf_counter()
         for device in devices:
             if device in self.todo:
                 self._take(device)
                 self.taken_on_demand += 1
+        self.owed_s += time.perf_counter() - t0
         if not self.todo:
             self._close()
         self._pump()
+
+    def owes(self) -> bool:
+        """Whether on-demand pickling took a step's budget since the last True: then the
+        reader yields to the loop (once the snapshot starts, the first message of every
+        device costs a device's pickle, about 1 ms, and a burst of 64 would hold the loop)."""
+        if self.owed_s < STEP_BUDGET_S:
+            return False
+        self.owed_s = 0.0
+        return True
 
     def before_push(self, topic: str, now: float) -> None:
         """Before ``engine.push`` of a message on ``topic`` at ``now``."""
