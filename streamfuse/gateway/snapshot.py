@@ -116,7 +116,17 @@ class Snapshot:
         #: loaded machine includes waits for a core)
         self.step_max_s = self.step_cpu_max_s = 0.0
         self.spawn_s = time.perf_counter() - t0
-        self._dump(state)
+        # the head by a plain pickler, the sessions swapped for placeholders meanwhile: the
+        # pickler's Python hook, called for every object, cost more than the pickling
+        live = engine.sessions
+        engine.sessions = {d: _Later(d) for d in live}  # type: ignore[misc]
+        try:
+            pickle.Pickler(self.sink, protocol=pickle.HIGHEST_PROTOCOL).dump(state)
+        except BaseException as exc:
+            self.abort(f"cannot pickle the state: {exc!r}")
+            raise
+        finally:
+            engine.sessions = live
         self.pickler.config = engine.config
         self.head_s = time.perf_counter() - t0
         self.head_cpu_s = time.thread_time() - c0
@@ -283,7 +293,7 @@ class Snapshot:
 
 
 class _Later:
-    """A session referenced by the head, filled in once its own pickle is read."""
+    """A session in the head, filled in once its own pickle is read."""
 
     __slots__ = ("device",)
 
