@@ -11,7 +11,11 @@ neighbour hits them alike:
 
 - ``none``: ``Engine.push`` only (the baseline);
 - ``never``, ``interval`` (a thread fsyncs every 100 ms), ``always`` (an fsync before every
-  acknowledgement): the journal under each fsync policy.
+  acknowledgement): the journal under each fsync policy, each message written (and fsynced)
+  on its own, as the gateway did before acknowledgements followed the journal;
+- ``interval/read``, ``always/read``: as the gateway does now: the messages of one socket
+  read (:data:`PER_READ` of them here) journalled, written (and fsynced) once, then
+  acknowledged, then pushed.
 
 Prints, per variant, the minimum over passes of us per message and ms per device-second, the
 journal's bytes per device-second and the longest fsync seen. ``--dir`` puts the journal on a
@@ -21,6 +25,7 @@ given file system (default: a temporary folder under the system's temp dir).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 import time
@@ -30,11 +35,15 @@ from simulators import FaultProfile, Fleet
 from simulators.publisher import encode_event, event_topic
 from streamfuse import topics
 from streamfuse.config import EngineConfig
-from streamfuse.engine import Engine, warm_up
+from streamfuse.engine import Engine
 from streamfuse.gateway.journal import Journal
 from streamfuse.types import RawMessage
+from streamfuse.warmup import warm_up
 
-VARIANTS = ("none", "never", "interval", "always")
+VARIANTS = ("none", "never", "interval", "always", "interval/read", "always/read")
+#: messages per socket read in the batched variants (the gateway commits once per read; how
+#: many a read brings depends on the load: one at a trickle, hundreds in a burst)
+PER_READ = 32
 
 
 def messages(devices: int, seconds: float) -> list[tuple[RawMessage, float]]:
@@ -53,21 +62,31 @@ def one_pass(items: list, variant: str, folder: Path) -> tuple[float, int, float
     """Seconds for all items, journal bytes, longest fsync (s)."""
     engine = Engine(EngineConfig())
     journal = None
+    policy, _, batched = variant.partition("/")
     if variant != "none":
         shutil.rmtree(folder, ignore_errors=True)
-        journal = Journal(folder, fsync=variant, fsync_interval_s=0.1)
+        journal = Journal(folder, fsync=policy, fsync_interval_s=0.1)
         journal.open()
     clock = time.perf_counter
     t0 = clock()
     if journal is None:
         for raw, now in items:
             engine.push(raw, now)
-    else:
+    elif not batched:
         accept, push = journal.accept, journal.push
         for raw, now in items:
             pos = accept(raw.topic, raw.payload)  # paho's callback, before the PUBACK
             push(pos, now)
             engine.push(raw, now)
+    else:  # as the gateway does now: the read's messages journalled, committed, acknowledged
+        accept, push, commit = journal.accept, journal.push, journal.commit
+        for i in range(0, len(items), PER_READ):
+            read = items[i : i + PER_READ]
+            positions = [accept(raw.topic, raw.payload, write=False) for raw, _ in read]
+            commit()  # then the read's PUBACKs
+            for pos, (raw, now) in zip(positions, read, strict=True):
+                push(pos, now)
+                engine.push(raw, now)
     dt = clock() - t0
     size, longest = 0, 0.0
     if journal is not None:
@@ -98,13 +117,14 @@ def main() -> None:
     n = len(items)
     dev_s = args.devices * args.seconds
     best_none = min(r[0] for r in results["none"])
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"{args.devices} devices x {args.seconds:g} s = {n} messages, {args.passes} passes "
-          f"(minimum shown), journal on {base}")
+          f"(minimum shown), journal on {base}, load average {load}")
     for variant in VARIANTS:
         runs = results[variant]
         best = min(r[0] for r in runs)
         extra = (best - best_none) / n * 1e6
-        line = (f"  {variant:8s} {best / n * 1e6:7.2f} us/message  "
+        line = (f"  {variant:13s} {best / n * 1e6:7.2f} us/message  "
                 f"{best / dev_s * 1e3:6.3f} ms per device-second")
         if variant != "none":
             line += (f"  (+{extra:5.2f} us/message, {extra * n / best_none / 1e6 * 100:+5.1f} %)"

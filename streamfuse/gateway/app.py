@@ -14,8 +14,9 @@ reads the clock and keeps the connection alive. Its parts, one module each:
 - **Outbox** (:mod:`.outbox`): predictions, bounded, published whenever connected.
 - **Housekeeping** (:mod:`.housekeeping`): window ticks, idle-device eviction, metrics
   snapshots, GC re-freezes and periodic checkpoints, connected or not.
-- **Checkpoints** (here and :mod:`.checkpoint`): restored once at start-up, written on
-  schedule by a forked writer (the event loop pays for the fork only) and inline at shutdown.
+- **Checkpoints** (:mod:`.checkpointing`, :mod:`.snapshot`, :mod:`.checkpoint`): restored
+  once at start-up, taken on schedule incrementally (a few devices per loop turn, written by a
+  thread) and inline at shutdown.
 - **Journal** (:mod:`.durability`, :mod:`.journal`): every accepted message before its
   acknowledgement, every engine call before the engine sees it, every window before it is
   published; recovery applies the journal after the restored checkpoint.
@@ -33,7 +34,6 @@ import gc
 import logging
 import random
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -53,9 +53,9 @@ from ..mqtt.client import (
 from ..mqtt.fastpath import install_ingest
 from ..mqtt.queue import SheddingQueue
 from ..mqtt.sockets import set_nodelay
-from ..state_layout import code_layout
 from ..types import Prediction, RawMessage
-from .checkpoint import CheckpointStore, Restored, huge_page_hint, state_digest, unusable
+from .checkpoint import CheckpointStore, Restored, huge_page_hint
+from .checkpointing import Checkpoints
 from .config import GatewayConfig
 from .durability import Durability, make_journal
 from .federation import join_federation
@@ -112,8 +112,7 @@ class Gateway:
         c = config.checkpoint
         self.store = CheckpointStore(c.dir, c.keep) if c.dir else None
         self.durable = Durability(self, make_journal(config))
-        self.checkpoint_skipped = 0  # scheduled checkpoints skipped: the previous one still ran
-        self._checkpoint_state: dict[str, Any] | None = None
+        self.saver = Checkpoints(self, self.store)
         self._restore_attempted = False
         self._password = config.password()  # read once: a missing file fails at start
         m = config.mqtt
@@ -199,95 +198,25 @@ class Gateway:
         if self._restore_attempted:
             return self.restored
         self._restore_attempted = True
-        found = self._load_checkpoint()
+        found = self.saver.load()
         self.durable.recover(found.state if found is not None else None,
                              found.path if found is not None else None)
         return found
 
-    def _load_checkpoint(self) -> Restored | None:
-        if self.store is None:
-            return None
-        found = self.store.load_latest()
-        if self.store.corrupt:
-            self.metrics.checkpoints_corrupt.inc(self.store.corrupt)
-        if found is None:
-            self.log.info("no checkpoint in %s; starting fresh", self.store.dir)
-            return None
-        state = found.state
-        engine = state.get("engine") if isinstance(state, dict) else None
-        problem = unusable(state, self.engine)
-        if problem is not None:
-            self.log.error("checkpoint %s %s; starting fresh and leaving the file in place",
-                           found.path, problem)
-            return None
-        assert isinstance(engine, Engine)
-        engine._timer = self.engine._timer  # the live timer (a checkpoint holds none)
-        self.engine = engine
-        self.house.retired_align = Counter(state.get("retired_align", {}))
-        self.restored = found
-        self.restored_digest = state_digest(engine.hub)
-        self.log.info("restored checkpoint %s (body sha256 %s, model state sha256 %s, %d devices, "
-                      "%d windows so far)", found.path, found.body_sha256, self.restored_digest,
-                      len(engine.sessions), engine.counters.get("windows", 0))
-        return found
-
-    def checkpoint(self, *, background: bool = False) -> None:
+    def checkpoint(self, *, background: bool = False, fork: bool = False) -> None:
         """Save the engine (no-op without a checkpoint folder); errors are logged.
 
-        ``background``: a forked writer (:meth:`.checkpoint.CheckpointStore.save_in_background`);
-        skipped, and counted, while the previous one still runs. Otherwise inline (after
-        waiting for a running writer), as at shutdown.
+        ``background``: incremental, a few devices per loop turn, written by a thread
+        (:mod:`.snapshot`); skipped, and counted, while the previous one still runs; ``fork``
+        with it: a forked writer instead. Otherwise inline (after waiting for a running one),
+        as at shutdown. See :mod:`.checkpointing`.
         """
-        store = self.store
-        if store is None:
-            return
-        self.checkpoint_done()
-        if background and store.busy:
-            self.checkpoint_skipped += 1
-            self.log.warning("checkpoint skipped: the previous one is still being written")
-            return
-        try:
-            state = {
-                "layout": code_layout(),
-                "engine": self.engine,
-                "retired_align": dict(self.house.retired_align),
-                "saved_at": self.clock(),
-                **self.durable.checkpoint_state(sync=not background),
-            }
-            if background:
-                self._checkpoint_state = {"journal": state.get("journal")}
-                store.save_in_background(state, fsync_first=self.durable.fsync_fds)
-                if not store.busy:  # saved inline (no fork here)
-                    self._saved(store.files()[0])
-                return
-            if store.busy:
-                self._reaped(store.wait())
-            path = store.save(state)
-        except (OSError, Exception) as exc:  # a full disk must not stop the gateway
-            self.log.error("checkpoint to %s failed: %s", store.dir, exc)
-            return
-        self._checkpoint_state = {"journal": state.get("journal")}
-        self._saved(path)
+        self.saver.save(background=background, fork=fork)
 
     def checkpoint_done(self, *, wait: bool = False) -> None:
-        """Reap a finished background checkpoint (called on every tick); ``wait``: wait for
-        a running one to finish."""
-        store = self.store
-        if store is None or not store.busy:
-            return
-        self._reaped(store.poll(block=wait))
-
-    def _reaped(self, done: tuple[Any, bool, str] | None) -> None:
-        if done is not None and done[1]:
-            self._saved(done[0])
-        elif done is not None:
-            self._checkpoint_state = None
-
-    def _saved(self, path: Any) -> None:
-        self.metrics.checkpoints.inc()
-        if self._checkpoint_state is not None:
-            self.durable.saved(path, self._checkpoint_state)
-        self._checkpoint_state = None
+        """Reap a finished background checkpoint (called on every tick); ``wait``: finish
+        and wait for a running one."""
+        self.saver.done(wait=wait)
 
     # ------------------------------------------------------------------ connection
     def _client(self) -> Client:
@@ -307,7 +236,7 @@ class Gateway:
         )
         self.outbox.prepare(client)  # QoS 1 predictions: in-flight limit, acknowledgements
         # before connecting, so that what a persistent session delivers first takes it too
-        if not install_ingest(client, self.durable.accept):
+        if not install_ingest(client, self.durable.accept, self.durable.commit):
             self.log.warning("paho has no _handle_on_message; ingest goes through on_message")
         return client
 

@@ -10,7 +10,9 @@ Files are named ``engine-<number>.ckpt`` with a growing number, mode 0600. Savin
 either the old set or the old set plus one complete new file, never a torn one. Only the
 newest ``keep`` files are kept, and the newest :data:`CORRUPT_KEPT` ``.corrupt`` ones.
 
-**Off the event loop** (:meth:`CheckpointStore.save_in_background`): the process forks; the
+**Incremental** checkpoints (the gateway's periodic ones) are :mod:`.snapshot`'s: the same
+header, a body of several pickles. **Forked** (:meth:`CheckpointStore.save_in_background`, the
+way before them, kept as the bench's baseline): the process forks; the
 child holds a copy-on-write image of the state as it was at the fork, pickles and writes it and
 exits, while the parent goes on at once (the fork itself costs the copy of the page tables:
 milliseconds per GB of heap). The parent reaps the child with :meth:`CheckpointStore.poll`.
@@ -223,14 +225,19 @@ class CheckpointStore:
 
     @staticmethod
     def read(path: Path) -> tuple[Any, str]:
-        """Verify and unpickle one checkpoint; raise ValueError saying what is wrong."""
+        """Verify and unpickle one checkpoint, whole (``SFCKPT1``) or incremental
+        (``SFCKPT2``, :mod:`.snapshot`); raise ValueError saying what is wrong."""
+        from .snapshot import MAGIC2, load_body
+
         blob = path.read_bytes()
-        if not blob.startswith(MAGIC):
+        if not blob.startswith((MAGIC, MAGIC2)):
             raise ValueError("bad magic (not a streamfuse checkpoint)")
         digest, body = blob[len(MAGIC) : len(MAGIC) + 32], blob[len(MAGIC) + 32 :]
         if len(digest) != 32 or hashlib.sha256(body).digest() != digest:
             raise ValueError("checksum mismatch (truncated or altered)")
         try:
+            if blob.startswith(MAGIC2):
+                return load_body(body), hashlib.sha256(body).hexdigest()
             return pickle.loads(body), hashlib.sha256(body).hexdigest()
         except Exception as exc:  # a trusted file that still does not load
             raise ValueError(f"cannot unpickle: {exc!r}") from exc

@@ -1,8 +1,12 @@
 """The gateway's write-ahead discipline: every input journalled before it takes effect, and
 recovery from the newest checkpoint plus the journal after it.
 
-- **Accepted messages** are journalled in paho's callback (:meth:`Durability.accept`), before
-  the MQTT acknowledgement; what the bounded queue sheds is not accepted (it is counted).
+- **Accepted messages** are journalled in paho's callback (:meth:`Durability.accept`) and
+  written to the OS after each socket read (:meth:`Durability.commit`), before paho sends
+  their acknowledgements (manual acknowledgement, :func:`streamfuse.mqtt.fastpath.install_ingest`);
+  what the bounded queue sheds is journalled as dropped (``R`` then ``D``) and counted, so
+  every acknowledged message is in the journal; what arrives once the gateway is stopping is
+  refused and not acknowledged (the broker delivers it on the next session).
 - **Engine calls** (:meth:`push`, :meth:`tick`, :meth:`evict`) are journalled before the
   engine sees them, with the exact ``now`` it is given, so replaying the journal makes the same
   calls; a message dropped unprocessed (a label shed from the held-back queue) gets a ``D``.
@@ -35,6 +39,7 @@ from .journal import Journal
 
 if TYPE_CHECKING:
     from .app import Gateway
+    from .snapshot import Snapshot
 
 log = logging.getLogger("streamfuse.gateway.durability")
 
@@ -53,18 +58,38 @@ class Durability:
         self.resent = 0
         self.positions: dict[Path, int] = {}  # checkpoint file -> the journal position it holds
         self.scan = journal.open() if journal is not None else None  # torn tail cut here
+        #: an incremental checkpoint being taken: told before every engine call, so that a
+        #: device about to change is pickled first (:mod:`.snapshot`)
+        self.snapshot: Snapshot | None = None
 
     # ------------------------------------------------------------------ intake
-    def accept(self, raw: RawMessage) -> None:
-        """paho's message callback: journal ``raw`` (written before the acknowledgement) and
-        queue it, or shed it (counted) when the queue is full."""
+    def accept(self, raw: RawMessage) -> bool:
+        """paho's message callback: journal ``raw`` (buffered; :meth:`commit` writes it before
+        the acknowledgement) and queue it; when the queue is full, journal it as dropped and
+        shed it (counted). False when the gateway is stopping: refused (counted), not
+        journalled, left unacknowledged for the broker to deliver on the next session."""
         inbox = self.gateway.inbox
         journal = self.journal
-        if journal is None or inbox.full():
+        if inbox.closed:
+            inbox.put_nowait(raw)  # counts it as refused
+            return False
+        if journal is None:
             inbox.put_nowait(raw)  # sheds and counts when full
-            return
-        self.pending[id(raw)] = (journal.accept(raw.topic, raw.payload), raw)
+            return True
+        pos = journal.accept(raw.topic, raw.payload, write=False)
+        if inbox.full():
+            journal.drop(pos)  # acknowledged, in the journal, counted as shed: a stated gap
+            inbox.put_nowait(raw)
+            return True
+        self.pending[id(raw)] = (pos, raw)
         inbox.put_nowait(raw)
+        return True
+
+    def commit(self) -> None:
+        """After each socket read, before paho acknowledges what it read: the journal's buffer
+        written to the OS (fsynced under ``journal.fsync = "always"``)."""
+        if self.journal is not None:
+            self.journal.commit()
 
     def push(self, raw: RawMessage, now: float) -> list:
         """``engine.push(raw, now)``, journalled first."""
@@ -75,6 +100,9 @@ class Durability:
             if ref is None:  # not through accept (a direct call): journal it now
                 ref = journal.accept(raw.topic, raw.payload)
             journal.push(ref, now)
+        snap = self.snapshot
+        if snap is not None and snap.todo:
+            snap.before_push(raw.topic, now)
         return self.gateway.engine.push(raw, now)
 
     def drop(self, raw: RawMessage) -> None:
@@ -86,11 +114,17 @@ class Durability:
     def tick(self, now: float) -> list:
         if self.journal is not None:
             self.journal.tick(now)
+        snap = self.snapshot
+        if snap is not None and snap.todo:
+            snap.before_tick(now)
         return self.gateway.engine.tick(now)
 
     def evict(self, now: float, idle_s: float) -> list:
         if self.journal is not None:
             self.journal.evict(now, idle_s)
+        snap = self.snapshot
+        if snap is not None and snap.todo:
+            snap.before_evict(now, idle_s)
         return self.gateway.house.evict_from(self.gateway.engine, now, idle_s)
 
     def publishing(self, predictions: Any) -> None:
@@ -236,6 +270,22 @@ class Durability:
             len(done.published),
             self.requeued,
         )
+
+    def figures(self) -> dict[str, Any] | None:
+        """The journal's figures for ``/metrics`` (None without a journal)."""
+        j = self.journal
+        if j is None:
+            return None
+        done = self.recovered
+        return {
+            "records": j.records, "messages": j.accepted, "bytes": j.bytes_written,
+            "segments": j.segment_count, "pruned": j.pruned, "fsyncs": j.fsyncs,
+            "fsync_s": j.fsync_total_s, "fsync_max_s": j.fsync_max_s,
+            "replayed": {} if done is None else {
+                "messages": done.pushed, "ticks": done.ticks, "evictions": done.evictions,
+                "requeued": self.requeued, "resent": self.resent,
+            },
+        }  # fmt: skip
 
     def close(self) -> None:
         if self.journal is not None:

@@ -94,4 +94,5 @@ class Housekeeping:
         engine = self.gateway.engine
         stats = dict(engine.stats())
         stats["align"] = dict(self.align_totals())
-        self.gateway.metrics.refresh(stats, len(engine.sessions), engine.metrics())
+        self.gateway.metrics.refresh(stats, len(engine.sessions), engine.metrics(),
+                                     self.gateway.durable.figures())

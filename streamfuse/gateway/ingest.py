@@ -6,8 +6,8 @@
   (learning is the costliest step per message) do not delay the windows behind them.
 - Predictions a message caused are published before the next message is taken.
 - At shutdown (:meth:`Ingest.close`, :meth:`Ingest.drain`) the door closes first: the queue
-  takes nothing more and paho stops acknowledging, so a QoS 1 message that arrives after the
-  signal stays the broker's (a persistent session gets it again on restart) instead of being
+  takes nothing more and what it refuses is not acknowledged, so a QoS 1 message arriving after
+  the signal stays the broker's (a persistent session gets it again on restart) instead of being
   acknowledged and then dropped; what was queued before is fed to the engine within the drain
   phase of the :class:`ShutdownBudget`. Under a 2x overload the old drain took new arrivals
   for its whole timeout, twice (in the connection loop, then in ``Gateway.shutdown``), and the
@@ -138,7 +138,7 @@ class Ingest:
                 elif self.process(message):
                     publish_now(client)
                 n += 1
-                if n % YIELD_EVERY == 0:
+                if n % YIELD_EVERY == 0 or self._owed():
                     await asyncio.sleep(0)  # ticks, signals and the publisher get their turn
                 if paho is not None and (n % READ_EVERY == 0 or inbox.empty()):
                     self.read_socket(paho)
@@ -146,6 +146,11 @@ class Ingest:
                     message = inbox.get_nowait()
                 except asyncio.QueueEmpty:
                     break
+
+    def _owed(self) -> bool:
+        """A running incremental checkpoint pickled devices on demand for a step's budget."""
+        snap = self.gateway.durable.snapshot
+        return snap is not None and snap.owes()
 
     def defer(self, message: RawMessage) -> None:
         """Hold a label until no data is waiting (bounded like the queue; excess is shed)."""
@@ -204,9 +209,10 @@ class Ingest:
     def close(self, client: Any = None) -> ShutdownBudget:
         """Stop taking messages (once) and fix the shutdown's deadlines; returns them.
 
-        The queue refuses what arrives from now on, and paho stops acknowledging QoS 1/2
-        messages (manual acknowledgement, never given), so the broker keeps them for the
-        session: a persistent one gets them on restart, nothing acknowledged is dropped.
+        The queue refuses what arrives from now on, and a refused QoS 1/2 message is not
+        acknowledged (acknowledgements follow the journal write, and a refused message is not
+        journalled: :meth:`.durability.Durability.accept`), so the broker keeps it for the
+        session: a persistent one gets it on restart, nothing acknowledged is dropped.
         QoS 0 messages refused here are lost, as QoS 0 allows; all refused ones are counted
         (``inbox.refused``).
         """
@@ -219,9 +225,6 @@ class Ingest:
                 self.inbox.qsize() + len(self.labels),
                 DRAIN_SHARE * self.budget.timeout,
             )
-        paho = protocol_of(client) if client is not None else None
-        if paho is not None and hasattr(paho, "manual_ack_set"):
-            paho.manual_ack_set(True)
         return self.budget
 
     async def drain(self, deadline: float | None = None) -> None:

@@ -100,7 +100,13 @@ class Journal:
         self._stop = threading.Event()
         self._syncer: threading.Thread | None = None
         self.records = 0
+        self.accepted = 0  # R records and their payload bytes
+        self.accepted_bytes = 0
         self.fsyncs = 0
+        self.fsync_total_s = 0.0
+        self.bytes_written = 0  # to the OS, this process
+        self.segment_count = 0  # segments on disk
+        self.pruned = 0  # segments removed
         self.fsync_max_s = 0.0
         self.torn_bytes = 0
         self.scan: fmt.Scan | None = None
@@ -125,6 +131,7 @@ class Journal:
                 else:
                     os.truncate(path, at)
                 self.torn_bytes += n
+        self.segment_count = len(found)
         if found:
             start, path = found[-1]
             self._seg_start, self._seg_size = start, path.stat().st_size
@@ -142,6 +149,7 @@ class Journal:
             os.fsync(fd)
             _fsync_dir(self.dir)
         self._fd, self._seg_start, self._seg_size = fd, start, len(fmt.MAGIC)
+        self.segment_count += 1
 
     @property
     def first(self) -> int:
@@ -155,9 +163,10 @@ class Journal:
         return self._seg_start + self._seg_size + len(self._buf)
 
     # ------------------------------------------------------------------ records
-    def accept(self, topic: str, payload: bytes) -> int:
+    def accept(self, topic: str, payload: bytes, *, write: bool = True) -> int:
         """Journal an accepted message and write it (and what was buffered) to the OS now;
-        fsync too under ``"always"``. Returns its position."""
+        fsync too under ``"always"``. ``write=False``: buffer it only, for :meth:`commit` to
+        write with the others of the same socket read. Returns its position."""
         head = self._topics.get(topic)
         if head is None:
             head = self._topic_head(topic)
@@ -170,10 +179,19 @@ class Journal:
         buf += prefix
         buf += payload
         self.records += 1
-        self.flush()
-        if self.fsync == "always":
-            self._fsync(self._fd)
+        self.accepted += 1
+        self.accepted_bytes += len(payload)
+        if write:
+            self.commit()
         return pos
+
+    def commit(self) -> None:
+        """Write what is buffered to the OS, and fsync it under ``"always"`` (what must hold
+        before accepted messages are acknowledged)."""
+        if self._buf:
+            self.flush()
+            if self.fsync == "always":
+                self._fsync(self._fd)
 
     def _topic_head(self, topic: str) -> tuple[bytes, int]:
         """A topic's encoded part of an ``R`` record and the CRC up to it (remembered for a
@@ -244,6 +262,7 @@ class Journal:
         if buf:
             _write_all(self._fd, buf)
             self._seg_size += len(buf)
+            self.bytes_written += len(buf)
             buf.clear()
             self._dirty = True
             if self._syncer is None and self.fsync == "interval" and not self._stop.is_set():
@@ -263,6 +282,7 @@ class Journal:
         os.fsync(fd)
         dt = time.perf_counter() - t0
         self.fsyncs += 1
+        self.fsync_total_s += dt
         if dt > self.fsync_max_s:
             self.fsync_max_s = dt
 
@@ -303,6 +323,8 @@ class Journal:
             if nxt <= before and start != self._seg_start:
                 path.unlink(missing_ok=True)
                 removed += 1
+        self.pruned += removed
+        self.segment_count -= removed
         if removed:
             log.info("journal: %d segments before position %d removed", removed, before)
         return removed

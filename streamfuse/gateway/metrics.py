@@ -80,6 +80,44 @@ class _Snapshot(Collector):
             yield level_fam
 
 
+#: (key, metric, help, counter?) of the journal's figures (:class:`.journal.Journal`)
+JOURNAL = (
+    ("records", "journal_records", "Journal records appended (this process)", True),
+    ("messages", "journal_messages", "Received messages journalled (this process)", True),
+    ("bytes", "journal_bytes", "Journal bytes written to the OS (this process)", True),
+    ("segments", "journal_segments", "Journal segment files on disk", False),
+    ("pruned", "journal_pruned_segments", "Journal segments removed after checkpoints", True),
+    ("fsyncs", "journal_fsyncs", "Journal fsyncs", True),
+    ("fsync_s", "journal_fsync_seconds", "Time spent in journal fsyncs", True),
+    ("fsync_max_s", "journal_fsync_max_seconds", "Longest journal fsync", False),
+)
+
+
+class _Journal(Collector):
+    """The journal's figures, copied by :meth:`GatewayMetrics.refresh` (nothing without one)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def collect(self) -> Iterator[Any]:
+        data = self.data
+        if not data:
+            return
+        for key, name, doc, counter in JOURNAL:
+            family = CounterMetricFamily if counter else GaugeMetricFamily
+            fam = family(f"streamfuse_{name}", doc)
+            fam.add_metric([], float(data.get(key, 0)))
+            yield fam
+        fam = CounterMetricFamily(
+            "streamfuse_journal_replayed",
+            "Journal records applied at the last start (after the restored checkpoint)",
+            labels=["kind"],
+        )
+        for kind, value in sorted(data.get("replayed", {}).items()):
+            fam.add_metric([kind], float(value))
+        yield fam
+
+
 class GatewayMetrics:
     """The gateway's instruments on a private :class:`CollectorRegistry`."""
 
@@ -124,14 +162,22 @@ class GatewayMetrics:
         cap.set(queue_capacity)
         self._snapshot = _Snapshot()
         r.register(self._snapshot)
+        self._journal = _Journal()
+        r.register(self._journal)
         self._server: Any = None
         self.port: int | None = None
 
     def refresh(
-        self, stats: Mapping[str, Any], devices: int, quality: Mapping[str, float] | None = None
+        self,
+        stats: Mapping[str, Any],
+        devices: int,
+        quality: Mapping[str, float] | None = None,
+        journal: Mapping[str, Any] | None = None,
     ) -> None:
-        """Copy engine counters and, given, its prequential ``metrics()`` (call on the
-        event-loop thread)."""
+        """Copy engine counters and, given, its prequential ``metrics()`` and the journal's
+        figures (call on the event-loop thread)."""
+        if journal is not None:
+            self._journal.data = dict(journal)
         self._snapshot.data = {
             "rejections": dict(stats.get("rejections", {})),
             "align": dict(stats.get("align", {})),

@@ -14,10 +14,9 @@ Python dominates. Here:
   turn each.
 
 These reach into paho's private parts (``_handle_on_message``, ``_packet_read``,
-``_in_packet``, ``_packet_handle``, ``_registered_write``); ``tests/test_gateway_readpath.py``
-fails if a paho upgrade breaks them (pyproject pins paho to the minor version they are tested
-with), and each falls back to paho's own code where its
-assumptions do not hold (TLS, websockets, MQTT 5, QoS 1/2, paho without those parts).
+``_in_packet``, ``_packet_handle``, ``_registered_write``; pyproject pins paho's minor version,
+``tests/test_gateway_readpath.py`` fails if an upgrade breaks them); each falls back to paho's
+own code where its assumptions do not hold (TLS, websockets, MQTT 5, QoS 1/2).
 """
 
 from __future__ import annotations
@@ -43,13 +42,9 @@ _time_func: Callable[[], float] = getattr(_paho_client, "time_func", time.monoto
 
 
 def raw_from_paho(message: Any) -> RawMessage:
-    """A paho ``MQTTMessage`` as a :class:`RawMessage`: the topic decoded once, no payload copy.
-
-    paho decodes a PUBLISH with :func:`struct.unpack`, so topic and payload are already
-    immutable ``bytes``; anything else (a ``bytearray``) is copied. A topic that is not UTF-8
-    (brokers refuse those, but) is kept readable with backslash escapes for the engine to
-    reject as a bad topic, where paho's ``topic`` property would raise.
-    """
+    """A paho ``MQTTMessage`` as a :class:`RawMessage`: the topic decoded once, no payload copy
+    (paho's are ``bytes``; anything else is copied). A topic that is not UTF-8 is kept readable
+    with backslash escapes for the engine to reject, where paho's ``topic`` would raise."""
     topic = message._topic
     try:
         text = topic.decode()
@@ -61,31 +56,67 @@ def raw_from_paho(message: Any) -> RawMessage:
     return RawMessage(text, payload)
 
 
-def install_ingest(client: aiomqtt.Client, put: Callable[[RawMessage], None]) -> bool:
-    """Make ``client``'s paho hand every received message to ``put`` as a :class:`RawMessage`.
+def install_ingest(
+    client: aiomqtt.Client,
+    put: Callable[[RawMessage], bool | None],
+    commit: Callable[[], None] | None = None,
+) -> bool:
+    """Make ``client``'s paho hand every received message to ``put`` as a :class:`RawMessage`,
+    and acknowledge QoS 1/2 messages only after ``commit`` has run.
 
-    aiomqtt's own ``on_message`` builds an ``aiomqtt.Message`` (and a validated ``Topic``) per
-    message, and paho looks every topic up in its (here always empty) table of per-topic
-    callbacks first, decoding the topic twice. paho calls ``_handle_on_message`` for each
-    PUBLISH it has read (QoS 0 and 1 at once, QoS 2 on PUBREL) and acknowledges QoS 1/2 after it
-    returns, so replacing that method on this one paho client skips all of that and leaves
-    acknowledgements, keepalive and disconnect detection (aiomqtt's ``on_disconnect``) alone.
-    Returns False if this paho has no such method: then ``on_message`` is replaced instead
-    (still no aiomqtt message objects, but paho's matching stays). Where it fits, paho's packet
-    reader is replaced too (:class:`BatchedReader`).
+    aiomqtt's ``on_message`` builds an ``aiomqtt.Message`` (and a validated ``Topic``) per
+    message, and paho looks every topic up in its (empty) table of per-topic callbacks first.
+    paho calls ``_handle_on_message`` for each PUBLISH it has read (QoS 0 and 1 at once, QoS 2
+    on PUBREL); replacing it on this one client skips all that and leaves keepalive and
+    disconnect detection alone. Where it fits, paho's packet reader is replaced too
+    (:class:`BatchedReader`).
+
+    **Acknowledgements follow** ``commit`` (the gateway's journal write): manual
+    acknowledgement is on; the ids of the QoS 1/2 messages ``put`` took (anything but False;
+    False: refused, left for the broker to deliver on the next session) are kept, and after
+    each read of the socket ``commit`` runs, then they are acknowledged.
+
+    Returns False if this paho has no ``_handle_on_message``: then ``on_message`` is replaced
+    instead (paho's matching stays), each message committed and acknowledged on its own.
     """
     paho = client._client
+    acks: list[tuple[int, int]] = []
+    reader = getattr(paho, "_packet_read", None)
+    batched = callable(reader) and commit is not None
 
     def on_message(message: Any) -> None:
-        put(raw_from_paho(message))
+        kept = put(raw_from_paho(message))
+        if message.qos and kept is not False:
+            acks.append((message.mid, message.qos))
+            if not batched:
+                settle()
 
-    # aiomqtt's callback is detached either way, so nothing builds its messages any more
+    def settle() -> None:
+        if commit is not None:
+            commit()
+        for mid, qos in acks:
+            paho.ack(mid, qos)
+        acks.clear()
+
+    paho.manual_ack_set(True)
+    # aiomqtt's callback is detached either way: nothing builds its messages any more
     paho.on_message = lambda _client, _userdata, message: on_message(message)
     if not callable(getattr(type(paho), "_handle_on_message", None)):
+        batched = False
         return False
     paho._handle_on_message = on_message  # type: ignore[method-assign]
     if BatchedReader.fits(paho):
-        paho._packet_read = BatchedReader(paho, put)  # type: ignore[method-assign]
+        reader = paho._packet_read = BatchedReader(paho, put)  # type: ignore[method-assign]
+    if batched:
+        read = reader
+
+        def packet_read() -> Any:
+            try:
+                return read()  # type: ignore[misc]
+            finally:
+                settle()
+
+        paho._packet_read = packet_read  # type: ignore[method-assign]
     return True
 
 
@@ -241,7 +272,7 @@ class BatchedReader:
     or while paho itself is midway through a packet.
     """
 
-    def __init__(self, paho: Any, put: Callable[[RawMessage], None]) -> None:
+    def __init__(self, paho: Any, put: Callable[[RawMessage], object]) -> None:
         self._paho = paho
         self._put = put
         self._original = type(paho)._packet_read.__get__(paho)

@@ -99,11 +99,18 @@ def publish_all(url: str, messages: Iterable[RawMessage], qos: int = 1) -> int:
     client.max_queued_messages_set(0)
     client.connect(host, port)
     client.loop_start()
+    acked = 0
     try:
-        infos = [client.publish(m.topic, m.payload, qos=qos) for m in messages]
-        for info in infos:
-            info.wait_for_publish(30)
-        return sum(1 for info in infos if info.is_published())
+        batch: list = []
+        for m in [*messages, None]:  # in batches, each acknowledged before the next is sent
+            if m is not None:
+                batch.append(client.publish(m.topic, m.payload, qos=qos))
+            if len(batch) >= 5000 or (m is None and batch):
+                for info in batch:
+                    info.wait_for_publish(30)
+                acked += sum(1 for info in batch if info.is_published())
+                batch = []
+        return acked
     finally:
         client.loop_stop()
         client.disconnect()

@@ -3,14 +3,23 @@ kill -9 and restart, a device clock jump, a backlog after an outage and a hostil
 honest devices publish. Each asserts no crash, every honest chunk processed or counted,
 honest predictions flowing, and (hostile mix) memory bounded.
 
-"Within 1 s" (done-when 1) is measured on the gateway's own clock: the longest time between
-two consecutive predictions of an honest device across the event, printed beside the hop (a
-device predicts once per hop when nothing stalls); on this 2-core VM it was 1.4-1.5 s with a 1 s
-hop when quiet, up to 2.1 s under a load average of 8. Timing is not asserted to that figure (a
-loaded machine would fail it); what is asserted is that nothing stalls: no honest device goes
-silent for more than :data:`NO_STALL_S` beyond the hop (or beyond its own longest silence in the
-seconds before the event, on a machine already that slow). On the code before issue 17 the same
-inputs silenced every device for minutes or killed the gateway.
+"Within 1 s" (done-when 1) is defined as two things that can be measured without a timing
+threshold turning flaky on a loaded machine:
+
+- **the loop is not held**: a probe on the gateway's event loop (a 5 ms sleep, its lateness
+  noted) sees the longest stall in the 3 s after the hostile inputs and the clock jump; it is
+  printed beside the same figure for the 3 s before them (the machine's own noise), and asserted
+  below the hop (1 s): the inputs cost the loop microseconds to milliseconds, the freeze this
+  guards against was 14 s for a 1e6 s jump and hours for a Unix-epoch one;
+- **no window is lost**: every honest device's predictions go on with consecutive window
+  indices across the event (its next prediction is its next window, none skipped).
+
+The time between two predictions of a device on the gateway's clock is printed too (1.4-1.6 s
+with a 1 s hop here: a window is predicted once its lateness budget or its data has come, so
+consecutive predictions are not evenly spaced); the other tests still assert that no honest
+device goes silent for more than :data:`NO_STALL_S` beyond the hop (or beyond its own longest
+silence in the seconds before the event). On the code before issue 17 the same inputs silenced
+every device for minutes or killed the gateway.
 
 Brokers that get killed are private (:class:`tests.chaos.brokers.PrivateMosquitto`); the
 shared broker is only ever published to.
@@ -224,15 +233,21 @@ def test_clock_jump_and_critical_inputs_leave_other_devices_publishing(
         return live, at
 
     live, at = asyncio.run(main())
-    silences = {d: live.longest_silence(d, after=at - 2 * HOP_S) for d in
-                (f"dev{i}" for i in range(4))}
+    honest = [f"dev{i}" for i in range(4)]
+    silences = {d: round(live.longest_silence(d, after=at - 2 * HOP_S), 2) for d in honest}
+    stall, before = live.loop_stall(at, at + 3.0), live.loop_stall(at - 3.5, at - 0.5)
     rejected = live.gateway.engine.stats()["rejections"]
-    print(f"clock jump + critical inputs: longest silence per device {silences} s, allowed "
-          f"{ {d: round(allowed_silence(live, d, at), 2) for d in silences} } "
-          f"(gateway clock), rejections {dict(rejected)}")
-    for device, silence in silences.items():
+    print(f"clock jump + critical inputs: the loop's longest stall {stall * 1e3:.1f} ms in the "
+          f"3 s after them ({before * 1e3:.1f} ms in the 3 s before); longest time between "
+          f"two predictions per device {silences} s (gateway clock, hop {HOP_S} s); "
+          f"rejections {dict(rejected)}")
+    assert stall < HOP_S
+    for device in honest:
         assert any(t > at + 1.0 for t in live.made[device]), device  # predicting after it
-        assert silence <= allowed_silence(live, device, at), (device, silence)
+        indices = live.indices[device]
+        skipped = [(a, b) for a, b in zip(indices, indices[1:], strict=False) if b != a + 1]
+        assert not skipped, (device, skipped)  # each prediction is the next window
+        assert silences[device] <= allowed_silence(live, device, at), (device, silences)
     assert sum(rejected.values()) >= 6  # the six hostile payloads, counted
 
 
@@ -291,8 +306,12 @@ def test_backlog_after_an_outage_is_predicted_once(tmp_path: Path, topic_prefix:
 # ------------------------------------------------------------------ a hostile mix
 
 
-HOSTILE = 12_000
+#: the hostile mix's size: the issue's 100,000 by default (about 50 s of publishing here);
+#: STREAMFUSE_CHAOS_HOSTILE makes it another
+HOSTILE = int(os.environ.get("STREAMFUSE_CHAOS_HOSTILE", "100000"))
 MAX_PAYLOAD = 64 * 1024
+#: honest devices publish for this long plus as long as the mix takes at ~2,500 a second
+HONEST_S = 10.0 + HOSTILE / 2500
 
 
 def publish_hostile(url: str, prefix: str) -> int:
@@ -327,8 +346,8 @@ def test_hostile_mix_while_honest_devices_publish(tmp_path: Path, topic_prefix: 
         config = replace(probe.config.engine_config(), max_devices=200,
                          limits=Limits(max_payload_bytes=MAX_PAYLOAD))
         live = await Live(broker_url, topic_prefix, engine_config=config,
-                          max_queued_incoming=50_000).run()
-        with Fleet(broker_url, topic_prefix, 4, 10.0) as fleet:
+                          max_queued_incoming=50_000, keep=lambda m: "/x-" not in m.topic).run()
+        with Fleet(broker_url, topic_prefix, 4, HONEST_S) as fleet:
             await asyncio.sleep(3.0)
             rss0 = rss()
             began = time.time()
@@ -337,7 +356,7 @@ def test_hostile_mix_while_honest_devices_publish(tmp_path: Path, topic_prefix: 
             ended = time.time()
             await asyncio.to_thread(fleet._thread.join)  # type: ignore[union-attr]
         for _ in range(400):  # until everything published has reached the engine (or 20 s)
-            hostile_in = sum(1 for m in live.messages if "/x-" in m.topic)
+            hostile_in = live.not_kept
             if hostile_in + sum(live.gateway.inbox.shed.values()) >= acked:
                 break
             await asyncio.sleep(0.05)
@@ -352,7 +371,7 @@ def test_hostile_mix_while_honest_devices_publish(tmp_path: Path, topic_prefix: 
     finally:
         broker.stop()
     gateway = live.gateway
-    hostile_in = sum(1 for m in live.messages if "/x-" in m.topic)
+    hostile_in = live.not_kept
     shed = sum(gateway.inbox.shed.values())
     stats = gateway.engine.stats()
     sent, processed, covered = accounted(live, fleet)
@@ -371,4 +390,4 @@ def test_hostile_mix_while_honest_devices_publish(tmp_path: Path, topic_prefix: 
         # predicting while the mix arrives (the honest devices may finish before it does)
         assert any(began + HOP_S < t < ended for t in live.made[device]), device
         assert silence <= allowed_silence(live, device, began), (device, silence)
-    assert grew < 300 * 2**20  # bounded: 20,000 hostile messages, 200 devices at most
+    assert grew < 300 * 2**20  # bounded: 100,000 hostile messages, 200 devices at most
