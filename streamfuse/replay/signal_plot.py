@@ -79,7 +79,7 @@ def signal_schema(spec: ModalitySpec) -> dict[str, Any]:
         "properties": {
             "timestamp": {
                 "type": "object",
-                "title": "time",
+                "title": "Time",
                 "description": "the sample on the recording's (gateway) clock",
                 "properties": {
                     "sec": {"type": "integer", "minimum": 0},
