@@ -112,14 +112,31 @@ class Toggled:
             on = not on
 
 
-def p99_added_ms(samples: dict[str, np.ndarray], lo: float, hi: float) -> tuple[float, int]:
-    """Gateway-added p99 (ms) over receipts in ``[lo, hi)`` and how many predictions it saw."""
+def added_ms(
+    samples: dict[str, np.ndarray], lo: float, hi: float, q: float = 99
+) -> tuple[float, int]:
+    """Gateway-added ``q``-th percentile (ms: end to end minus the broker round trip) over
+    receipts in ``[lo, hi)``, and how many predictions it saw."""
     e2e, trips = samples["end_to_end"], samples["round_trip"]
     a = e2e[(e2e[:, 0] >= lo) & (e2e[:, 0] < hi), 1]
     b = trips[(trips[:, 0] >= lo) & (trips[:, 0] < hi), 1]
     if len(a) < 100 or len(b) < 100:
         return float("nan"), len(a)
-    return float(np.percentile(a, 99) - np.percentile(b, 99)) * 1e3, len(a)
+    return float(np.percentile(a, q) - np.percentile(b, q)) * 1e3, len(a)
+
+
+def triples(rows: list[tuple], col: int) -> tuple[list[float], list[float]]:
+    """Each ``on`` phase's figure (column ``col``) against the mean of the ``off`` phases
+    before and after it: relative changes and differences."""
+    rel, diff = [], []
+    for i in range(1, len(rows) - 1):
+        here, before, after = rows[i], rows[i - 1], rows[i + 1]
+        if here[0].on and not before[0].on and not after[0].on:
+            base = (before[col] + after[col]) / 2
+            if np.isfinite(here[col]) and np.isfinite(base) and base > 0:
+                rel.append(here[col] / base - 1)
+                diff.append(here[col] - base)
+    return rel, diff
 
 
 def bootstrap_median(values: np.ndarray, rng: np.random.Generator, n: int = 10_000) -> tuple:
@@ -163,26 +180,22 @@ def main() -> None:
         lo, hi = ph.start + args.guard, ph.end
         if lo < t_first + args.warmup or hi > t_last:
             continue  # warm-up, or the fleet had stopped
-        p99, n = p99_added_ms(res.samples, lo, hi)
+        p99, n = added_ms(res.samples, lo, hi, 99)
+        p50, _ = added_ms(res.samples, lo, hi, 50)
         wall = ph.end - ph.start
-        rows.append((ph, p99, n, ph.cpu_s / wall, ph.view_s / wall * 1e3))
+        rows.append((ph, p99, n, ph.cpu_s / wall, ph.view_s / wall * 1e3, p50))
         print(f"  {'on ' if ph.on else 'off'} {ph.start - t_first:7.1f} s  gateway-added p99 "
-              f"{p99:7.2f} ms over {n:5d} predictions  CPU {ph.cpu_s / wall:5.1%}  view "
-              f"{ph.view_s / wall * 1e3:5.2f} ms/s  frames {ph.frames}")
-    rel, diff = [], []
-    for i in range(1, len(rows) - 1):
-        (ph, p99, *_), before, after = rows[i], rows[i - 1][1], rows[i + 1][1]
-        if ph.on and not rows[i - 1][0].on and not rows[i + 1][0].on:
-            base = (before + after) / 2
-            if np.isfinite(p99) and np.isfinite(base) and base > 0:
-                rel.append(p99 / base - 1)
-                diff.append(p99 - base)
+              f"{p99:7.2f} ms, p50 {p50:6.2f} ms over {n:5d} predictions  CPU "
+              f"{ph.cpu_s / wall:5.1%}  view {ph.view_s / wall * 1e3:5.2f} ms/s  "
+              f"frames {ph.frames}")
+    rel, diff = triples(rows, 1)
     print(f"load average after: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} (2 cores)")
     for arm in (False, True):
         sel = [r for r in rows if r[0].on is arm and np.isfinite(r[1])]
         if sel:
             print(f"  {'browser' if arm else 'no browser':10s}: {len(sel)} phases, median "
-                  f"gateway-added p99 {np.median([r[1] for r in sel]):.2f} ms, CPU "
+                  f"gateway-added p99 {np.median([r[1] for r in sel]):.2f} ms, p50 "
+                  f"{np.median([r[5] for r in sel]):.2f} ms, CPU "
                   f"{np.median([r[3] for r in sel]):.1%}, view "
                   f"{np.median([r[4] for r in sel]):.2f} ms/s")
     if len(rel) < 3:
@@ -199,6 +212,19 @@ def main() -> None:
     print(f"browser on vs the off phases around it, {len(rel)} triples: median change of the "
           f"gateway-added p99 {m:+.1%} (95 % bootstrap interval {lo:+.1%} .. {hi:+.1%}); "
           f"{dm:+.2f} ms ({dlo:+.2f} .. {dhi:+.2f}); {verdict}")
+    rel50, diff50 = triples(rows, 5)
+    if len(rel50) >= 3:
+        m, lo, hi = bootstrap_median(np.asarray(rel50), rng)
+        dm, dlo, dhi = bootstrap_median(np.asarray(diff50), rng)
+        print(f"  the same for the gateway-added p50: {m:+.1%} ({lo:+.1%} .. {hi:+.1%}); "
+              f"{dm:+.2f} ms ({dlo:+.2f} .. {dhi:+.2f})")
+    on_cpu = [r[3] for r in rows if r[0].on]
+    off_cpu = [r[3] for r in rows if not r[0].on]
+    view = [r[4] for r in rows if r[0].on]
+    print(f"  the view's own time with the browser on: median {np.median(view):.2f} ms/s "
+          f"against the gateway process's {np.median(on_cpu) * 1e3:.0f} ms/s of CPU "
+          f"({np.median(view) / (np.median(on_cpu) * 1e3):.1%}); CPU share on/off "
+          f"{np.median(on_cpu):.1%} / {np.median(off_cpu):.1%}")
 
 
 if __name__ == "__main__":
