@@ -143,3 +143,12 @@ def test_undecodable_and_foreign_messages_make_no_samples(tmp_path: Path) -> Non
     assert sum(plotter.skipped.values()) == 2
     assert {k: len(v) for k, v in read_signals(path).items()} == {"sf/d/ecg/signal": 2}
     assert [m.message.topic for m in read_session(path)] == [t for t, _, _ in msgs]
+
+
+def test_warm_up_leaves_no_trace() -> None:
+    """The recorder warms the decoders before subscribing; what follows is as from a fresh one."""
+    payload = codec.encode_chunk(Chunk("d", "ecg", 0, 3.0, 250.0, np.ones((9, 1), "f4")))
+    warmed, fresh = SignalPlotter("sf", MODS, max_hz=100.0), SignalPlotter("sf", MODS, max_hz=100.0)
+    warmed.warm_up()
+    assert not warmed.skipped
+    assert warmed.messages("sf/d/ecg", payload, 10.0) == fresh.messages("sf/d/ecg", payload, 10.0)

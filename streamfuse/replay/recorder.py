@@ -76,6 +76,7 @@ async def record(
     plotter = None
     if plot_hz is not None:
         plotter = SignalPlotter(prefix, modalities, max_hz=plot_hz)
+        plotter.warm_up()  # before subscribing: no message waits for the decoders' kernels
         meta["signal_max_hz"] = f"{plot_hz:g}"
     # connect first: a broker that cannot be reached leaves no empty recording behind
     async with open_session(

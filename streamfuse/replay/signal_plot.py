@@ -40,7 +40,7 @@ import numpy as np
 import orjson
 
 from .. import topics
-from ..codec import decode_bundle, decode_chunk
+from ..codec import decode_bundle, decode_chunk, encode_bundle, encode_chunk
 from ..config import DEFAULT_MODALITIES, ModalitySpec
 from ..errors import PayloadError, TopicError
 from ..types import Chunk
@@ -140,6 +140,23 @@ class SignalPlotter:
         self._offset: dict[str, float] = {}  # device -> gateway minus device clock (s)
         self._phase: dict[tuple[str, str], int] = {}  # stream -> samples to skip next
         self._last_ns: dict[tuple[str, str], int] = {}  # stream -> last log time written
+
+    def warm_up(self) -> None:
+        """Before the first real message: decode one frame and one bundle of every configured
+        modality and forget them (all state is reset). The decoders' compiled kernels load
+        now (1.2 s here), not at the first recorded message, whose arrival stamp and every
+        one queued behind it would be that much late (and replay would then place the
+        device's windows elsewhere: ``tests/test_gateway_replay.py`` caught it)."""
+        device = "warm-up"
+        for spec in self.modalities.values():
+            chunk = Chunk(device, spec.name, 0, 0.0, spec.fs, np.zeros((2, spec.channels), "f4"))
+            self.messages(topics.data_topic(self.prefix, device, spec.name),
+                          encode_chunk(chunk), 1.0)  # fmt: skip
+            self.messages(topics.bundle_topic(self.prefix, device), encode_bundle([chunk]), 1.0)
+        self.skipped.clear()
+        self._offset.clear()
+        self._phase.clear()
+        self._last_ns.clear()
 
     def schemas(self) -> dict[str, dict[str, Any]]:
         """Each configured modality's schema by schema name."""
