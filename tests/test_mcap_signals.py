@@ -152,3 +152,10 @@ def test_warm_up_leaves_no_trace() -> None:
     warmed.warm_up()
     assert not warmed.skipped
     assert warmed.messages("sf/d/ecg", payload, 10.0) == fresh.messages("sf/d/ecg", payload, 10.0)
+
+
+def test_the_command_lines_default_rate_is_the_plotters() -> None:
+    from streamfuse.replay.commands import DEFAULT_PLOT_HZ
+    from streamfuse.replay.signal_plot import DEFAULT_MAX_HZ
+
+    assert DEFAULT_PLOT_HZ == DEFAULT_MAX_HZ

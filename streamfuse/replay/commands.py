@@ -18,7 +18,6 @@ from ..config import FUSION_LEVELS
 from ..learn.names import MODEL_NAMES
 from .evaluate_commands import register_evaluate
 from .progress import progress as _progress
-from .signal_plot import DEFAULT_MAX_HZ
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -28,6 +27,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("streamfuse.replay.commands")
 
 _plot_hz = bounded(float, 0, strict=False, what="0 (no signal channels) or a rate in Hz")
+#: signal_plot.DEFAULT_MAX_HZ, spelt out: the command line is built without importing the
+#: decoders (NumPy, Numba); tests/test_mcap_signals.py checks the two agree
+DEFAULT_PLOT_HZ = 128.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,10 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     rec.add_argument("--duration", type=positive_float, default=None, help="stop after S seconds")
     rec.add_argument("--flush-s", type=positive_float, default=1.0, help="chunk flush period (1 s)")
     rec.add_argument(
-        "--plot-hz", type=_plot_hz, default=DEFAULT_MAX_HZ, metavar="HZ",
+        "--plot-hz", type=_plot_hz, default=DEFAULT_PLOT_HZ, metavar="HZ",
         help="also write each stream's samples to a {topic}/signal channel that MCAP viewers "
         "(Foxglove) plot, at most HZ samples/s per stream (every k-th sample; default "
-        f"{DEFAULT_MAX_HZ:g}; inf: every sample); 0 writes none",
+        f"{DEFAULT_PLOT_HZ:g}; inf: every sample); 0 writes none",
     )
     rec.add_argument(
         "--config", default=None, metavar="FILE",
@@ -125,7 +127,6 @@ def run_record(
     from ..config import DEFAULT_MODALITIES
     from ..topics import DEFAULT_PREFIX
     from .recorder import record
-
 
     async def main() -> int:
         stop = asyncio.Event()
