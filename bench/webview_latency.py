@@ -1,31 +1,38 @@
-"""Does a browser on the live view move the gateway-added latency? A/B in one run.
+"""Does a browser on the live view move the gateway-added latency? Interleaved A/B in one run.
 
-    python bench/webview_latency.py [--devices 100] [--duration 20] [--rounds 2] [--broker URL]
+    python bench/webview_latency.py [--devices 100] [--duration 300] [--phase 10] [--broker URL]
 
-``streamfuse bench``'s own harness (a real broker; publisher, subscriber and relay processes;
-the gateway's own :class:`~streamfuse.gateway.server.Server` in this process), arms alternating
-round by round:
+One ``streamfuse bench`` run (a real broker; publisher, subscriber and relay processes; the
+gateway's own :class:`~streamfuse.gateway.server.Server` in this process, the view attached to
+it throughout). Within the run a browser-like stream (``curl -N`` on ``/events``, a separate
+process, the view's default 4 frames a second on the first device) is switched on and off
+every ``--phase`` seconds: off, on, off, on, ... Phase by phase:
 
-- ``off``: the gateway exactly as ``streamfuse bench`` runs it (no view);
-- ``browser``: the same gateway with the view attached (``on_prediction``) and one
-  server-sent-event stream open on it (``curl -N``, a separate process, as a browser tab;
-  the view's default 4 frames a second, the first device).
+- the gateway-added p99: the p99 of the end-to-end latencies of the predictions received in
+  the phase minus the p99 of the broker round trips received in it (as ``streamfuse bench``
+  computes it over a whole run); the first ``--guard`` seconds of a phase are left out (the
+  stream connecting or closing), and so is the warm-up (``--warmup``);
+- the gateway process's CPU share and the view's own time (its hooks and frames).
 
-Per run: the gateway-added p99 (end-to-end p99 minus the broker round trip's p99, as
-``streamfuse bench`` reports it), end-to-end p50/p99, the gateway process's CPU share, and in
-the ``browser`` arm the view's own time (hooks and frame building) per prediction.
+Each ``on`` phase is compared with the mean of the two ``off`` phases around it, so a load
+that drifts linearly over the three cancels, giving one relative difference per ``on`` phase.
+The report is the median of those differences with a 95 % bootstrap interval (the ``on``
+phases resampled): on a noisy host the interval is wide rather than the answer wrong. "The
+view changes the p99 by less than 10 %" is shown only when the whole interval lies within
++-10 %.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import subprocess
 import sys
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,21 +47,34 @@ from streamfuse.latency.orchestration import broker_for, run_bench  # noqa: E402
 from streamfuse.latency.settings import BenchSettings  # noqa: E402
 
 
-class WithBrowser:
-    """The bench's gateway with the view attached and one SSE stream reading it."""
+@dataclass(slots=True)
+class Phase:
+    """One stretch of the run with the browser stream off or on."""
 
-    def __init__(self, settings: BenchSettings) -> None:
+    on: bool
+    start: float  # time.time()
+    end: float
+    cpu_s: float  # this process's CPU time over the phase (the gateway, the view, curl's pipe)
+    view_s: float  # the view's own time (ViewModel.spent_s) over the phase
+    frames: int
+
+
+class Toggled:
+    """The bench's gateway with the view attached, a browser stream switched on and off."""
+
+    def __init__(self, settings: BenchSettings, phase_s: float) -> None:
         base = bench_server(settings)
         self.view = WebView(port=0)
         self.server = Server(
             base.config, clock=time.time, handle_signals=False,
             on_prediction=self.view.on_prediction,
-        )
+        )  # fmt: skip
         self.view.attach(lambda: self.server.gateway)
         self.should_exit = self.server.should_exit
         self.started = self.server.started
         self.config = self.server.config
-        self.frames = 0
+        self.phase_s = phase_s
+        self.phases: list[Phase] = []
 
     @property
     def gateway(self) -> Any:
@@ -62,67 +82,149 @@ class WithBrowser:
 
     async def serve(self) -> int:
         async with self.view.running() as url:
-            curl = subprocess.Popen(["curl", "-sN", "-o", "/dev/null", f"{url}events"])
+            toggler = asyncio.create_task(self._toggle(url), name="bench.toggle")
             try:
-                while not self.view.model.clients:
-                    await asyncio.sleep(0.02)
                 return await self.server.serve()
             finally:
-                self.frames = sum(c.frames for c in self.view.model.clients)
-                curl.terminate()
-                curl.wait()
+                toggler.cancel()
+                await asyncio.gather(toggler, return_exceptions=True)
+
+    async def _toggle(self, url: str) -> None:
+        on = False
+        model = self.view.model
+        while True:
+            start, cpu, spent = time.time(), time.process_time(), model.spent_s
+            curl = None
+            if on:
+                curl = subprocess.Popen(["curl", "-sN", "-o", "/dev/null", f"{url}events"])
+            frames = 0
+            try:
+                await asyncio.sleep(self.phase_s)
+                frames = sum(c.frames for c in model.clients)
+            finally:
+                if curl is not None:
+                    curl.terminate()
+                    await asyncio.to_thread(curl.wait)
+            self.phases.append(
+                Phase(on, start, time.time(), time.process_time() - cpu, model.spent_s - spent,
+                      frames)
+            )  # fmt: skip
+            on = not on
+
+
+def added_ms(
+    samples: dict[str, np.ndarray], lo: float, hi: float, q: float = 99
+) -> tuple[float, int]:
+    """Gateway-added ``q``-th percentile (ms: end to end minus the broker round trip) over
+    receipts in ``[lo, hi)``, and how many predictions it saw."""
+    e2e, trips = samples["end_to_end"], samples["round_trip"]
+    a = e2e[(e2e[:, 0] >= lo) & (e2e[:, 0] < hi), 1]
+    b = trips[(trips[:, 0] >= lo) & (trips[:, 0] < hi), 1]
+    if len(a) < 100 or len(b) < 100:
+        return float("nan"), len(a)
+    return float(np.percentile(a, q) - np.percentile(b, q)) * 1e3, len(a)
+
+
+def triples(rows: list[tuple], col: int) -> tuple[list[float], list[float]]:
+    """Each ``on`` phase's figure (column ``col``) against the mean of the ``off`` phases
+    before and after it: relative changes and differences."""
+    rel, diff = [], []
+    for i in range(1, len(rows) - 1):
+        here, before, after = rows[i], rows[i - 1], rows[i + 1]
+        if here[0].on and not before[0].on and not after[0].on:
+            base = (before[col] + after[col]) / 2
+            if np.isfinite(here[col]) and np.isfinite(base) and base > 0:
+                rel.append(here[col] / base - 1)
+                diff.append(here[col] - base)
+    return rel, diff
+
+
+def bootstrap_median(values: np.ndarray, rng: np.random.Generator, n: int = 10_000) -> tuple:
+    """The median of ``values`` and a 95 % percentile-bootstrap interval for it."""
+    draws = rng.choice(values, size=(n, len(values)), replace=True)
+    lo, hi = np.percentile(np.median(draws, axis=1), (2.5, 97.5))
+    return float(np.median(values)), float(lo), float(hi)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--devices", type=int, default=100)
-    ap.add_argument("--duration", type=float, default=20.0)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--duration", type=float, default=300.0, help="seconds of the run")
+    ap.add_argument("--phase", type=float, default=10.0, help="seconds per on/off phase")
+    ap.add_argument("--guard", type=float, default=1.0, help="seconds left out after a switch")
+    ap.add_argument("--warmup", type=float, default=20.0, help="seconds left out at the start")
     ap.add_argument("--broker", default=None, help="mqtt://host:port (default: a private one)")
     args = ap.parse_args()
     if shutil.which("curl") is None:
         sys.exit("the browser arm streams with curl; install it (Debian: apt-get install curl)")
-    rows: dict[str, list[dict[str, float]]] = {"off": [], "browser": []}
+    load0 = os.getloadavg()
     with broker_for(args.broker, "auto") as (url, kind):
-        print(f"{args.devices} devices, {args.duration:.0f} s per run, broker {kind} {url}")
-        base = BenchSettings(devices=args.devices, duration=args.duration, broker_url=url,
-                             prefix="x")
-        for r in range(args.rounds):
-            for arm in ("off", "browser"):
-                settings = replace(base, prefix=f"sfwv{uuid.uuid4().hex[:6]}")
-                hosted: list[WithBrowser] = []
+        print(f"{args.devices} devices, {args.duration:.0f} s, phases of {args.phase:g} s "
+              f"(first {args.guard:g} s of each left out), broker {kind} {url}; "
+              f"load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}", flush=True)
+        settings = BenchSettings(devices=args.devices, duration=args.duration, broker_url=url,
+                                 prefix=f"sfwv{uuid.uuid4().hex[:6]}", warmup_s=args.warmup)
+        hosted: list[Toggled] = []
 
-                def host(s: BenchSettings, arm: str = arm, hosted: list = hosted) -> Any:
-                    if arm == "off":
-                        return bench_server(s)
-                    hosted.append(WithBrowser(s))
-                    return hosted[-1]
+        def host(s: BenchSettings) -> Any:
+            hosted.append(Toggled(s, args.phase))
+            return hosted[-1]
 
-                res = asyncio.run(run_bench(settings, host=host))
-                row = {
-                    "gateway_added_p99_ms": res.gateway_added_p99_ms,
-                    "end_to_end_p50_ms": res.end_to_end.percentile_ms(50),
-                    "end_to_end_p99_ms": res.end_to_end.percentile_ms(99),
-                    "cpu_fraction": res.cpu_fraction,
-                    "predictions": float(res.end_to_end.count),
-                }
-                if hosted:  # over the whole run: every prediction the engine made
-                    made = res.engine["engine"]["predictions"]  # type: ignore[index]
-                    spent = hosted[0].view.model.spent_s
-                    row["view_us_per_prediction"] = spent / max(1, made) * 1e6
-                    row["frames"] = float(hosted[0].frames)
-                rows[arm].append(row)
-                print(f"  round {r + 1} {arm:8s} "
-                      + "  ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
-    print("medians:")
-    for arm, runs in rows.items():
-        keys = runs[0].keys()
-        print(f"  {arm:8s} " + "  ".join(
-            f"{k} {float(np.median([run[k] for run in runs])):.3f}" for k in keys))
-    off = float(np.median([run["gateway_added_p99_ms"] for run in rows["off"]]))
-    on = float(np.median([run["gateway_added_p99_ms"] for run in rows["browser"]]))
-    print(f"  gateway-added p99: {off:.2f} ms without a browser, {on:.2f} ms with one "
-          f"({on / off - 1:+.1%})")
+        res = asyncio.run(run_bench(settings, host=host, keep_samples=True))
+    load1 = os.getloadavg()
+    assert res.samples is not None
+    e2e = res.samples["end_to_end"]
+    t_first, t_last = float(e2e[:, 0].min()), float(e2e[:, 0].max())
+    rows = []
+    for ph in hosted[0].phases:
+        lo, hi = ph.start + args.guard, ph.end
+        if lo < t_first + args.warmup or hi > t_last:
+            continue  # warm-up, or the fleet had stopped
+        p99, n = added_ms(res.samples, lo, hi, 99)
+        p50, _ = added_ms(res.samples, lo, hi, 50)
+        wall = ph.end - ph.start
+        rows.append((ph, p99, n, ph.cpu_s / wall, ph.view_s / wall * 1e3, p50))
+        print(f"  {'on ' if ph.on else 'off'} {ph.start - t_first:7.1f} s  gateway-added p99 "
+              f"{p99:7.2f} ms, p50 {p50:6.2f} ms over {n:5d} predictions  CPU "
+              f"{ph.cpu_s / wall:5.1%}  view {ph.view_s / wall * 1e3:5.2f} ms/s  "
+              f"frames {ph.frames}")
+    rel, diff = triples(rows, 1)
+    print(f"load average after: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} (2 cores)")
+    for arm in (False, True):
+        sel = [r for r in rows if r[0].on is arm and np.isfinite(r[1])]
+        if sel:
+            print(f"  {'browser' if arm else 'no browser':10s}: {len(sel)} phases, median "
+                  f"gateway-added p99 {np.median([r[1] for r in sel]):.2f} ms, p50 "
+                  f"{np.median([r[5] for r in sel]):.2f} ms, CPU "
+                  f"{np.median([r[3] for r in sel]):.1%}, view "
+                  f"{np.median([r[4] for r in sel]):.2f} ms/s")
+    if len(rel) < 3:
+        print("too few complete off/on/off triples for an interval; run longer")
+        return
+    rng = np.random.default_rng(0)
+    m, lo, hi = bootstrap_median(np.asarray(rel), rng)
+    dm, dlo, dhi = bootstrap_median(np.asarray(diff), rng)
+    verdict = (
+        "within +-10 %" if -0.10 < lo and hi < 0.10
+        else "not resolved at 10 % (interval too wide)" if lo < 0.10 < hi or lo < -0.10 < hi
+        else "outside 10 %"
+    )
+    print(f"browser on vs the off phases around it, {len(rel)} triples: median change of the "
+          f"gateway-added p99 {m:+.1%} (95 % bootstrap interval {lo:+.1%} .. {hi:+.1%}); "
+          f"{dm:+.2f} ms ({dlo:+.2f} .. {dhi:+.2f}); {verdict}")
+    rel50, diff50 = triples(rows, 5)
+    if len(rel50) >= 3:
+        m, lo, hi = bootstrap_median(np.asarray(rel50), rng)
+        dm, dlo, dhi = bootstrap_median(np.asarray(diff50), rng)
+        print(f"  the same for the gateway-added p50: {m:+.1%} ({lo:+.1%} .. {hi:+.1%}); "
+              f"{dm:+.2f} ms ({dlo:+.2f} .. {dhi:+.2f})")
+    on_cpu = [r[3] for r in rows if r[0].on]
+    off_cpu = [r[3] for r in rows if not r[0].on]
+    view = [r[4] for r in rows if r[0].on]
+    print(f"  the view's own time with the browser on: median {np.median(view):.2f} ms/s "
+          f"against the gateway process's {np.median(on_cpu) * 1e3:.0f} ms/s of CPU "
+          f"({np.median(view) / (np.median(on_cpu) * 1e3):.1%}); CPU share on/off "
+          f"{np.median(on_cpu):.1%} / {np.median(off_cpu):.1%}")
 
 
 if __name__ == "__main__":

@@ -167,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(module).register(sub)
     sub.choices["bench"].set_defaults(run=_bench)
     sub.choices["replay"].set_defaults(run=_replay)
+    sub.choices["record"].set_defaults(run=_record)
     for command in sub.choices.values():
         command.formatter_class = HelpFormatter
         # accepted after the subcommand too; SUPPRESS leaves the global value when absent
@@ -299,6 +300,17 @@ def _replay(args: argparse.Namespace) -> int:
 
     config = load(args.config)  # the gateway's file, environment included
     return run_replay(args, engine_config=config.engine_config(), prefix=config.prefix)
+
+
+def _record(args: argparse.Namespace) -> int:
+    from .replay.commands import run_record
+
+    if args.config is None:
+        return run_record(args)
+    from .gateway.loading import load
+
+    config = load(args.config)  # the gateway's file, environment included
+    return run_record(args, modalities=config.engine_config().modalities, prefix=config.prefix)
 
 
 def _simulate(args: argparse.Namespace) -> int:

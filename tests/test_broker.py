@@ -153,7 +153,18 @@ def test_taken_port_fails_with_log_tail(kind: str) -> None:
     assert not broker.running
 
 
-def test_auto_port_retries_when_port_was_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+def _start(broker: EmbeddedBroker, driver: str) -> None:
+    """Start ``broker`` with :meth:`start` or, in a fresh event loop, :meth:`astart`."""
+    if driver == "sync":
+        broker.start()
+    else:
+        asyncio.run(broker.astart())
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_auto_port_retries_when_port_was_taken(
+    monkeypatch: pytest.MonkeyPatch, driver: str
+) -> None:
     kind = "mosquitto" if find_mosquitto() else "amqtt"
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
@@ -161,9 +172,45 @@ def test_auto_port_retries_when_port_was_taken(monkeypatch: pytest.MonkeyPatch) 
         taken = holder.getsockname()[1]
         ports = iter([taken, free_port()])
         monkeypatch.setattr(broker_mod, "free_port", lambda host="127.0.0.1": next(ports))
-        with EmbeddedBroker(kind=kind) as broker:
+        broker = EmbeddedBroker(kind=kind)
+        _start(broker, driver)
+        try:
             assert broker.port != taken
             assert mqtt_connect_ok("127.0.0.1", broker.port, timeout=1.0)
+        finally:
+            broker.stop()
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_interrupted_start_leaves_no_child(monkeypatch: pytest.MonkeyPatch, driver: str) -> None:
+    """Ctrl-C (sync) or cancellation (async) while start-up waits: the child is stopped."""
+    broker = EmbeddedBroker(kind="mosquitto" if find_mosquitto() else "amqtt")
+    pids: list[int | None] = []
+
+    def probe() -> bool:
+        pids.append(broker.pid)
+        if driver == "sync" and len(pids) == 3:
+            raise KeyboardInterrupt
+        return False  # never ready
+
+    monkeypatch.setattr(broker, "_probe", probe)
+    if driver == "sync":
+        with pytest.raises(KeyboardInterrupt):
+            broker.start()
+    else:
+
+        async def main() -> None:
+            task = asyncio.create_task(broker.astart())
+            while len(pids) < 3:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            await task
+
+        with pytest.raises(asyncio.CancelledError):
+            asyncio.run(main())
+    assert pids[0] is not None and set(pids) == {pids[0]}  # one child, probed until stopped
+    assert not broker.running and broker.pid is None
+    assert _wait_gone(pids[0], 2.0)
 
 
 def test_stop_all_at_exit_stops_live_brokers() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -296,9 +297,17 @@ def test_tiny_run_receives_every_window_and_writes_reports(
 ) -> None:
     settings = BenchSettings(devices=2, duration=5.0, broker_url=broker_url, prefix=topic_prefix,
                              settle_s=1.0)
-    result = asyncio.run(run_bench(settings, host=bench_server))
+    result = asyncio.run(run_bench(settings, host=bench_server, keep_samples=True))
     c = result.counts
     assert c["expected"] >= 2  # at least one full window per device closes on data
+    # the kept samples are the histograms' values (no warm-up here: the same sets), each with
+    # its receipt time
+    assert result.samples is not None
+    for name in ("end_to_end", "round_trip"):
+        rows, hist = result.samples[name], result.histograms[name]
+        assert len(rows) == hist.count > 0
+        assert np.max(rows[:, 1]) * 1e3 == pytest.approx(hist.max_ms(), rel=0.01)
+        assert abs(rows[:, 0].max() - time.time()) < 120
     assert c["missing"] == 0, c  # every window's prediction was received
     assert c["received"] == c["published_by_gateway"]
     assert c["timed"] + c["closed_by_timeout"] == c["received"]

@@ -187,3 +187,27 @@ def test_simulated_session_replays_bit_identically_and_matches_live(
     assert first == second
     assert first == [p.to_json_dict() for p in live_preds]
     assert any(p["proba"] for p in first)  # labels arrived and the model learnt during the run
+
+    # beside the raw channels, each stream's signal channel (Foxglove plots these): every
+    # message valid against its channel's JSON Schema, holding every k-th received sample
+    from tests.test_mcap_signals import expected_picks, read_signals, unpack_frames
+
+    signals = read_signals(out)
+    streams: dict[str, list] = {}
+    for m in read_session(out):
+        device, kind = m.message.topic.split("/")[-2:]
+        if kind not in ("label", "prediction"):
+            for mod, t0, fs, data in unpack_frames(m.message.payload):
+                streams.setdefault(f"{topic_prefix}/{device}/{mod}/signal", []).append(
+                    (t0, fs, data)
+                )
+    assert sorted(signals) == sorted(streams) and len(streams) == 6  # 2 devices x 3
+    for topic, chunks in streams.items():
+        step = -(-int(chunks[0][1]) // 128)  # the default --plot-hz 128: ecg, eeg 2; acc 1
+        want = expected_picks(chunks, step)
+        got = signals[topic]
+        assert len(got) == len(want)
+        names = [k for k in got[0][1] if k not in ("timestamp", "device_t")]
+        for (_, body), (t_dev, row) in zip(got, want, strict=True):
+            assert body["device_t"] == pytest.approx(t_dev, abs=1e-9)
+            assert [body[n] for n in names] == pytest.approx(row.tolist(), rel=1e-6)

@@ -194,6 +194,32 @@ def test_ground_truth_is_the_engines_own_matching_of_labels_to_windows() -> None
                 assert (g is None) == (w is None) and (w is None or abs(g - w) < 1e-4)
 
 
+def test_ground_truth_read_frame_by_frame_equals_the_engines_matching() -> None:
+    """Frames taken while labels arrive read only the outcomes added since the last frame;
+    across an engine replaced mid-run (a restored checkpoint) they read all of them again."""
+
+    class Host:
+        engine: Engine
+
+    host = Host()
+    host.engine = _engine()
+    view = ViewModel(lambda: host)
+    client = view.connect("a")
+    msgs = _messages(seconds=30.0)
+    timeline = None
+    for k in range(0, len(msgs), 50):  # a frame every 50 messages
+        if k == len(msgs) // 2:
+            host.engine = pickle.loads(pickle.dumps(host.engine))  # restored: same outcomes
+            host.engine.counters["learned"] = 0  # ... and a counter that went back
+        _feed(host.engine, view, msgs[k : k + 50])
+        frame = as_text(view.frame(client))
+        timeline = (frame or {}).get("timeline", timeline)
+    assert timeline is not None
+    scored = {idx: y for dev, idx, y in host.engine.outcomes if dev == "a"}
+    assert sum(t is not None for t in timeline["truth"]) >= 10
+    assert timeline["truth"] == [scored.get(idx) for idx in timeline["index"]]
+
+
 def test_everything_kept_is_bounded() -> None:
     engine = _engine()
     limits = ViewLimits(signal_s=3.0, predictions_kept=5, latencies_kept=7, max_watched=2)

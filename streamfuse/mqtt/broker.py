@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 import weakref
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -169,35 +170,61 @@ class EmbeddedBroker:
             When the implementation is unavailable, or the broker does not come up within
             ``start_timeout`` (the message ends with the tail of its log).
         """
-        attempts = 1 if self.requested_port is not None else 3
-        for attempt in range(1, attempts + 1):
-            began = time.perf_counter()
-            self._spawn()
+        plan = self._start_plan()
+        step: float | None = next(plan)
+        while True:
+            reply: bool | None = None
             try:
-                self._wait_ready(time.sleep, self._probe)
-            except BaseException as exc:  # Ctrl-C while waiting must not leave the child
-                if isinstance(exc, BrokerError) and attempt < attempts and not self.running:
-                    self.logger.warning("broker failed on port %s; retrying", self._port)
-                    self._cleanup()
-                    continue
-                self._cleanup()
-                raise
-            self.startup_seconds = time.perf_counter() - began
-            self.logger.info(
-                "%s broker ready at %s (pid %s) in %.3f s",
-                self.kind, self.url, self.pid, self.startup_seconds,
-            )
-            return self
-        raise AssertionError("unreachable")  # pragma: no cover
+                if step is None:
+                    reply = self._probe()
+                else:
+                    time.sleep(step)
+            except BaseException as exc:  # Ctrl-C while waiting: the plan stops the child
+                step = plan.throw(exc)
+                continue
+            try:
+                step = plan.send(reply)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
 
     async def astart(self) -> EmbeddedBroker:
         """Like :meth:`start` without blocking the event loop (spawns on the loop's thread)."""
+        plan = self._start_plan()
+        step: float | None = next(plan)
+        while True:
+            reply: bool | None = None
+            try:
+                if step is None:
+                    reply = await asyncio.to_thread(self._probe)
+                else:
+                    await asyncio.sleep(step)
+            except BaseException as exc:  # cancelled while waiting: the child goes too
+                step = plan.throw(exc)
+                continue
+            try:
+                step = plan.send(reply)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+
+    def _start_plan(self) -> Generator[float | None, bool | None, EmbeddedBroker]:
+        """Start-up, driven by :meth:`start` and :meth:`astart`: yields ``None`` to have the
+        broker probed (sent back: did it answer) or seconds to sleep; an exception thrown in
+        stops the child and is raised again. With no port requested, 3 tries on free ports."""
         attempts = 1 if self.requested_port is not None else 3
         for attempt in range(1, attempts + 1):
             began = time.perf_counter()
             self._spawn()
             try:
-                await self._await_ready()
+                deadline, delay = time.monotonic() + self.start_timeout, 0.01
+                while True:
+                    if not self.running:
+                        raise self._failure("exited during start-up")
+                    if (yield None):
+                        break
+                    if time.monotonic() > deadline:
+                        raise self._failure(f"took no MQTT connection in {self.start_timeout} s")
+                    yield delay
+                    delay = min(delay * 1.5, 0.1)
             except BaseException as exc:
                 if isinstance(exc, BrokerError) and attempt < attempts and not self.running:
                     self.logger.warning("broker failed on port %s; retrying", self._port)
@@ -310,32 +337,6 @@ class EmbeddedBroker:
 
     def _probe(self) -> bool:
         return mqtt_connect_ok(LOOPBACK, self.port, timeout=0.5)
-
-    def _wait_ready(self, sleep: Any, probe: Any) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        delay = 0.01
-        while True:
-            if not self.running:
-                raise self._failure("exited during start-up")
-            if probe():
-                return
-            if time.monotonic() > deadline:
-                raise self._failure(f"did not accept an MQTT connection in {self.start_timeout} s")
-            sleep(delay)
-            delay = min(delay * 1.5, 0.1)
-
-    async def _await_ready(self) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        delay = 0.01
-        while True:
-            if not self.running:
-                raise self._failure("exited during start-up")
-            if await asyncio.to_thread(self._probe):
-                return
-            if time.monotonic() > deadline:
-                raise self._failure(f"did not accept an MQTT connection in {self.start_timeout} s")
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.1)
 
     def _failure(self, what: str) -> BrokerError:
         code = self._proc.poll() if self._proc is not None else None

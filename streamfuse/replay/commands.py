@@ -13,16 +13,23 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..argtypes import positive_float
+from ..argtypes import bounded, positive_float
 from ..config import FUSION_LEVELS
 from ..learn.names import MODEL_NAMES
 from .evaluate_commands import register_evaluate
 from .progress import progress as _progress
 
 if TYPE_CHECKING:
-    from ..config import EngineConfig
+    from collections.abc import Mapping
+
+    from ..config import EngineConfig, ModalitySpec
 
 log = logging.getLogger("streamfuse.replay.commands")
+
+_plot_hz = bounded(float, 0, strict=False, what="0 (no signal channels) or a rate in Hz")
+#: signal_plot.DEFAULT_MAX_HZ, spelt out: the command line is built without importing the
+#: decoders (NumPy, Numba); tests/test_mcap_signals.py checks the two agree
+DEFAULT_PLOT_HZ = 128.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,10 +43,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--flush-s seconds so a killed recorder leaves a readable file.",
     )
     rec.add_argument("--broker", default="mqtt://127.0.0.1:1883", metavar="URL", help="broker")
-    rec.add_argument("--prefix", default="streamfuse", help="record {prefix}/#")
+    rec.add_argument("--prefix", default=None,
+                     help="record {prefix}/# (default: --config's, else streamfuse)")
     rec.add_argument("--out", required=True, type=Path, help="MCAP file to write")
     rec.add_argument("--duration", type=positive_float, default=None, help="stop after S seconds")
     rec.add_argument("--flush-s", type=positive_float, default=1.0, help="chunk flush period (1 s)")
+    rec.add_argument(
+        "--plot-hz", type=_plot_hz, default=DEFAULT_PLOT_HZ, metavar="HZ",
+        help="also write each stream's samples to a {topic}/signal channel that MCAP viewers "
+        "(Foxglove) plot, at most HZ samples/s per stream (every k-th sample; default "
+        f"{DEFAULT_PLOT_HZ:g}; inf: every sample); 0 writes none",
+    )
+    rec.add_argument(
+        "--config", default=None, metavar="FILE",
+        help="a gateway TOML: its [modalities] name the signal channels' fields and its prefix "
+        "is the default --prefix",
+    )
     rec.set_defaults(run=run_record)
 
     rp = sub.add_parser(
@@ -98,7 +117,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     register_evaluate(sub)
 
 
-def run_record(args: argparse.Namespace) -> int:
+def run_record(
+    args: argparse.Namespace,
+    *,
+    modalities: Mapping[str, ModalitySpec] | None = None,
+    prefix: str | None = None,
+) -> int:
+    """``streamfuse record``; ``modalities`` and ``prefix`` are the gateway's (``--config``)."""
+    from ..config import DEFAULT_MODALITIES
+    from ..topics import DEFAULT_PREFIX
     from .recorder import record
 
     async def main() -> int:
@@ -107,8 +134,9 @@ def run_record(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         return await record(
-            args.broker, args.prefix, args.out, stop=stop, duration=args.duration,
-            flush_s=args.flush_s,
+            args.broker, args.prefix or prefix or DEFAULT_PREFIX, args.out, stop=stop,
+            duration=args.duration, flush_s=args.flush_s,
+            modalities=modalities or DEFAULT_MODALITIES, plot_hz=args.plot_hz or None,
         )  # fmt: skip
 
     n = asyncio.run(main())

@@ -7,6 +7,12 @@ and label topics, always JSON, carry encoding ``json`` with the package's JSON S
 (``jsonschema`` schema encoding), so Foxglove and other MCAP viewers decode them and plot their
 fields (``proba``, ``levels``, ``metrics``, window times) without knowing streamfuse.
 
+Given a :class:`~.signal_plot.SignalPlotter`, the writer also adds a derived channel per stream,
+``{prefix}/{device}/{modality}/signal``: one JSON message per (decimated) sample with a number
+per channel, which viewers plot as signals. Those channels carry the metadata
+``streamfuse.derived = signal``; :func:`read_session` skips them, so replay sees exactly the
+messages that were received.
+
 The writer closes a chunk at least every ``flush_s`` seconds of arrival time
 and flushes it to the OS, so a recorder that is killed leaves a file readable up to its last
 completed chunk; :func:`read_session` reads such a file to that point and says so in the log.
@@ -23,6 +29,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import IO
 
+import orjson
 from mcap.exceptions import McapError
 from mcap.records import Channel, Header, Message
 from mcap.stream_reader import StreamReader
@@ -30,6 +37,7 @@ from mcap.writer import CompressionType, Writer
 
 from ..errors import DataSourceError
 from ..types import RawMessage
+from .signal_plot import DERIVED_KEY, SIGNAL, SignalPlotter, schema_name
 
 log = logging.getLogger("streamfuse.replay.mcap_io")
 
@@ -73,10 +81,17 @@ class SessionWriter:
         Close and flush the open chunk once it spans this much arrival time (seconds).
     metadata
         Written once as the ``streamfuse.session`` metadata record (e.g. broker, prefix).
+    plotter
+        Also write each data message's samples to derived signal channels (none if None).
     """
 
     def __init__(
-        self, path: str | Path, *, flush_s: float = 1.0, metadata: dict[str, str] | None = None
+        self,
+        path: str | Path,
+        *,
+        flush_s: float = 1.0,
+        metadata: dict[str, str] | None = None,
+        plotter: SignalPlotter | None = None,
     ) -> None:
         if not (math.isfinite(flush_s) and flush_s > 0):
             raise ValueError(f"flush_s must be a positive number of seconds, got {flush_s}")
@@ -89,9 +104,13 @@ class SessionWriter:
             self._writer.add_metadata("streamfuse.session", dict(metadata))
         self._writer.flush()  # magic + header on disk: an empty session is already readable
         self._channels: dict[str, int] = {}
+        # kept apart: a device may publish junk on a raw topic spelt like a derived one
+        self._signals: dict[str, int] = {}
         self._schemas: dict[str, int] = {}
         self._chunk_start: float | None = None
-        self.count = 0
+        self.plotter = plotter
+        self.count = 0  # messages received (the raw channels)
+        self.plot_count = 0  # messages written to derived signal channels
         self._closed = False
 
     def write(self, topic: str, payload: bytes, arrival: float) -> None:
@@ -104,6 +123,16 @@ class SessionWriter:
             cid, log_time=ns, data=payload, publish_time=ns, sequence=self.count
         )
         self.count += 1
+        if self.plotter is not None:
+            for plot in self.plotter.messages(topic, payload, arrival):
+                pid = self._signals.get(plot.topic)
+                if pid is None:
+                    pid = self._register_signal(plot.topic, plot.modality)
+                self._writer.add_message(
+                    pid, log_time=plot.log_time, data=plot.data, publish_time=plot.log_time,
+                    sequence=self.plot_count,
+                )  # fmt: skip
+                self.plot_count += 1
         if self._chunk_start is None:
             self._chunk_start = arrival
         elif arrival - self._chunk_start >= self.flush_s:
@@ -126,6 +155,22 @@ class SessionWriter:
                 self._schemas[kind] = sid
             cid = self._writer.register_channel(topic, "json", schema_id=sid)
         self._channels[topic] = cid
+        return cid
+
+    def _register_signal(self, topic: str, modality: str) -> int:
+        """A derived signal channel (JSON, its modality's schema), marked for replay to skip."""
+        assert self.plotter is not None
+        name = schema_name(modality)
+        sid = self._schemas.get(name)
+        if sid is None:
+            schema = self.plotter.schemas()[name]
+            sid = self._writer.register_schema(name, "jsonschema", orjson.dumps(schema))
+            self._schemas[name] = sid
+        source = topic.removesuffix("/" + SIGNAL)
+        cid = self._writer.register_channel(
+            topic, "json", schema_id=sid, metadata={DERIVED_KEY: SIGNAL, "source": source}
+        )
+        self._signals[topic] = cid
         return cid
 
     def flush(self) -> None:
@@ -152,12 +197,14 @@ def read_session(path: str | Path) -> Iterator[SessionMessage]:
     """Every message of a session file in file order (which is arrival order).
 
     A file cut short (a killed recorder) yields everything up to its last complete chunk and logs
-    a warning; a file that is not MCAP at all raises :class:`DataSourceError` naming it.
+    a warning; a file that is not MCAP at all raises :class:`DataSourceError` naming it. Derived
+    channels (the recorder's signal channels) are skipped: only received messages come out.
     """
     p = Path(path)
     if not p.is_file():
         raise DataSourceError(f"{p}: no such session file")
     channels: dict[int, str] = {}
+    derived: set[int] = set()
     with p.open("rb") as fh:
         reader = StreamReader(fh, validate_crcs=True)
         n = 0
@@ -168,7 +215,11 @@ def read_session(path: str | Path) -> Iterator[SessionMessage]:
                     header = True
                 elif isinstance(record, Channel):
                     channels[record.id] = record.topic
+                    if DERIVED_KEY in record.metadata:
+                        derived.add(record.id)
                 elif isinstance(record, Message):
+                    if record.channel_id in derived:
+                        continue
                     topic = channels.get(record.channel_id)
                     if topic is None:
                         raise DataSourceError(

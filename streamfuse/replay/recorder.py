@@ -2,7 +2,8 @@
 
 Each message is stamped on arrival with the recorder's clock (the gateway clock, ``time.time``
 by default) and appended by :class:`~streamfuse.replay.mcap_io.SessionWriter`, which flushes a
-completed chunk at least once a second.
+completed chunk at least once a second. Data messages are also decoded into per-sample signal
+channels (:mod:`.signal_plot`) that MCAP viewers plot; ``plot_hz=None`` leaves them out.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from .. import topics
+from ..config import DEFAULT_MODALITIES, ModalitySpec
 from ..mqtt.address import parse_broker_url
 from ..mqtt.client import open_session
 from .mcap_io import SessionWriter
+from .signal_plot import DEFAULT_MAX_HZ, SignalPlotter
 
 log = logging.getLogger("streamfuse.replay.recorder")
 
@@ -33,6 +36,8 @@ async def record(
     ready: asyncio.Event | None = None,
     client_id: str | None = None,
     on_message: Callable[[str, bytes, float], None] | None = None,
+    modalities: Mapping[str, ModalitySpec] = DEFAULT_MODALITIES,
+    plot_hz: float | None = DEFAULT_MAX_HZ,
 ) -> int:
     """Record every message under ``prefix`` (``{prefix}/#``) until ``stop`` or ``duration``.
 
@@ -53,6 +58,12 @@ async def record(
     on_message
         Called with ``(topic, payload, arrival)`` after each message is written: a live
         engine fed from here sees exactly the ``now`` that replay will push.
+    modalities
+        Channel names of the data topics, for the signal channels (the gateway's
+        ``[modalities]``); a modality not listed is recorded but not decoded.
+    plot_hz
+        Signal channels at most this many samples per second per stream (every k-th sample);
+        None: no signal channels.
 
     Returns
     -------
@@ -62,13 +73,18 @@ async def record(
     topics.check_prefix(prefix)
     host, port, *_ = parse_broker_url(broker_url)
     meta = {"broker": f"{host}:{port}", "prefix": prefix, "clock": "gateway (time.time)"}
+    plotter = None
+    if plot_hz is not None:
+        plotter = SignalPlotter(prefix, modalities, max_hz=plot_hz)
+        plotter.warm_up()  # before subscribing: no message waits for the decoders' kernels
+        meta["signal_max_hz"] = f"{plot_hz:g}"
     # connect first: a broker that cannot be reached leaves no empty recording behind
     async with open_session(
         broker_url,
         client_id=client_id,
         logger=logging.getLogger("streamfuse.replay.recorder.mqtt"),
     ) as client:
-        with SessionWriter(out, flush_s=flush_s, metadata=meta) as writer:
+        with SessionWriter(out, flush_s=flush_s, metadata=meta, plotter=plotter) as writer:
             await client.subscribe(f"{prefix}/#", qos=0)
             log.info("recording %s/# from %s:%d into %s", prefix, host, port, out)
             if ready is not None:
@@ -110,4 +126,9 @@ async def record(
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
         log.info("recorded %d messages into %s", writer.count, out)
+        if plotter is not None and plotter.skipped:
+            log.warning(
+                "%d data messages did not decode and have no signal channel samples: %s",
+                sum(plotter.skipped.values()), dict(plotter.skipped),
+            )  # fmt: skip
         return writer.count
