@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..argtypes import positive_float
+from ..federated.policy import QUIET_S
 from ..learn.names import MODEL_NAMES
 from .progress import progress as _progress
 
@@ -61,7 +62,11 @@ def register_evaluate(sub: argparse._SubParsersAction) -> None:
                     help="federated evaluation: subjects split over K sites (i mod K); reports "
                     "the local, federated and central arms")
     ev.add_argument("--rounds-every", type=int, default=20, metavar="N",
-                    help="with --sites: a federated round every N labelled windows (20)")
+                    help="with --sites: a site asks for a round once it learnt N windows since "
+                    "the last round (20)")
+    ev.add_argument("--round-quiet-s", type=_quiet, default=QUIET_S, metavar="Q|off",
+                    help="with --sites: a site also asks for a round when it learnt nothing for "
+                    f"Q seconds with windows unmerged ({QUIET_S:g}; 'off': the count alone)")
     ev.add_argument("--round-interval-s", type=positive_float, default=None, metavar="T",
                     help="with --sites: also a round T seconds of the timeline after the "
                     "previous one when a site learnt since (a timed server, as 'streamfuse "
@@ -71,6 +76,12 @@ def register_evaluate(sub: argparse._SubParsersAction) -> None:
                     "noise multiplier), e.g. 1.0,1.0")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(run=run_evaluate)
+
+
+def _quiet(text: str) -> float | None:
+    if text.strip().lower() == "off":
+        return None
+    return positive_float(text)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -138,6 +149,7 @@ def _run_federated(args: argparse.Namespace, settings: Any) -> int:
         results = evaluate_federated(args.data_dir, settings, sites=args.sites,
                                      rounds_every=args.rounds_every, dp=_dp(args.dp),
                                      round_interval_s=args.round_interval_s,
+                                     round_quiet_s=args.round_quiet_s,
                                      on_item=lambda: None)
         adv(0, "done")
     results["wall_s"] = round(time.perf_counter() - t0, 2)
