@@ -201,6 +201,8 @@ def evaluate_federated(
     if sites < 1 or rounds_every < 1:
         raise DataSourceError(f"sites={sites}, rounds_every={rounds_every}: pass both >= 1")
     first_class(s.order, 0)
+    if round_quiet_s is not None and math.isinf(round_quiet_s):
+        round_quiet_s = None  # off: the count alone
     root = Path(data_dir)
     names = subject_names(root)
     if s.subjects is not None:
