@@ -10,8 +10,10 @@ model and metrics):
   same gap between subjects as the single-engine protocol), so the K sites run side by side;
   the items of all sites are merged by arrival time;
 - **local**: one engine per site, each seeing only its site's items; sites never merge;
-- **federated**: the same K engines, and a round after every ``rounds_every`` labelled windows
-  learnt across the federation: each site's shareable state
+- **federated**: the same K engines, and a round whenever a site asks for one under the round
+  policy of the live federation (:mod:`streamfuse.federated.policy`: ``rounds_every`` windows
+  learnt since the last round, or its learning quiet ``round_quiet_s`` seconds of the timeline
+  with windows unmerged): each site's shareable state
   (:func:`streamfuse.federated.merge.hub_state`) is merged (FedAvg weighted by the windows each
   site learnt since the previous round, the previous merged state as base) and loaded back into
   every site, which goes on predicting with it at once (with ``round_interval_s``, also a round
