@@ -77,7 +77,9 @@ class FederationServer:
             check_name("site", site)
             if kind == "request":
                 self.requests[parse_request(payload, site)] += 1
-                if not self._open:  # during a round the asking site is answering it anyway
+                # during a round a site that has not answered yet is answering it anyway; one
+                # that has asks for the next round
+                if not self._open or site in self._updates:
                     self._requested.set()
                 return
             upd = parse_update(payload, site)
