@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,6 +50,37 @@ def test_a_round_after_every_window_gives_the_central_model(data_dir: Path) -> N
         assert fed == pytest.approx(central, abs=1e-9), lv
         differs_from_local |= local != pytest.approx(central, abs=1e-3)
     assert differs_from_local  # the sites alone learn something else: the test can fail
+
+
+def test_the_quiet_trigger_merges_each_burst_before_the_next_session(data_dir: Path) -> None:
+    """Session labels come in one burst per subject. A count of 7 (which divides no burst)
+    leaves each burst's tail at one site, unmerged during the next session; the round
+    policy's quiet trigger (no window learnt for 10 s with windows unmerged) merges the tails
+    before the next subject's first window is predicted, so the federated arm comes closer
+    to central (not exactly: the sites' bursts come together, so a round often holds two
+    sites' windows, whose averaged temperature and Hedge losses are not the sequential
+    ones). Measured (3 sites, 6 subjects of 48 s): summed |federated - central| per-subject
+    AUC over eeg, ecg, intermediate, late 0.042 with the quiet trigger, 0.077 without."""
+    root = need_data(data_dir, "eegmat")
+    levels = ("eeg", "ecg", "intermediate", "late")
+    s = EvalSettings(subjects=6, seconds=48.0, controls=False, levels=levels)
+    on = evaluate_federated(root, s, sites=3, rounds_every=7)
+    off = evaluate_federated(root, s, sites=3, rounds_every=7, round_quiet_s=None)
+    assert on["cost"]["triggers"].get("quiet", 0) > 0 and "quiet" not in off["cost"]["triggers"]
+    assert on["cost"]["bytes_per_round"] > 0 and on["cost"]["rounds_per_hour"] > 0
+
+    def gap(r: dict[str, Any]) -> float:
+        total, scored = 0.0, 0
+        for lv in levels:
+            fed, central = (r["arms"][arm]["levels"][lv]["per_subject_auc"]
+                            for arm in ("federated", "central"))
+            for f, c in zip(fed, central, strict=True):
+                if f is not None and c is not None:
+                    total, scored = total + abs(f - c), scored + 1
+        assert scored >= 8
+        return total
+
+    assert gap(on) < gap(off)
 
 
 def test_cli_reports_three_arms_on_the_same_windows(data_dir: Path, tmp_path: Path) -> None:

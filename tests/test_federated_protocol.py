@@ -199,14 +199,61 @@ def test_two_sites_complete_rounds_and_send_only_parameters(
     assert out["sent"]
     allowed = {"v", "round", "site", "n", "state", "kind", "models", "late", "losses",
                "selector", "score", "mean", "classes", "features", "counts", "means", "vars",
-               "W", "b", "early", "intermediate", "eeg", "ecg", "discount"}
+               "W", "b", "early", "intermediate", "eeg", "ecg", "discount", "why"}
     taught = set().union(*(s.values for s in sites))
     devices = {d for s in sites for d in s.devices}
     for t, payload in out["sent"]:
-        assert t.startswith(f"streamfuse-fed/{topic_prefix}/update/")
+        assert t.startswith((f"streamfuse-fed/{topic_prefix}/update/",
+                             f"streamfuse-fed/{topic_prefix}/request/"))
         text = payload.decode()
         assert not any(d in text for d in devices)
         msg = json.loads(text)
         assert _keys(msg, set()) <= allowed, _keys(msg, set()) - allowed
         assert not taught & set(_numbers(msg, []))  # no feature value travels
         assert "task" not in _keys(msg, set()) and "label" not in text
+
+
+async def _quiet_rounds(broker: str, fed: str) -> dict[str, Any]:
+    """Two sites learn a burst each, then nothing: the server's timer is an hour away, so
+    every round is one a site asked for."""
+    server = FederationServer(broker, fed, interval_s=3600.0, wait_s=2.0, min_parties=2)
+    sites = [_Site(20, ["dev-a"]), _Site(21, ["dev-b"])]
+    clients = [FederatedClient(site, ClientSettings(broker, fed, name, min_parties=2,
+                                                    round_every=10**6, round_quiet_s=0.5,
+                                                    poll_s=0.05))
+               for site, name in zip(sites, ("a", "b"), strict=True)]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(server.run(stop))]
+    tasks += [asyncio.create_task(c.run(stop)) for c in clients]
+    figures: dict[str, Any] = {}
+    async with asyncio.timeout(60):
+        await asyncio.sleep(0.5)  # subscribed
+        assert sum(c.requested for c in clients) == 0  # nothing learnt: nothing asked
+        for site in sites:  # a burst of labels, then quiet
+            for _ in range(7):
+                site.step()
+        while server.completed < 1 or any(c.adopted < 1 for c in clients):
+            await asyncio.sleep(0.05)
+        figures["first"] = (server.completed, dict(server.triggers), server.history[0]["n"])
+        await asyncio.sleep(1.5)  # quiet with nothing unmerged: no request, no round
+        figures["idle"] = (server.completed, sum(c.requested for c in clients))
+        for _ in range(3):
+            sites[0].step()  # one site learns a little more: it alone asks
+        while server.completed < 2:
+            await asyncio.sleep(0.05)
+        figures["second"] = (dict(server.requests), server.history[1]["n"])
+    stop.set()
+    await asyncio.wait(set(tasks), timeout=20)
+    return figures
+
+
+@pytest.mark.broker
+def test_a_site_whose_learning_goes_quiet_asks_for_a_round(
+    broker_url: str, topic_prefix: str
+) -> None:
+    f = asyncio.run(_quiet_rounds(broker_url, topic_prefix))
+    completed, triggers, n = f["first"]
+    assert completed == 1 and triggers == {"request": 1} and n == 14
+    assert f["idle"] == (1, f["idle"][1]) and f["idle"][1] >= 1
+    requests, n2 = f["second"]
+    assert n2 == 3 and set(requests) == {"quiet"}

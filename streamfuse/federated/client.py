@@ -4,7 +4,10 @@ A shell over :mod:`streamfuse.mqtt` running as one more task in the gateway's ev
 beside ingest: the engine never stops predicting or learning. On a round announcement it
 takes the hub's state (:func:`~streamfuse.federated.merge.hub_state`: parameters and
 aggregate statistics only), optionally privatised (:func:`.protocol.privatize`), and sends it
-with the number of windows learnt since its previous update. On a merged model built from at
+with the number of windows learnt since its previous update. It asks the server for a round
+(``request/{site}``) when the round policy says so (:mod:`.policy`: ``round_every`` windows
+learnt since its last update, or its learning quiet for ``round_quiet_s`` seconds with
+windows unmerged), at most once per round. On a merged model built from at
 least ``min_parties`` sites, newer than the one it holds, it loads it into the hub between two
 messages (:func:`~streamfuse.federated.merge.load_hub`). A lost connection is retried with
 backoff; a model that breaks the protocol is rejected and counted.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +27,7 @@ import numpy as np
 from ..errors import BrokerError
 from ..mqtt.client import open_session
 from .merge import State, hub_state, load_hub, local_levels
+from .policy import EVERY, QUIET_S, RoundPolicy, SiteLearning
 from .protocol import (
     ROOT,
     VERSION,
@@ -50,6 +55,10 @@ class ClientSettings:
     min_parties: int = 2
     dp_clip: float = 0.0
     dp_noise: float = 0.0
+    round_every: int = EVERY
+    round_quiet_s: float | None = QUIET_S
+    #: how often the policy is checked (s)
+    poll_s: float = 0.5
     seed: int = 0
     root: str = ROOT
 
@@ -69,7 +78,10 @@ class FederatedClient:
         self.adopted = 0
         self.rejected: Counter[str] = Counter()
         self._base: State | None = None
-        self._learnt_at_send = 0
+        self.requested = 0
+        self._learning = SiteLearning(RoundPolicy(settings.round_every, settings.round_quiet_s),
+                                      int(engine.counters.get("learned", 0)))
+        self._asked = False  # a request is out since the last update
         self._last_send = -float("inf")
         self._rng = np.random.default_rng(settings.seed)
         self._on_send = on_send  # tests: sees (topic, payload) of every message sent
@@ -87,9 +99,9 @@ class FederatedClient:
         state = hub_state(self.engine.hub)
         if self.s.dp_clip > 0:
             state = privatize(state, self._base, self.s.dp_clip, self.s.dp_noise, self._rng)
-        learnt = int(self.engine.counters.get("learned", 0))
-        n = max(0, learnt - self._learnt_at_send)
-        self._learnt_at_send = learnt
+        self._learning.observe(int(self.engine.counters.get("learned", 0)), time.monotonic())
+        n = self._learning.merged()
+        self._asked = False
         return encode({"v": VERSION, "round": round_no, "site": self.s.site, "n": n,
                        "state": state})
 
@@ -112,6 +124,15 @@ class FederatedClient:
                  self.s.federation, self.s.site, r, fp, parties)
         return True
 
+    def request(self, now: float) -> bytes | None:
+        """A round request when the policy says this site needs a round (public for tests)."""
+        self._learning.observe(int(self.engine.counters.get("learned", 0)), now)
+        why = None if self._asked else self._learning.due(now)
+        if why is None:
+            return None
+        self._asked = True
+        return encode({"v": VERSION, "site": self.s.site, "why": why})
+
     async def run(self, stop: asyncio.Event) -> None:
         """Serve the federation until ``stop`` is set, reconnecting on failures."""
         backoff = 0.2
@@ -133,16 +154,32 @@ class FederatedClient:
             await client.subscribe(self._t("round"), qos=1)
             await client.subscribe(self._t("model"), qos=1)
             reader = asyncio.create_task(self._read(client))
+            asker = asyncio.create_task(self._ask(client))
             stopper = asyncio.create_task(stop.wait())
+            tasks: set[asyncio.Task[Any]] = {reader, asker, stopper}
             try:
-                await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                if reader.done():
-                    reader.result()
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for t in (reader, asker):
+                    if t.done():
+                        t.result()
             finally:
-                for t in (reader, stopper):
+                for t in tasks:
                     t.cancel()
                 # bounded: a reader stuck in a publish must not hold the gateway's shutdown
-                await asyncio.wait({reader, stopper}, timeout=5.0)
+                await asyncio.wait(tasks, timeout=5.0)
+
+    async def _ask(self, client: Any) -> None:
+        self._asked = False  # a new session: a request may have been lost with the old one
+        while True:
+            await asyncio.sleep(self.s.poll_s)
+            body = self.request(time.monotonic())
+            if body is None:
+                continue
+            t = self._t("request", self.s.site)
+            if self._on_send is not None:
+                self._on_send(t, body)
+            await client.publish(t, body, qos=1)
+            self.requested += 1
 
     async def _read(self, client: Any) -> None:
         loop = asyncio.get_running_loop()

@@ -16,8 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "federation",
         help="run a federation server: rounds over MQTT, the sites' models merged (FedAvg)",
-        description="Every --interval-s announce a round on streamfuse-fed/<federation>/round, "
-        "collect the sites' updates for up to --wait-s, merge them when at least "
+        description="When a site asks for a round (its round policy: 20 windows learnt, or its "
+        "learning quiet 10 s; [federated] round_every, round_quiet_s), and at the latest "
+        "--interval-s after the previous round, announce a round on "
+        "streamfuse-fed/<federation>/round, collect the sites' updates for up to --wait-s, "
+        "merge them when at least "
         "--min-parties answered and publish the model (retained). Gateways join with a "
         "[federated] section. See docs/federated.md.",
     )
@@ -25,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the broker the sites' gateways use (default: %(default)s)")
     p.add_argument("--federation", required=True, help="the federation's name (topic level)")
     p.add_argument("--interval-s", type=positive_float, default=60.0,
-                   help="seconds between rounds (default: %(default)s)")
+                   help="the longest time between rounds, a backstop for a lost request "
+                   "(default: %(default)s)")
     p.add_argument("--wait-s", type=positive_float, default=10.0,
                    help="how long a round collects updates (default: %(default)s)")
     p.add_argument("--min-parties", type=positive_int, default=2,

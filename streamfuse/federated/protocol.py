@@ -12,6 +12,9 @@ topic                   direction         payload
                                           "state": S}``: ``n`` windows learnt since the site's
                                           last update, ``S`` its hub state
                                           (:func:`streamfuse.federated.merge.hub_state`)
+``request/{site}``      site -> server    ``{"v": 1, "site": s, "why": w}``: the site asks
+                                          for a round (``w``: ``count`` or ``quiet``, its
+                                          round policy, :mod:`.policy`)
 ``model``               server -> sites   ``{"v": 1, "round": r, "parties": k, "n": N,
                         (retained)        "fingerprint": f, "state": S}``: the merged model
 ======================  ================  =====================================================
@@ -134,6 +137,17 @@ def parse_model(payload: bytes) -> tuple[int, int, str, State]:
     except (NotMergeable, KeyError, TypeError, ValueError) as exc:
         raise UpdateRejected("bad_shape", str(exc)) from None
     return _int(msg, "round"), _int(msg, "parties"), msg["fingerprint"], state
+
+
+def parse_request(payload: bytes, site_from_topic: str) -> str:
+    """A site's round request, checked; returns its reason."""
+    msg = _decode(payload)
+    if msg.get("site") != site_from_topic:
+        raise UpdateRejected("malformed", f"site {msg.get('site')!r} does not match its topic")
+    why = msg.get("why")
+    if why not in ("count", "quiet"):
+        raise UpdateRejected("malformed", "'why' must be 'count' or 'quiet'")
+    return str(why)
 
 
 def parse_round(payload: bytes) -> tuple[int, float]:

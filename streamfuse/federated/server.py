@@ -1,7 +1,9 @@
 """The federation server: opens rounds, collects the sites' updates, publishes the merged model.
 
-A shell over :mod:`streamfuse.mqtt`; the protocol is in :mod:`.protocol`. Every
-``interval_s`` it announces round ``r`` and waits up to ``wait_s`` for updates (less when
+A shell over :mod:`streamfuse.mqtt`; the protocol is in :mod:`.protocol`. When a site asks
+for a round (``request/{site}``, sent by its round policy, :mod:`.policy`), and in any case
+``interval_s`` after the previous round (a backstop for a lost request), it announces
+round ``r`` and waits up to ``wait_s`` for updates (less when
 every site that answered the previous round has, and at least ``min_parties``; the first round
 waits the whole ``wait_s``). With at least ``min_parties`` valid updates it
 merges them (:func:`~streamfuse.federated.merge.merge_hubs`, the previous model as base) and
@@ -22,7 +24,17 @@ from typing import Any
 
 from ..mqtt.client import open_session
 from .merge import State, fingerprint, merge_hubs
-from .protocol import ROOT, VERSION, Update, UpdateRejected, check_name, encode, parse_update, topic
+from .protocol import (
+    ROOT,
+    VERSION,
+    Update,
+    UpdateRejected,
+    check_name,
+    encode,
+    parse_request,
+    parse_update,
+    topic,
+)
 
 log = logging.getLogger("streamfuse.federated.server")
 
@@ -51,15 +63,25 @@ class FederationServer:
         self._updates: dict[str, Update] = {}
         self._open = False
         self._answered = asyncio.Event()
+        self._requested = asyncio.Event()
+        self.requests: Counter[str] = Counter()  # by reason: count, quiet
+        self.triggers: Counter[str] = Counter()  # rounds opened by: request, timer
 
     def _t(self, *parts: str) -> str:
         return topic(self.federation, *parts, root=self.root)
 
     def receive(self, topic_name: str, payload: bytes) -> None:
-        """Handle one message on ``update/{site}`` (public for tests)."""
-        site = topic_name.rsplit("/", 1)[-1]
+        """Handle one message on ``update/{site}`` or ``request/{site}`` (public for tests)."""
+        kind, site = topic_name.rsplit("/", 2)[-2:]
         try:
             check_name("site", site)
+            if kind == "request":
+                self.requests[parse_request(payload, site)] += 1
+                # during a round a site that has not answered yet is answering it anyway; one
+                # that has asks for the next round
+                if not self._open or site in self._updates:
+                    self._requested.set()
+                return
             upd = parse_update(payload, site)
             if not self._open or upd.round != self.round:
                 raise UpdateRejected("stale", f"update for round {upd.round}; open: "
@@ -109,6 +131,7 @@ class FederationServer:
         return {"federation": self.federation, "round": self.round,
                 "completed": self.completed, "short": self.short,
                 "fingerprint": self.fingerprint, "history": self.history,
+                "requests": dict(self.requests), "triggers": dict(self.triggers),
                 "rejected": dict(self.rejected)}
 
     async def run(self, stop: asyncio.Event, rounds: int | None = None,
@@ -116,15 +139,21 @@ class FederationServer:
         """Serve rounds until ``stop`` is set (or ``rounds`` rounds completed)."""
         async with open_session(self.broker, client_id=None) as client:
             await client.subscribe(self._t("update", "+"), qos=1)
+            await client.subscribe(self._t("request", "+"), qos=1)
             reader = asyncio.create_task(self._read(client))
             try:
                 next_at = time.monotonic() + self.interval_s
                 while not stop.is_set() and (rounds is None or self.completed < rounds):
-                    try:
-                        await asyncio.wait_for(stop.wait(), max(0.0, next_at - time.monotonic()))
+                    waits = {asyncio.create_task(stop.wait()),
+                             asyncio.create_task(self._requested.wait())}
+                    await asyncio.wait(waits, timeout=max(0.0, next_at - time.monotonic()),
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    for t in waits:
+                        t.cancel()
+                    if stop.is_set():
                         break
-                    except TimeoutError:
-                        pass
+                    self.triggers["request" if self._requested.is_set() else "timer"] += 1
+                    self._requested.clear()
                     next_at = time.monotonic() + self.interval_s
                     await client.publish(self._t("round"), self.open_round(), qos=1)
                     try:

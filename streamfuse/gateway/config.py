@@ -150,12 +150,17 @@ class FederatedSection:
     MQTT (``server``: the federation's broker, default ``mqtt.broker``), this gateway answering
     as ``site`` at most once per ``round_interval_s`` and adopting merged models built from at
     least ``min_parties`` sites; ``dp_clip`` > 0 turns on differential privacy with noise
-    multiplier ``dp_noise`` (see :mod:`streamfuse.federated.protocol`)."""
+    multiplier ``dp_noise`` (see :mod:`streamfuse.federated.protocol`). The site asks for a
+    round once it learnt ``round_every`` windows since its last one, or when its learning was
+    quiet ``round_quiet_s`` seconds with windows unmerged (0: off; see
+    :mod:`streamfuse.federated.policy`)."""
 
     server: str = ""
     federation: str = ""
     site: str = ""
     round_interval_s: float = 0.0
+    round_every: int = 20
+    round_quiet_s: float = 10.0
     min_parties: int = 2
     dp_clip: float = 0.0
     dp_noise: float = 0.0

@@ -27,7 +27,8 @@ def join_federation(gateway: Any, stop: asyncio.Event) -> asyncio.Task[None] | N
         settings = ClientSettings(
             server=f.server or gateway.config.mqtt.broker, federation=f.federation,
             site=f.site, round_interval_s=f.round_interval_s, min_parties=f.min_parties,
-            dp_clip=f.dp_clip, dp_noise=f.dp_noise,
+            dp_clip=f.dp_clip, dp_noise=f.dp_noise, round_every=f.round_every,
+            round_quiet_s=f.round_quiet_s or None,
         )
         client = FederatedClient(gateway.engine, settings)
     except (ValueError, NotMergeable) as exc:  # a bad name, or a model that cannot federate

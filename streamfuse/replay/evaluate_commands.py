@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -66,7 +67,12 @@ def register_evaluate(sub: argparse._SubParsersAction) -> None:
                     help="federated evaluation: subjects split over K sites (i mod K); reports "
                     "the local, federated and central arms")
     ev.add_argument("--rounds-every", type=int, default=20, metavar="N",
-                    help="with --sites: a federated round every N labelled windows (20)")
+                    help="with --sites: a site asks for a round once it learnt N windows since "
+                    "the last round (20)")
+    ev.add_argument("--round-quiet-s", type=_quiet, default=None, metavar="Q|off",
+                    help="with --sites: a site also asks for a round when it learnt nothing for "
+                    "Q seconds with windows unmerged (the policy's default, 10; 'off': the "
+                    "count alone)")
     ev.add_argument("--round-interval-s", type=positive_float, default=None, metavar="T",
                     help="with --sites: also a round T seconds of the timeline after the "
                     "previous one when a site learnt since (a timed server, as 'streamfuse "
@@ -76,6 +82,13 @@ def register_evaluate(sub: argparse._SubParsersAction) -> None:
                     "noise multiplier), e.g. 1.0,1.0")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(run=run_evaluate)
+
+
+def _quiet(text: str) -> float:
+    """Q seconds, or 'off' (a quiet time that never ends)."""
+    if text.strip().lower() == "off":
+        return math.inf
+    return positive_float(text)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -144,6 +157,8 @@ def _run_federated(args: argparse.Namespace, settings: Any) -> int:
         results = evaluate_federated(args.data_dir, settings, sites=args.sites,
                                      rounds_every=args.rounds_every, dp=_dp(args.dp),
                                      round_interval_s=args.round_interval_s,
+                                     **({} if args.round_quiet_s is None else
+                                        {"round_quiet_s": args.round_quiet_s}),
                                      on_item=lambda: None)
         adv(0, "done")
     results["wall_s"] = round(time.perf_counter() - t0, 2)

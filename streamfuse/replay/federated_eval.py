@@ -10,8 +10,10 @@ model and metrics):
   same gap between subjects as the single-engine protocol), so the K sites run side by side;
   the items of all sites are merged by arrival time;
 - **local**: one engine per site, each seeing only its site's items; sites never merge;
-- **federated**: the same K engines, and a round after every ``rounds_every`` labelled windows
-  learnt across the federation: each site's shareable state
+- **federated**: the same K engines, and a round whenever a site asks for one under the round
+  policy of the live federation (:mod:`streamfuse.federated.policy`: ``rounds_every`` windows
+  learnt since the last round, or its learning quiet ``round_quiet_s`` seconds of the timeline
+  with windows unmerged): each site's shareable state
   (:func:`streamfuse.federated.merge.hub_state`) is merged (FedAvg weighted by the windows each
   site learnt since the previous round, the previous merged state as base) and loaded back into
   every site, which goes on predicting with it at once (with ``round_interval_s``, also a round
@@ -31,6 +33,7 @@ from __future__ import annotations
 import heapq
 import logging
 import math
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -40,7 +43,8 @@ import numpy as np
 from ..engine import Engine
 from ..errors import DataSourceError
 from ..federated.merge import fingerprint, hub_state, load_hub, local_levels, merge_hubs
-from ..federated.protocol import epsilon, privatize
+from ..federated.policy import QUIET_S, RoundPolicy, SiteLearning
+from ..federated.protocol import VERSION, encode, epsilon, privatize
 from ..types import Prediction
 from .eegmat import (
     LABEL_MODES,
@@ -86,39 +90,72 @@ def _site_stream(root: Path, site: int, members: list[tuple[int, str]], s: EvalS
 
 
 class _Federation:
-    """K engines merged every ``every`` labelled windows (FedAvg, previous round as base)."""
+    """K engines merged when a site asks for a round (:mod:`streamfuse.federated.policy`:
+    ``every`` windows learnt since the last round, or its learning quiet for ``quiet_s``
+    seconds of the timeline with windows unmerged), FedAvg with the previous round as base;
+    with ``interval``, also a timed round that long after the previous one when a site
+    learnt since (the server's backstop)."""
 
-    def __init__(self, engines: list[Engine], every: int, dp: tuple[float, float] | None = None,
-                 seed: int = 0, interval: float | None = None) -> None:
+    def __init__(self, engines: list[Engine], policy: RoundPolicy,
+                 dp: tuple[float, float] | None = None, seed: int = 0,
+                 interval: float | None = None) -> None:
         self.engines = engines
-        self.every = every
+        self.policy = policy
+        self.sites = [SiteLearning(policy) for _ in engines]
         self.interval = math.inf if interval is None else interval
         self.last = 0.0  # timeline time of the previous round
         self.dp = dp
         self.rng = np.random.default_rng(seed)
         self.base: dict[str, Any] | None = None
-        self.seen = [0] * len(engines)  # learnt windows at the last round, per site
         self.rounds = 0
+        self.triggers: Counter[str] = Counter()
+        self.update_bytes: list[int] = []  # per round: every party's update, summed
+        self.model_bytes: list[int] = []  # per round: the merged model (sent once, fanned out)
         self.fingerprint = ""
 
-    def learnt(self) -> list[int]:
-        return [e.counters.get("learned", 0) for e in self.engines]
-
     def maybe_round(self, t: float = 0.0) -> None:
-        now = self.learnt()
-        new = [a - b for a, b in zip(now, self.seen, strict=True)]
-        if sum(new) < self.every and not (sum(new) > 0 and t - self.last >= self.interval):
+        for site, e in zip(self.sites, self.engines, strict=True):
+            site.observe(e.counters.get("learned", 0), t)
+        why = next((w for w in (s.due(t) for s in self.sites) if w is not None), None)
+        if why is None and any(s.unmerged for s in self.sites) and t - self.last >= self.interval:
+            why = "timer"
+        if why is None:
             return
         self.last = t
+        self.triggers[why] += 1
+        new = [s.merged() for s in self.sites]
         states = [hub_state(e.hub) for e in self.engines]
         if self.dp is not None:
             states = [privatize(st, self.base, *self.dp, self.rng) for st in states]
+        self.update_bytes.append(sum(len(encode({"v": VERSION, "round": self.rounds + 1,
+                                                 "site": str(k), "n": n, "state": st}))
+                                     for k, (n, st) in enumerate(zip(new, states, strict=True))))
         merged = merge_hubs(states, new, self.base)
         for e in self.engines:
             load_hub(e.hub, merged)
-        self.base, self.seen = merged, now
+        self.base = merged
         self.rounds += 1
         self.fingerprint = fingerprint(merged)
+        self.model_bytes.append(len(encode({"v": VERSION, "round": self.rounds,
+                                            "parties": len(states), "n": sum(new),
+                                            "fingerprint": self.fingerprint, "state": merged})))
+
+    def cost(self, duration_s: float) -> dict[str, object]:
+        """What the rounds cost on the wire (the protocol's messages, as the live federation
+        would send them): rounds per hour of the timeline, bytes per round."""
+        per = [u + m for u, m in zip(self.update_bytes, self.model_bytes, strict=True)]
+        k = len(self.engines)
+        return {
+            "rounds": self.rounds, "triggers": dict(self.triggers),
+            "timeline_h": round(duration_s / 3600, 4),
+            "rounds_per_hour": round(self.rounds / (duration_s / 3600), 2) if duration_s else None,
+            "messages_per_round": {"request": "1 per asking site", "round": 1, "update": k,
+                                   "model": f"1 (retained; the broker delivers it to {k} sites)"},
+            "update_bytes_per_site": round(float(np.mean(self.update_bytes)) / k) if per else 0,
+            "model_bytes": round(float(np.mean(self.model_bytes))) if per else 0,
+            "bytes_per_round": round(float(np.mean(per))) if per else 0,
+            "bytes_per_hour": round(sum(per) / (duration_s / 3600)) if duration_s else None,
+        }
 
 
 class _Clock:
@@ -157,6 +194,7 @@ def evaluate_federated(
     dp: tuple[float, float] | None = None,
     on_item: Callable[[], None] | None = None,
     round_interval_s: float | None = None,
+    round_quiet_s: float | None = QUIET_S,
 ) -> dict[str, object]:
     """Run the three arms; return ``{"arms": {"local", "federated", "central"}, ...}``."""
     s = settings or EvalSettings()
@@ -165,6 +203,8 @@ def evaluate_federated(
     if sites < 1 or rounds_every < 1:
         raise DataSourceError(f"sites={sites}, rounds_every={rounds_every}: pass both >= 1")
     first_class(s.order, 0)
+    if round_quiet_s is not None and math.isinf(round_quiet_s):
+        round_quiet_s = None  # off: the count alone
     root = Path(data_dir)
     names = subject_names(root)
     if s.subjects is not None:
@@ -176,7 +216,8 @@ def evaluate_federated(
     local = [Engine(config) for _ in range(sites)]
     fed = [Engine(config) for _ in range(sites)]
     central = Engine(config)
-    federation = _Federation(fed, rounds_every, dp, s.seed, round_interval_s)
+    federation = _Federation(fed, RoundPolicy(rounds_every, round_quiet_s), dp, s.seed,
+                             round_interval_s)
     members: list[list[tuple[int, str]]] = [[] for _ in range(sites)]
     for position, name in enumerate(names):
         members[site_of(position, sites)].append((position, name))
@@ -189,7 +230,9 @@ def evaluate_federated(
 
     clock = _Clock(s.hop_s / 8, [("local", e) for e in local] + [("federated", e) for e in fed]
                    + [("central", central)])
+    end = 0.0
     for now, site, _, item in heapq.merge(*streams):
+        end = now
         if item is not _TICK:
             keep("local", local[site].push(item, now))
             keep("federated", fed[site].push(item, now))
@@ -231,12 +274,16 @@ def evaluate_federated(
             "sites": sites,
             "rounds_every": rounds_every,
             "round_interval_s": round_interval_s,
+            "round_quiet_s": round_quiet_s,
             "assignment": "subject i of the sorted names -> site i mod K",
             "timeline": "every site plays its subjects one after the other from t=0, side by "
                         "side; central sees every site's items in the same order",
-            "round": "after every rounds_every labelled windows learnt across the sites: FedAvg "
-                     "of each site's level models and late fusion (weights: windows learnt since "
-                     "the previous round); what 'not_merged' names stays at each site",
+            "round": "when a site asks (federated/policy.py): rounds_every windows learnt since "
+                     "the last round, or its learning quiet for round_quiet_s s of the timeline "
+                     "with windows unmerged (or round_interval_s after the previous round); "
+                     "FedAvg of each site's level models and fusion levels (weights: windows "
+                     "learnt since the previous round); what 'not_merged' names stays at each "
+                     "site",
             "clock": "every engine of every arm closes its overdue windows at the same steps",
             "order": s.order, "labels": s.labels, "model": s.model, "window_s": s.window_s,
             "hop_s": s.hop_s, "label_delay_s": s.delay, "normalize": s.normalize,
@@ -246,6 +293,7 @@ def evaluate_federated(
         },
         "sites": {str(k): [n for _, n in members[k]] for k in range(sites)},
         "rounds": federation.rounds,
+        "cost": federation.cost(end),
         "dp": None if dp is None else {
             "clip": dp[0], "noise": dp[1], "delta": 1e-5,
             "epsilon": epsilon(federation.rounds, dp[1]),
@@ -282,8 +330,10 @@ def table(results: dict[str, Any]) -> str:
             a = results["arms"][arm]["levels"][lv]["auc"]
             cells.append("n/a" if a["mean"] is None else f"{a['mean']:.3f} ± {a['sd']:.3f}")
         lines.append(f"{lv:<14}" + "".join(f"{c:>22}" for c in cells))
-    lines.append(f"rounds: {results['rounds']}; best fusion level: "
-                 f"{(results['best_fusion_level'] or {}).get('level')}")
+    c = results.get("cost") or {}
+    lines.append(f"rounds: {results['rounds']} ({c.get('triggers')}), "
+                 f"{c.get('rounds_per_hour')} per hour, {c.get('bytes_per_round')} bytes per "
+                 f"round; best fusion level: {(results['best_fusion_level'] or {}).get('level')}")
     kept = results["protocol"].get("not_merged")
     if kept:
         lines.append(f"not merged (each site's own in the federated arm): {', '.join(kept)}")
