@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import contextlib
 import socket
 import subprocess
 import sys
@@ -56,8 +57,12 @@ class PlainListener:
         return f"mqtts://user:secret@127.0.0.1:{self.port}"
 
     def close(self) -> None:
+        # close() alone does not wake a thread blocked in accept() on Linux; shutdown() does
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
         self._thread.join(5)
+        assert not self._thread.is_alive()
 
 
 @pytest.fixture
