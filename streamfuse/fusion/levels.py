@@ -73,6 +73,8 @@ from .trust import unusable
 
 #: the levels decided from the late members' own probabilities
 MEMBER_LEVELS = frozenset(("late", "attention", "bayes"))
+import os
+_HOLD = os.environ.get("SF_HOLD", "1") == "1"
 #: the levels that need each window's signal-quality indices
 QUALITY_LEVELS = frozenset(("attention", "bayes"))
 
@@ -290,6 +292,7 @@ class FusionHub:
         """Every level's probabilities, the late members' own, and the level to publish."""
         levels: dict[str, Proba] = {}
         members: dict[str, Proba] = {}
+        held: frozenset[str] = frozenset()
         weights: dict[str, float] = {}
         explanations: dict[str, dict[str, float]] = {}
         intervals: dict[str, tuple[float, float]] = {}
@@ -300,13 +303,20 @@ class FusionHub:
             }
             smoother = getattr(self, "smoother", None)  # None in checkpoints made before it
             if smoother is not None:
-                members = smoother.smooth(evidence.device, members, evidence.unusable)
+                members, held = smoother.smooth_held(evidence.device, members, evidence.unusable)
         # the quality-aware levels hear only the members whose signal is usable (all of them
-        # when none is: a damaged decision beats none, and the explanation says so)
+        # when none is: a damaged decision beats none, and the explanation says so); a member
+        # whose window is unusable but whose smoothed decision holds its earlier usable
+        # windows speaks with that, scored by the gate at its usual quality
         bad = getattr(evidence, "unusable", ())
-        trusted = {m: p for m, p in members.items() if m not in bad} if bad else members
+        if not _HOLD:
+            held = frozenset()
+        trusted = {m: p for m, p in members.items() if m not in bad or m in held} if bad else members
         if not trusted:
             trusted = members
+        quality = getattr(evidence, "quality", {})
+        if held:
+            quality = {m: q for m, q in quality.items() if m not in held}
         for lv in self.levels:
             if lv == "early":
                 levels[lv] = self._single(lv, evidence.x_early)
@@ -317,7 +327,7 @@ class FusionHub:
                 explanations[lv] = {f"weight.{m}": w for m, w in weights.items()}
             elif lv == "attention":
                 assert self.gate is not None
-                p, gw = self.gate.combine(trusted, getattr(evidence, "quality", {}))
+                p, gw = self.gate.combine(trusted, quality)
                 levels[lv] = {str(c): float(v) for c, v in p.items()}
                 explanations[lv] = {f"weight.{m}": w for m, w in gw.items()}
             elif lv == "bayes":
