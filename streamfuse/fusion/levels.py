@@ -26,8 +26,9 @@ The review's techniques (issue 16) run beside them on the same window:
 
 When ``attention`` or ``bayes`` runs, each window's quality indices are computed per modality;
 a modality whose indices cross the fixed limits of :mod:`streamfuse.fusion.trust` counts as
-missing for those two levels and its member does not learn from the window (the ``late`` level
-still hears it). Every published decision says what each modality contributed
+missing for those two levels (with member smoothing they hear its decision held from earlier
+usable windows instead) and its member does not learn from the window (``late`` still hears
+it). Every published decision says what each modality contributed
 (:attr:`Decision.explanation`) and, with ``EngineConfig.conformal_target``, carries an adaptive
 conformal prediction set (:mod:`streamfuse.fusion.conformal`).
 
@@ -69,12 +70,10 @@ from .late import LateFusion
 from .mkl import OnlineMKLClassifier
 from .selector import LevelSelector
 from .smoothing import DecisionSmoother
-from .trust import unusable
+from .trust import heard, unusable
 
 #: the levels decided from the late members' own probabilities
 MEMBER_LEVELS = frozenset(("late", "attention", "bayes"))
-import os
-_HOLD = os.environ.get("SF_HOLD", "1") == "1"
 #: the levels that need each window's signal-quality indices
 QUALITY_LEVELS = frozenset(("attention", "bayes"))
 
@@ -304,19 +303,8 @@ class FusionHub:
             smoother = getattr(self, "smoother", None)  # None in checkpoints made before it
             if smoother is not None:
                 members, held = smoother.smooth_held(evidence.device, members, evidence.unusable)
-        # the quality-aware levels hear only the members whose signal is usable (all of them
-        # when none is: a damaged decision beats none, and the explanation says so); a member
-        # whose window is unusable but whose smoothed decision holds its earlier usable
-        # windows speaks with that, scored by the gate at its usual quality
         bad = getattr(evidence, "unusable", ())
-        if not _HOLD:
-            held = frozenset()
-        trusted = {m: p for m, p in members.items() if m not in bad or m in held} if bad else members
-        if not trusted:
-            trusted = members
-        quality = getattr(evidence, "quality", {})
-        if held:
-            quality = {m: q for m, q in quality.items() if m not in held}
+        trusted, quality = heard(members, bad, held, getattr(evidence, "quality", {}))
         for lv in self.levels:
             if lv == "early":
                 levels[lv] = self._single(lv, evidence.x_early)
@@ -349,6 +337,8 @@ class FusionHub:
             if m in members:
                 for lv in QUALITY_LEVELS & set(self.levels):
                     explanations.setdefault(lv, {})[f"unusable.{m}"] = 1.0
+                    if m in held:
+                        explanations[lv][f"held.{m}"] = 1.0
         chosen = self.selector.best()
         proba = levels[chosen]
         made = self.conformal.predict(proba) if self.conformal is not None and proba else None
