@@ -121,7 +121,8 @@ class Prediction:
     contributed under the published level (``"weight.<modality>"`` for late and attention,
     ``"weight.<modality>:<gamma>"`` for mkl, ``"logodds.<modality>"`` and
     ``"logodds.prior"`` for bayes, ``"unusable.<modality>"`` for a modality the
-    quality-aware levels left out); ``interval`` the credible interval of each class's
+    quality-aware levels left out, or heard by its held decision, ``"held.<modality>"``);
+    ``interval`` the credible interval of each class's
     probability (bayes only).
     ``"selector.late"`` ...). ``t_start``/``t_end`` bound the window on the gateway clock;
     ``device_t_start``/``device_t_end`` are the same bounds on the device's own clock, mapped

@@ -59,6 +59,30 @@ def test_a_modality_unusable_in_a_window_stays_out_of_the_average() -> None:
                 assert g[m][c] == pytest.approx(w[m][c], abs=1e-9)
 
 
+def test_a_skipped_modality_is_held_only_when_an_earlier_usable_window_gave_it() -> None:
+    """``smooth_held`` names the skipped modalities that answer with their average over the
+    device's earlier usable windows; a skipped modality never usable before answers with its
+    own (damaged) decision and is not held."""
+    decisions = _random_decisions(13, 400)
+    rng = np.random.default_rng(6)
+    skipped = [tuple(m for m in ms if rng.random() < 0.3) for _, ms in decisions]
+    smoother = DecisionSmoother(1.0)
+    first = {"ecg": {"rest": 0.2, "task": 0.8}}
+    assert smoother.smooth_held("new", first, ("ecg",)) == (first, frozenset())
+    usable_before: set[tuple[str, str]] = set()
+    n_held = n_not = 0
+    for (d, ms), skip in zip(decisions, skipped, strict=True):
+        out, held = smoother.smooth_held(d, ms, skip)
+        want = {m for m in skip if m in ms and (d, m) in usable_before}
+        assert held == want
+        for m in set(skip) & set(ms) - held:
+            assert out[m] == pytest.approx(ms[m], abs=1e-9)  # its own decision
+        n_held += len(held)
+        n_not += len(set(skip) & set(ms) - held)
+        usable_before |= {(d, m) for m in ms if m not in skip}
+    assert n_held > 50
+
+
 def test_devices_do_not_leak_into_each_other_and_the_oldest_is_forgotten_at_the_cap() -> None:
     decisions = _random_decisions(7, 300)
     together = DecisionSmoother(2.0)

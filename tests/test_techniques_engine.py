@@ -195,6 +195,52 @@ def test_an_unusable_modality_is_left_out_and_its_member_learns_nothing() -> Non
     )
 
 
+def test_with_smoothing_an_unusable_modality_speaks_with_its_held_decision() -> None:
+    """With member smoothing the quality-aware levels hear an unusable modality's decision
+    held from its earlier usable windows (the damaged window's own decision is not heard, the
+    gate scores the held one by its bias), and still nothing learns from the damaged ECG."""
+    cfg = EngineConfig(levels=FUSION_LEVELS, member_smoothing=1.0)
+    hub = FusionHub(cfg, lambda: make_model("logreg"))
+    rng = np.random.default_rng(0)
+    clean = {"ecg": {"flat": 0.0, "template": 0.95}, "eeg": {"flat_channels": 0.0}}
+    for i in range(60):
+        y = ("calm", "busy")[i % 2]
+        q = {"ecg": {"flat": rng.uniform(0, 0.2), "template": rng.uniform(0.9, 1.0)},
+             "eeg": {"flat_channels": 0.0}}  # indices that vary, so the gate learns them
+        e = _evidence(rng, y, q)
+        v = hub.decide(e)
+        hub.learn(e, v, y)
+    before = v.members["ecg"]  # the ECG's smoothed decision after its last usable window
+    bad = {"ecg": {"flat": 1.0, "template": 0.0}, "eeg": {"flat_channels": 0.0}}
+    e = _evidence(rng, "busy", bad)
+    e.x_modalities["ecg"] = {"ecg_hr": -50.0}  # what a damaged window's features might say
+    v = hub.decide(e)
+    assert v.members["ecg"] == pytest.approx(before, abs=1e-12)  # held, not this window's
+    att = v.explanations["attention"]
+    assert {"weight.ecg", "weight.eeg", "unusable.ecg", "held.ecg"} <= set(att)
+    gate = hub.gate
+    assert gate is not None
+    w = gate.weights({"eeg": bad["eeg"]}, ["ecg", "eeg"])  # the ECG at its bias
+    assert w != gate.weights(bad, ["ecg", "eeg"])  # the damaged indices would move it
+    assert att == pytest.approx(
+        {f"weight.{m}": x for m, x in w.items()} | {"unusable.ecg": 1.0, "held.ecg": 1.0}
+    )
+    assert "logodds.ecg" in v.explanations["bayes"]
+    ecg_before = pickle.dumps(hub.late.models["ecg"])
+    gate_before = (dict(gate.bias), {m: dict(c) for m, c in gate.coef.items()})
+    hub.learn(e, v, "busy")
+    assert pickle.dumps(hub.late.models["ecg"]) == ecg_before
+    assert (gate.bias, gate.coef) == gate_before  # one member left to learn from: no step
+    # without smoothing nothing is held: the ECG is left out as before
+    plain = FusionHub(EngineConfig(levels=FUSION_LEVELS), lambda: make_model("logreg"))
+    for i in range(20):
+        y = ("calm", "busy")[i % 2]
+        e0 = _evidence(rng, y, clean)
+        plain.learn(e0, plain.decide(e0), y)
+    v0 = plain.decide(_evidence(rng, "busy", bad))
+    assert set(v0.explanations["attention"]) == {"weight.eeg", "unusable.ecg"}
+
+
 def test_every_modality_unusable_still_gives_a_decision() -> None:
     hub = FusionHub(EngineConfig(levels=FUSION_LEVELS), lambda: make_model("logreg"))
     rng = np.random.default_rng(1)

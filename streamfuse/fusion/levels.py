@@ -26,8 +26,9 @@ The review's techniques (issue 16) run beside them on the same window:
 
 When ``attention`` or ``bayes`` runs, each window's quality indices are computed per modality;
 a modality whose indices cross the fixed limits of :mod:`streamfuse.fusion.trust` counts as
-missing for those two levels and its member does not learn from the window (the ``late`` level
-still hears it). Every published decision says what each modality contributed
+missing for those two levels (with member smoothing they hear its decision held from earlier
+usable windows instead) and its member does not learn from the window (``late`` still hears
+it). Every published decision says what each modality contributed
 (:attr:`Decision.explanation`) and, with ``EngineConfig.conformal_target``, carries an adaptive
 conformal prediction set (:mod:`streamfuse.fusion.conformal`).
 
@@ -69,7 +70,7 @@ from .late import LateFusion
 from .mkl import OnlineMKLClassifier
 from .selector import LevelSelector
 from .smoothing import DecisionSmoother
-from .trust import unusable
+from .trust import heard, unusable
 
 #: the levels decided from the late members' own probabilities
 MEMBER_LEVELS = frozenset(("late", "attention", "bayes"))
@@ -290,6 +291,7 @@ class FusionHub:
         """Every level's probabilities, the late members' own, and the level to publish."""
         levels: dict[str, Proba] = {}
         members: dict[str, Proba] = {}
+        held: frozenset[str] = frozenset()
         weights: dict[str, float] = {}
         explanations: dict[str, dict[str, float]] = {}
         intervals: dict[str, tuple[float, float]] = {}
@@ -300,13 +302,9 @@ class FusionHub:
             }
             smoother = getattr(self, "smoother", None)  # None in checkpoints made before it
             if smoother is not None:
-                members = smoother.smooth(evidence.device, members, evidence.unusable)
-        # the quality-aware levels hear only the members whose signal is usable (all of them
-        # when none is: a damaged decision beats none, and the explanation says so)
+                members, held = smoother.smooth_held(evidence.device, members, evidence.unusable)
         bad = getattr(evidence, "unusable", ())
-        trusted = {m: p for m, p in members.items() if m not in bad} if bad else members
-        if not trusted:
-            trusted = members
+        trusted, quality = heard(members, bad, held, getattr(evidence, "quality", {}))
         for lv in self.levels:
             if lv == "early":
                 levels[lv] = self._single(lv, evidence.x_early)
@@ -317,7 +315,7 @@ class FusionHub:
                 explanations[lv] = {f"weight.{m}": w for m, w in weights.items()}
             elif lv == "attention":
                 assert self.gate is not None
-                p, gw = self.gate.combine(trusted, getattr(evidence, "quality", {}))
+                p, gw = self.gate.combine(trusted, quality)
                 levels[lv] = {str(c): float(v) for c, v in p.items()}
                 explanations[lv] = {f"weight.{m}": w for m, w in gw.items()}
             elif lv == "bayes":
@@ -339,6 +337,8 @@ class FusionHub:
             if m in members:
                 for lv in QUALITY_LEVELS & set(self.levels):
                     explanations.setdefault(lv, {})[f"unusable.{m}"] = 1.0
+                    if m in held:
+                        explanations[lv][f"held.{m}"] = 1.0
         chosen = self.selector.best()
         proba = levels[chosen]
         made = self.conformal.predict(proba) if self.conformal is not None and proba else None

@@ -70,6 +70,16 @@ class DecisionSmoother:
         smoothed probabilities of each member that spoke (classes as given). A modality in
         ``skip`` (its signal unusable in this window) does not enter the average: it says
         its average so far (its own decision when it has none)."""
+        return self.smooth_held(device, members, skip)[0]
+
+    def smooth_held(
+        self,
+        device: str,
+        members: Mapping[str, Mapping[str, float]],
+        skip: Collection[str] = (),
+    ) -> tuple[dict[str, Proba], frozenset[str]]:
+        """:meth:`smooth`, and the modalities of ``skip`` whose answer is their average over
+        the device's earlier usable windows (held), not this window's decision."""
         state = self._state.get(device)
         if state is None:
             state = self._state[device] = {}
@@ -79,6 +89,7 @@ class DecisionSmoother:
             self._state.move_to_end(device)
         a = self.alpha
         out: dict[str, Proba] = {}
+        held: set[str] = set()
         for m, p in members.items():
             if not p:
                 continue
@@ -86,7 +97,9 @@ class DecisionSmoother:
             old = state.get(m)
             same = old is not None and old.keys() == logs.keys()
             if m in skip:
-                logs = old if same else logs  # type: ignore[assignment]
+                if same:
+                    logs = old  # type: ignore[assignment]
+                    held.add(m)
             else:
                 if same:
                     logs = {c: (1.0 - a) * old[c] + a * v for c, v in logs.items()}  # type: ignore[index]
@@ -95,4 +108,4 @@ class DecisionSmoother:
             e = {c: math.exp(v - top) for c, v in logs.items()}
             total = sum(e.values())
             out[m] = {c: v / total for c, v in e.items()}
-        return out
+        return out, frozenset(held)

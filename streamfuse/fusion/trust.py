@@ -22,12 +22,19 @@ with a limit at 0.8, ``--corrupt ecg`` on eegmat cost attention 0.037 AUC instea
 without it, probably because the ECG features carry 8-30 s of history (heart rate, HRV), so
 the damage reaches windows whose own block is clean, and leaving the ECG out of some windows
 and not others puts each subject's windows on two probability scales.
+
+With member smoothing (``EngineConfig.member_smoothing``), an unusable modality is not silent
+for those levels: it speaks with its smoothed decision held from its earlier usable windows
+(:func:`heard`). On eegmat the ``--corrupt ecg`` loss of ``attention`` came from the windows
+whose ECG was left out (the gate then gives EEG, on its own probability scale, all the
+weight), not from the ECG history reaching later windows; ``docs/evaluation.md`` has the
+figures.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 #: ``index: (limit, above)``: unusable when the index is above (or, ``above`` False, below)
 #: the limit
@@ -64,3 +71,31 @@ def damage(quality: Mapping[str, float] | None) -> tuple[str, ...]:
 def unusable(quality: Mapping[str, Mapping[str, float]]) -> tuple[str, ...]:
     """The modalities of a window (sorted) whose indices cross a limit."""
     return tuple(sorted(m for m, q in quality.items() if damage(q)))
+
+
+def heard(
+    members: Mapping[str, Mapping[str, float]],
+    bad: Collection[str],
+    held: Collection[str],
+    quality: Mapping[str, Mapping[str, float]],
+) -> tuple[dict[str, Mapping[str, float]], dict[str, Mapping[str, float]]]:
+    """The members the quality-aware levels hear in one window, and the quality the gate sees.
+
+    A member whose window is unusable (``bad``) is left out, unless its decision is ``held``:
+    its smoothed decision over the device's earlier usable windows
+    (:meth:`~streamfuse.fusion.smoothing.DecisionSmoother.smooth_held`), which did not see this
+    window's damage; the gate scores a held member by its bias (its usual quality), not by the
+    damaged window's indices. When every member is unusable, all are heard (a damaged
+    decision beats none; the explanation says so).
+
+    >>> p = {"ecg": {"a": 0.8, "b": 0.2}, "eeg": {"a": 0.4, "b": 0.6}}
+    >>> q = {"ecg": {"flat": 1.0}, "eeg": {"gap": 0.0}}
+    >>> sorted(heard(p, ("ecg",), (), q)[0]), sorted(heard(p, ("ecg",), ("ecg",), q)[1])
+    (['eeg'], ['eeg'])
+    """
+    if not bad:
+        return dict(members), dict(quality)
+    trusted = {m: p for m, p in members.items() if m not in bad or m in held}
+    if not trusted:
+        trusted = dict(members)
+    return trusted, {m: q for m, q in quality.items() if m not in held}
