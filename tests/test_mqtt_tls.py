@@ -11,8 +11,8 @@ carrying ``secret`` in plain text.)
 from __future__ import annotations
 
 import asyncio
-import os
 import contextlib
+import os
 import socket
 import subprocess
 import sys
