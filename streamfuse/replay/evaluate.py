@@ -30,13 +30,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-
-import numpy as np
 
 from ..config import FUSION_LEVELS
 from ..engine import Engine
@@ -63,6 +60,7 @@ from .eegmat import (
 )
 from .paired import best_of, paired
 from .report import plot, table
+from .scoring import LevelRun, rounded, score_run, summary
 
 __all__ = [
     "LEVELS", "METRICS", "ORDERS", "EvalSettings", "Subject", "evaluate_eegmat", "level_config",
@@ -73,46 +71,6 @@ log = logging.getLogger("streamfuse.replay.evaluate")
 
 CONTROLS = ("majority", "time-only", "subject-only", "permuted")
 UNIMODAL = ("eeg", "ecg")
-
-
-@dataclass(slots=True)
-class LevelRun:
-    """One level's per-subject scores, read from the single engine's predictions."""
-
-    level: str
-    engine: Engine
-    scores: dict[str, PrequentialMetrics] = field(default_factory=dict)
-    unscored: int = 0
-    predictions: int = 0
-    published: Counter[str] = field(default_factory=Counter)
-
-
-def level_decision(level: str, p: Prediction) -> tuple[dict[str, float], str | None, str]:
-    """What ``level`` said about ``p``'s window: probabilities, decided class, and where in
-    the prediction it was read (``"selected"``: the published level's name)."""
-    if level == "selected":
-        return dict(p.proba), p.label, p.level
-    if level in FUSION_LEVELS:
-        proba, source = dict(p.levels.get(level, {})), level
-    else:
-        proba, source = dict(p.modality_proba.get(level, {})), f"late member {level}"
-    label = min(proba, key=lambda c: (-proba[c], c)) if proba else None
-    return proba, label, source
-
-
-def _score(run: LevelRun, subj: Subject, preds: list[Prediction]) -> None:
-    metrics = run.scores.setdefault(subj.name, PrequentialMetrics(positive=POSITIVE, window=10**6))
-    for p in preds:
-        if p.device != subj.name:
-            continue
-        run.predictions += 1
-        proba, label, source = level_decision(run.level, p)
-        run.published[source] += 1
-        truth = subj.truth(p.t_start, p.t_end)
-        if truth is None or not proba:
-            run.unscored += 1
-            continue
-        metrics.update(truth, proba, label)
 
 
 @dataclass(slots=True)
@@ -196,7 +154,7 @@ def _pass(
         # the subject is over: close its last windows before the next one starts
         preds.extend(engine.tick(subj.end + gap - s.hop_s))
         for run in runs:
-            _score(run, subj, preds)
+            score_run(run, subj, preds)
         seen.extend((p, subj.truth(p.t_start, p.t_end)) for p in preds if p.device == subj.name)
         # next subject starts on a whole hop after the gap
         start = math.ceil((subj.end + gap) / s.hop_s) * s.hop_s
@@ -204,7 +162,7 @@ def _pass(
     by_name = {subj.name: subj for subj in subjects}
     for run in runs:
         for subj in subjects:
-            _score(run, subj, late)
+            score_run(run, subj, late)
     seen.extend(
         (p, by_name[p.device].truth(p.t_start, p.t_end)) for p in late if p.device in by_name
     )
@@ -235,7 +193,7 @@ def conformal_figures(run: Pass, s: EvalSettings) -> dict[str, object]:
         "abstain_rate": abstained / n if n else None,
         "windows": n,
         "gamma": run.engine.config.conformal_gamma,
-        "engine": {k: _round(v) for k, v in engine.items()},
+        "engine": {k: rounded(v) for k, v in engine.items()},
     }
 
 
@@ -257,9 +215,9 @@ def _per_subject(
 
 def _entry(scores: dict[str, PrequentialMetrics], names: Sequence[str]) -> dict[str, object]:
     figs = [scores[n].get() for n in names if n in scores and scores[n].n]
-    entry: dict[str, object] = {k: _summary([f[k] for f in figs]) for k in METRICS}
+    entry: dict[str, object] = {k: summary([f[k] for f in figs]) for k in METRICS}
     entry["per_subject_auc"] = [
-        _round(scores[n].get()["auc"]) if n in scores and scores[n].n else None for n in names
+        rounded(scores[n].get()["auc"]) if n in scores and scores[n].n else None for n in names
     ]
     entry["windows"] = sum(m.n for m in scores.values())
     return entry
@@ -323,18 +281,6 @@ def _paired(results: dict[str, object], s: EvalSettings) -> dict[str, object]:
 
 
 # ---------------------------------------------------------------------------- results
-def _round(v: float) -> float | None:
-    return None if not math.isfinite(v) else round(float(v), 6)
-
-
-def _summary(values: list[float]) -> dict[str, float | int | None]:
-    v = np.array([x for x in values if x is not None and math.isfinite(x)], dtype=float)
-    if v.size == 0:
-        return {"mean": None, "sd": None, "n": 0}
-    sd = float(np.std(v, ddof=1)) if v.size > 1 else 0.0
-    return {"mean": float(np.mean(v)), "sd": sd, "n": int(v.size)}
-
-
 def _results(runs: list[LevelRun], subjects: list[Subject], s: EvalSettings) -> dict[str, object]:
     levels: dict[str, object] = {}
     per_subject: dict[str, dict[str, dict[str, float | None]]] = {}  # None: undefined figure
@@ -342,9 +288,9 @@ def _results(runs: list[LevelRun], subjects: list[Subject], s: EvalSettings) -> 
         figs = {name: run.scores[name].get() for name in run.scores}
         for name, f in figs.items():
             per_subject.setdefault(name, {})[run.level] = {
-                k: _round(f[k]) for k in METRICS
+                k: rounded(f[k]) for k in METRICS
             } | {"windows": run.scores[name].n}
-        entry: dict[str, object] = {k: _summary([f[k] for f in figs.values()]) for k in METRICS}
+        entry: dict[str, object] = {k: summary([f[k] for f in figs.values()]) for k in METRICS}
         entry["windows"] = sum(m.n for m in run.scores.values())
         entry["unscored"] = run.unscored
         entry["learned"] = run.engine.counters.get("learned", 0)

@@ -58,7 +58,7 @@ from .eegmat import (
     subject_items,
     subject_names,
 )
-from .evaluate import LevelRun, _round, _score, _summary
+from .scoring import LevelRun, rounded, score_run, summary
 
 log = logging.getLogger("streamfuse.replay.federated_eval")
 
@@ -257,14 +257,14 @@ def evaluate_federated(
         for level in s.levels:
             run = LevelRun(level, central)
             for subj in order:
-                _score(run, subj, by_device.get(subj.name, []))
+                score_run(run, subj, by_device.get(subj.name, []))
             figs = {n: m.get() for n, m in run.scores.items()}
-            entry: dict[str, object] = {k: _summary([f[k] for f in figs.values()])
+            entry: dict[str, object] = {k: summary([f[k] for f in figs.values()])
                                         for k in METRICS}
             entry["windows"] = sum(m.n for m in run.scores.values())
             entry["unscored"] = run.unscored
             entry["per_subject_auc"] = [
-                _round(figs[n]["auc"]) if n in figs else None for n in names]
+                rounded(figs[n]["auc"]) if n in figs else None for n in names]
             levels[level] = entry
         arms[arm] = {"levels": levels}
     best = _best_fusion(arms)

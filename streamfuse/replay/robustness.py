@@ -13,7 +13,8 @@ from ..learn.metrics import PrequentialMetrics
 from ..types import Prediction
 from .artefacts import overlap
 from .eegmat import POSITIVE, EvalSettings, Subject
-from .evaluate import Pass, _round, level_decision
+from .evaluate import Pass
+from .scoring import level_decision, rounded
 
 
 def _window_aucs(
@@ -60,9 +61,9 @@ def robustness(clean: Pass, damaged: Pass, s: EvalSettings) -> dict[str, object]
             mc = float(np.mean(a_clean)) if a_clean else math.nan
             md = float(np.mean(a_dmg)) if a_dmg else math.nan
             entry[name] = {
-                "auc_clean": _round(mc),
-                "auc_damaged": _round(md),
-                "loss": _round(mc - md),
+                "auc_clean": rounded(mc),
+                "auc_damaged": rounded(md),
+                "loss": rounded(mc - md),
                 "subjects": len(a_dmg),
                 "windows": n_dmg,
                 "unpredicted_clean": silent_clean,
