@@ -82,3 +82,21 @@ def test_password_file_is_read_and_missing_file_is_reported(tmp_path: Path) -> N
     cfg = settings.load(None, env={"STREAMFUSE_MQTT_PASSWORD_FILE": str(tmp_path / "nope")})
     with pytest.raises(ConfigError, match="cannot be read"):
         cfg.password()
+
+
+def test_the_review_levels_selector_and_smoothing_are_settings(tmp_path: Path) -> None:
+    path = write(tmp_path, '[engine]\nmodel = "lda"\nlevels = "late, attention,bayes"\n'
+                 'selector_score = "auc"\nselector_horizon = 200\nmember_smoothing = 1\n'
+                 'normalize = false\n')
+    engine = settings.load(path, env={"STREAMFUSE_ENGINE_LEVELS": "late,mkl"}).engine_config()
+    assert engine.levels == ("late", "mkl")  # the environment over the file, as for any key
+    engine = settings.load(path, env={}).engine_config()
+    assert engine.levels == ("late", "attention", "bayes") and engine.model == "lda"
+    assert (engine.selector_score, engine.selector_horizon) == ("auc", 200)
+    assert engine.member_smoothing == 1.0 and engine.normalize is False
+    default = settings.load(write(tmp_path, ""), env={}).engine_config()
+    assert default.levels == ("early", "intermediate", "late")
+    for bad, says in [('levels = "late,magic"', "magic"), ('levels = ""', "levels"),
+                      ('selector_score = "vibes"', "vibes"), ("member_smoothing = -1", "-1")]:
+        with pytest.raises(ConfigError, match=says):
+            settings.load(write(tmp_path, f"[engine]\n{bad}\n"), env={}).engine_config()

@@ -65,6 +65,19 @@ class EngineSection:
 
     model: str = _ENGINE.model
     level: str = _ENGINE.level
+    #: the fusion levels run side by side, comma-separated (early, intermediate, late,
+    #: attention, mkl, bayes)
+    levels: str = ",".join(_ENGINE.levels)
+    #: what the selector ranks levels by over its last ``selector_horizon`` labelled windows
+    #: ("log_loss", "accuracy" or "auc")
+    selector_score: str = _ENGINE.selector_score
+    selector_horizon: int = _ENGINE.selector_horizon
+    #: half-life in windows of each member's decision average (0: off; see
+    #: streamfuse.fusion.smoothing)
+    member_smoothing: float = _ENGINE.member_smoothing
+    #: per-device online z-scores of the features before the models (off: each model's own
+    #: running population statistics only; see docs/evaluation.md)
+    normalize: bool = _ENGINE.normalize
     window_s: float = _ENGINE.window_s
     hop_s: float = _ENGINE.hop_s
     grid_fs: float = _ENGINE.grid_fs
@@ -233,6 +246,11 @@ class GatewayConfig:
                 max_payload_bytes=e.max_payload_bytes, max_samples=e.max_samples, max_fs=e.max_fs
             ),
             level=e.level or _ENGINE.level,
+            levels=tuple(name.strip() for name in e.levels.split(",") if name.strip()),
+            selector_score=e.selector_score,
+            selector_horizon=e.selector_horizon,
+            member_smoothing=e.member_smoothing,
+            normalize=e.normalize,
         )
 
     def password(self) -> str | None:
