@@ -197,12 +197,13 @@ def main() -> None:
     if shutil.which("curl") is None:
         sys.exit("the browser arm streams with curl; install it (Debian: apt-get install curl)")
     load0 = os.getloadavg()
-    with broker_for(args.broker, "auto") as (url, kind):
+    with broker_for(args.broker, "auto") as (url, kind, broker_pid):
         print(f"{args.devices} devices, {args.duration:.0f} s, phases of {args.phase:g} s "
               f"(first {args.guard:g} s of each left out), broker {kind} {url}; "
               f"load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}", flush=True)
         settings = BenchSettings(devices=args.devices, duration=args.duration, broker_url=url,
-                                 prefix=f"sfwv{uuid.uuid4().hex[:6]}", warmup_s=args.warmup)
+                                 broker_pid=broker_pid, prefix=f"sfwv{uuid.uuid4().hex[:6]}",
+                                 warmup_s=args.warmup)
         hosted: list[Toggled] = []
 
         def host(s: BenchSettings) -> Any:

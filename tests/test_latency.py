@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import time
 from dataclasses import replace
 
@@ -18,7 +19,7 @@ from streamfuse.errors import ConfigError
 from streamfuse.gateway.server import bench_server
 from streamfuse.latency.analysis import BenchResult, analyse, completing_chunks
 from streamfuse.latency.histograms import LatencyHistogram
-from streamfuse.latency.orchestration import run_bench
+from streamfuse.latency.orchestration import broker_for, process_cpu_s, run_bench
 from streamfuse.latency.publisher import _fleet_messages, _stamp
 from streamfuse.latency.report import format_ramp, format_table, plot, write_json
 from streamfuse.latency.settings import (
@@ -458,3 +459,35 @@ def test_command_line_modes_reach_the_settings() -> None:
     assert BenchSettings(devices=1, duration=2.0, broker_url="mqtt://x:1").mode == (
         "per-modality, staggered"
     )
+
+
+def test_process_cpu_agrees_with_the_interpreters_own_clock() -> None:
+    assert math.isnan(process_cpu_s(None))
+    assert math.isnan(process_cpu_s(2**22 + 12345))  # above Linux's pid_max: no such process
+    before, mine = process_cpu_s(os.getpid()), time.process_time()
+    total = 0
+    while time.process_time() - mine < 0.3:  # burn 0.3 s of CPU
+        total += sum(range(1000))
+    used, mine_used = process_cpu_s(os.getpid()) - before, time.process_time() - mine
+    tick = 1 / os.sysconf("SC_CLK_TCK")
+    assert abs(used - mine_used) <= 3 * tick + 0.02, (used, mine_used)
+
+
+def test_the_broker_the_bench_started_has_its_cpu_measured_beside_the_gateways(
+    topic_prefix: str,
+) -> None:
+    with broker_for(None, "auto") as (url, kind, pid):
+        assert pid is not None and kind in ("mosquitto", "amqtt")
+        settings = BenchSettings(devices=2, duration=4.0, broker_url=url, prefix=topic_prefix,
+                                 settle_s=0.5, broker_pid=pid)
+        result = asyncio.run(run_bench(settings, host=bench_server))
+    assert result.broker_cpu_s > 0 and result.gateway_cpu_s > 0
+    doc = result.to_json()
+    per = doc["cpu_ms_per_device_second"]
+    assert per["gateway"] == pytest.approx(result.gateway_cpu_s / (2 * result.wall_s) * 1e3)
+    assert doc["gateway_to_broker_cpu"] == pytest.approx(
+        result.gateway_cpu_s / result.broker_cpu_s
+    )
+    assert "gateway CPU / broker CPU per device-second" in format_table(doc)
+    with broker_for("mqtt://127.0.0.1:1883", "auto") as (_, kind, pid):
+        assert kind == "external" and pid is None  # not ours to measure: no ratio printed

@@ -74,6 +74,9 @@ class BenchResult:
     publisher: dict[str, float]
     engine: Mapping[str, object]
     broker_kind: str = "external"
+    #: CPU seconds of the broker over the same span as ``gateway_cpu_s`` (NaN: an external
+    #: broker, not ours to measure)
+    broker_cpu_s: float = math.nan
     machine: dict[str, object] = field(default_factory=dict)
     #: the relay's messages echoed, CPU and wall seconds (from its ready to its stop)
     relay: dict[str, float] = field(default_factory=dict)
@@ -97,6 +100,17 @@ class BenchResult:
     def cpu_fraction(self) -> float:
         """Share of one core the gateway process used while the fleet was publishing."""
         return self.gateway_cpu_s / self.wall_s if self.wall_s > 0 else math.nan
+
+    @property
+    def gateway_to_broker_cpu(self) -> float:
+        """Gateway CPU over broker CPU for the same traffic and span (NaN: broker not ours)."""
+        b = self.broker_cpu_s
+        return self.gateway_cpu_s / b if b > 0 else math.nan
+
+    def cpu_ms_per_device_second(self, cpu_s: float) -> float:
+        """``cpu_s`` as milliseconds of CPU per device-second of the measured span."""
+        span = self.settings.devices * self.wall_s
+        return cpu_s / span * 1e3 if span > 0 else math.nan
 
     @property
     def gateway_added_p99_ms(self) -> float:
@@ -132,6 +146,12 @@ class BenchResult:
             "gateway_cpu_s": self.gateway_cpu_s,
             "wall_s": self.wall_s,
             "gateway_cpu_fraction": self.cpu_fraction,
+            "broker_cpu_s": self.broker_cpu_s,
+            "cpu_ms_per_device_second": {
+                "gateway": self.cpu_ms_per_device_second(self.gateway_cpu_s),
+                "broker": self.cpu_ms_per_device_second(self.broker_cpu_s),
+            },
+            "gateway_to_broker_cpu": self.gateway_to_broker_cpu,
             "devices_per_core_estimate": (
                 self.settings.devices / self.cpu_fraction if self.cpu_fraction > 0 else None
             ),

@@ -87,9 +87,10 @@ def run(args: argparse.Namespace, host: GatewayHost) -> int:
         import time
 
         profiler = cProfile.Profile(time.process_time)  # CPU time: preemption is not ours
-    with broker_for(args.broker, args.broker_kind) as (url, kind):
+    with broker_for(args.broker, args.broker_kind) as (url, kind, broker_pid):
         settings = BenchSettings(
             devices=args.devices, duration=args.duration, broker_url=url, prefix=prefix,
+            broker_pid=broker_pid,
             seed=args.seed, model=args.model, floor_devices=args.floor_devices,
             bundle=args.bundle, lockstep=args.lockstep, warmup_s=args.warmup,
         )
@@ -142,11 +143,12 @@ def run_cluster(args: argparse.Namespace, hosts: dict[int, GatewayHost]) -> int:
 
     load = [os.getloadavg()]
     found: dict[int, dict[str, object]] = {}
-    with broker_for(args.broker, args.broker_kind) as (url, kind):
+    with broker_for(args.broker, args.broker_kind) as (url, kind, broker_pid):
         for actors, host in hosts.items():
             prefix = f"sfbench{uuid.uuid4().hex[:6]}"
             settings = BenchSettings(
                 devices=args.devices, duration=args.duration, broker_url=url, prefix=prefix,
+                broker_pid=broker_pid,
                 seed=args.seed, model=args.model, floor_devices=args.floor_devices,
                 bundle=args.bundle, lockstep=args.lockstep, warmup_s=args.warmup,
                 shards=args.shards if actors else 0,

@@ -51,11 +51,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import multiprocessing as mp
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -71,7 +74,6 @@ log = logging.getLogger("streamfuse.latency.orchestration")
 
 
 def _machine() -> dict[str, object]:
-    import os
     import platform
 
     return {
@@ -159,11 +161,11 @@ async def run_bench(
         t_base = time.time() + settings.start_delay_s
         # a gateway in other processes (a fleet's actors) says what CPU it used
         cpu_time: Callable[[], float] = getattr(server, "cpu_time", time.process_time)
-        cpu0, wall0 = cpu_time(), time.perf_counter()
-        mark = [cpu0, wall0]
+        broker_cpu = functools.partial(process_cpu_s, settings.broker_pid)
+        mark = [cpu_time(), time.perf_counter(), broker_cpu()]
 
         def _warm() -> None:  # CPU is measured over the same span as the timed windows
-            mark[:] = [cpu_time(), time.perf_counter()]
+            mark[:] = [cpu_time(), time.perf_counter(), broker_cpu()]
 
         if settings.warmup_s > 0:
             asyncio.get_running_loop().call_later(
@@ -176,6 +178,7 @@ async def run_bench(
         if profiler is not None:
             profiler.disable()
         cpu_s, wall_s = cpu_time() - mark[0], time.perf_counter() - mark[1]
+        broker_cpu_s = broker_cpu() - mark[2]
         # the last window holding data (its start is on the device's own phase) ends less than
         # window_s after the data does, then waits out its lateness budget
         await asyncio.sleep(settings.settle_s + config.window_s + config.lateness_s)
@@ -220,6 +223,7 @@ async def run_bench(
         counts=counts,
         gateway_cpu_s=cpu_s,
         wall_s=wall_s,
+        broker_cpu_s=broker_cpu_s,
         publisher=publisher_stats,
         engine=gateway.engine.stats(),
         relay=relay_stats,
@@ -274,11 +278,27 @@ async def run_ramp(
 
 @contextlib.contextmanager
 def broker_for(url: str | None, kind: str = "auto") -> Any:
-    """Yield ``(url, kind)``: the given broker, or a private one started for the run."""
+    """Yield ``(url, kind, pid)``: the given broker (``pid`` None: not ours to measure), or a
+    private one started for the run."""
     if url:
-        yield url, "external"
+        yield url, "external", None
         return
     from ..mqtt.broker import EmbeddedBroker
 
     with EmbeddedBroker(kind=kind) as broker:  # type: ignore[arg-type]
-        yield broker.url, broker.kind
+        yield broker.url, broker.kind, broker.pid
+
+
+def process_cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) process ``pid`` has used, from Linux's ``/proc/<pid>/stat``;
+    NaN without a pid, once the process is gone, or where there is no ``/proc``."""
+    if pid is None:
+        return math.nan
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return math.nan
+    # fields after the parenthesised command name (which may hold spaces): utime is the 14th
+    # field of the line, stime the 15th, in clock ticks
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

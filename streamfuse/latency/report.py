@@ -78,6 +78,13 @@ def format_table(doc: Mapping[str, Any]) -> str:
         f"{doc['publisher']['messages_per_s']:.0f} msg/s, schedule lag p99 "
         f"{_fmt(doc['publisher']['lag_p99_ms'])} ms",
     ]
+    per = doc.get("cpu_ms_per_device_second") or {}
+    ratio = doc.get("gateway_to_broker_cpu")
+    if per and ratio is not None and math.isfinite(ratio):
+        lines.append(
+            f"gateway CPU / broker CPU per device-second: {ratio:.1f} (gateway "
+            f"{_fmt(per['gateway'])} ms, broker {_fmt(per['broker'])} ms per device-second)"
+        )
     relay = doc.get("relay") or {}
     if relay:
         n = int(relay["messages"])

@@ -94,6 +94,8 @@ class BenchSettings:
     lockstep: bool = False
     warmup_s: float = 0.0
     shards: int = 0
+    #: the broker's process when the bench started it (its CPU is measured beside the gateway's)
+    broker_pid: int | None = None
 
     def __post_init__(self) -> None:
         if self.devices < 1:
