@@ -23,8 +23,10 @@ def session(request):
     stored = dict(np.load(fleet.path(name)))
     items = fleet.messages(name)
     if fleet.digest(items) != str(stored["input_sha256"]):
-        pytest.fail(f"the simulator no longer makes the {name} session that was recorded: "
-                    "re-record it from the reference engine (see tests/golden/fleet.py)")
+        pytest.fail(
+            f"the simulator no longer makes the {name} session that was recorded: "
+            "re-record it from the reference engine (see tests/golden/fleet.py)"
+        )
     return name, items, stored
 
 

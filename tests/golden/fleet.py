@@ -49,8 +49,14 @@ SESSIONS: dict[str, dict[str, object]] = {
 
 def _faults(name: str, i: int) -> FaultProfile:
     base = dict(
-        clock_offset_s=3.0, clock_offset_spread_s=2.0, drift_ppm=40.0, drift_spread_ppm=60.0,
-        jitter_mean_s=0.004, loss=0.01, duplicate=0.01, reorder=0.02,
+        clock_offset_s=3.0,
+        clock_offset_spread_s=2.0,
+        drift_ppm=40.0,
+        drift_spread_ppm=60.0,
+        jitter_mean_s=0.004,
+        loss=0.01,
+        duplicate=0.01,
+        reorder=0.02,
     )
     if name == "permodality" and i % 6 == 1:
         base.update(clock_jump_s=-50.0, clock_jump_at_s=14.0)
@@ -65,13 +71,20 @@ def messages(name: str) -> list[tuple[RawMessage, float]]:
     n, seed, bundle = int(spec["devices"]), int(spec["seed"]), bool(spec["bundle"])
     events = []
     for i in range(n):
-        fleet = Fleet(1, seed=seed * 1000 + i, bundle=bundle, faults=_faults(name, i),
-                      id_format=f"{name[:1]}{i:03d}")
+        fleet = Fleet(
+            1,
+            seed=seed * 1000 + i,
+            bundle=bundle,
+            faults=_faults(name, i),
+            id_format=f"{name[:1]}{i:03d}",
+        )
         events.extend(fleet.advance(SECONDS))
     events.sort(key=lambda ev: (ev.send_time, ev.payload.device))
     return [
-        (RawMessage(event_topic(PREFIX, ev.payload.device, ev.kind), encode_event(ev.payload)),
-         ev.send_time)
+        (
+            RawMessage(event_topic(PREFIX, ev.payload.device, ev.kind), encode_event(ev.payload)),
+            ev.send_time,
+        )
         for ev in events
     ]
 
@@ -95,9 +108,11 @@ def run(items: list[tuple[RawMessage, float]], engine: Engine | None = None) -> 
     preds.extend(engine.flush())
     levels = sorted({k for p in preds for k in p.levels})
     mods = sorted({k for p in preds for k in p.modality_proba})
-    classes = sorted({c for p in preds for c in p.proba}
-                     | {c for p in preds for d in p.levels.values() for c in d}
-                     | {c for p in preds for d in p.modality_proba.values() for c in d})
+    classes = sorted(
+        {c for p in preds for c in p.proba}
+        | {c for p in preds for d in p.levels.values() for c in d}
+        | {c for p in preds for d in p.modality_proba.values() for c in d}
+    )
 
     def table(get) -> np.ndarray:  # [predictions, classes], NaN where absent
         out = np.full((len(preds), len(classes)), np.nan)
