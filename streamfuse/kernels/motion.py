@@ -15,6 +15,7 @@ from numba import njit
 
 from .filters import biquads_one, step_one
 from .moments import pairwise_sum
+from .spectral import welch_psd, welch_segments
 
 
 @njit(cache=True, nogil=True)
@@ -200,3 +201,124 @@ def prune_steps(
                 before += 1
     istate[2] = n
     return before
+
+
+#: what :func:`acc_update` leaves to its caller
+ACC_EMPTY, ACC_DONE, ACC_SPECTRUM, ACC_SHORT = -1, 0, 1, 2
+
+
+@njit(cache=True, nogil=True)
+def acc_update(
+    block: np.ndarray,
+    valid: np.ndarray,
+    scale: float,
+    t_start: float,
+    start: int,
+    gap: int,
+    sos: np.ndarray,
+    zi: np.ndarray,
+    zi_unit: np.ndarray,
+    fstate: np.ndarray,
+    istate: np.ndarray,
+    step_state: np.ndarray,
+    min_amp: float,
+    min_gap: int,
+    fs: float,
+    steps: np.ndarray,
+    mag_hist: np.ndarray,
+    counts_hist: np.ndarray,
+    valid_hist: np.ndarray,
+    counts_scratch: np.ndarray,
+    cadence_s: float,
+    win: np.ndarray,
+    peak_lo: int,
+    peak_hi: int,
+    segs: np.ndarray,
+    out: np.ndarray,
+) -> int:  # pragma: no cover - compiled
+    """One window of the accelerometer extractor: :func:`acc_window`, :func:`acc_consume`,
+    :func:`prune_steps`, then the Welch segment of the magnitude history for the dominant
+    frequency, in one call.
+
+    ``out`` receives [mean magnitude, its SD, ENMO, variance, activity, mean count, dominant
+    frequency, cadence]. Returns :data:`ACC_EMPTY` (no valid row: no features),
+    :data:`ACC_DONE` (``out`` complete: the dominant frequency is 0.0 without a spectrum),
+    :data:`ACC_SPECTRUM` (``segs[0]`` holds the segment: the caller takes its spectrum and
+    calls :func:`acc_peak`) or :data:`ACC_SHORT` (the history is shorter than ``win``, the
+    steady segment: the caller computes the dominant frequency with the shorter plan).
+    ``peak_lo .. peak_hi - 1`` are the PSD bins inside the dominant frequency's range.
+    """
+    k = block.shape[0]
+    mag = np.empty(k)
+    n_valid = acc_window(block, valid, scale, mag, out)
+    if math.isnan(fstate[1]):
+        fstate[1] = t_start
+    counts = acc_consume(
+        mag,
+        valid,
+        start,
+        gap,
+        k,
+        sos,
+        zi,
+        zi_unit,
+        fstate,
+        istate,
+        step_state,
+        min_amp,
+        min_gap,
+        fs,
+        steps,
+        mag_hist,
+        counts_hist,
+        valid_hist,
+        counts_scratch,
+    )
+    t_end = t_start + k / fs
+    n_steps = prune_steps(steps, istate, t_end - cadence_s, t_end)
+    if n_valid == 0:
+        return ACC_EMPTY
+    covered = min(cadence_s, t_end - fstate[1])
+    out[5] = counts
+    out[6] = 0.0
+    out[7] = n_steps * 60.0 / covered if covered > 0 else 0.0
+    n = istate[0]
+    if n < 4:
+        return ACC_DONE
+    if n != win.shape[0]:
+        return ACC_SHORT
+    if peak_hi <= peak_lo:
+        return ACC_DONE
+    if welch_segments(mag_hist, valid_hist, n, n, win, segs) == 0:
+        return ACC_DONE
+    return ACC_SPECTRUM
+
+
+@njit(cache=True, nogil=True)
+def acc_peak(
+    mag: np.ndarray,
+    scale: float,
+    nperseg: int,
+    psd: np.ndarray,
+    freqs: np.ndarray,
+    lo: int,
+    hi: int,
+    floor: float,
+) -> float:  # pragma: no cover - compiled
+    """The dominant frequency of one segment's spectrum magnitudes ``mag`` (``[1, nf]``):
+    the frequency of the largest PSD bin in ``lo .. hi - 1`` (the first one, or the first
+    NaN, as ``numpy.argmax``), 0.0 unless that bin exceeds ``floor``."""
+    welch_psd(mag, 1, 1, scale, nperseg, psd)
+    j = lo
+    best = psd[0, lo]
+    if not math.isnan(best):
+        for i in range(lo + 1, hi):
+            v = psd[0, i]
+            if math.isnan(v):
+                j = i
+                best = v
+                break
+            if v > best:
+                best = v
+                j = i
+    return freqs[j] if best > floor else 0.0

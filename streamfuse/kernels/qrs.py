@@ -36,7 +36,8 @@ I_NOISE_LOC = 4  # location of the largest noise peak since the last beat (-1: n
 I_RR_COUNT = 5  # number of RR intervals in the RR ring (capped at RR_N)
 I_RR_POS = 6
 I_LEARN_COUNT = 7  # candidates buffered during the learning phase
-NI = 8
+I_STARTED = 8  # 1 once the band-pass state was set from the first sample
+NI = 9
 
 RR_N = 8
 #: integrated-signal floor (units²/s²): below it a flat line's rounding noise, not a beat
