@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 
 from .filters import biquads_one, step_one
-from .moments import pairwise_sum
+from .moments import col_sums, pairwise_sum
 from .spectral import welch_psd, welch_segments
 
 
@@ -59,25 +59,26 @@ def acc_window(
             j += 1
     col = np.empty(nv)
     var = np.empty(ch)
-    for c in range(ch):
-        if ch == 1:  # a single column is one contiguous vector to NumPy: pairwise
-            for i in range(nv):
-                col[i] = xv[i, 0]
-            mean = pairwise_sum(col, 0, nv) / nv
-            for i in range(nv):
-                d = xv[i, 0] - mean
-                col[i] = d * d
-            var[c] = pairwise_sum(col, 0, nv) / nv
-        else:  # along the outer axis of a 2-D array NumPy sums row by row
-            s = 0.0
-            for i in range(nv):
-                s += xv[i, c]
-            mean = s / nv
-            s = 0.0
-            for i in range(nv):
-                d = xv[i, c] - mean
-                s += d * d
-            var[c] = s / nv
+    if ch == 1:  # a single column is one contiguous vector to NumPy: pairwise
+        for i in range(nv):
+            col[i] = xv[i, 0]
+        mean = pairwise_sum(col, 0, nv) / nv
+        for i in range(nv):
+            d = xv[i, 0] - mean
+            col[i] = d * d
+        var[0] = pairwise_sum(col, 0, nv) / nv
+    else:  # along the outer axis of a 2-D array NumPy sums row by row
+        means = np.empty(ch)
+        col_sums(xv, 0, nv, means)
+        for c in range(ch):
+            means[c] /= nv
+        for i in range(nv):
+            for c in range(ch):
+                d = xv[i, c] - means[c]
+                xv[i, c] = d * d
+        col_sums(xv, 0, nv, var)
+        for c in range(ch):
+            var[c] /= nv
     total_var = pairwise_sum(var, 0, ch)
     mean = pairwise_sum(mv, 0, nv) / nv
     for i in range(nv):

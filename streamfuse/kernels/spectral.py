@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from .filters import push_rows
-from .moments import pairwise_sum
+from .moments import col_sums, pairwise_sum
 
 
 @njit(cache=True, nogil=True)
@@ -49,11 +49,7 @@ def welch_segments(
                 col[i] = x[s + i, 0]
             mean[0] = pairwise_sum(col, 0, nperseg) / nperseg
         else:  # row by row, one running sum per channel
-            for c in range(ch):
-                mean[c] = 0.0
-            for i in range(s, s + nperseg):
-                for c in range(ch):
-                    mean[c] += x[i, c]
+            col_sums(x, s, s + nperseg, mean)
             for c in range(ch):
                 mean[c] /= nperseg
         for c in range(ch):
