@@ -71,15 +71,20 @@ def welch_psd(
     nf = psd.shape[1]
     hi = nf - 1 if nperseg % 2 == 0 else nf
     for c in range(ch):
+        # each bin's sum over the segments in segment order, all bins of a channel side by side
+        row = psd[c]
         for j in range(nf):
-            acc = 0.0
-            for q in range(nseg):
-                a = mag[q * ch + c, j]
-                acc += a * a
-            v = acc / nseg * scale
+            row[j] = 0.0
+        for q in range(nseg):
+            m = mag[q * ch + c]
+            for j in range(nf):
+                a = m[j]
+                row[j] += a * a
+        for j in range(nf):
+            v = row[j] / nseg * scale
             if 1 <= j < hi:
                 v *= 2.0
-            psd[c, j] = v
+            row[j] = v
 
 
 @njit(cache=True, nogil=True)
