@@ -19,7 +19,7 @@ from scipy import signal
 from ..kernels.filters import step_kernel
 from ..kernels.finite import all_finite
 from ..kernels.motion import ACC_EMPTY, ACC_SHORT, ACC_SPECTRUM, acc_peak, acc_update
-from .spectrum import WelchPlan, welch_into, welch_plan
+from .spectrum import WelchPlan, scratch, welch_into, welch_plan
 from .stream import Cursor
 
 __all__ = ["STANDARD_GRAVITY", "AccFeatures", "step_kernel"]
@@ -103,7 +103,6 @@ class AccFeatures:
         self._mag = np.zeros((self.span, 1))  # magnitude history (0.0 in gaps)
         self._counts = np.zeros(self.span)  # rectified count signal history
         self._m = np.zeros(self.span, dtype=bool)
-        self._scratch = np.zeros(self.span)
         self._out = np.zeros(len(_KEYS))  # the features, in key order
         p = prefix
         self._keys = [f"{p}_{k}" for k in _KEYS]
@@ -118,7 +117,7 @@ class AccFeatures:
             plan = welch_plan(n, self.fs)
             idx = np.flatnonzero((plan.freqs >= 0.3) & (plan.freqs <= min(5.0, 0.5 * self.fs)))
             lo, hi = (int(idx[0]), int(idx[-1]) + 1) if idx.size else (0, 0)
-            got = _Peak(plan, np.empty((1, plan.freqs.size)), np.empty((1, n)), lo, hi)
+            got = _Peak(plan, lo, hi)
             self._welch[n] = got
         return got
 
@@ -127,9 +126,11 @@ class AccFeatures:
         if n < 4:
             return 0.0
         pk = self._peak_plan(n)
-        if pk.hi <= pk.lo or not welch_into(self._mag, self._m, n, pk.plan, pk.segs, pk.psd):
+        psd = scratch("psd", (1, pk.plan.freqs.size))
+        segs = scratch("welch_segments", (1, n))
+        if pk.hi <= pk.lo or not welch_into(self._mag, self._m, n, pk.plan, segs, psd):
             return 0.0
-        sel = pk.psd[0, pk.lo : pk.hi]
+        sel = psd[0, pk.lo : pk.hi]
         j = int(np.argmax(sel))
         return float(pk.plan.freqs[pk.lo + j]) if sel[j] > PEAK_FLOOR else 0.0
 
@@ -144,6 +145,7 @@ class AccFeatures:
             self._steps = np.concatenate([self._steps, np.zeros(need)])
         pk = self._steady
         out = self._out
+        segs = scratch("welch_segments", (1, self.span))
         done = acc_update(
             block,
             np.asarray(mask, dtype=bool),
@@ -164,23 +166,25 @@ class AccFeatures:
             self._mag,
             self._counts,
             self._m,
-            self._scratch,
+            scratch("acc_counts", (self.span,)),
             self.cadence_s,
             pk.plan.win,
             pk.lo,
             pk.hi,
-            pk.segs,
+            segs,
             out,
         )
         if done == ACC_EMPTY:
             return {}
         if done == ACC_SPECTRUM:
-            mag = np.abs(np.fft.rfft(pk.segs, axis=-1))
+            nf = pk.plan.freqs.size
+            spectrum = np.fft.rfft(segs, axis=-1, out=scratch("spectrum", (1, nf), np.complex128))
+            mag = np.abs(spectrum, out=scratch("magnitude", (1, nf)))
             out[6] = acc_peak(
                 mag,
                 pk.plan.scale,
                 pk.plan.nperseg,
-                pk.psd,
+                scratch("psd", (1, nf)),
                 pk.plan.freqs,
                 pk.lo,
                 pk.hi,
@@ -200,7 +204,5 @@ _KEYS = ("mag", "mag_std", "enmo", "var", "activity", "counts", "dom_freq", "cad
 @dataclass(frozen=True, slots=True)
 class _Peak:
     plan: WelchPlan
-    psd: npt.NDArray[np.float64]
-    segs: npt.NDArray[np.float64]
     lo: int  # PSD bins lo .. hi - 1 lie in 0.3-5 Hz
     hi: int

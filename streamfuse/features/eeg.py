@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..kernels.spectral import band_summary, push_segments, welch_bands, welch_segments
-from .spectrum import WelchPlan, segment_count, welch_plan
+from .spectrum import WelchPlan, scratch, segment_count, welch_plan
 from .stream import Cursor, finite_dict
 
 BANDS: dict[str, tuple[float, float]] = {
@@ -155,14 +155,15 @@ def band_features(
 
 @dataclass(frozen=True, slots=True)
 class _Buffers:
-    """Everything one segment length needs: plans, PSD, band powers, outputs, segments."""
+    """What one segment length needs: plans, band powers, outputs, and the shapes of the
+    segments and the PSD (work arrays shared by all devices: :func:`~.spectrum.scratch`)."""
 
     welch: WelchPlan
     bands: _BandPlan
-    psd: npt.NDArray[np.float64]
     power: npt.NDArray[np.float64]
     out: npt.NDArray[np.float64]
-    segs: npt.NDArray[np.float64]
+    segs: tuple[int, int]
+    psd: tuple[int, int]
 
 
 class EEGFeatures:
@@ -210,10 +211,10 @@ class EEGFeatures:
             got = self._buffers[nperseg] = _Buffers(
                 welch,
                 bands,
-                psd=np.empty((ch, welch.freqs.size)),
                 power=np.empty((bands.band_lo.size, ch)),
                 out=np.empty(len(bands.keys)),
-                segs=np.empty((segment_count(self.span, nperseg) * ch, nperseg)),
+                segs=(segment_count(self.span, nperseg) * ch, nperseg),
+                psd=(ch, welch.freqs.size),
             )
         return got
 
@@ -228,6 +229,7 @@ class EEGFeatures:
             )
         new = self._cursor.advance(t_start, block.shape[0])
         b = self._steady
+        segs = scratch("welch_segments", b.segs)
         # the history and the segments in one kernel call; only while the history is shorter
         # than a segment does the segment length (and its plan) differ
         q = push_segments(
@@ -240,7 +242,7 @@ class EEGFeatures:
             self._fill,
             b.welch.nperseg,
             b.welch.win,
-            b.segs,
+            segs,
         )
         if q < 0:
             n = int(self._fill[0])
@@ -248,17 +250,23 @@ class EEGFeatures:
             if nperseg < 4:
                 return {}
             b = self._buffers_for(nperseg)
-            q = welch_segments(self._x, self._m, n, nperseg, b.welch.win, b.segs)
+            segs = scratch("welch_segments", b.segs)
+            q = welch_segments(self._x, self._m, n, nperseg, b.welch.win, segs)
         if q == 0:
             return {}
         bp, w = b.bands, b.welch
-        mag = np.abs(np.fft.rfft(b.segs[: q * len(self.keys)], axis=-1))
+        rows = q * len(self.keys)
+        nf = w.freqs.size
+        spectrum = np.fft.rfft(
+            segs[:rows], axis=-1, out=scratch("spectrum", (rows, nf), np.complex128)
+        )
+        mag = np.abs(spectrum, out=scratch("magnitude", (rows, nf)))
         n_ok = welch_bands(
             mag,
             q,
             w.scale,
             w.nperseg,
-            b.psd,
+            scratch("psd", b.psd),
             bp.band_lo,
             bp.band_hi,
             bp.df,
