@@ -120,6 +120,19 @@ class StreamingQRSDetector:
         self._learn_loc = np.zeros(LEARN_CAP, dtype=np.int64)
         self._learn_slope = np.zeros(LEARN_CAP, dtype=np.float64)
 
+    def __setstate__(self, state: dict) -> None:
+        """Restore a pickle, also one made before the band-pass state became an array with a
+        started flag (``_zi`` None and eight integers of state then)."""
+        self.__dict__.update(state)
+        if self._zi is None or self._ist.size < NI:
+            started = self._zi is not None
+            ist = np.zeros(NI, dtype=np.int64)
+            ist[: self._ist.size] = self._ist
+            ist[I_STARTED] = int(started)
+            self._ist = ist
+            if not started:
+                self._zi = np.zeros((self._sos.shape[0], 2), dtype=np.float64)
+
     @property
     def samples_seen(self) -> int:
         """How many samples have been consumed since the start (or the last reset)."""
