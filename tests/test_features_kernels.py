@@ -24,7 +24,7 @@ from streamfuse.features.eeg import band_features
 from streamfuse.features.spectrum import masked_welch
 from streamfuse.fusion.early import ArrayNormalizer, EarlyFeatures
 from streamfuse.kernels.filters import hold_kernel, push_rows, push_valid, sosfilt_kernel
-from streamfuse.kernels.moments import pairwise_sum
+from streamfuse.kernels.moments import col_sums, pairwise_sum
 from streamfuse.types import FusedWindow, Window
 from tests import naive
 from tests.feature_windows import CLEAN, LOSSY, simulated_windows
@@ -109,6 +109,39 @@ def test_sosfilt_kernel_is_bit_identical_to_scipy():
         sosfilt_kernel(sos, zi, x[a : a + 71], got[a : a + 71])
     np.testing.assert_array_equal(got, ref)
     np.testing.assert_array_equal(zi, zf)
+
+
+@pytest.mark.parametrize("order, btype, band", [(1, "lowpass", 20.0), (4, "bandpass", [5.0, 15.0])])
+def test_sosfilt_kernel_with_other_section_counts_is_bit_identical_to_scipy(order, btype, band):
+    """One and four sections take the general loop (two sections keep the state in registers)."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(2000)
+    sos = signal.butter(order, band, btype=btype, fs=256.0, output="sos")
+    zi0 = signal.sosfilt_zi(sos) * x[0]
+    ref, zf = signal.sosfilt(sos, x, zi=zi0)
+    zi = zi0.copy()
+    got = np.empty_like(x)
+    for a in range(0, x.size, 97):
+        sosfilt_kernel(sos, zi, x[a : a + 97], got[a : a + 97])
+    np.testing.assert_array_equal(got, ref)
+    np.testing.assert_array_equal(zi, zf)
+
+
+@pytest.mark.parametrize("ch", [1, 2, 3, 4, 5, 8, 11])
+def test_col_sums_are_numpys_row_by_row_sums(ch):
+    rng = np.random.default_rng(ch)
+    a = rng.standard_normal((300, ch)) * 10.0 ** rng.uniform(-8, 8, (300, ch))
+    out = np.empty(ch)
+    col_sums(a, 17, 290, out)
+    # plain loops: each column summed row by row from 0.0 (what NumPy's sum(axis=0) of a
+    # C-ordered array with several columns does)
+    want = np.zeros(ch)
+    for row in a[17:290].tolist():
+        for c in range(ch):
+            want[c] += row[c]
+    np.testing.assert_array_equal(out, want)
+    if ch > 1:
+        np.testing.assert_array_equal(out, a[17:290].sum(axis=0))
 
 
 def test_hrv_and_kurtosis_match_numpy():

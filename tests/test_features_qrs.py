@@ -136,3 +136,25 @@ def test_sosfilt_kernel_matches_scipy_in_chunks():
         sosfilt_kernel(sos, zi, x[a : a + 71], out)
         got[a : a + out.size] = out
     np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_a_detector_pickled_before_the_started_flag_restores_and_carries_on():
+    """Old pickles held ``_zi`` None (before the first sample) and eight integers of state."""
+    import pickle
+
+    fs = 250.0
+    t = np.arange(int(20 * fs)) / fs
+    ecg = np.exp(-(((t % 0.8) - 0.4) ** 2) / (2 * 0.01**2))
+    for cut in (0, 2500):
+        ref = StreamingQRSDetector(fs)
+        old = StreamingQRSDetector(fs)
+        if cut:
+            ref.update(ecg[:cut])
+            old.update(ecg[:cut])
+        state = dict(old.__dict__)
+        state["_ist"] = state["_ist"][:8].copy()
+        if not cut:
+            state["_zi"] = None
+        restored = StreamingQRSDetector.__new__(StreamingQRSDetector)
+        restored.__setstate__(pickle.loads(pickle.dumps(state)))
+        np.testing.assert_array_equal(restored.update(ecg[cut:]), ref.update(ecg[cut:]))

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..config import EngineConfig
 from ..kernels.align import align_window, new_scratch
+from ..kernels.unfuse import unfuse
 from ..types import FusedWindow, Window
 from .buffer import StreamBuffer
 from .clock import ClockMapping, ClockModel
@@ -49,6 +50,27 @@ class WindowFuser:
         self._scratch = new_scratch(self.k)
         self._params = np.zeros((len(config.modalities), 4))
         self._n_ok = np.zeros(len(config.modalities), np.int64)
+        # per (modalities present, those with data): where their blocks go (see _plan)
+        self._plans: dict[
+            tuple[tuple[str, ...], tuple[int, ...]],
+            tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int],
+        ] = {}
+
+    def _plan(
+        self, present: list[str], used: tuple[int, ...]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        """Rows of ``valid``, first columns, channels and offsets in the blocks' buffer of the
+        modalities ``used`` (indices into ``present``), and the buffer's size; cached."""
+        rows = np.array(used, np.int64)
+        col0s = np.array([self.columns[present[i]][0] for i in used], np.int64)
+        chs = np.array([self.columns[present[i]][1] for i in used], np.int64)
+        sizes = chs * self.k
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        plan = (rows, col0s, chs, offsets, int(sizes.sum()))
+        if len(self._plans) > 64:
+            self._plans.clear()
+        self._plans[(tuple(present), used)] = plan
+        return plan
 
     def needed(self, buf: StreamBuffer, clock: Mapping_, t_start: float) -> tuple[float, float]:
         """Ring position of grid sample 0 and positions per grid sample."""
@@ -94,15 +116,23 @@ class WindowFuser:
                 idx,
                 wt,
             )
-        for i, m in enumerate(present):
-            n_ok = int(self._n_ok[i])
-            if n_ok == 0:
-                continue
-            col0, ch = self.columns[m]
-            mask[:, col0 : col0 + ch] = valid[i][:, None]
-            blocks[m] = matrix[:, col0 : col0 + ch].copy()
-            masks[m] = valid[i]
-            quality[m] = {"gap_fraction": 1.0 - n_ok / k, "lateness_s": lateness}
+        n_ok = self._n_ok.tolist()
+        used = tuple(i for i in range(len(present)) if n_ok[i])
+        if used:
+            plan = self._plans.get((tuple(present), used))
+            if plan is None:
+                plan = self._plan(present, used)
+            rows, col0s, chs, offsets, total = plan
+            # one buffer for every block (each a C-ordered part of it), filled with the mask
+            flat = np.empty(total, np.float32)
+            unfuse(matrix, valid, rows, col0s, chs, offsets, mask, flat)
+            for j, i in enumerate(used):
+                m = present[i]
+                ch = self.columns[m][1]
+                off = int(offsets[j])
+                blocks[m] = flat[off : off + k * ch].reshape(k, ch)
+                masks[m] = valid[i]
+                quality[m] = {"gap_fraction": 1.0 - n_ok[i] / k, "lateness_s": lateness}
         self.last_empty = not blocks
         if len(blocks) < cfg.min_modalities or not all(
             m in blocks for m in cfg.required_modalities

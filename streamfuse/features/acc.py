@@ -17,8 +17,9 @@ import numpy.typing as npt
 from scipy import signal
 
 from ..kernels.filters import step_kernel
-from ..kernels.motion import acc_consume, acc_window, prune_steps
-from .spectrum import WelchPlan, welch_into, welch_plan
+from ..kernels.finite import all_finite
+from ..kernels.motion import ACC_EMPTY, ACC_SHORT, ACC_SPECTRUM, acc_peak, acc_update
+from .spectrum import WelchPlan, scratch, welch_into, welch_plan
 from .stream import Cursor
 
 __all__ = ["STANDARD_GRAVITY", "AccFeatures", "step_kernel"]
@@ -28,6 +29,8 @@ STANDARD_GRAVITY = 9.80665
 STEP_MIN_G = 0.05
 #: shortest time between steps (s)
 STEP_MIN_S = 0.25
+#: a dominant frequency needs more power than this in its PSD bin (else 0.0: a flat signal)
+PEAK_FLOOR = 1e-10
 
 
 @functools.lru_cache(maxsize=64)
@@ -38,9 +41,7 @@ def _band_filters(fs: float) -> tuple[np.ndarray, np.ndarray]:
     count_sos = _band_sos(0.29, 1.63, fs)
     step_sos = _band_sos(0.5, 3.0, fs)
     sos = np.ascontiguousarray(np.stack([count_sos, step_sos]))
-    zi = np.ascontiguousarray(
-        np.stack([signal.sosfilt_zi(count_sos), signal.sosfilt_zi(step_sos)])
-    )
+    zi = np.ascontiguousarray(np.stack([signal.sosfilt_zi(count_sos), signal.sosfilt_zi(step_sos)]))
     return sos, zi
 
 
@@ -102,13 +103,13 @@ class AccFeatures:
         self._mag = np.zeros((self.span, 1))  # magnitude history (0.0 in gaps)
         self._counts = np.zeros(self.span)  # rectified count signal history
         self._m = np.zeros(self.span, dtype=bool)
-        self._scratch = np.zeros(self.span)
-        self._stats = np.zeros(5)
+        self._out = np.zeros(len(_KEYS))  # the features, in key order
         p = prefix
         self._keys = [f"{p}_{k}" for k in _KEYS]
         # per history length (it grows to `span` over the first windows): welch plan,
         # PSD and segment buffers, and the PSD bins inside 0.3-5 Hz
         self._welch: dict[int, _Peak] = {}
+        self._steady = self._peak_plan(self.span)
 
     def _peak_plan(self, n: int) -> _Peak:
         got = self._welch.get(n)
@@ -116,7 +117,7 @@ class AccFeatures:
             plan = welch_plan(n, self.fs)
             idx = np.flatnonzero((plan.freqs >= 0.3) & (plan.freqs <= min(5.0, 0.5 * self.fs)))
             lo, hi = (int(idx[0]), int(idx[-1]) + 1) if idx.size else (0, 0)
-            got = _Peak(plan, np.empty((1, plan.freqs.size)), np.empty((1, n)), lo, hi)
+            got = _Peak(plan, lo, hi)
             self._welch[n] = got
         return got
 
@@ -125,33 +126,33 @@ class AccFeatures:
         if n < 4:
             return 0.0
         pk = self._peak_plan(n)
-        if pk.hi <= pk.lo or not welch_into(self._mag, self._m, n, pk.plan, pk.segs, pk.psd):
+        psd = scratch("psd", (1, pk.plan.freqs.size))
+        segs = scratch("welch_segments", (1, n))
+        if pk.hi <= pk.lo or not welch_into(self._mag, self._m, n, pk.plan, segs, psd):
             return 0.0
-        sel = pk.psd[0, pk.lo : pk.hi]
+        sel = psd[0, pk.lo : pk.hi]
         j = int(np.argmax(sel))
-        return float(pk.plan.freqs[pk.lo + j]) if sel[j] > 1e-10 else 0.0
+        return float(pk.plan.freqs[pk.lo + j]) if sel[j] > PEAK_FLOOR else 0.0
 
     def update(
         self, t_start: float, block: npt.NDArray[np.float32], mask: npt.NDArray[np.bool_]
     ) -> dict[str, float]:
         """Consume the new samples of one window and return its features (finite values)."""
         k = block.shape[0]
-        x = np.ascontiguousarray(block)
-        m = np.ascontiguousarray(mask, dtype=bool)
-        mag = np.empty(k)
-        n_valid = acc_window(x, m, self.scale, mag, self._stats)
-        if np.isnan(self._fstate[1]):
-            self._fstate[1] = t_start
         new = self._cursor.advance(t_start, k)
         need = int(self._istate[2]) + (new.gap + k - new.start) // max(self._min_gap, 1) + 2
         if need > self._steps.size:
             self._steps = np.concatenate([self._steps, np.zeros(need)])
-        counts = acc_consume(
-            mag,
-            m,
+        pk = self._steady
+        out = self._out
+        segs = scratch("welch_segments", (1, self.span))
+        done = acc_update(
+            block,
+            np.asarray(mask, dtype=bool),
+            self.scale,
+            t_start,
             new.start,
             new.gap,
-            k,
             self._sos,
             self._zi,
             self._zi_unit,
@@ -165,16 +166,35 @@ class AccFeatures:
             self._mag,
             self._counts,
             self._m,
-            self._scratch,
+            scratch("acc_counts", (self.span,)),
+            self.cadence_s,
+            pk.plan.win,
+            pk.lo,
+            pk.hi,
+            segs,
+            out,
         )
-        t_end = t_start + k / self.fs
-        steps = prune_steps(self._steps, self._istate, t_end - self.cadence_s, t_end)
-        if n_valid == 0:
+        if done == ACC_EMPTY:
             return {}
-        dom = self._dominant(int(self._istate[0]))
-        covered = min(self.cadence_s, t_end - float(self._fstate[1]))
-        cadence = float(steps * 60.0 / covered) if covered > 0 else 0.0
-        values = [*self._stats.tolist(), counts, dom, cadence]
+        if done == ACC_SPECTRUM:
+            nf = pk.plan.freqs.size
+            spectrum = np.fft.rfft(segs, axis=-1, out=scratch("spectrum", (1, nf), np.complex128))
+            mag = np.abs(spectrum, out=scratch("magnitude", (1, nf)))
+            out[6] = acc_peak(
+                mag,
+                pk.plan.scale,
+                pk.plan.nperseg,
+                scratch("psd", (1, nf)),
+                pk.plan.freqs,
+                pk.lo,
+                pk.hi,
+                PEAK_FLOOR,
+            )
+        elif done == ACC_SHORT:
+            out[6] = self._dominant(int(self._istate[0]))
+        values = out.tolist()
+        if all_finite(out):
+            return dict(zip(self._keys, values, strict=True))
         return {k: v for k, v in zip(self._keys, values, strict=True) if math.isfinite(v)}
 
 
@@ -184,7 +204,5 @@ _KEYS = ("mag", "mag_std", "enmo", "var", "activity", "counts", "dom_freq", "cad
 @dataclass(frozen=True, slots=True)
 class _Peak:
     plan: WelchPlan
-    psd: npt.NDArray[np.float64]
-    segs: npt.NDArray[np.float64]
     lo: int  # PSD bins lo .. hi - 1 lie in 0.3-5 Hz
     hi: int

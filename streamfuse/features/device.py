@@ -83,24 +83,28 @@ class DeviceFeatures:
         that are undefined for this window (e.g. heart rate before two beats) are omitted.
         """
         out: dict[str, dict[str, float]] = {}
+        masks, fs, t_start = window.masks, window.fs, window.t_start
+        extractors, rates = self._extractors, self._fs
         for m, block in window.blocks.items():
-            blk = np.asarray(block)
+            blk = block if type(block) is np.ndarray else np.asarray(block)
             if blk.ndim == 1:
                 blk = blk[:, None]
-            mask = window.masks.get(m)
+            mask = masks.get(m)
             if mask is None:
                 mask = np.ones(blk.shape[0], dtype=bool)
-            elif np.shape(mask) != (blk.shape[0],):
-                raise ValueError(
-                    f"window mask of {m!r} has shape {np.shape(mask)}, the block {blk.shape}; "
-                    "pass one bool per row"
-                )
-            ex = self._extractors.get(m)
-            if ex is None or self._fs.get(m) != window.fs:
-                ex = self._make(m, window.fs, blk.shape[1])
-                self._extractors[m] = ex
-                self._fs[m] = window.fs
-            out[m] = ex.update(window.t_start, blk, np.asarray(mask, dtype=bool))
+            else:
+                shape = mask.shape if type(mask) is np.ndarray else np.shape(mask)
+                if shape != (blk.shape[0],):
+                    raise ValueError(
+                        f"window mask of {m!r} has shape {shape}, the block {blk.shape}; "
+                        "pass one bool per row"
+                    )
+            ex = extractors.get(m)
+            if ex is None or rates.get(m) != fs:
+                ex = self._make(m, fs, blk.shape[1])
+                extractors[m] = ex
+                rates[m] = fs
+            out[m] = ex.update(t_start, blk, np.asarray(mask, dtype=bool))
         return out
 
 

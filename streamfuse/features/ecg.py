@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import deque
 
 import numpy as np
 import numpy.typing as npt
 
-from ..kernels import heart
-from ..kernels.filters import hold_kernel, push_valid
+from ..kernels import ecg, heart
 from ..kernels.moments import kurtosis_of
-from .qrs import StreamingQRSDetector
+from ..kernels.qrs import LEARN_CAP
+from .qrs import StreamingQRSDetector, _unit_zi
 from .stream import Cursor
 
 log = logging.getLogger("streamfuse.features.ecg")
@@ -81,100 +80,110 @@ class ECGFeatures:
         self.hrv_s = float(hrv_s)
         self._cursor = Cursor(self.fs)
         self._detector = StreamingQRSDetector(self.fs)
-        self._origin = 0.0  # grid time of detector sample 0
-        self._last = 0.0  # last valid value (held over masked samples)
-        self._have_last = False
-        # mask of the latest detector samples: the first _hist_n of _mask_hist
+        self._unit_zi = _unit_zi(self.fs)
+        # [last valid value (held over masked samples), grid time of detector sample 0]
+        self._fstate = np.zeros(ecg.EF)
+        # [last value valid yet, mask history fill, beats in use, breaks in use]
+        self._istate = np.zeros(ecg.EI, dtype=np.int64)
+        # mask of the latest detector samples: the first _istate[E_HIST_N] of _mask_hist
         self._mask_hist = np.zeros(int(4 * self.fs), dtype=bool)
-        self._hist_n = 0
-        self._beats: deque[float] = deque()
-        # beat times separated by a bridged gap must not form an RR interval
-        self._breaks: deque[float] = deque()
-        self._out = np.zeros(heart.OUT_SIZE)
+        # beat times, increasing; beat times separated by a break must not form an RR interval
+        self._beats = np.zeros(64)
+        self._breaks = np.zeros(8)
+        self._full = np.zeros(heart.OUT_SIZE)
+        self._out = np.zeros(8)
         p = prefix
-        self._k_beats, self._k_kurt, self._k_sqi = f"{p}_beats", f"{p}_kurtosis", f"{p}_sqi"
-        self._k_rr, self._k_hr = f"{p}_rr", f"{p}_hr"
-        self._k_sdnn, self._k_rmssd, self._k_pnn50 = f"{p}_sdnn", f"{p}_rmssd", f"{p}_pnn50"
-
-    def _feed(self, x: npt.NDArray[np.float64], m: npt.NDArray[np.bool_]) -> None:
-        if not self._have_last:
-            first = int(np.argmax(m)) if m.size else 0
-            if m.size and m[first]:
-                self._last = float(x[first])
-                self._have_last = True
-        # hold the last valid value over masked samples
-        filled = np.empty(x.size)
-        self._last = float(hold_kernel(x, m, self._last, filled))
-        n0 = self._detector.samples_seen
-        peaks = self._detector.update(filled)
-        self._hist_n = push_valid(self._mask_hist, self._hist_n, m)
-        if peaks.size == 0:
-            return
-        hist_start = n0 + m.size - self._hist_n
-        for p in peaks.tolist():
-            j = p - hist_start
-            if 0 <= j < self._hist_n and not self._mask_hist[j]:
-                continue  # a beat inside a gap is not a beat
-            self._beats.append(self._origin + p / self.fs)
+        names = ("beats", "kurtosis", "sqi")
+        hr, hrv = ("rr", "hr"), ("sdnn", "rmssd", "pnn50")
+        # the keys of each layout ecg_update returns, in the order they were always written
+        self._layouts = tuple(
+            tuple(
+                f"{p}_{k}"
+                for k in (
+                    *names,
+                    *(hr if layout & ecg.LAYOUT_HR else ()),
+                    *(hrv if layout & ecg.LAYOUT_HRV else ()),
+                )
+            )
+            for layout in range(4)
+        )
 
     def update(
         self, t_start: float, block: npt.NDArray[np.float32], mask: npt.NDArray[np.bool_]
     ) -> dict[str, float]:
         """Consume the new samples of one window and return its features."""
         k = block.shape[0]
-        x = np.asarray(block[:, 0], dtype=np.float64)
-        m = np.asarray(mask, dtype=bool)
-        first = np.isnan(self._cursor.t_next)
-        new = self._cursor.advance(t_start, k)
+        cursor = self._cursor
+        first = cursor.t_next != cursor.t_next  # NaN: nothing consumed yet
+        new = cursor.advance(t_start, k)
+        ist = self._istate
         if first:
-            self._origin = t_start
+            self._fstate[ecg.E_ORIGIN] = t_start
         elif new.gap > 0:
             if new.gap / self.fs > MAX_BRIDGE_S:
                 log.debug("ECG gap of %.2f s: restarting the detector", new.gap / self.fs)
                 self._detector.reset()
-                self._have_last = False
-                self._hist_n = 0
-                self._origin = t_start
-                self._breaks.append(t_start)
-            else:
-                self._feed(np.full(new.gap, self._last), np.zeros(new.gap, dtype=bool))
-                self._breaks.append(t_start)
-        if new.start < k:
-            self._feed(x[new.start :], m[new.start :])
-        t_end = t_start + k / self.fs
-        return self._features(t_start, t_end, x, m)
-
-    def _features(
-        self, t_start: float, t_end: float, x: npt.NDArray[np.float64], m: npt.NDArray[np.bool_]
-    ) -> dict[str, float]:
-        horizon = max(self.hr_s, self.hrv_s, t_end - t_start) + 5.0
-        while self._beats and self._beats[0] < t_end - horizon:
-            self._beats.popleft()
-        while self._breaks and self._breaks[0] < t_end - horizon:
-            self._breaks.popleft()
-        o = self._out
-        heart.ecg_window(
-            np.fromiter(self._beats, dtype=np.float64, count=len(self._beats)),
-            np.fromiter(self._breaks, dtype=np.float64, count=len(self._breaks)),
+                ist[ecg.E_HAVE_LAST] = 0
+                ist[ecg.E_HIST_N] = 0
+                self._fstate[ecg.E_ORIGIN] = t_start
+                new.gap = 0
+            self._add_break(t_start)
+        det = self._detector
+        need = (
+            int(ist[ecg.E_N_BEATS]) + (new.gap + k) // max(1, det._refractory) + 2 * (LEARN_CAP + 2)
+        )
+        if need > self._beats.size:
+            self._beats = np.concatenate([self._beats, np.zeros(need)])
+        layout = ecg.ecg_update(
+            block,
+            np.asarray(mask, dtype=bool),
+            new.start,
+            new.gap,
             t_start,
-            t_end,
-            t_end - self.hr_s,
-            t_end - self.hrv_s,
+            self.hr_s,
+            self.hrv_s,
             RR_RANGE[0],
             RR_RANGE[1],
-            x,
-            m,
-            o,
+            det._sos,
+            det._zi,
+            self._unit_zi,
+            det._fst,
+            det._ist,
+            det._bp_ring,
+            det._sq_ring,
+            det._slope_ring,
+            det._rr_ring,
+            det._learn_val,
+            det._learn_loc,
+            det._learn_slope,
+            det._win,
+            det._confirm,
+            det._refractory,
+            det._twave,
+            det._learn,
+            det._delay,
+            self.fs,
+            self._fstate,
+            ist,
+            self._mask_hist,
+            self._beats,
+            self._breaks,
+            self._full,
+            self._out,
         )
-        beats, kurt, sqi, rr, hr, sdnn, rmssd, pnn50, n_hr, n_hrv = o.tolist()
-        out = {self._k_beats: beats, self._k_kurt: kurt, self._k_sqi: sqi}
-        if n_hr:
-            out[self._k_rr] = rr
-            out[self._k_hr] = hr
-        if n_hrv >= 2:
-            out[self._k_sdnn] = sdnn
-            out[self._k_rmssd] = rmssd
-            out[self._k_pnn50] = pnn50
-        if all(math.isfinite(v) for v in out.values()):
-            return out
-        return {k: v for k, v in out.items() if math.isfinite(v)}
+        if layout >= 0:
+            return dict(zip(self._layouts[layout], self._out.tolist(), strict=False))
+        if layout == -100:
+            raise ValueError("ECG samples must be finite; fill gaps (e.g. hold the last value)")
+        return {
+            k: v
+            for k, v in zip(self._layouts[-1 - layout], self._out.tolist(), strict=False)
+            if math.isfinite(v)
+        }
+
+    def _add_break(self, t: float) -> None:
+        n = int(self._istate[ecg.E_N_BREAKS])
+        if n == self._breaks.size:
+            self._breaks = np.concatenate([self._breaks, np.zeros(n)])
+        self._breaks[n] = t
+        self._istate[ecg.E_N_BREAKS] = n + 1

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from ..kernels.filters import push_rows
-from ..kernels.spectral import band_summary
-from .spectrum import WelchPlan, segment_count, welch_into, welch_plan
+from ..kernels.spectral import band_summary, push_segments, welch_bands, welch_segments
+from .spectrum import WelchPlan, scratch, segment_count, welch_plan
 from .stream import Cursor, finite_dict
 
 BANDS: dict[str, tuple[float, float]] = {
@@ -156,14 +155,15 @@ def band_features(
 
 @dataclass(frozen=True, slots=True)
 class _Buffers:
-    """Everything one segment length needs: plans, PSD, band powers, outputs, segments."""
+    """What one segment length needs: plans, band powers, outputs, and the shapes of the
+    segments and the PSD (work arrays shared by all devices: :func:`~.spectrum.scratch`)."""
 
     welch: WelchPlan
     bands: _BandPlan
-    psd: npt.NDArray[np.float64]
     power: npt.NDArray[np.float64]
     out: npt.NDArray[np.float64]
-    segs: npt.NDArray[np.float64]
+    segs: tuple[int, int]
+    psd: tuple[int, int]
 
 
 class EEGFeatures:
@@ -195,11 +195,12 @@ class EEGFeatures:
         self.nperseg = max(4, min(self.span, int(round(self.fs))))
         self._cursor = Cursor(self.fs)
         ch = len(self.keys)
-        self._x = np.zeros((self.span, ch), dtype=np.float64)  # history, filled to _n
+        self._x = np.zeros((self.span, ch), dtype=np.float64)  # history, filled to _fill[0]
         self._m = np.zeros(self.span, dtype=bool)
-        self._n = 0
+        self._fill = np.zeros(1, dtype=np.int64)
         # per segment length (shorter than nperseg only while the history fills)
         self._buffers: dict[int, _Buffers] = {}
+        self._steady = self._buffers_for(self.nperseg)
 
     def _buffers_for(self, nperseg: int) -> _Buffers:
         got = self._buffers.get(nperseg)
@@ -210,10 +211,10 @@ class EEGFeatures:
             got = self._buffers[nperseg] = _Buffers(
                 welch,
                 bands,
-                psd=np.empty((ch, welch.freqs.size)),
                 power=np.empty((bands.band_lo.size, ch)),
                 out=np.empty(len(bands.keys)),
-                segs=np.empty((segment_count(self.span, nperseg) * ch, nperseg)),
+                segs=(segment_count(self.span, nperseg) * ch, nperseg),
+                psd=(ch, welch.freqs.size),
             )
         return got
 
@@ -227,13 +228,58 @@ class EEGFeatures:
                 f"made for {self._x.shape[1]} ({', '.join(self.keys)})"
             )
         new = self._cursor.advance(t_start, block.shape[0])
-        x = np.ascontiguousarray(block)
-        m = np.ascontiguousarray(mask, dtype=bool)
-        self._n = push_rows(self._x, self._m, self._n, x, m, new.start, new.gap)
-        nperseg = min(self.nperseg, self._n)
-        if nperseg < 4:
+        b = self._steady
+        segs = scratch("welch_segments", b.segs)
+        # the history and the segments in one kernel call; only while the history is shorter
+        # than a segment does the segment length (and its plan) differ
+        q = push_segments(
+            block,
+            np.asarray(mask, dtype=bool),
+            new.start,
+            new.gap,
+            self._x,
+            self._m,
+            self._fill,
+            b.welch.nperseg,
+            b.welch.win,
+            segs,
+        )
+        if q < 0:
+            n = int(self._fill[0])
+            nperseg = min(self.nperseg, n)
+            if nperseg < 4:
+                return {}
+            b = self._buffers_for(nperseg)
+            segs = scratch("welch_segments", b.segs)
+            q = welch_segments(self._x, self._m, n, nperseg, b.welch.win, segs)
+        if q == 0:
             return {}
-        b = self._buffers_for(nperseg)
-        if not welch_into(self._x, self._m, self._n, b.welch, b.segs, b.psd):
-            return {}
-        return _summarise(b.bands, b.psd, b.power, b.out)
+        bp, w = b.bands, b.welch
+        rows = q * len(self.keys)
+        nf = w.freqs.size
+        spectrum = np.fft.rfft(
+            segs[:rows], axis=-1, out=scratch("spectrum", (rows, nf), np.complex128)
+        )
+        mag = np.abs(spectrum, out=scratch("magnitude", (rows, nf)))
+        n_ok = welch_bands(
+            mag,
+            q,
+            w.scale,
+            w.nperseg,
+            scratch("psd", b.psd),
+            bp.band_lo,
+            bp.band_hi,
+            bp.df,
+            bp.ent_lo,
+            bp.ent_hi,
+            bp.log_nbins,
+            bp.theta,
+            bp.beta,
+            bp.alpha,
+            bp.faa_left,
+            bp.faa_right,
+            POWER_FLOOR,
+            b.power,
+            b.out,
+        )
+        return finite_dict(bp.keys, b.out, n_ok)

@@ -35,6 +35,7 @@ from ..kernels.qrs import (
     I_N,
     I_NOISE_LOC,
     I_RR_COUNT,
+    I_STARTED,
     LEARN_CAP,
     NF,
     NI,
@@ -43,6 +44,7 @@ from ..kernels.qrs import (
 )
 
 log = logging.getLogger("streamfuse.features.qrs")
+
 
 @functools.lru_cache(maxsize=64)
 def _qrs_band(fs: float) -> tuple[np.ndarray, int]:
@@ -103,7 +105,8 @@ class StreamingQRSDetector:
 
     def reset(self) -> None:
         """Forget everything (filter state, levels, RR history)."""
-        self._zi: npt.NDArray[np.float64] | None = None
+        # band-pass state, set from the first sample (``_ist[I_STARTED]``)
+        self._zi = np.zeros((self._sos.shape[0], 2), dtype=np.float64)
         self._fst = np.zeros(NF, dtype=np.float64)
         self._ist = np.zeros(NI, dtype=np.int64)
         self._ist[I_CAND_IDX] = -1
@@ -116,6 +119,19 @@ class StreamingQRSDetector:
         self._learn_val = np.zeros(LEARN_CAP, dtype=np.float64)
         self._learn_loc = np.zeros(LEARN_CAP, dtype=np.int64)
         self._learn_slope = np.zeros(LEARN_CAP, dtype=np.float64)
+
+    def __setstate__(self, state: dict) -> None:
+        """Restore a pickle, also one made before the band-pass state became an array with a
+        started flag (``_zi`` None and eight integers of state then)."""
+        self.__dict__.update(state)
+        if self._zi is None or self._ist.size < NI:
+            started = self._zi is not None
+            ist = np.zeros(NI, dtype=np.int64)
+            ist[: self._ist.size] = self._ist
+            ist[I_STARTED] = int(started)
+            self._ist = ist
+            if not started:
+                self._zi = np.zeros((self._sos.shape[0], 2), dtype=np.float64)
 
     @property
     def samples_seen(self) -> int:
@@ -150,9 +166,10 @@ class StreamingQRSDetector:
             return np.zeros(0, dtype=np.int64)
         if not np.all(np.isfinite(a)):
             raise ValueError("ECG samples must be finite; fill gaps (e.g. hold the last value)")
-        if self._zi is None:
+        if not self._ist[I_STARTED]:
             # start in the steady state of the first sample: no step transient at the start
-            self._zi = np.ascontiguousarray(_unit_zi(self.fs) * a[0])
+            self._zi[:] = _unit_zi(self.fs) * a[0]
+            self._ist[I_STARTED] = 1
         bp = np.empty_like(a)
         sosfilt_kernel(self._sos, self._zi, a, bp)
         out = np.empty(a.size // max(1, self._refractory) + LEARN_CAP + 2, dtype=np.int64)

@@ -6,6 +6,7 @@ IEEE Trans. Audio Electroacoust. 15(2):70-73.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,30 @@ class WelchPlan:
 
 
 _PLANS: dict[tuple[int, float], WelchPlan] = {}
+
+_SCRATCH = threading.local()
+
+
+def scratch(tag: str, shape: tuple[int, ...], dtype: type = np.float64) -> np.ndarray:
+    """A work array shared by every extractor of this thread: written and read within one
+    call of an extractor's ``update``, never kept across calls (tags keep two arrays of one
+    call apart).
+
+    Segments, spectra and PSDs are work, not state: per device they made each device's
+    window write ~70 KB of memory no other device's window had touched (EEG segments alone
+    are 48 KB), and they went into every checkpoint. Shared, the same few arrays stay in
+    cache. Per thread, so engines in two threads never share one.
+    """
+    arrays = getattr(_SCRATCH, "arrays", None)
+    if arrays is None:
+        arrays = _SCRATCH.arrays = {}
+    key = (tag, shape, dtype)
+    a = arrays.get(key)
+    if a is None:
+        if len(arrays) > 256:
+            arrays.clear()
+        a = arrays[key] = np.empty(shape, dtype)
+    return a
 
 
 def welch_plan(nperseg: int, fs: float) -> WelchPlan:

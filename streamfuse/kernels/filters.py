@@ -33,8 +33,24 @@ def sosfilt_kernel(
     The operations are scipy's own, in its order, so the output is bit-identical to
     ``scipy.signal.sosfilt(sos, x, zi=zi)``.
     """
+    if sos.shape[0] != 2:
+        for i in range(x.shape[0]):
+            out[i] = biquads_one(sos, zi, x[i])
+        return
+    # two sections (an order-2 band-pass): the state in registers across the loop, not in
+    # memory (a store and a load in every step of the recursion), same operations
+    a, b = sos[0], sos[1]
+    a0, a1, b0, b1 = zi[0, 0], zi[0, 1], zi[1, 0], zi[1, 1]
     for i in range(x.shape[0]):
-        out[i] = biquads_one(sos, zi, x[i])
+        v = x[i]
+        y = a[0] * v + a0
+        a0 = a[1] * v - a[4] * y + a1
+        a1 = a[2] * v - a[5] * y
+        w = b[0] * y + b0
+        b0 = b[1] * y - b[4] * w + b1
+        b1 = b[2] * y - b[5] * w
+        out[i] = w
+    zi[0, 0], zi[0, 1], zi[1, 0], zi[1, 1] = a0, a1, b0, b1
 
 
 @njit(cache=True, nogil=True)

@@ -14,7 +14,8 @@ import numpy as np
 from numba import njit
 
 from .filters import biquads_one, step_one
-from .moments import pairwise_sum
+from .moments import col_sums, pairwise_sum
+from .spectral import welch_psd, welch_segments
 
 
 @njit(cache=True, nogil=True)
@@ -58,25 +59,26 @@ def acc_window(
             j += 1
     col = np.empty(nv)
     var = np.empty(ch)
-    for c in range(ch):
-        if ch == 1:  # a single column is one contiguous vector to NumPy: pairwise
-            for i in range(nv):
-                col[i] = xv[i, 0]
-            mean = pairwise_sum(col, 0, nv) / nv
-            for i in range(nv):
-                d = xv[i, 0] - mean
-                col[i] = d * d
-            var[c] = pairwise_sum(col, 0, nv) / nv
-        else:  # along the outer axis of a 2-D array NumPy sums row by row
-            s = 0.0
-            for i in range(nv):
-                s += xv[i, c]
-            mean = s / nv
-            s = 0.0
-            for i in range(nv):
-                d = xv[i, c] - mean
-                s += d * d
-            var[c] = s / nv
+    if ch == 1:  # a single column is one contiguous vector to NumPy: pairwise
+        for i in range(nv):
+            col[i] = xv[i, 0]
+        mean = pairwise_sum(col, 0, nv) / nv
+        for i in range(nv):
+            d = xv[i, 0] - mean
+            col[i] = d * d
+        var[0] = pairwise_sum(col, 0, nv) / nv
+    else:  # along the outer axis of a 2-D array NumPy sums row by row
+        means = np.empty(ch)
+        col_sums(xv, 0, nv, means)
+        for c in range(ch):
+            means[c] /= nv
+        for i in range(nv):
+            for c in range(ch):
+                d = xv[i, c] - means[c]
+                xv[i, c] = d * d
+        col_sums(xv, 0, nv, var)
+        for c in range(ch):
+            var[c] /= nv
     total_var = pairwise_sum(var, 0, ch)
     mean = pairwise_sum(mv, 0, nv) / nv
     for i in range(nv):
@@ -92,6 +94,16 @@ def acc_window(
     out[3] = total_var
     out[4] = math.sqrt(total_var)
     return nv
+
+
+@njit(cache=True, nogil=True)
+def _biquad(
+    c: np.ndarray, v: float, z0: float, z1: float
+) -> tuple[float, float, float]:  # pragma: no cover - compiled
+    """One section of :func:`~streamfuse.kernels.filters.biquads_one` with its state passed
+    and returned: (output, new z0, new z1)."""
+    y = c[0] * v + z0
+    return y, c[1] * v - c[4] * y + z1, c[2] * v - c[5] * y
 
 
 @njit(cache=True, nogil=True)
@@ -143,6 +155,12 @@ def acc_consume(
     n_steps = istate[2]
     count_sos, count_zi = sos[0], zi[0]
     step_sos, step_zi = sos[1], zi[1]
+    # two sections per filter (order-2 band-passes): the filter state in registers across the
+    # loop instead of in memory, the same operations in the same order (biquads_one's)
+    two = zi.shape[1] == 2
+    c0, c1, s0, s1 = count_sos[0], count_sos[1], step_sos[0], step_sos[1]
+    cz00, cz01, cz10, cz11 = count_zi[0, 0], count_zi[0, 1], count_zi[1, 0], count_zi[1, 1]
+    sz00, sz01, sz10, sz11 = step_zi[0, 0], step_zi[0, 1], step_zi[1, 0], step_zi[1, 1]
     for t in range(total):
         if t < gap:
             v = 0.0
@@ -159,8 +177,16 @@ def acc_consume(
                     zi[f, s, 0] = zi_unit[f, s, 0] * held
                     zi[f, s, 1] = zi_unit[f, s, 1] * held
             istate[1] = 1
-        counts = biquads_one(count_sos, count_zi, held)
-        bp = biquads_one(step_sos, step_zi, held)
+            cz00, cz01, cz10, cz11 = count_zi[0, 0], count_zi[0, 1], count_zi[1, 0], count_zi[1, 1]
+            sz00, sz01, sz10, sz11 = step_zi[0, 0], step_zi[0, 1], step_zi[1, 0], step_zi[1, 1]
+        if two:
+            y, cz00, cz01 = _biquad(c0, held, cz00, cz01)
+            counts, cz10, cz11 = _biquad(c1, y, cz10, cz11)
+            y, sz00, sz01 = _biquad(s0, held, sz00, sz01)
+            bp, sz10, sz11 = _biquad(s1, y, sz10, sz11)
+        else:
+            counts = biquads_one(count_sos, count_zi, held)
+            bp = biquads_one(step_sos, step_zi, held)
         idx = step_one(bp, ok, step_state, min_amp, min_gap)
         if idx >= 0:
             steps[n_steps] = fstate[1] + idx / fs
@@ -170,6 +196,9 @@ def acc_consume(
             mag_hist[p, 0] = v
             counts_hist[p] = abs(counts)
             valid_hist[p] = ok
+    if two:
+        count_zi[0, 0], count_zi[0, 1], count_zi[1, 0], count_zi[1, 1] = cz00, cz01, cz10, cz11
+        step_zi[0, 0], step_zi[0, 1], step_zi[1, 0], step_zi[1, 1] = sz00, sz01, sz10, sz11
     fstate[0] = last
     istate[2] = n_steps
     filled = keep + total - skip
@@ -200,3 +229,124 @@ def prune_steps(
                 before += 1
     istate[2] = n
     return before
+
+
+#: what :func:`acc_update` leaves to its caller
+ACC_EMPTY, ACC_DONE, ACC_SPECTRUM, ACC_SHORT = -1, 0, 1, 2
+
+
+@njit(cache=True, nogil=True)
+def acc_update(
+    block: np.ndarray,
+    valid: np.ndarray,
+    scale: float,
+    t_start: float,
+    start: int,
+    gap: int,
+    sos: np.ndarray,
+    zi: np.ndarray,
+    zi_unit: np.ndarray,
+    fstate: np.ndarray,
+    istate: np.ndarray,
+    step_state: np.ndarray,
+    min_amp: float,
+    min_gap: int,
+    fs: float,
+    steps: np.ndarray,
+    mag_hist: np.ndarray,
+    counts_hist: np.ndarray,
+    valid_hist: np.ndarray,
+    counts_scratch: np.ndarray,
+    cadence_s: float,
+    win: np.ndarray,
+    peak_lo: int,
+    peak_hi: int,
+    segs: np.ndarray,
+    out: np.ndarray,
+) -> int:  # pragma: no cover - compiled
+    """One window of the accelerometer extractor: :func:`acc_window`, :func:`acc_consume`,
+    :func:`prune_steps`, then the Welch segment of the magnitude history for the dominant
+    frequency, in one call.
+
+    ``out`` receives [mean magnitude, its SD, ENMO, variance, activity, mean count, dominant
+    frequency, cadence]. Returns :data:`ACC_EMPTY` (no valid row: no features),
+    :data:`ACC_DONE` (``out`` complete: the dominant frequency is 0.0 without a spectrum),
+    :data:`ACC_SPECTRUM` (``segs[0]`` holds the segment: the caller takes its spectrum and
+    calls :func:`acc_peak`) or :data:`ACC_SHORT` (the history is shorter than ``win``, the
+    steady segment: the caller computes the dominant frequency with the shorter plan).
+    ``peak_lo .. peak_hi - 1`` are the PSD bins inside the dominant frequency's range.
+    """
+    k = block.shape[0]
+    mag = np.empty(k)
+    n_valid = acc_window(block, valid, scale, mag, out)
+    if math.isnan(fstate[1]):
+        fstate[1] = t_start
+    counts = acc_consume(
+        mag,
+        valid,
+        start,
+        gap,
+        k,
+        sos,
+        zi,
+        zi_unit,
+        fstate,
+        istate,
+        step_state,
+        min_amp,
+        min_gap,
+        fs,
+        steps,
+        mag_hist,
+        counts_hist,
+        valid_hist,
+        counts_scratch,
+    )
+    t_end = t_start + k / fs
+    n_steps = prune_steps(steps, istate, t_end - cadence_s, t_end)
+    if n_valid == 0:
+        return ACC_EMPTY
+    covered = min(cadence_s, t_end - fstate[1])
+    out[5] = counts
+    out[6] = 0.0
+    out[7] = n_steps * 60.0 / covered if covered > 0 else 0.0
+    n = istate[0]
+    if n < 4:
+        return ACC_DONE
+    if n != win.shape[0]:
+        return ACC_SHORT
+    if peak_hi <= peak_lo:
+        return ACC_DONE
+    if welch_segments(mag_hist, valid_hist, n, n, win, segs) == 0:
+        return ACC_DONE
+    return ACC_SPECTRUM
+
+
+@njit(cache=True, nogil=True)
+def acc_peak(
+    mag: np.ndarray,
+    scale: float,
+    nperseg: int,
+    psd: np.ndarray,
+    freqs: np.ndarray,
+    lo: int,
+    hi: int,
+    floor: float,
+) -> float:  # pragma: no cover - compiled
+    """The dominant frequency of one segment's spectrum magnitudes ``mag`` (``[1, nf]``):
+    the frequency of the largest PSD bin in ``lo .. hi - 1`` (the first one, or the first
+    NaN, as ``numpy.argmax``), 0.0 unless that bin exceeds ``floor``."""
+    welch_psd(mag, 1, 1, scale, nperseg, psd)
+    j = lo
+    best = psd[0, lo]
+    if not math.isnan(best):
+        for i in range(lo + 1, hi):
+            v = psd[0, i]
+            if math.isnan(v):
+                j = i
+                best = v
+                break
+            if v > best:
+                best = v
+                j = i
+    return freqs[j] if best > floor else 0.0

@@ -36,7 +36,8 @@ I_NOISE_LOC = 4  # location of the largest noise peak since the last beat (-1: n
 I_RR_COUNT = 5  # number of RR intervals in the RR ring (capped at RR_N)
 I_RR_POS = 6
 I_LEARN_COUNT = 7  # candidates buffered during the learning phase
-NI = 8
+I_STARTED = 8  # 1 once the band-pass state was set from the first sample
+NI = 9
 
 RR_N = 8
 #: integrated-signal floor (units²/s²): below it a flat line's rounding noise, not a beat
@@ -50,13 +51,16 @@ def _localize(bp_ring: np.ndarray, hi: int, span: int, delay: int) -> int:
     r = bp_ring.shape[0]
     best = -1.0
     arg = hi
-    for j in range(hi - span + 1, hi + 1):
-        if j < 0:
-            continue
-        v = abs(bp_ring[j % r])
+    j0 = max(hi - span + 1, 0)
+    pos = j0 % r  # one modulo, then the ring position steps along with j
+    for j in range(j0, hi + 1):
+        v = abs(bp_ring[pos])
         if v > best:
             best = v
             arg = j
+        pos += 1
+        if pos == r:
+            pos = 0
     loc = arg - delay
     return loc if loc > 0 else 0
 
@@ -129,110 +133,136 @@ def qrs_kernel(
     """
     r = bp_ring.shape[0]
     n_out = 0
-    for i in range(bp.shape[0]):
-        n = ist[I_N]
-        x = bp[i]
-        bp_ring[n % r] = x
-        # five-point derivative (Pan-Tompkins), zero until four past samples exist
-        d = 0.0
-        if n >= 4:
-            d = (
-                2.0 * x + bp_ring[(n - 1) % r] - bp_ring[(n - 3) % r] - 2.0 * bp_ring[(n - 4) % r]
-            ) * (fs / 8.0)
-        sq_ring[n % r] = d * d
-        slope_ring[n % r] = abs(d)
-        # moving-window integration, summed afresh (no drift over long streams), oldest first;
-        # the ring positions run a..r-1 then 0.. (no modulo per term)
-        s = 0.0
-        lo = n - win + 1
-        if lo < 0:
-            lo = 0
-        a = lo % r
-        cnt = n + 1 - lo
-        first = min(cnt, r - a)
-        for j in range(a, a + first):
-            s += sq_ring[j]
-        for j in range(cnt - first):
-            s += sq_ring[j]
-        y = s / win
-        ist[I_N] = n + 1
+    total = bp.shape[0]
+    # Blocks of samples: the derivative and its square for a whole block, then the block's
+    # moving-window integrals side by side (each sums its window oldest first, as one loop per
+    # sample did, but the sums no longer wait on each other), then the decisions sample by
+    # sample. The rings are written at most `r - win - 4` samples ahead of the sample being
+    # decided, so nothing the decisions read (back to `n - win - 4`) is overwritten early.
+    # Ring positions step along with the sample index (one modulo per block).
+    block = r - win - 4
+    lin = np.empty(win - 1 + min(block, total))
+    ys = np.empty(min(block, total))
+    for b0 in range(0, total, block):
+        nb = min(block, total - b0)
+        n_base = ist[I_N]
+        # the squared derivatives the block's integrals need, oldest first; 0.0 before the
+        # stream's start (adding 0.0 to a sum that starts at 0.0 changes nothing)
+        for j in range(win - 1):
+            m = n_base - win + 1 + j
+            lin[j] = sq_ring[m % r] if m >= 0 else 0.0
+        pos = n_base % r
+        for i in range(nb):
+            n = n_base + i
+            x = bp[b0 + i]
+            bp_ring[pos] = x
+            # five-point derivative (Pan-Tompkins), zero until four past samples exist
+            d = 0.0
+            if n >= 4:
+                p1 = pos - 1 if pos >= 1 else pos - 1 + r
+                p3 = pos - 3 if pos >= 3 else pos - 3 + r
+                p4 = pos - 4 if pos >= 4 else pos - 4 + r
+                d = (2.0 * x + bp_ring[p1] - bp_ring[p3] - 2.0 * bp_ring[p4]) * (fs / 8.0)
+            sq_ring[pos] = d * d
+            slope_ring[pos] = abs(d)
+            lin[win - 1 + i] = d * d
+            pos += 1
+            if pos == r:
+                pos = 0
+        # moving-window integration, summed afresh (no drift over long streams)
+        for i in range(nb):
+            ys[i] = 0.0
+        for j in range(win):
+            for i in range(nb):
+                ys[i] += lin[i + j]
+        for i in range(nb):
+            n = n_base + i
+            y = ys[i] / win
+            ist[I_N] = n + 1
 
-        # learning phase statistics
-        if n <= learn:
-            if y > fst[F_LEARN_MAX]:
-                fst[F_LEARN_MAX] = y
-            fst[F_LEARN_SUM] += y
-
-        # confirm a pending local maximum once `confirm` samples passed without a higher one
-        if ist[I_CAND_IDX] >= 0 and n - ist[I_CAND_IDX] > confirm:
-            val = fst[F_CAND_VAL]
-            loc = ist[I_CAND_LOC]
-            slope = fst[F_CAND_SLOPE]
-            ist[I_CAND_IDX] = -1
+            # learning phase statistics
             if n <= learn:
-                k = ist[I_LEARN_COUNT]
-                if k < LEARN_CAP:  # beyond the cap (a 500 bpm signal) candidates are dropped
-                    learn_val[k] = val
-                    learn_loc[k] = loc
-                    learn_slope[k] = slope
-                    ist[I_LEARN_COUNT] = k + 1
-            else:
-                n_out = _classify(fst, ist, rr_ring, val, loc, slope, refractory, twave, out, n_out)
+                if y > fst[F_LEARN_MAX]:
+                    fst[F_LEARN_MAX] = y
+                fst[F_LEARN_SUM] += y
 
-        # local maximum of the integrated signal at n - 1
-        p1 = fst[F_PREV1]
-        p2 = fst[F_PREV2]
-        if n >= 2 and p1 > p2 and p1 >= y and p1 > MIN_ENERGY:
-            m = n - 1
-            if ist[I_CAND_IDX] < 0 or p1 > fst[F_CAND_VAL]:
-                ist[I_CAND_IDX] = m
-                fst[F_CAND_VAL] = p1
-                ist[I_CAND_LOC] = _localize(bp_ring, m - 2, win + 2, delay)
-                sl = 0.0
-                for j in range(m - win + 1, m + 1):
-                    if j >= 0 and slope_ring[j % r] > sl:
-                        sl = slope_ring[j % r]
-                fst[F_CAND_SLOPE] = sl
-        fst[F_PREV2] = p1
-        fst[F_PREV1] = y
+            # confirm a pending local maximum once `confirm` samples passed without a higher one
+            if ist[I_CAND_IDX] >= 0 and n - ist[I_CAND_IDX] > confirm:
+                val = fst[F_CAND_VAL]
+                loc = ist[I_CAND_LOC]
+                slope = fst[F_CAND_SLOPE]
+                ist[I_CAND_IDX] = -1
+                if n <= learn:
+                    k = ist[I_LEARN_COUNT]
+                    if k < LEARN_CAP:  # beyond the cap (a 500 bpm signal) candidates are dropped
+                        learn_val[k] = val
+                        learn_loc[k] = loc
+                        learn_slope[k] = slope
+                        ist[I_LEARN_COUNT] = k + 1
+                else:
+                    n_out = _classify(
+                        fst, ist, rr_ring, val, loc, slope, refractory, twave, out, n_out
+                    )
 
-        # end of learning: set levels, then judge the buffered candidates in order
-        if n == learn:
-            fst[F_SPKI] = fst[F_LEARN_MAX] / 3.0
-            fst[F_NPKI] = 0.5 * fst[F_LEARN_SUM] / (learn + 1)
-            for k in range(ist[I_LEARN_COUNT]):
-                n_out = _classify(
-                    fst,
-                    ist,
-                    rr_ring,
-                    learn_val[k],
-                    learn_loc[k],
-                    learn_slope[k],
-                    refractory,
-                    twave,
-                    out,
-                    n_out,
-                )
+            # local maximum of the integrated signal at n - 1
+            p1 = fst[F_PREV1]
+            p2 = fst[F_PREV2]
+            if n >= 2 and p1 > p2 and p1 >= y and p1 > MIN_ENERGY:
+                m = n - 1
+                if ist[I_CAND_IDX] < 0 or p1 > fst[F_CAND_VAL]:
+                    ist[I_CAND_IDX] = m
+                    fst[F_CAND_VAL] = p1
+                    ist[I_CAND_LOC] = _localize(bp_ring, m - 2, win + 2, delay)
+                    sl = 0.0
+                    j0 = max(m - win + 1, 0)
+                    sp = j0 % r
+                    for _ in range(j0, m + 1):
+                        if slope_ring[sp] > sl:
+                            sl = slope_ring[sp]
+                        sp += 1
+                        if sp == r:
+                            sp = 0
+                    fst[F_CAND_SLOPE] = sl
+            fst[F_PREV2] = p1
+            fst[F_PREV1] = y
 
-        # search-back: no beat for 1.66 mean RR, take the largest noise peak over thr2
-        if n > learn and ist[I_LAST_QRS] >= 0 and ist[I_RR_COUNT] > 0:
-            c = ist[I_RR_COUNT]
-            rr_mean = 0.0
-            for k in range(c):
-                rr_mean += rr_ring[k]
-            rr_mean /= c
-            if n - ist[I_LAST_QRS] > 1.66 * rr_mean and ist[I_NOISE_LOC] >= 0:
-                thr1 = fst[F_NPKI] + 0.25 * (fst[F_SPKI] - fst[F_NPKI])
-                if fst[F_NOISE_VAL] > 0.5 * thr1:
-                    n_out = _accept(
+            # end of learning: set levels, then judge the buffered candidates in order
+            if n == learn:
+                fst[F_SPKI] = fst[F_LEARN_MAX] / 3.0
+                fst[F_NPKI] = 0.5 * fst[F_LEARN_SUM] / (learn + 1)
+                for k in range(ist[I_LEARN_COUNT]):
+                    n_out = _classify(
                         fst,
                         ist,
                         rr_ring,
-                        fst[F_NOISE_VAL],
-                        ist[I_NOISE_LOC],
-                        fst[F_NOISE_SLOPE],
-                        True,
+                        learn_val[k],
+                        learn_loc[k],
+                        learn_slope[k],
+                        refractory,
+                        twave,
                         out,
                         n_out,
                     )
+
+            # search-back: no beat for 1.66 mean RR, take the largest noise peak over thr2
+            if n > learn and ist[I_LAST_QRS] >= 0 and ist[I_RR_COUNT] > 0:
+                c = ist[I_RR_COUNT]
+                rr_mean = 0.0
+                for k in range(c):
+                    rr_mean += rr_ring[k]
+                rr_mean /= c
+                if n - ist[I_LAST_QRS] > 1.66 * rr_mean and ist[I_NOISE_LOC] >= 0:
+                    thr1 = fst[F_NPKI] + 0.25 * (fst[F_SPKI] - fst[F_NPKI])
+                    if fst[F_NOISE_VAL] > 0.5 * thr1:
+                        n_out = _accept(
+                            fst,
+                            ist,
+                            rr_ring,
+                            fst[F_NOISE_VAL],
+                            ist[I_NOISE_LOC],
+                            fst[F_NOISE_SLOPE],
+                            True,
+                            out,
+                            n_out,
+                        )
     return n_out

@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .moments import pairwise_sum
+from .filters import push_rows
+from .moments import col_sums, pairwise_sum
 
 
 @njit(cache=True, nogil=True)
@@ -48,11 +49,7 @@ def welch_segments(
                 col[i] = x[s + i, 0]
             mean[0] = pairwise_sum(col, 0, nperseg) / nperseg
         else:  # row by row, one running sum per channel
-            for c in range(ch):
-                mean[c] = 0.0
-            for i in range(s, s + nperseg):
-                for c in range(ch):
-                    mean[c] += x[i, c]
+            col_sums(x, s, s + nperseg, mean)
             for c in range(ch):
                 mean[c] /= nperseg
         for c in range(ch):
@@ -74,15 +71,20 @@ def welch_psd(
     nf = psd.shape[1]
     hi = nf - 1 if nperseg % 2 == 0 else nf
     for c in range(ch):
+        # each bin's sum over the segments in segment order, all bins of a channel side by side
+        row = psd[c]
         for j in range(nf):
-            acc = 0.0
-            for q in range(nseg):
-                a = mag[q * ch + c, j]
-                acc += a * a
-            v = acc / nseg * scale
+            row[j] = 0.0
+        for q in range(nseg):
+            m = mag[q * ch + c]
+            for j in range(nf):
+                a = m[j]
+                row[j] += a * a
+        for j in range(nf):
+            v = row[j] / nseg * scale
             if 1 <= j < hi:
                 v *= 2.0
-            psd[c, j] = v
+            row[j] = v
 
 
 @njit(cache=True, nogil=True)
@@ -187,3 +189,74 @@ def band_summary(
         if np.isfinite(out[j]):
             n_ok += 1
     return n_ok
+
+
+@njit(cache=True, nogil=True)
+def push_segments(
+    block: np.ndarray,
+    valid: np.ndarray,
+    start: int,
+    gap: int,
+    hist: np.ndarray,
+    hist_valid: np.ndarray,
+    fill: np.ndarray,
+    nperseg: int,
+    win: np.ndarray,
+    segs: np.ndarray,
+) -> int:  # pragma: no cover - compiled
+    """Append a window's new rows to a history (:func:`~streamfuse.kernels.filters.push_rows`,
+    fill in ``fill[0]``), then lay out its Welch segments of ``nperseg`` samples
+    (:func:`welch_segments` with window ``win``) into ``segs``; returns how many.
+
+    Returns ``-1`` (no segments laid out) while the history holds fewer than ``nperseg``
+    samples: the caller picks the shorter segment length and its window then.
+    """
+    n = push_rows(hist, hist_valid, fill[0], block, valid, start, gap)
+    fill[0] = n
+    if n < nperseg:
+        return -1
+    return welch_segments(hist, hist_valid, n, nperseg, win, segs)
+
+
+@njit(cache=True, nogil=True)
+def welch_bands(
+    mag: np.ndarray,
+    nseg: int,
+    scale: float,
+    nperseg: int,
+    psd: np.ndarray,
+    band_lo: np.ndarray,
+    band_hi: np.ndarray,
+    df: float,
+    ent_lo: int,
+    ent_hi: int,
+    log_nbins: float,
+    theta: int,
+    beta: int,
+    alpha: int,
+    faa_left: int,
+    faa_right: int,
+    floor: float,
+    power: np.ndarray,
+    out: np.ndarray,
+) -> int:  # pragma: no cover - compiled
+    """:func:`welch_psd` of the segments' spectrum magnitudes into ``psd``, then
+    :func:`band_summary` of it into ``out``; returns how many values are finite."""
+    welch_psd(mag, nseg, psd.shape[0], scale, nperseg, psd)
+    return band_summary(
+        psd,
+        band_lo,
+        band_hi,
+        df,
+        ent_lo,
+        ent_hi,
+        log_nbins,
+        theta,
+        beta,
+        alpha,
+        faa_left,
+        faa_right,
+        floor,
+        power,
+        out,
+    )
