@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from river import base
-from river.base.typing import ClfTarget, FeatureName
+from river.base.typing import ClfTarget
 
 from streamfuse.errors import ConfigError
+from streamfuse.learn import vector
 
 log = logging.getLogger("streamfuse.fusion.late")
 
@@ -104,9 +105,7 @@ class LateFusion:
             model = self.models.get(m)
             if model is None:
                 continue
-            f = features[m]
-            x: dict[FeatureName, Any] = f if type(f) is dict else dict(f.items())
-            p = model.predict_proba_one(x)
+            p = vector.predict_proba(model, features[m])
             if p:
                 out[m] = p
         return out
@@ -164,13 +163,11 @@ class LateFusion:
         known = [self.losses[m] for m in present if m in self.losses]
         start = sum(known) / len(known) if known else 0.0
         for m in present:
-            x: dict[FeatureName, Any] = dict(features_by_modality[m].items())
             model = self.models.get(m)
             if model is None:
                 model = self.models[m] = self.factory(m)
                 self.losses[m] = start
                 log.debug("late fusion: new model for modality %s", m)
-            p = model.predict_proba_one(x)
-            loss = -math.log(max(float(p.get(y, 0.0)), _P_FLOOR)) if p else math.log(2.0)
+            p_y = vector.predict_then_learn(model, features_by_modality[m], y)
+            loss = math.log(2.0) if p_y is None else -math.log(max(p_y, _P_FLOOR))
             self.losses[m] = self.discount * self.losses[m] + loss
-            model.learn_one(x, y)

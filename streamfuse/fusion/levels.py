@@ -51,16 +51,20 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, cast
 
+import numpy as np
 from river import base
 from river.base.typing import FeatureName
 
 from ..config import EngineConfig
 from ..features import OnlineNormalizer, concat
 from ..features.quality import window_quality
+from ..learn import vector
 from ..learn.metrics import PrequentialMetrics
 from ..learn.models import explain, final_step, model_name
+from ..learn.vector import FeatureVector
 from ..types import FusedWindow
 from .attention import ModalityGate
 from .bayes import BayesianFusion
@@ -122,9 +126,9 @@ class Evidence:
     level runs).
     """
 
-    x_early: dict[str, float]
-    x_modalities: dict[str, dict[str, float]]
-    x_intermediate: dict[str, float]
+    x_early: Mapping[str, float]
+    x_modalities: Mapping[str, Mapping[str, float]]
+    x_intermediate: Mapping[str, float]
     device: str = ""
     quality: dict[str, dict[str, float]] = field(default_factory=dict)
     unusable: tuple[str, ...] = ()
@@ -173,25 +177,62 @@ class Verdict:
         return self.decision.level
 
 
+#: a window's feature layout -> how its z-scores split into modalities (None: a feature name
+#: in two modalities, which concat merges: the dict path then)
+Split = tuple[tuple[str, ...], tuple[tuple[str, tuple[str, ...], slice], ...]] | None
+
+#: distinct feature layouts remembered before the cache of their splits starts afresh
+_MAX_LAYOUTS = 256
+
+
+def _split(features: FeatureSet, present: tuple[str, ...]) -> Split:
+    """The concatenated names (:func:`~streamfuse.features.concat` order: modalities sorted,
+    each one's keys together and in order) and each present modality's names and slice."""
+    names: list[str] = []
+    span: dict[str, tuple[str, tuple[str, ...], slice]] = {}
+    for m in sorted(present):
+        keys = tuple(features[m])
+        span[m] = (m, keys, slice(len(names), len(names) + len(keys)))
+        names.extend(keys)
+    if len(set(names)) != len(names):
+        return None
+    return tuple(names), tuple(span[m] for m in present)
+
+
 def _normalised(
+    features: FeatureSet, normalizer: OnlineNormalizer, layouts: dict[tuple[Any, ...], Split]
+) -> tuple[dict[str, FeatureVector] | dict[str, dict[str, float]], Mapping[str, float]]:
+    """Learn one window's features into the device's normaliser, then its z-scores: per
+    modality (in ``features``' order) and flat (:func:`~streamfuse.features.concat`), as
+    :class:`~streamfuse.learn.vector.FeatureVector` sharing one array."""
+    present = tuple(m for m, f in features.items() if f)
+    mods = sorted(present)
+    key = (present, tuple(chain.from_iterable(features[m] for m in mods)),
+           tuple(len(features[m]) for m in mods))
+    split = layouts.get(key, False)
+    if split is False:
+        split = _split(features, present)
+        if len(layouts) >= _MAX_LAYOUTS:
+            layouts.clear()
+        layouts[key] = split
+    if split is None:
+        return _normalised_dicts(features, normalizer)
+    names, spans = split
+    values = np.fromiter(
+        chain.from_iterable(features[m].values() for m in mods), np.float64, len(names)
+    )
+    z = normalizer.learn_transform_array(names, values)
+    return {m: FeatureVector(keys, z[at]) for m, keys, at in spans}, FeatureVector(names, z)
+
+
+def _normalised_dicts(
     features: FeatureSet, normalizer: OnlineNormalizer
 ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-    """Learn one window's features into the device's normaliser, then its z-scores: per
-    modality (in ``features``' order) and flat (:func:`~streamfuse.features.concat`)."""
+    """:func:`_normalised` as dicts, for a layout with a name in two modalities."""
     present = {m: cast(dict[str, float], f) for m, f in features.items() if f}
     names, z = normalizer.learn_transform(concat(present))
-    keys = cast(tuple[str, ...], names)
-    flat = dict(zip(keys, z, strict=True))
-    if len(flat) != sum(len(f) for f in present.values()):  # a key in two modalities
-        return {m: {k: flat[k] for k in f} for m, f in present.items()}, flat
-    # concat lays the modalities out in sorted order, each one's keys together and in order
-    span: dict[str, slice] = {}
-    i = 0
-    for m in sorted(present):
-        span[m] = slice(i, i + len(present[m]))
-        i = span[m].stop
-    feats = {m: dict(zip(keys[span[m]], z[span[m]], strict=True)) for m in present}
-    return feats, flat
+    flat = dict(zip(cast(tuple[str, ...], names), z, strict=True))
+    return {m: {k: flat[k] for k in f} for m, f in present.items()}, flat
 
 
 class FusionHub:
@@ -257,14 +298,17 @@ class FusionHub:
     # ------------------------------------------------------------------ predict
     def evidence(self, fused: FusedWindow, features: FeatureSet, device: DeviceFusion) -> Evidence:
         """The inputs of every level for one window (normalisers updated first, causally)."""
+        feats: Mapping[str, Mapping[str, float]]
+        flat: Mapping[str, float]
         if device.features is None:
-            feats = {m: dict(f) for m, f in features.items() if f}
-            flat = concat(feats)
+            plain = {m: dict(f) for m, f in features.items() if f}
+            feats, flat = plain, concat(plain)
         else:
-            feats, flat = _normalised(features, device.features)
-        x_early: dict[str, float] = {}
+            layouts = self.__dict__.setdefault("_layouts", {})  # absent from old checkpoints
+            feats, flat = _normalised(features, device.features, layouts)
+        x_early: Mapping[str, float] = {}
         if "early" in self.levels:
-            x_early = self.early(fused, device.early)
+            x_early = self.early.vector(fused, device.early)
         quality: dict[str, dict[str, float]] = {}
         if self._quality:
             w = fused.window
@@ -281,10 +325,10 @@ class FusionHub:
             unusable(quality),
         )
 
-    def _single(self, level: str, x: dict[str, float]) -> Proba:
+    def _single(self, level: str, x: Mapping[str, float]) -> Proba:
         if not x:
             return {}
-        p = self.models[level].predict_proba_one(cast(RiverX, x))
+        p = vector.predict_proba(self.models[level], x)
         return {str(c): float(v) for c, v in p.items()}
 
     def decide(self, evidence: Evidence) -> Verdict:
@@ -434,7 +478,7 @@ class FusionHub:
         for lv, model in self.models.items():
             x = evidence.x_early if lv == "early" else evidence.x_intermediate
             if x:
-                model.learn_one(cast(RiverX, x), y)
+                vector.learn(model, x, y)
         bad = getattr(evidence, "unusable", ())
         trusted = {m: p for m, p in verdict.members.items() if m not in bad}
         if self.gate is not None:

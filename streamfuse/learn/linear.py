@@ -24,6 +24,7 @@ import numpy as np
 from river import base
 
 from ..kernels import linear as kern
+from .vector import FeatureVector
 
 _CACHED_KEY_SETS = 64
 
@@ -157,6 +158,63 @@ class ScaledLogisticRegression(base.Classifier):
         )
         p = self._p
         return {c: float(p[i]) for i, c in enumerate(self.classes)}
+
+    # ------------------------------------------------------------------ FeatureVector lane
+    # The same arithmetic as the dict API on a :class:`~streamfuse.learn.vector.FeatureVector`
+    # (its names are the dict's keys in order, its values the dict's values): no dict is built
+    # or walked (``bench/test_bench_learn.py``).
+    def _known_cols(self, x: FeatureVector) -> tuple[np.ndarray, np.ndarray] | None:
+        """Columns and values of ``x``'s features, None when one was never seen."""
+        cols = self._key_sets.get(x.names)
+        if cols is None:
+            known = self._columns
+            if any(k not in known for k in x.names):
+                return None
+            cols = self._cols(x.names)
+        return cols, x.values
+
+    def predict_proba_vector(self, x: FeatureVector) -> dict[Hashable, float]:
+        """:meth:`predict_proba_one` of ``x``."""
+        n = len(self.classes)
+        if n == 0:
+            return {}
+        cv = self._known_cols(x)
+        if cv is None:
+            return self.predict_proba_one(x.as_dict())
+        kern.predict_proba(
+            cv[0], cv[1], self._means, self._vars, self._W, self._b, n, self._z, self._p
+        )
+        return dict(zip(self.classes, self._p[:n].tolist(), strict=True))
+
+    def learn_vector(self, x: FeatureVector, y: Hashable) -> None:
+        """:meth:`learn_one` of ``x``."""
+        k = self._class_index.get(y)
+        if k is None:
+            k = self._add_class(y)
+        kern.learn_one(
+            self._cols(x.names), x.values, self._counts, self._means, self._vars, self._W,
+            self._b, len(self.classes), k, float(self.lr), float(self.intercept_lr),
+            float(self.l2), float(self.clip_gradient), self._z,
+        )
+
+    def predict_learn_vector(self, x: FeatureVector, y: Hashable) -> float | None:
+        """:meth:`predict_proba_one` of ``x``, then :meth:`learn_one` of ``(x, y)``, in one
+        kernel call: the probability given to ``y`` before learning (0.0 for a new class),
+        None when the model knew no class yet (an empty prediction)."""
+        n = len(self.classes)
+        cv = self._known_cols(x) if n else None
+        if cv is None:  # no class yet, or a feature never seen: the two steps one by one
+            p = self.predict_proba_vector(x)
+            self.learn_vector(x, y)
+            return float(p.get(y, 0.0)) if p else None
+        k = self._class_index.get(y)
+        if k is None:
+            k = self._add_class(y)
+        return float(kern.predict_then_learn(
+            cv[0], cv[1], self._counts, self._means, self._vars, self._W, self._b, n,
+            len(self.classes), k, float(self.lr), float(self.intercept_lr), float(self.l2),
+            float(self.clip_gradient), self._z, self._p,
+        ))
 
     # ------------------------------------------------------------------ inspection
     @property
