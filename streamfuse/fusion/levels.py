@@ -200,7 +200,9 @@ def _split(features: FeatureSet, present: tuple[str, ...]) -> Split:
 
 
 def _normalised(
-    features: FeatureSet, normalizer: OnlineNormalizer, layouts: dict[tuple[Any, ...], Split]
+    features: FeatureSet,
+    normalizer: OnlineNormalizer,
+    layouts: dict[tuple[Any, ...], Split] | None = None,
 ) -> tuple[dict[str, FeatureVector] | dict[str, dict[str, float]], Mapping[str, float]]:
     """Learn one window's features into the device's normaliser, then its z-scores: per
     modality (in ``features``' order) and flat (:func:`~streamfuse.features.concat`), as
@@ -209,6 +211,8 @@ def _normalised(
     mods = sorted(present)
     key = (present, tuple(chain.from_iterable(features[m] for m in mods)),
            tuple(len(features[m]) for m in mods))
+    if layouts is None:
+        layouts = {}
     split = layouts.get(key, False)
     if split is False:
         split = _split(features, present)
