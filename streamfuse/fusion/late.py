@@ -89,15 +89,18 @@ class LateFusion:
     def weights(self, modalities: list[str] | None = None) -> dict[str, float]:
         """Hedge weights over ``modalities`` (default: every modality with a model), sum 1."""
         mods = sorted(self.models) if modalities is None else sorted(modalities)
-        mods = [m for m in mods if m in self.losses]
+        losses = self.losses
+        mods = [m for m in mods if m in losses]
         if not mods:
             return {}
         if self.combine == "vote":
             return {m: 1.0 / len(mods) for m in mods}
-        best = min(self.losses[m] for m in mods)
-        raw = {m: math.exp(-self.eta * (self.losses[m] - best)) for m in mods}
-        total = sum(raw.values())
-        return {m: v / total for m, v in raw.items()}
+        seen = [losses[m] for m in mods]
+        best = min(seen)
+        eta = self.eta
+        raw = [math.exp(-eta * (v - best)) for v in seen]
+        total = sum(raw)
+        return {m: v / total for m, v in zip(mods, raw, strict=True)}
 
     def _member_probas(self, features: FeaturesByModality) -> dict[str, dict[ClfTarget, float]]:
         out: dict[str, dict[ClfTarget, float]] = {}

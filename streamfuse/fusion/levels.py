@@ -91,8 +91,27 @@ Proba = dict[str, float]
 
 
 def _argmax(proba: Mapping[str, float]) -> str | None:
-    """Most probable class; ties go to the smallest name (deterministic)."""
-    return min(proba, key=lambda c: (-proba[c], str(c))) if proba else None
+    """Most probable class; ties go to the smallest name (deterministic).
+
+    The first class whose ``(-p, str(c))`` is smallest, as ``min`` with that key finds it,
+    without a key call per class."""
+    best: str | None = None
+    top = 0.0
+    name: str | None = None  # str(best), made when a tie needs it
+    first = True
+    for c, v in proba.items():
+        neg = -v
+        if first:
+            best, top, first = c, neg, False
+        elif neg == top:
+            if name is None:
+                name = str(best)
+            s = str(c)
+            if s < name:
+                best, top, name = c, neg, s
+        elif neg < top:
+            best, top, name = c, neg, None
+    return best
 
 
 class _Fresh:
@@ -177,26 +196,32 @@ class Verdict:
         return self.decision.level
 
 
-#: a window's feature layout -> how its z-scores split into modalities (None: a feature name
-#: in two modalities, which concat merges: the dict path then)
-Split = tuple[tuple[str, ...], tuple[tuple[str, tuple[str, ...], slice], ...]] | None
+#: a window's feature layout -> the concatenated names, each present modality's names and
+#: slice of them, and the modalities in concatenation order (None: a feature name in two
+#: modalities, which concat merges: the dict path then)
+Split = (
+    tuple[tuple[str, ...], tuple[tuple[str, tuple[str, ...], slice], ...], tuple[str, ...]]
+    | None
+)
 
 #: distinct feature layouts remembered before the cache of their splits starts afresh
 _MAX_LAYOUTS = 256
 
 
-def _split(features: FeatureSet, present: tuple[str, ...]) -> Split:
+def _split(present: tuple[str, ...], keys: tuple[tuple[str, ...], ...]) -> Split:
     """The concatenated names (:func:`~streamfuse.features.concat` order: modalities sorted,
-    each one's keys together and in order) and each present modality's names and slice."""
+    each one's keys together and in order), each present modality's names and slice, and the
+    concatenation order, for the modalities ``present`` with feature names ``keys``."""
     names: list[str] = []
     span: dict[str, tuple[str, tuple[str, ...], slice]] = {}
-    for m in sorted(present):
-        keys = tuple(features[m])
-        span[m] = (m, keys, slice(len(names), len(names) + len(keys)))
-        names.extend(keys)
+    of = dict(zip(present, keys, strict=True))
+    mods = tuple(sorted(present))
+    for m in mods:
+        span[m] = (m, of[m], slice(len(names), len(names) + len(of[m])))
+        names.extend(of[m])
     if len(set(names)) != len(names):
         return None
-    return tuple(names), tuple(span[m] for m in present)
+    return tuple(names), tuple(span[m] for m in present), mods
 
 
 def _normalised(
@@ -208,25 +233,24 @@ def _normalised(
     modality (in ``features``' order) and flat (:func:`~streamfuse.features.concat`), as
     :class:`~streamfuse.learn.vector.FeatureVector` sharing one array."""
     present = tuple(m for m, f in features.items() if f)
-    mods = sorted(present)
-    key = (present, tuple(chain.from_iterable(features[m] for m in mods)),
-           tuple(len(features[m]) for m in mods))
+    keys = tuple([tuple(features[m]) for m in present])
+    key = (present, keys)
     if layouts is None:
         layouts = {}
     split = layouts.get(key, False)
     if split is False:
-        split = _split(features, present)
+        split = _split(present, keys)
         if len(layouts) >= _MAX_LAYOUTS:
             layouts.clear()
         layouts[key] = split
     if split is None:
         return _normalised_dicts(features, normalizer)
-    names, spans = split
+    names, spans, mods = split
     values = np.fromiter(
-        chain.from_iterable(features[m].values() for m in mods), np.float64, len(names)
+        chain.from_iterable([features[m].values() for m in mods]), np.float64, len(names)
     )
     z = normalizer.learn_transform_array(names, values)
-    return {m: FeatureVector(keys, z[at]) for m, keys, at in spans}, FeatureVector(names, z)
+    return {m: FeatureVector(k, z[at]) for m, k, at in spans}, FeatureVector(names, z)
 
 
 def _normalised_dicts(
@@ -352,7 +376,10 @@ class FusionHub:
             if smoother is not None:
                 members, held = smoother.smooth_held(evidence.device, members, evidence.unusable)
         bad = getattr(evidence, "unusable", ())
-        trusted, quality = heard(members, bad, held, getattr(evidence, "quality", {}))
+        trusted: dict[str, Mapping[str, float]] = {}
+        quality: dict[str, Mapping[str, float]] = {}
+        if self._quality:  # only attention and bayes hear them
+            trusted, quality = heard(members, bad, held, getattr(evidence, "quality", {}))
         for lv in self.levels:
             if lv == "early":
                 levels[lv] = self._single(lv, evidence.x_early)
@@ -395,7 +422,7 @@ class FusionHub:
             proba,
             _argmax(proba),
             self.model_name,
-            self._rules(chosen, evidence, weights),
+            self._rules(chosen, evidence, weights) if self._explains else (),
             () if made is None else tuple(str(c) for c in made.classes),
             dict(explanations.get(chosen, {})),
             intervals if chosen == "bayes" else {},
@@ -461,15 +488,21 @@ class FusionHub:
 
         ``now`` (the label's gateway arrival time; NaN: always) schedules the refresh of the
         published prequential figures (:meth:`metrics_snapshot`)."""
-        scored = {lv: p for lv, p in verdict.levels.items() if p}
-        for lv, p in scored.items():
-            self._metric(lv).update(y, p, _argmax(p))
+        metrics = self.metrics
+        scored: dict[str, Proba] = {}
+        decided: dict[str, str | None] = {}
+        for key, p in verdict.levels.items():
+            if p:
+                scored[key] = p
+                c = decided[key] = _argmax(p)
+                (metrics.get(key) or self._metric(key)).update(y, p, c)
         chosen = verdict.levels.get(verdict.chosen)
         if chosen:
-            self._metric("selected").update(y, chosen, _argmax(chosen))
-        for m, p in verdict.members.items():
+            c = decided[verdict.chosen]  # scored above: the same probabilities
+            (metrics.get("selected") or self._metric("selected")).update(y, chosen, c)
+        for key, p in verdict.members.items():
             if p:
-                self._metric(m).update(y, p, _argmax(p))
+                (metrics.get(key) or self._metric(key)).update(y, p, _argmax(p))
         if scored:
             # evidence pickled before it had a device (an older checkpoint) groups as ""
             self.selector.update(y, scored, group=getattr(evidence, "device", ""))
