@@ -113,6 +113,19 @@ class LateFusion:
                 out[m] = p
         return out
 
+    def member_probas(self, features: FeaturesByModality) -> dict[str, dict[str, float]]:
+        """Each present member's own probabilities, classes named by ``str`` (members that
+        cannot predict yet left out), in modality order."""
+        out: dict[str, dict[str, float]] = {}
+        models = self.models
+        for m in self._present(features):
+            model = models.get(m)
+            if model is not None:
+                p = vector.predict_named(model, features[m])
+                if p:
+                    out[m] = p
+        return out
+
     def predict_proba(
         self, features_by_modality: FeaturesByModality
     ) -> tuple[dict[ClfTarget, float], dict[str, float]]:

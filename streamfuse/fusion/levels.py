@@ -356,8 +356,7 @@ class FusionHub:
     def _single(self, level: str, x: Mapping[str, float]) -> Proba:
         if not x:
             return {}
-        p = vector.predict_proba(self.models[level], x)
-        return {str(c): float(v) for c, v in p.items()}
+        return vector.predict_named(self.models[level], x)
 
     def decide(self, evidence: Evidence) -> Verdict:
         """Every level's probabilities, the late members' own, and the level to publish."""
@@ -368,10 +367,7 @@ class FusionHub:
         explanations: dict[str, dict[str, float]] = {}
         intervals: dict[str, tuple[float, float]] = {}
         if self._members:
-            members = {
-                m: {str(c): float(v) for c, v in p.items()}
-                for m, p in self.late._member_probas(evidence.x_modalities).items()
-            }
+            members = self.late.member_probas(evidence.x_modalities)
             smoother = getattr(self, "smoother", None)  # None in checkpoints made before it
             if smoother is not None:
                 members, held = smoother.smooth_held(evidence.device, members, evidence.unusable)

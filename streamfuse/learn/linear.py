@@ -82,6 +82,7 @@ class ScaledLogisticRegression(base.Classifier):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_key_sets"] = {}  # a cache; rebuilt on first use
+        state.pop("_names", None)  # likewise
         return state
 
     # ------------------------------------------------------------------ dict -> arrays
@@ -185,6 +186,23 @@ class ScaledLogisticRegression(base.Classifier):
             cv[0], cv[1], self._means, self._vars, self._W, self._b, n, self._z, self._p
         )
         return dict(zip(self.classes, self._p[:n].tolist(), strict=True))
+
+    def predict_proba_named(self, x: FeatureVector) -> dict[str, float]:
+        """:meth:`predict_proba_vector` of ``x`` with each class as ``str(class)`` (what the
+        fusion levels publish), built once."""
+        n = len(self.classes)
+        if n == 0:
+            return {}
+        cv = self._known_cols(x)
+        if cv is None:
+            return {str(c): float(v) for c, v in self.predict_proba_one(x.as_dict()).items()}
+        kern.predict_proba(
+            cv[0], cv[1], self._means, self._vars, self._W, self._b, n, self._z, self._p
+        )
+        names = self.__dict__.get("_names")
+        if names is None or len(names) != n:  # classes are only ever appended
+            names = self._names = [str(c) for c in self.classes]
+        return dict(zip(names, self._p[:n].tolist(), strict=True))
 
     def learn_vector(self, x: FeatureVector, y: Hashable) -> None:
         """:meth:`learn_one` of ``x``."""

@@ -81,6 +81,15 @@ def predict_proba(model: Any, x: Mapping[Hashable, Any]) -> dict[Hashable, float
     return model.predict_proba_one(as_river(x))  # type: ignore[no-any-return]
 
 
+def predict_named(model: Any, x: Mapping[Hashable, Any]) -> dict[str, float]:
+    """:func:`predict_proba` with each class as ``str(class)`` and each probability a float."""
+    if type(x) is FeatureVector:
+        lane = getattr(model, "predict_proba_named", None)
+        if lane is not None:
+            return lane(x)  # type: ignore[no-any-return]
+    return {str(c): float(v) for c, v in predict_proba(model, x).items()}
+
+
 def learn(model: Any, x: Mapping[Hashable, Any], y: Hashable) -> None:
     """``model.learn_one(x, y)``, through the array lane when both take it."""
     if type(x) is FeatureVector:
