@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from river import base
 from river.base.typing import ClfTarget
@@ -110,7 +110,7 @@ class LateFusion:
                 continue
             p = vector.predict_proba(model, features[m])
             if p:
-                out[m] = p
+                out[m] = cast(dict[ClfTarget, float], p)
         return out
 
     def member_probas(self, features: FeaturesByModality) -> dict[str, dict[str, float]]:

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, cast
@@ -237,8 +237,9 @@ def _normalised(
     key = (present, keys)
     if layouts is None:
         layouts = {}
-    split = layouts.get(key, False)
-    if split is False:
+    try:
+        split = layouts[key]
+    except KeyError:
         split = _split(present, keys)
         if len(layouts) >= _MAX_LAYOUTS:
             layouts.clear()
@@ -360,14 +361,62 @@ class FusionHub:
 
     def decide(self, evidence: Evidence) -> Verdict:
         """Every level's probabilities, the late members' own, and the level to publish."""
+        early = self._single("early", evidence.x_early) if "early" in self.models else {}
+        inter = (
+            self._single("intermediate", evidence.x_intermediate)
+            if "intermediate" in self.models
+            else {}
+        )
+        members = self.late.member_probas(evidence.x_modalities) if self._members else {}
+        return self._decide(evidence, early, inter, members)
+
+    def decide_many(self, batch: Sequence[Evidence]) -> list[Verdict]:
+        """:meth:`decide` of each window of ``batch`` in order, the same verdicts, with each
+        model predicting all the windows that share a feature layout in one call (e.g. the
+        windows of many devices closed between two labels: deciding learns nothing, so their
+        order among themselves does not matter to the models; per-device state, the member
+        smoother's, still advances window by window)."""
+        n = len(batch)
+        none: list[Proba] = [{} for _ in range(n)]
+        early = none
+        if "early" in self.models:
+            early = vector.predict_named_many(self.models["early"], [e.x_early for e in batch])
+        inter = none
+        if "intermediate" in self.models:
+            inter = vector.predict_named_many(
+                self.models["intermediate"], [e.x_intermediate for e in batch]
+            )
+        members: list[dict[str, Proba]] = [{} for _ in range(n)]
+        if self._members:
+            asked: dict[str, list[int]] = {}
+            for i, e in enumerate(batch):
+                for m in self.late._present(e.x_modalities):
+                    if m in self.late.models:
+                        asked.setdefault(m, []).append(i)
+            said: dict[str, dict[int, Proba]] = {}
+            for m, at in asked.items():
+                xs = [batch[i].x_modalities[m] for i in at]
+                said[m] = dict(zip(at, vector.predict_named_many(self.late.models[m], xs),
+                                   strict=True))
+            for m in sorted(said):  # members in modality order, as LateFusion makes them
+                for i, p in said[m].items():
+                    if p:
+                        members[i][m] = p
+        return [
+            self._decide(e, early[i], inter[i], members[i]) for i, e in enumerate(batch)
+        ]
+
+    def _decide(
+        self, evidence: Evidence, early: Proba, inter: Proba, members: dict[str, Proba]
+    ) -> Verdict:
+        """:meth:`decide` given the early and intermediate models' probabilities and the
+        late members' (before smoothing)."""
         levels: dict[str, Proba] = {}
-        members: dict[str, Proba] = {}
         held: frozenset[str] = frozenset()
         weights: dict[str, float] = {}
         explanations: dict[str, dict[str, float]] = {}
         intervals: dict[str, tuple[float, float]] = {}
         if self._members:
-            members = self.late.member_probas(evidence.x_modalities)
             smoother = getattr(self, "smoother", None)  # None in checkpoints made before it
             if smoother is not None:
                 members, held = smoother.smooth_held(evidence.device, members, evidence.unusable)
@@ -378,9 +427,9 @@ class FusionHub:
             trusted, quality = heard(members, bad, held, getattr(evidence, "quality", {}))
         for lv in self.levels:
             if lv == "early":
-                levels[lv] = self._single(lv, evidence.x_early)
+                levels[lv] = early
             elif lv == "intermediate":
-                levels[lv] = self._single(lv, evidence.x_intermediate)
+                levels[lv] = inter
             elif lv == "late":
                 weights, levels[lv] = self._late(members)
                 explanations[lv] = {f"weight.{m}": w for m, w in weights.items()}

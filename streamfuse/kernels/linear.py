@@ -103,3 +103,11 @@ def predict_then_learn(cols, vals, counts, means, vars_, W, b, n_before, n_class
     learn_one(cols, vals, counts, means, vars_, W, b, n_classes, k_true, lr, intercept_lr, l2,
               clip, z)
     return p_true
+
+
+@njit(cache=True)
+def predict_proba_rows(cols, X, means, vars_, W, b, n_classes, z, out):
+    """:func:`predict_proba` of every row of ``X`` (``[rows, len(cols)]``) into the same row
+    of ``out`` (``[rows, n_classes]``): one call for a batch of windows with one layout."""
+    for r in range(X.shape[0]):
+        predict_proba(cols, X[r], means, vars_, W, b, n_classes, z, out[r])

@@ -9,17 +9,17 @@ per model and per window. Anything else sees a read-only mapping, or the plain d
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Mapping
-from typing import Any
+from collections.abc import Hashable, ItemsView, Iterator, Mapping, Sequence, ValuesView
+from typing import Any, cast
 
 import numpy as np
 
 
 class FeatureVector(Mapping[str, float]):
-    """Read-only ``{name: value}`` backed by ``names`` (a tuple) and ``values`` (float64[n]).
+    """Read-only ``{name: value}`` backed by ``names`` (a tuple) and ``array`` (float64[n]).
 
-    Iterates in ``names`` order, as the dict it stands for would; values read back as Python
-    floats equal to the array's entries.
+    Iterates in ``names`` order, as the dict it stands for would; values (``x[name]``,
+    ``x.values()``) read back as Python floats equal to the array's entries.
 
     Examples
     --------
@@ -29,22 +29,28 @@ class FeatureVector(Mapping[str, float]):
     ({'hr': 0.5, 'rmssd': -1.0}, 2, -1.0)
     """
 
-    __slots__ = ("_dict", "names", "values")
+    __slots__ = ("_dict", "array", "names")
 
     def __init__(self, names: tuple[str, ...], values: np.ndarray) -> None:
         self.names = names
-        self.values = values
+        self.array = values
         self._dict: dict[str, float] | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (FeatureVector, (self.names, self.values))
+        return (FeatureVector, (self.names, self.array))
 
     def as_dict(self) -> dict[str, float]:
         """The plain dict (built once, then shared: do not change it)."""
         d = self._dict
         if d is None:
-            d = self._dict = dict(zip(self.names, self.values.tolist(), strict=True))
+            d = self._dict = dict(zip(self.names, self.array.tolist(), strict=True))
         return d
+
+    def values(self) -> ValuesView[float]:  # the dict's: its views are the fast ones
+        return self.as_dict().values()
+
+    def items(self) -> ItemsView[str, float]:
+        return self.as_dict().items()
 
     def __getitem__(self, key: str) -> float:
         return self.as_dict()[key]
@@ -62,7 +68,7 @@ class FeatureVector(Mapping[str, float]):
         return f"FeatureVector({self.as_dict()!r})"
 
 
-def as_river(x: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+def as_river(x: Mapping[Any, Any]) -> dict[Any, Any]:
     """``x`` as the plain dict river's ``learn_one``/``predict_proba_one`` take (no copy when
     it is one already)."""
     if type(x) is dict:
@@ -72,7 +78,7 @@ def as_river(x: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
     return dict(x.items())
 
 
-def predict_proba(model: Any, x: Mapping[Hashable, Any]) -> dict[Hashable, float]:
+def predict_proba(model: Any, x: Mapping[Any, Any]) -> dict[Hashable, float]:
     """``model.predict_proba_one(x)``, through the array lane when both take it."""
     if type(x) is FeatureVector:
         lane = getattr(model, "predict_proba_vector", None)
@@ -81,7 +87,7 @@ def predict_proba(model: Any, x: Mapping[Hashable, Any]) -> dict[Hashable, float
     return model.predict_proba_one(as_river(x))  # type: ignore[no-any-return]
 
 
-def predict_named(model: Any, x: Mapping[Hashable, Any]) -> dict[str, float]:
+def predict_named(model: Any, x: Mapping[Any, Any]) -> dict[str, float]:
     """:func:`predict_proba` with each class as ``str(class)`` and each probability a float."""
     if type(x) is FeatureVector:
         lane = getattr(model, "predict_proba_named", None)
@@ -90,7 +96,29 @@ def predict_named(model: Any, x: Mapping[Hashable, Any]) -> dict[str, float]:
     return {str(c): float(v) for c, v in predict_proba(model, x).items()}
 
 
-def learn(model: Any, x: Mapping[Hashable, Any], y: Hashable) -> None:
+def predict_named_many(model: Any, xs: Sequence[Mapping[Any, Any]]) -> list[dict[str, float]]:
+    """:func:`predict_named` of each of ``xs`` (``{}`` for an empty one); the vectors that
+    share a layout go to the model together when it takes rows
+    (``predict_proba_named_rows``)."""
+    out: list[dict[str, float]] = [{} for _ in xs]
+    rows = getattr(model, "predict_proba_named_rows", None)
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, x in enumerate(xs):
+        if not x:
+            continue
+        if rows is not None and type(x) is FeatureVector:
+            groups.setdefault(x.names, []).append(i)
+        else:
+            out[i] = predict_named(model, x)
+    for names, at in groups.items():
+        assert rows is not None  # groups are only made for a model that takes rows
+        X = np.stack([cast(FeatureVector, xs[i]).array for i in at])
+        for i, p in zip(at, rows(names, X), strict=True):
+            out[i] = p
+    return out
+
+
+def learn(model: Any, x: Mapping[Any, Any], y: Hashable) -> None:
     """``model.learn_one(x, y)``, through the array lane when both take it."""
     if type(x) is FeatureVector:
         lane = getattr(model, "learn_vector", None)
@@ -100,7 +128,7 @@ def learn(model: Any, x: Mapping[Hashable, Any], y: Hashable) -> None:
     model.learn_one(as_river(x), y)
 
 
-def predict_then_learn(model: Any, x: Mapping[Hashable, Any], y: Hashable) -> float | None:
+def predict_then_learn(model: Any, x: Mapping[Any, Any], y: Hashable) -> float | None:
     """The probability ``model`` gives ``y`` for ``x`` (0.0 if it does not name ``y``; None
     when it predicts nothing yet), then ``model.learn_one(x, y)``."""
     if type(x) is FeatureVector:
