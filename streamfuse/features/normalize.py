@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 from river import base
 
-from ..kernels.welford import welford_indexed
+from ..kernels.welford import welford_indexed, welford_indexed_learn_transform
 
 #: distinct key sequences remembered before the cache of their slots starts afresh
 _MAX_LAYOUTS = 256
@@ -109,7 +109,13 @@ class OnlineNormalizer(base.Transformer):
     ) -> npt.NDArray[np.float64]:
         """:meth:`learn_transform` of the dict with ``keys`` and ``values`` (float64, in
         order), as an array: no dict is built or walked."""
-        return self._arrays(keys, values, True, False)
+        slots = self._slots(keys)
+        out = np.empty(len(keys))
+        need, clip, eps = math.ceil(max(self.warmup, 2)), float(self.clip), float(self.eps)
+        welford_indexed_learn_transform(
+            slots, values, self._count, self._mean, self._m2, need, clip, eps, out
+        )
+        return out
 
     def learn_one(self, x: dict) -> None:
         """Update the running statistics with the finite values of ``x``."""
