@@ -84,7 +84,7 @@ class LateFusion:
 
     @staticmethod
     def _present(features: FeaturesByModality) -> list[str]:
-        return sorted(m for m, f in features.items() if f)
+        return sorted([m for m, f in features.items() if f])
 
     def weights(self, modalities: list[str] | None = None) -> dict[str, float]:
         """Hedge weights over ``modalities`` (default: every modality with a model), sum 1."""

@@ -484,14 +484,16 @@ class FusionHub:
         if not weights:
             return {}, {}
         proba: Proba = {}
-        for m, p in members.items():
-            if self.late.combine == "vote":
+        if self.late.combine == "vote":
+            for m, p in members.items():
                 c = _argmax(p)
                 if c is not None:
                     proba[c] = proba.get(c, 0.0) + weights[m]
-            else:
+        else:
+            for m, p in members.items():
+                w = weights[m]
                 for c, v in p.items():
-                    proba[c] = proba.get(c, 0.0) + weights[m] * v
+                    proba[c] = proba.get(c, 0.0) + w * v
         total = sum(proba.values())
         if total > 0:
             proba = {c: v / total for c, v in proba.items()}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Hashable, Mapping
-from typing import TypeVar, cast
+from typing import TypeVar
 
 import numpy as np
 
@@ -144,7 +144,7 @@ class PrequentialMetrics:
         i = self._pos
         if i == self._truth.size:  # only while filling: the ring has not wrapped yet
             self._grow()
-        named = cast("Mapping[Hashable, float]", proba)  # read-only: any class key may be asked
+        named: Mapping[Hashable, float] = proba  # type: ignore[assignment]  # any key may be asked
         scores = self._scores
         for known in classes:
             ring = scores.get(known)
