@@ -174,14 +174,17 @@ class ArrayNormalizer:
             self._mean = np.zeros(x.shape)
             self._m2 = np.zeros(x.shape)
         out = np.empty(x.shape)
+        flat: list[np.ndarray] = [x, self._n, self._mean, self._m2, out]
+        if x.ndim != 1:  # the early level's vectors are flat already: no views to make
+            flat = [a.reshape(-1) for a in flat]
         n_ok = welford_dense(
-            x.reshape(-1),
-            self._n.reshape(-1),
-            self._mean.reshape(-1),
-            self._m2.reshape(-1),
+            flat[0],
+            flat[1],
+            flat[2],
+            flat[3],
             float(max(self.warmup, 2)),
             float(self.clip),
             float(self.eps),
-            out.reshape(-1),
+            flat[4],
         )
         return out, n_ok

@@ -351,7 +351,7 @@ class FusionHub:
             flat if "intermediate" in self.levels else {},
             fused.window.device,
             quality,
-            unusable(quality),
+            unusable(quality) if quality else (),
         )
 
     def _single(self, level: str, x: Mapping[str, float]) -> Proba:
