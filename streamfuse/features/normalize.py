@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 from river import base
 
-from ..kernels.welford import welford_indexed
+from ..kernels.welford import welford_indexed, welford_indexed_learn_transform
 
 #: distinct key sequences remembered before the cache of their slots starts afresh
 _MAX_LAYOUTS = 256
@@ -83,6 +83,12 @@ class OnlineNormalizer(base.Transformer):
         into the returned array), with its keys looked up once."""
         keys = tuple(x)
         values = np.fromiter(x.values(), dtype=np.float64, count=len(keys))
+        return keys, self._arrays(keys, values, *passes)
+
+    def _arrays(
+        self, keys: tuple[Hashable, ...], values: npt.NDArray[np.float64], *passes: bool
+    ) -> npt.NDArray[np.float64]:
+        """:meth:`_run` of the features ``keys`` with ``values``."""
         slots = self._slots(keys)
         out = np.empty(len(keys))
         need, clip, eps = math.ceil(max(self.warmup, 2)), float(self.clip), float(self.eps)
@@ -90,13 +96,26 @@ class OnlineNormalizer(base.Transformer):
             welford_indexed(
                 slots, values, self._count, self._mean, self._m2, learn, need, clip, eps, out
             )
-        return keys, out
+        return out
 
     def learn_transform(self, x: dict) -> tuple[tuple[Hashable, ...], list[float]]:
         """:meth:`learn_one` then :meth:`transform_one` of ``x``, sharing the lookups: its
         keys and their z-scores, in order."""
         keys, z = self._run(x, True, False)
         return keys, z.tolist()
+
+    def learn_transform_array(
+        self, keys: tuple[Hashable, ...], values: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.float64]:
+        """:meth:`learn_transform` of the dict with ``keys`` and ``values`` (float64, in
+        order), as an array: no dict is built or walked."""
+        slots = self._slots(keys)
+        out = np.empty(len(keys))
+        need, clip, eps = math.ceil(max(self.warmup, 2)), float(self.clip), float(self.eps)
+        welford_indexed_learn_transform(
+            slots, values, self._count, self._mean, self._m2, need, clip, eps, out
+        )
+        return out
 
     def learn_one(self, x: dict) -> None:
         """Update the running statistics with the finite values of ``x``."""

@@ -22,12 +22,14 @@ missing modality contributes no keys at all and river models treat it as absent.
 from __future__ import annotations
 
 import math
+from itertools import compress
 
 import numpy as np
 
 from ..errors import ConfigError
 from ..kernels.early import EPS, early_stats
 from ..kernels.welford import welford_dense
+from ..learn.vector import FeatureVector
 from ..types import FusedWindow
 
 __all__ = ["EPS", "ArrayNormalizer", "EarlyFeatures", "early_keys"]
@@ -69,6 +71,7 @@ class EarlyFeatures:
             raise ConfigError(f"EarlyFeatures: segments={segments!r}; pass an int >= 1, e.g. 4")
         self.segments = segments
         self._keys: dict[tuple[str, ...], list[str]] = {}
+        self._names: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._edges: dict[int, np.ndarray] = {}
 
     def __call__(
@@ -86,6 +89,23 @@ class EarlyFeatures:
         if n_ok == len(keys):
             return dict(zip(keys, vals, strict=True))
         return {k: v for k, v in zip(keys, vals, strict=True) if math.isfinite(v)}
+
+    def vector(
+        self, fused: FusedWindow, normalizer: ArrayNormalizer | None = None
+    ) -> FeatureVector:
+        """:meth:`__call__` as a :class:`~streamfuse.learn.vector.FeatureVector` (the same
+        names and values, no dict built)."""
+        keys, values, n_ok = self._arrays(fused)
+        if normalizer is not None:
+            values, n_ok = normalizer._update(fused.channels, values)
+        cache = self.__dict__.setdefault("_names", {})  # absent from older checkpoints
+        names = cache.get(fused.channels)
+        if names is None:
+            names = cache[fused.channels] = tuple(keys)
+        if n_ok == len(names):
+            return FeatureVector(names, values)
+        ok = np.isfinite(values)
+        return FeatureVector(tuple(compress(names, ok.tolist())), values[ok])
 
     def arrays(self, fused: FusedWindow) -> tuple[list[str], np.ndarray]:
         """Feature names and float64 values of one window (NaN where a value is undefined)."""
@@ -154,14 +174,17 @@ class ArrayNormalizer:
             self._mean = np.zeros(x.shape)
             self._m2 = np.zeros(x.shape)
         out = np.empty(x.shape)
+        flat: list[np.ndarray] = [x, self._n, self._mean, self._m2, out]
+        if x.ndim != 1:  # the early level's vectors are flat already: no views to make
+            flat = [a.reshape(-1) for a in flat]
         n_ok = welford_dense(
-            x.reshape(-1),
-            self._n.reshape(-1),
-            self._mean.reshape(-1),
-            self._m2.reshape(-1),
+            flat[0],
+            flat[1],
+            flat[2],
+            flat[3],
             float(max(self.warmup, 2)),
             float(self.clip),
             float(self.eps),
-            out.reshape(-1),
+            flat[4],
         )
         return out, n_ok

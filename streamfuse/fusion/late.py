@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TypeVar, cast
 
 from river import base
-from river.base.typing import ClfTarget, FeatureName
+from river.base.typing import ClfTarget
 
 from streamfuse.errors import ConfigError
+from streamfuse.learn import vector
 
 log = logging.getLogger("streamfuse.fusion.late")
 
@@ -83,20 +84,23 @@ class LateFusion:
 
     @staticmethod
     def _present(features: FeaturesByModality) -> list[str]:
-        return sorted(m for m, f in features.items() if f)
+        return sorted([m for m, f in features.items() if f])
 
     def weights(self, modalities: list[str] | None = None) -> dict[str, float]:
         """Hedge weights over ``modalities`` (default: every modality with a model), sum 1."""
         mods = sorted(self.models) if modalities is None else sorted(modalities)
-        mods = [m for m in mods if m in self.losses]
+        losses = self.losses
+        mods = [m for m in mods if m in losses]
         if not mods:
             return {}
         if self.combine == "vote":
             return {m: 1.0 / len(mods) for m in mods}
-        best = min(self.losses[m] for m in mods)
-        raw = {m: math.exp(-self.eta * (self.losses[m] - best)) for m in mods}
-        total = sum(raw.values())
-        return {m: v / total for m, v in raw.items()}
+        seen = [losses[m] for m in mods]
+        best = min(seen)
+        eta = self.eta
+        raw = [math.exp(-eta * (v - best)) for v in seen]
+        total = sum(raw)
+        return {m: v / total for m, v in zip(mods, raw, strict=True)}
 
     def _member_probas(self, features: FeaturesByModality) -> dict[str, dict[ClfTarget, float]]:
         out: dict[str, dict[ClfTarget, float]] = {}
@@ -104,11 +108,22 @@ class LateFusion:
             model = self.models.get(m)
             if model is None:
                 continue
-            f = features[m]
-            x: dict[FeatureName, Any] = f if type(f) is dict else dict(f.items())
-            p = model.predict_proba_one(x)
+            p = vector.predict_proba(model, features[m])
             if p:
-                out[m] = p
+                out[m] = cast(dict[ClfTarget, float], p)
+        return out
+
+    def member_probas(self, features: FeaturesByModality) -> dict[str, dict[str, float]]:
+        """Each present member's own probabilities, classes named by ``str`` (members that
+        cannot predict yet left out), in modality order."""
+        out: dict[str, dict[str, float]] = {}
+        models = self.models
+        for m in self._present(features):
+            model = models.get(m)
+            if model is not None:
+                p = vector.predict_named(model, features[m])
+                if p:
+                    out[m] = p
         return out
 
     def predict_proba(
@@ -164,13 +179,11 @@ class LateFusion:
         known = [self.losses[m] for m in present if m in self.losses]
         start = sum(known) / len(known) if known else 0.0
         for m in present:
-            x: dict[FeatureName, Any] = dict(features_by_modality[m].items())
             model = self.models.get(m)
             if model is None:
                 model = self.models[m] = self.factory(m)
                 self.losses[m] = start
                 log.debug("late fusion: new model for modality %s", m)
-            p = model.predict_proba_one(x)
-            loss = -math.log(max(float(p.get(y, 0.0)), _P_FLOOR)) if p else math.log(2.0)
+            p_y = vector.predict_then_learn(model, features_by_modality[m], y)
+            loss = math.log(2.0) if p_y is None else -math.log(max(p_y, _P_FLOOR))
             self.losses[m] = self.discount * self.losses[m] + loss
-            model.learn_one(x, y)

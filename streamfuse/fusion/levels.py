@@ -49,18 +49,22 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, cast
 
+import numpy as np
 from river import base
 from river.base.typing import FeatureName
 
 from ..config import EngineConfig
 from ..features import OnlineNormalizer, concat
 from ..features.quality import window_quality
+from ..learn import vector
 from ..learn.metrics import PrequentialMetrics
 from ..learn.models import explain, final_step, model_name
+from ..learn.vector import FeatureVector
 from ..types import FusedWindow
 from .attention import ModalityGate
 from .bayes import BayesianFusion
@@ -87,8 +91,27 @@ Proba = dict[str, float]
 
 
 def _argmax(proba: Mapping[str, float]) -> str | None:
-    """Most probable class; ties go to the smallest name (deterministic)."""
-    return min(proba, key=lambda c: (-proba[c], str(c))) if proba else None
+    """Most probable class; ties go to the smallest name (deterministic).
+
+    The first class whose ``(-p, str(c))`` is smallest, as ``min`` with that key finds it,
+    without a key call per class."""
+    best: str | None = None
+    top = 0.0
+    name: str | None = None  # str(best), made when a tie needs it
+    first = True
+    for c, v in proba.items():
+        neg = -v
+        if first:
+            best, top, first = c, neg, False
+        elif neg == top:
+            if name is None:
+                name = str(best)
+            s = str(c)
+            if s < name:
+                best, top, name = c, neg, s
+        elif neg < top:
+            best, top, name = c, neg, None
+    return best
 
 
 class _Fresh:
@@ -122,9 +145,9 @@ class Evidence:
     level runs).
     """
 
-    x_early: dict[str, float]
-    x_modalities: dict[str, dict[str, float]]
-    x_intermediate: dict[str, float]
+    x_early: Mapping[str, float]
+    x_modalities: Mapping[str, Mapping[str, float]]
+    x_intermediate: Mapping[str, float]
     device: str = ""
     quality: dict[str, dict[str, float]] = field(default_factory=dict)
     unusable: tuple[str, ...] = ()
@@ -173,25 +196,72 @@ class Verdict:
         return self.decision.level
 
 
+#: a window's feature layout -> the concatenated names, each present modality's names and
+#: slice of them, and the modalities in concatenation order (None: a feature name in two
+#: modalities, which concat merges: the dict path then)
+Split = (
+    tuple[tuple[str, ...], tuple[tuple[str, tuple[str, ...], slice], ...], tuple[str, ...]]
+    | None
+)
+
+#: distinct feature layouts remembered before the cache of their splits starts afresh
+_MAX_LAYOUTS = 256
+
+
+def _split(present: tuple[str, ...], keys: tuple[tuple[str, ...], ...]) -> Split:
+    """The concatenated names (:func:`~streamfuse.features.concat` order: modalities sorted,
+    each one's keys together and in order), each present modality's names and slice, and the
+    concatenation order, for the modalities ``present`` with feature names ``keys``."""
+    names: list[str] = []
+    span: dict[str, tuple[str, tuple[str, ...], slice]] = {}
+    of = dict(zip(present, keys, strict=True))
+    mods = tuple(sorted(present))
+    for m in mods:
+        span[m] = (m, of[m], slice(len(names), len(names) + len(of[m])))
+        names.extend(of[m])
+    if len(set(names)) != len(names):
+        return None
+    return tuple(names), tuple(span[m] for m in present), mods
+
+
 def _normalised(
+    features: FeatureSet,
+    normalizer: OnlineNormalizer,
+    layouts: dict[tuple[Any, ...], Split] | None = None,
+) -> tuple[dict[str, FeatureVector] | dict[str, dict[str, float]], Mapping[str, float]]:
+    """Learn one window's features into the device's normaliser, then its z-scores: per
+    modality (in ``features``' order) and flat (:func:`~streamfuse.features.concat`), as
+    :class:`~streamfuse.learn.vector.FeatureVector` sharing one array."""
+    present = tuple(m for m, f in features.items() if f)
+    keys = tuple([tuple(features[m]) for m in present])
+    key = (present, keys)
+    if layouts is None:
+        layouts = {}
+    try:
+        split = layouts[key]
+    except KeyError:
+        split = _split(present, keys)
+        if len(layouts) >= _MAX_LAYOUTS:
+            layouts.clear()
+        layouts[key] = split
+    if split is None:
+        return _normalised_dicts(features, normalizer)
+    names, spans, mods = split
+    values = np.fromiter(
+        chain.from_iterable([features[m].values() for m in mods]), np.float64, len(names)
+    )
+    z = normalizer.learn_transform_array(names, values)
+    return {m: FeatureVector(k, z[at]) for m, k, at in spans}, FeatureVector(names, z)
+
+
+def _normalised_dicts(
     features: FeatureSet, normalizer: OnlineNormalizer
 ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-    """Learn one window's features into the device's normaliser, then its z-scores: per
-    modality (in ``features``' order) and flat (:func:`~streamfuse.features.concat`)."""
+    """:func:`_normalised` as dicts, for a layout with a name in two modalities."""
     present = {m: cast(dict[str, float], f) for m, f in features.items() if f}
     names, z = normalizer.learn_transform(concat(present))
-    keys = cast(tuple[str, ...], names)
-    flat = dict(zip(keys, z, strict=True))
-    if len(flat) != sum(len(f) for f in present.values()):  # a key in two modalities
-        return {m: {k: flat[k] for k in f} for m, f in present.items()}, flat
-    # concat lays the modalities out in sorted order, each one's keys together and in order
-    span: dict[str, slice] = {}
-    i = 0
-    for m in sorted(present):
-        span[m] = slice(i, i + len(present[m]))
-        i = span[m].stop
-    feats = {m: dict(zip(keys[span[m]], z[span[m]], strict=True)) for m in present}
-    return feats, flat
+    flat = dict(zip(cast(tuple[str, ...], names), z, strict=True))
+    return {m: {k: flat[k] for k in f} for m, f in present.items()}, flat
 
 
 class FusionHub:
@@ -257,14 +327,17 @@ class FusionHub:
     # ------------------------------------------------------------------ predict
     def evidence(self, fused: FusedWindow, features: FeatureSet, device: DeviceFusion) -> Evidence:
         """The inputs of every level for one window (normalisers updated first, causally)."""
+        feats: Mapping[str, Mapping[str, float]]
+        flat: Mapping[str, float]
         if device.features is None:
-            feats = {m: dict(f) for m, f in features.items() if f}
-            flat = concat(feats)
+            plain = {m: dict(f) for m, f in features.items() if f}
+            feats, flat = plain, concat(plain)
         else:
-            feats, flat = _normalised(features, device.features)
-        x_early: dict[str, float] = {}
+            layouts = self.__dict__.setdefault("_layouts", {})  # absent from old checkpoints
+            feats, flat = _normalised(features, device.features, layouts)
+        x_early: Mapping[str, float] = {}
         if "early" in self.levels:
-            x_early = self.early(fused, device.early)
+            x_early = self.early.vector(fused, device.early)
         quality: dict[str, dict[str, float]] = {}
         if self._quality:
             w = fused.window
@@ -278,38 +351,85 @@ class FusionHub:
             flat if "intermediate" in self.levels else {},
             fused.window.device,
             quality,
-            unusable(quality),
+            unusable(quality) if quality else (),
         )
 
-    def _single(self, level: str, x: dict[str, float]) -> Proba:
+    def _single(self, level: str, x: Mapping[str, float]) -> Proba:
         if not x:
             return {}
-        p = self.models[level].predict_proba_one(cast(RiverX, x))
-        return {str(c): float(v) for c, v in p.items()}
+        return vector.predict_named(self.models[level], x)
 
     def decide(self, evidence: Evidence) -> Verdict:
         """Every level's probabilities, the late members' own, and the level to publish."""
+        early = self._single("early", evidence.x_early) if "early" in self.models else {}
+        inter = (
+            self._single("intermediate", evidence.x_intermediate)
+            if "intermediate" in self.models
+            else {}
+        )
+        members = self.late.member_probas(evidence.x_modalities) if self._members else {}
+        return self._decide(evidence, early, inter, members)
+
+    def decide_many(self, batch: Sequence[Evidence]) -> list[Verdict]:
+        """:meth:`decide` of each window of ``batch`` in order, the same verdicts, with each
+        model predicting all the windows that share a feature layout in one call (e.g. the
+        windows of many devices closed between two labels: deciding learns nothing, so their
+        order among themselves does not matter to the models; per-device state, the member
+        smoother's, still advances window by window)."""
+        n = len(batch)
+        none: list[Proba] = [{} for _ in range(n)]
+        early = none
+        if "early" in self.models:
+            early = vector.predict_named_many(self.models["early"], [e.x_early for e in batch])
+        inter = none
+        if "intermediate" in self.models:
+            inter = vector.predict_named_many(
+                self.models["intermediate"], [e.x_intermediate for e in batch]
+            )
+        members: list[dict[str, Proba]] = [{} for _ in range(n)]
+        if self._members:
+            asked: dict[str, list[int]] = {}
+            for i, e in enumerate(batch):
+                for m in self.late._present(e.x_modalities):
+                    if m in self.late.models:
+                        asked.setdefault(m, []).append(i)
+            said: dict[str, dict[int, Proba]] = {}
+            for m, at in asked.items():
+                xs = [batch[i].x_modalities[m] for i in at]
+                said[m] = dict(zip(at, vector.predict_named_many(self.late.models[m], xs),
+                                   strict=True))
+            for m in sorted(said):  # members in modality order, as LateFusion makes them
+                for i, p in said[m].items():
+                    if p:
+                        members[i][m] = p
+        return [
+            self._decide(e, early[i], inter[i], members[i]) for i, e in enumerate(batch)
+        ]
+
+    def _decide(
+        self, evidence: Evidence, early: Proba, inter: Proba, members: dict[str, Proba]
+    ) -> Verdict:
+        """:meth:`decide` given the early and intermediate models' probabilities and the
+        late members' (before smoothing)."""
         levels: dict[str, Proba] = {}
-        members: dict[str, Proba] = {}
         held: frozenset[str] = frozenset()
         weights: dict[str, float] = {}
         explanations: dict[str, dict[str, float]] = {}
         intervals: dict[str, tuple[float, float]] = {}
         if self._members:
-            members = {
-                m: {str(c): float(v) for c, v in p.items()}
-                for m, p in self.late._member_probas(evidence.x_modalities).items()
-            }
             smoother = getattr(self, "smoother", None)  # None in checkpoints made before it
             if smoother is not None:
                 members, held = smoother.smooth_held(evidence.device, members, evidence.unusable)
         bad = getattr(evidence, "unusable", ())
-        trusted, quality = heard(members, bad, held, getattr(evidence, "quality", {}))
+        trusted: dict[str, Mapping[str, float]] = {}
+        quality: dict[str, Mapping[str, float]] = {}
+        if self._quality:  # only attention and bayes hear them
+            trusted, quality = heard(members, bad, held, getattr(evidence, "quality", {}))
         for lv in self.levels:
             if lv == "early":
-                levels[lv] = self._single(lv, evidence.x_early)
+                levels[lv] = early
             elif lv == "intermediate":
-                levels[lv] = self._single(lv, evidence.x_intermediate)
+                levels[lv] = inter
             elif lv == "late":
                 weights, levels[lv] = self._late(members)
                 explanations[lv] = {f"weight.{m}": w for m, w in weights.items()}
@@ -347,7 +467,7 @@ class FusionHub:
             proba,
             _argmax(proba),
             self.model_name,
-            self._rules(chosen, evidence, weights),
+            self._rules(chosen, evidence, weights) if self._explains else (),
             () if made is None else tuple(str(c) for c in made.classes),
             dict(explanations.get(chosen, {})),
             intervals if chosen == "bayes" else {},
@@ -364,14 +484,16 @@ class FusionHub:
         if not weights:
             return {}, {}
         proba: Proba = {}
-        for m, p in members.items():
-            if self.late.combine == "vote":
+        if self.late.combine == "vote":
+            for m, p in members.items():
                 c = _argmax(p)
                 if c is not None:
                     proba[c] = proba.get(c, 0.0) + weights[m]
-            else:
+        else:
+            for m, p in members.items():
+                w = weights[m]
                 for c, v in p.items():
-                    proba[c] = proba.get(c, 0.0) + weights[m] * v
+                    proba[c] = proba.get(c, 0.0) + w * v
         total = sum(proba.values())
         if total > 0:
             proba = {c: v / total for c, v in proba.items()}
@@ -413,15 +535,21 @@ class FusionHub:
 
         ``now`` (the label's gateway arrival time; NaN: always) schedules the refresh of the
         published prequential figures (:meth:`metrics_snapshot`)."""
-        scored = {lv: p for lv, p in verdict.levels.items() if p}
-        for lv, p in scored.items():
-            self._metric(lv).update(y, p, _argmax(p))
+        metrics = self.metrics
+        scored: dict[str, Proba] = {}
+        decided: dict[str, str | None] = {}
+        for key, p in verdict.levels.items():
+            if p:
+                scored[key] = p
+                c = decided[key] = _argmax(p)
+                (metrics.get(key) or self._metric(key)).update(y, p, c)
         chosen = verdict.levels.get(verdict.chosen)
         if chosen:
-            self._metric("selected").update(y, chosen, _argmax(chosen))
-        for m, p in verdict.members.items():
+            c = decided[verdict.chosen]  # scored above: the same probabilities
+            (metrics.get("selected") or self._metric("selected")).update(y, chosen, c)
+        for key, p in verdict.members.items():
             if p:
-                self._metric(m).update(y, p, _argmax(p))
+                (metrics.get(key) or self._metric(key)).update(y, p, _argmax(p))
         if scored:
             # evidence pickled before it had a device (an older checkpoint) groups as ""
             self.selector.update(y, scored, group=getattr(evidence, "device", ""))
@@ -434,7 +562,7 @@ class FusionHub:
         for lv, model in self.models.items():
             x = evidence.x_early if lv == "early" else evidence.x_intermediate
             if x:
-                model.learn_one(cast(RiverX, x), y)
+                vector.learn(model, x, y)
         bad = getattr(evidence, "unusable", ())
         trusted = {m: p for m, p in verdict.members.items() if m not in bad}
         if self.gate is not None:

@@ -89,3 +89,25 @@ def predict_proba(cols, vals, means, vars_, W, b, n_classes, z, out):
         total += p
     for k in range(n_classes):
         out[k] = out[k] / total if total != 0.0 else 1.0 / n_classes
+
+
+@njit(cache=True)
+def predict_then_learn(cols, vals, counts, means, vars_, W, b, n_before, n_classes, k_true, lr,
+                       intercept_lr, l2, clip, z, out):
+    """:func:`predict_proba` over the first ``n_before`` classes (into ``out``), then
+    :func:`learn_one` over ``n_classes`` with class ``k_true`` positive: a late-fusion member
+    scored on a window, then trained on it, in one call. Returns ``out[k_true]`` as predicted,
+    0.0 when ``k_true`` is not among the first ``n_before`` classes."""
+    predict_proba(cols, vals, means, vars_, W, b, n_before, z, out)
+    p_true = out[k_true] if k_true < n_before else 0.0
+    learn_one(cols, vals, counts, means, vars_, W, b, n_classes, k_true, lr, intercept_lr, l2,
+              clip, z)
+    return p_true
+
+
+@njit(cache=True)
+def predict_proba_rows(cols, X, means, vars_, W, b, n_classes, z, out):
+    """:func:`predict_proba` of every row of ``X`` (``[rows, len(cols)]``) into the same row
+    of ``out`` (``[rows, n_classes]``): one call for a batch of windows with one layout."""
+    for r in range(X.shape[0]):
+        predict_proba(cols, X[r], means, vars_, W, b, n_classes, z, out[r])

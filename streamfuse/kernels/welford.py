@@ -59,6 +59,23 @@ def welford_indexed(
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def welford_indexed_learn_transform(
+    slots: np.ndarray,
+    x: np.ndarray,
+    count: np.ndarray,
+    mean: np.ndarray,
+    m2: np.ndarray,
+    need: int,
+    clip: float,
+    eps: float,
+    out: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """:func:`welford_indexed` learning ``x``, then again for its z-scores: one call."""
+    welford_indexed(slots, x, count, mean, m2, True, need, clip, eps, out)
+    welford_indexed(slots, x, count, mean, m2, False, need, clip, eps, out)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def welford_dense(
     x: np.ndarray,
     count: np.ndarray,

@@ -24,6 +24,7 @@ import numpy as np
 from river import base
 
 from ..kernels import linear as kern
+from .vector import FeatureVector
 
 _CACHED_KEY_SETS = 64
 
@@ -81,6 +82,7 @@ class ScaledLogisticRegression(base.Classifier):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_key_sets"] = {}  # a cache; rebuilt on first use
+        state.pop("_names", None)  # likewise
         return state
 
     # ------------------------------------------------------------------ dict -> arrays
@@ -157,6 +159,100 @@ class ScaledLogisticRegression(base.Classifier):
         )
         p = self._p
         return {c: float(p[i]) for i, c in enumerate(self.classes)}
+
+    # ------------------------------------------------------------------ FeatureVector lane
+    # The same arithmetic as the dict API on a :class:`~streamfuse.learn.vector.FeatureVector`
+    # (its names are the dict's keys in order, its values the dict's values): no dict is built
+    # or walked (``bench/test_bench_learn.py``).
+    def _known_cols(self, names: tuple[Hashable, ...]) -> np.ndarray | None:
+        """Columns of the features ``names``, None when one was never seen."""
+        cols = self._key_sets.get(names)
+        if cols is None:
+            known = self._columns
+            if any(k not in known for k in names):
+                return None
+            cols = self._cols(names)
+        return cols
+
+    def predict_proba_vector(self, x: FeatureVector) -> dict[Hashable, float]:
+        """:meth:`predict_proba_one` of ``x``."""
+        n = len(self.classes)
+        if n == 0:
+            return {}
+        cols = self._known_cols(x.names)
+        if cols is None:
+            return self.predict_proba_one(x.as_dict())
+        kern.predict_proba(
+            cols, x.array, self._means, self._vars, self._W, self._b, n, self._z, self._p
+        )
+        return dict(zip(self.classes, self._p[:n].tolist(), strict=True))
+
+    def predict_proba_named(self, x: FeatureVector) -> dict[str, float]:
+        """:meth:`predict_proba_vector` of ``x`` with each class as ``str(class)`` (what the
+        fusion levels publish), built once."""
+        n = len(self.classes)
+        if n == 0:
+            return {}
+        cols = self._known_cols(x.names)
+        if cols is None:
+            return {str(c): float(v) for c, v in self.predict_proba_one(x.as_dict()).items()}
+        kern.predict_proba(
+            cols, x.array, self._means, self._vars, self._W, self._b, n, self._z, self._p
+        )
+        names = self.__dict__.get("_names")
+        if names is None or len(names) != n:  # classes are only ever appended
+            names = self._names = [str(c) for c in self.classes]
+        return dict(zip(names, self._p[:n].tolist(), strict=True))
+
+    def predict_proba_named_rows(
+        self, names: tuple[str, ...], X: np.ndarray
+    ) -> list[dict[str, float]]:
+        """:meth:`predict_proba_named` of each row of ``X`` (float64 ``[rows, len(names)]``,
+        the values of windows whose features are ``names``), in one kernel call."""
+        n = len(self.classes)
+        if n == 0:
+            return [{} for _ in range(X.shape[0])]
+        cols = self._known_cols(names)
+        if cols is None:
+            return [self.predict_proba_named(FeatureVector(names, row)) for row in X]
+        out = np.empty((X.shape[0], n))
+        kern.predict_proba_rows(
+            cols, X, self._means, self._vars, self._W, self._b, n, self._z, out
+        )
+        classes = self.__dict__.get("_names")
+        if classes is None or len(classes) != n:
+            classes = self._names = [str(c) for c in self.classes]
+        return [dict(zip(classes, row, strict=True)) for row in out.tolist()]
+
+    def learn_vector(self, x: FeatureVector, y: Hashable) -> None:
+        """:meth:`learn_one` of ``x``."""
+        k = self._class_index.get(y)
+        if k is None:
+            k = self._add_class(y)
+        kern.learn_one(
+            self._cols(x.names), x.array, self._counts, self._means, self._vars, self._W,
+            self._b, len(self.classes), k, float(self.lr), float(self.intercept_lr),
+            float(self.l2), float(self.clip_gradient), self._z,
+        )
+
+    def predict_learn_vector(self, x: FeatureVector, y: Hashable) -> float | None:
+        """:meth:`predict_proba_one` of ``x``, then :meth:`learn_one` of ``(x, y)``, in one
+        kernel call: the probability given to ``y`` before learning (0.0 for a new class),
+        None when the model knew no class yet (an empty prediction)."""
+        n = len(self.classes)
+        cols = self._known_cols(x.names) if n else None
+        if cols is None:  # no class yet, or a feature never seen: the two steps one by one
+            p = self.predict_proba_vector(x)
+            self.learn_vector(x, y)
+            return float(p.get(y, 0.0)) if p else None
+        k = self._class_index.get(y)
+        if k is None:
+            k = self._add_class(y)
+        return float(kern.predict_then_learn(
+            cols, x.array, self._counts, self._means, self._vars, self._W, self._b, n,
+            len(self.classes), k, float(self.lr), float(self.intercept_lr), float(self.l2),
+            float(self.clip_gradient), self._z, self._p,
+        ))
 
     # ------------------------------------------------------------------ inspection
     @property

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Hashable, Mapping
-from typing import TypeVar, cast
+from typing import TypeVar
 
 import numpy as np
 
@@ -129,25 +129,32 @@ class PrequentialMetrics:
         """
         if y_pred is None and proba:
             y_pred = max(proba, key=proba.__getitem__)
-        self._see(y_true)
-        self._see(y_pred)
+        classes = self._classes
+        if y_true not in classes:
+            self._see(y_true)
+        if y_pred not in classes:
+            self._see(y_pred)
         for c in proba:
-            self._see(c)
+            if c not in classes:
+                self._see(c)
         key = (y_true, y_pred)
-        self._cm[key] = self._cm.get(key, 0) + 1
+        cm = self._cm
+        cm[key] = cm.get(key, 0) + 1
         self._n += 1
         i = self._pos
         if i == self._truth.size:  # only while filling: the ring has not wrapped yet
             self._grow()
-        named = cast("Mapping[Hashable, float]", proba)  # read-only: any class key may be asked
-        for known in self._classes:
-            ring = self._scores.get(known)
+        named: Mapping[Hashable, float] = proba  # type: ignore[assignment]  # any key may be asked
+        scores = self._scores
+        for known in classes:
+            ring = scores.get(known)
             if ring is None:  # a new class: no earlier prediction named it, so 0.0 there
-                ring = self._scores[known] = np.zeros(self._truth.size)
+                ring = scores[known] = np.zeros(self._truth.size)
             ring[i] = float(named.get(known, 0.0))
-        self._truth[i] = self._classes.index(y_true) if y_true in self._classes else -1
+        self._truth[i] = classes.index(y_true) if y_true in classes else -1
         self._pos = (i + 1) % self.window
-        self._filled = min(self._filled + 1, self.window)
+        filled = self._filled + 1
+        self._filled = filled if filled < self.window else self.window
 
     def _grow(self) -> None:
         cap = min(self.window, 2 * self._truth.size)
