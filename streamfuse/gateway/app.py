@@ -199,8 +199,9 @@ class Gateway:
             return self.restored
         self._restore_attempted = True
         found = self.saver.load()
-        self.durable.recover(found.state if found is not None else None,
-                             found.path if found is not None else None)
+        self.durable.recover(
+            found.state if found is not None else None, found.path if found is not None else None
+        )
         return found
 
     def checkpoint(self, *, background: bool = False, fork: bool = False) -> None:

@@ -250,9 +250,7 @@ class Ingest:
                     inbox.get_nowait()
                 self.labels.clear()
                 break
-            self.process(
-                as_raw(inbox.get_nowait() if not inbox.empty() else self.labels.popleft())
-            )
+            self.process(as_raw(inbox.get_nowait() if not inbox.empty() else self.labels.popleft()))
             n += 1
             if n % 200 == 0:
                 await asyncio.sleep(0)  # let a second signal through

@@ -230,10 +230,17 @@ def _write_direct(paho: Any, messages: list[tuple[str, bytes]]) -> int:
     if sent < len(data):
         # the rest goes first in paho's (empty) queue, written when the socket is ready
         rest = data[sent:]
-        paho._out_packet.append({
-            "command": 0x30, "mid": 0, "qos": 0, "pos": 0, "to_process": len(rest),
-            "packet": rest, "info": _paho_client.MQTTMessageInfo(0),
-        })
+        paho._out_packet.append(
+            {
+                "command": 0x30,
+                "mid": 0,
+                "qos": 0,
+                "pos": 0,
+                "to_process": len(rest),
+                "packet": rest,
+                "info": _paho_client.MQTTMessageInfo(0),
+            }
+        )
         paho._call_socket_register_write()
     with paho._msgtime_mutex:
         paho._last_msg_out = _time_func()
@@ -288,8 +295,15 @@ class BatchedReader:
     @staticmethod
     def fits(paho: Any) -> bool:
         """paho has the private parts this reader drives."""
-        names = ("_packet_read", "_packet_handle", "_in_packet", "_sock", "_protocol",
-                 "_msgtime_mutex", "_last_bytes_received")
+        names = (
+            "_packet_read",
+            "_packet_handle",
+            "_in_packet",
+            "_sock",
+            "_protocol",
+            "_msgtime_mutex",
+            "_last_bytes_received",
+        )
         return all(hasattr(paho, name) for name in names) and isinstance(
             getattr(paho, "_in_packet", None), dict
         )
