@@ -237,7 +237,7 @@ class Gateway:
         )
         self.outbox.prepare(client)  # QoS 1 predictions: in-flight limit, acknowledgements
         # before connecting, so that what a persistent session delivers first takes it too
-        if not install_ingest(client, self.durable.accept, self.durable.commit):
+        if not install_ingest(client, self.durable.accept, self.durable.commit, self.clock):
             self.log.warning("paho has no _handle_on_message; ingest goes through on_message")
         return client
 
