@@ -36,7 +36,17 @@ log = logging.getLogger("streamfuse.gateway.metrics")
 
 #: seconds; per-stage work is usually tens of microseconds to a few milliseconds
 LATENCY_BUCKETS = (
-    1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0,
+    1e-5,
+    3e-5,
+    1e-4,
+    3e-4,
+    1e-3,
+    3e-3,
+    1e-2,
+    3e-2,
+    0.1,
+    0.3,
+    1.0,
 )
 
 
@@ -53,7 +63,11 @@ class _Snapshot(Collector):
 
     def __init__(self) -> None:
         self.data: dict[str, Any] = {
-            "rejections": {}, "align": {}, "engine": {}, "devices": 0, "quality": {},
+            "rejections": {},
+            "align": {},
+            "engine": {},
+            "devices": 0,
+            "quality": {},
         }
 
     def collect(self) -> Iterator[Any]:
@@ -155,8 +169,9 @@ class GatewayMetrics:
         self.checkpoints_corrupt = Counter(
             "streamfuse_checkpoints_corrupt", "Unusable checkpoints skipped at start", registry=r
         )
-        depth = Gauge("streamfuse_queue_depth", "Messages waiting in the incoming queue",
-                      registry=r)
+        depth = Gauge(
+            "streamfuse_queue_depth", "Messages waiting in the incoming queue", registry=r
+        )
         depth.set_function(lambda: float(queue_depth()))
         cap = Gauge("streamfuse_queue_capacity", "Size of the incoming queue", registry=r)
         cap.set(queue_capacity)

@@ -49,7 +49,9 @@ def shard_config(config: GatewayConfig, shard: int) -> GatewayConfig:
         config,
         # a shard waits for its broker as long as it takes; its host decides when to give up
         mqtt=dataclasses.replace(
-            m, prefix=topics.shard_prefix(m.prefix, shard), client_id=f"{m.client_id}-s{shard}",
+            m,
+            prefix=topics.shard_prefix(m.prefix, shard),
+            client_id=f"{m.client_id}-s{shard}",
             connect_timeout_s=0.0,
         ),
         checkpoint=dataclasses.replace(c, dir=shard_folder(c.dir, shard) if c.dir else ""),
@@ -140,8 +142,11 @@ class ShardHost:
                 raise ValueError(f"shard {shard} is outside 0..{count - 1}")
             tenure = Tenure(shard, os.getpid(), time.time())
             server = Server(
-                shard_config(self.config, shard), handle_signals=False, warm=self._warm,
-                on_prediction=self.on_prediction, on_message=tenure.saw,
+                shard_config(self.config, shard),
+                handle_signals=False,
+                warm=self._warm,
+                on_prediction=self.on_prediction,
+                on_message=tenure.saw,
             )
             self._warm = False  # one warm-up per process compiles for every shard
             self.servers[shard] = server
@@ -208,7 +213,6 @@ class ShardHost:
             }
         return out
 
-
     def totals(self) -> dict[str, Any]:
         """Predictions published, messages processed and the engines' counters, summed over
         the shards served here."""
@@ -224,8 +228,11 @@ class ShardHost:
             processed += gateway.processed
             for part, counts in gateway.engine.stats().items():
                 sums.setdefault(part, Counter()).update(counts)
-        return {"published": published, "processed": processed,
-                "stats": {part: dict(c) for part, c in sums.items()}}
+        return {
+            "published": published,
+            "processed": processed,
+            "stats": {part: dict(c) for part, c in sums.items()},
+        }
 
 
 class ShardMetrics(Collector):
@@ -251,8 +258,9 @@ class ShardMetrics(Collector):
                         family.name, family.documentation, family.type, family.unit
                     )
                 for s in family.samples:
-                    out.add_sample(s.name, {**s.labels, "shard": str(shard)}, s.value,
-                                   s.timestamp, s.exemplar)
+                    out.add_sample(
+                        s.name, {**s.labels, "shard": str(shard)}, s.value, s.timestamp, s.exemplar
+                    )
         yield from merged.values()
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
@@ -265,8 +273,7 @@ class ShardMetrics(Collector):
                 f"({exc.strerror or exc}); choose a free port, or 0 for any"
             ) from None
         self.port = int(self._server.server_port)
-        log.info("metrics of shards %s on http://%s:%d/metrics", self.host.shards, host,
-                 self.port)
+        log.info("metrics of shards %s on http://%s:%d/metrics", self.host.shards, host, self.port)
         return self.port
 
     def close(self) -> None:
@@ -309,6 +316,7 @@ async def serve_shards(config: GatewayConfig, *, duration: float | None = None) 
         host.metrics.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-    print(f"shards stopped: {sum(t.processed for t in tenures)} messages over "
-          f"{len(tenures)} shards")
+    print(
+        f"shards stopped: {sum(t.processed for t in tenures)} messages over {len(tenures)} shards"
+    )
     return 0
