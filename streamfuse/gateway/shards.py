@@ -26,13 +26,14 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Metric, start_http_server
+from prometheus_client import CollectorRegistry, Metric
 from prometheus_client.registry import Collector
 
 from .. import topics
-from ..errors import BrokerError, StreamfuseError
+from ..errors import BrokerError
 from ..types import Prediction, RawMessage
 from .config import GatewayConfig
+from .metrics import MetricsEndpoint
 
 log = logging.getLogger("streamfuse.gateway.shards")
 
@@ -242,8 +243,13 @@ class ShardMetrics(Collector):
         self.host = host
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
-        self.port: int | None = None
-        self._server: Any = None
+        # ``serve`` is given metrics.port (plus the owner's index in a cluster; 0: any port)
+        self.endpoint = MetricsEndpoint(
+            self.registry,
+            what="metrics of the shards served here",
+            port_setting="the shards' metrics port",
+            port_hint="choose a free port, or 0 for any",
+        )
 
     def collect(self) -> Iterator[Metric]:
         merged: dict[str, Metric] = {}
@@ -265,22 +271,15 @@ class ShardMetrics(Collector):
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
         """Serve ``/metrics`` on ``port`` (0: a free one); returns the port."""
-        try:
-            self._server, _ = start_http_server(port, addr=host, registry=self.registry)
-        except OSError as exc:
-            raise StreamfuseError(
-                f"the shards' metrics port {port} on {host} cannot be served "
-                f"({exc.strerror or exc}); choose a free port, or 0 for any"
-            ) from None
-        self.port = int(self._server.server_port)
-        log.info("metrics of shards %s on http://%s:%d/metrics", self.host.shards, host, self.port)
-        return self.port
+        return self.endpoint.serve(port, host)
+
+    @property
+    def port(self) -> int | None:
+        """The port ``/metrics`` is served on (None: not served)."""
+        return self.endpoint.port
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self.endpoint.close()
 
 
 async def serve_shards(config: GatewayConfig, *, duration: float | None = None) -> int:
