@@ -36,13 +36,8 @@ DEVICES = [f"w{i:03d}" for i in range(24)]
 
 @pytest.fixture
 def broker(tmp_path: Path):
-    (tmp_path / "broker").mkdir()
-    own = OwnMosquitto(tmp_path / "broker")
-    own.start()
-    try:
+    with OwnMosquitto(tmp_path / "broker") as own:
         yield own.url
-    finally:
-        own.stop()
 
 
 def test_devices_cover_every_shard() -> None:

@@ -16,7 +16,6 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from streamfuse import codec
 from streamfuse.engine import Engine
 from streamfuse.gateway.app import Gateway
 from streamfuse.gateway.checkpoint import CheckpointStore, state_digest
@@ -26,6 +25,7 @@ from streamfuse.mqtt.sockets import free_port
 from streamfuse.mqtt.sockets import mqtt_connect_ok as _mqtt_connect_ok
 from streamfuse.types import RawMessage
 from tests.gateway_configs import gateway_config
+from tests.qos1_publisher import chunk_key
 from tests.streams import device_messages, merge
 
 pytestmark = pytest.mark.broker
@@ -33,12 +33,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class OwnMosquitto:
-    """A Mosquitto we may kill: own port, own config (persistence, optional password file)."""
+    """A Mosquitto we may kill: own port, own config (persistence, optional password file)
+    in the folder ``tmp`` (made if need be). ``with OwnMosquitto(folder) as broker:`` starts
+    it and stops it however the block ends."""
 
     def __init__(self, tmp: Path, *, password_file: Path | None = None) -> None:
         binary = find_mosquitto()
         if binary is None:
             pytest.skip("mosquitto is not installed")
+        tmp.mkdir(parents=True, exist_ok=True)
         self.binary, self.tmp, self.port = binary, tmp, free_port()
         lines = [
             f"listener {self.port} 127.0.0.1",
@@ -92,6 +95,17 @@ class OwnMosquitto:
             self.proc.wait(10)
         self.proc = None
 
+    def __enter__(self) -> OwnMosquitto:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()  # one that started and never answered
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 class VirtualClock:
     """Gateway clock at SPEED x wall time that can be paused (while the broker is down)."""
@@ -113,13 +127,6 @@ class VirtualClock:
         assert self.paused_at is not None
         self.paused += time.monotonic() - self.paused_at
         self.paused_at = None
-
-
-def chunk_key(msg: RawMessage) -> tuple[str, str, int] | None:
-    _, device, kind = msg.topic.rsplit("/", 2)
-    if kind == "label" or not msg.payload.startswith(codec.MAGIC):
-        return None
-    return device, kind, codec.HEADER.unpack_from(msg.payload)[7]
 
 
 async def publish_qos1(url: str, messages, clock: VirtualClock, acked: set, outage) -> None:
@@ -149,7 +156,6 @@ def test_broker_restart_mid_stream_every_chunk_processed_or_reported_as_gap(
     tmp_path: Path, topic_prefix: str
 ) -> None:
     broker = OwnMosquitto(tmp_path)
-    broker.start()
     msgs = merge(
         *(device_messages(d, 16, seed=i, prefix=topic_prefix) for i, d in enumerate("ab"))
     )
@@ -192,10 +198,8 @@ def test_broker_restart_mid_stream_every_chunk_processed_or_reported_as_gap(
         gateway.acked = acked  # type: ignore[attr-defined]
         return gateway
 
-    try:
+    with broker:
         gateway = asyncio.run(scenario())
-    finally:
-        broker.stop()
     acked = gateway.acked  # type: ignore[attr-defined]
     assert gateway.reconnects >= 1
     published = {chunk_key(m) for m, _ in msgs} - {None}

@@ -190,7 +190,6 @@ def test_password_protected_broker_right_and_wrong_password(tmp_path: Path) -> N
     pw = tmp_path / "passwd"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), "gw", "right"], check=True)
     broker = OwnMosquitto(tmp_path, password_file=pw)
-    broker.start()
 
     async def connect(password: str) -> Gateway:
         gateway = Gateway(Engine(), gateway_config(
@@ -203,12 +202,10 @@ def test_password_protected_broker_right_and_wrong_password(tmp_path: Path) -> N
         await task
         return gateway
 
-    try:
+    with broker:
         assert asyncio.run(connect("right")).reconnects == 0
         with pytest.raises(BrokerError) as info:
             asyncio.run(connect("wrong"))
-    finally:
-        broker.stop()
     text = str(info.value)
     assert "refused the login of user 'gw'" in text and "password" in text
 
