@@ -37,8 +37,13 @@ def ray_local() -> Iterator[object]:
         pytest.skip(msg)
     from streamfuse.cluster.runtime import NAMESPACE
 
-    ray.init(num_cpus=4, include_dashboard=False, namespace=NAMESPACE, log_to_driver=False,
-             _system_config={"worker_niceness": 0})  # as streamfuse.cluster.runtime.join
+    ray.init(
+        num_cpus=4,
+        include_dashboard=False,
+        namespace=NAMESPACE,
+        log_to_driver=False,
+        _system_config={"worker_niceness": 0},
+    )  # as streamfuse.cluster.runtime.join
     try:
         yield ray
     finally:
@@ -48,13 +53,21 @@ def ray_local() -> Iterator[object]:
 def fleet_config(broker: str, prefix: str, store: Path):
     """A deployment of :data:`SHARDS` shards: QoS 1 both ways, checkpoints every second, the
     whole journal kept (the test reads it)."""
-    return from_mapping({
-        "mqtt": {"broker": broker, "prefix": prefix, "client_id": f"fl-{prefix}", "qos": 1,
-                 "publish_qos": 1},
-        "checkpoint": {"dir": str(store), "interval_s": 1.0},
-        "journal": {"prune": False},
-        "shards": {"count": SHARDS},
-    }, where="the fleet test")
+    return from_mapping(
+        {
+            "mqtt": {
+                "broker": broker,
+                "prefix": prefix,
+                "client_id": f"fl-{prefix}",
+                "qos": 1,
+                "publish_qos": 1,
+            },
+            "checkpoint": {"dir": str(store), "interval_s": 1.0},
+            "journal": {"prune": False},
+            "shards": {"count": SHARDS},
+        },
+        where="the fleet test",
+    )
 
 
 def shard_of(device: str) -> int:

@@ -12,7 +12,7 @@ connection sees every prediction. Then:
 1. **Every acknowledged chunk reached the engine**: each chunk the broker acknowledged to a
    device is in the journal as a message the engine was given (a ``P`` record).
 2. **And is accounted for** (the rule): each device's aligner counted every chunk it was
-   given (``chunks``) and every redelivered one as a duplicate (``duplicates`` = given - 
+   given (``chunks``) and every redelivered one as a duplicate (``duplicates`` = given -
    distinct); a distinct chunk is then either in the device's windows or counted as late or
    rejected, and a window missing its samples counts them as a gap.
 3. **No window published twice**: the subscriber saw each (device, window index) once.
@@ -178,6 +178,8 @@ def run_scenario(tmp_path: Path, broker_url: str, topic_prefix: str) -> None:
         differ = {f for f in p if p[f] != other[f]}
         assert differ <= {"latency_ms"}, {f: (p[f], other[f]) for f in differ}
     not_published = set(replayed) - set(keys)
-    print(f"acked {len(acked)}, given {len(given)}, published {len(keys)}, replayed "
-          f"{len(replayed)}, made but not published {sorted(not_published)}")
+    print(
+        f"acked {len(acked)}, given {len(given)}, published {len(keys)}, replayed "
+        f"{len(replayed)}, made but not published {sorted(not_published)}"
+    )
     assert len(not_published) <= 1
