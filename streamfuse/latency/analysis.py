@@ -83,6 +83,8 @@ class BenchResult:
     #: with ``run_bench(keep_samples=True)``: ``{"end_to_end", "round_trip"}`` -> rows of
     #: ``(receipt, seconds)`` (:func:`timed_samples`); not part of :meth:`to_json`
     samples: dict[str, np.ndarray] | None = None
+    #: seconds of publishing after which the run was stopped (Ctrl-C); None: it ran its course
+    interrupted_after_s: float | None = None
 
     @property
     def end_to_end(self) -> LatencyHistogram:
@@ -136,6 +138,7 @@ class BenchResult:
     def to_json(self) -> dict[str, object]:
         return {
             "settings": asdict(self.settings),
+            "interrupted_after_s": self.interrupted_after_s,
             "mode": self.settings.mode,
             "broker": self.broker_kind,
             "machine": self.machine,

@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
+import sys
 import uuid
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from ..argtypes import bounded
+from ..exits import EXIT_INTERRUPTED, EXIT_OK
 from ..learn.names import MODEL_NAMES
 from .settings import BenchSettings
 
@@ -16,6 +20,7 @@ if TYPE_CHECKING:
     from .orchestration import GatewayHost
 
 log = logging.getLogger("streamfuse.latency.commands")
+T = TypeVar("T")
 
 
 _count = bounded(int, 1, strict=False, what="a whole number of at least 1")
@@ -75,9 +80,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     # import the gateway shell)
 
 
+async def _interruptible(work: Callable[[asyncio.Event], Awaitable[T]]) -> tuple[T, bool]:
+    """``work(stop)`` with the first Ctrl-C (SIGINT) setting ``stop``: the bench stops its
+    processes and reports what it measured so far; a second Ctrl-C interrupts at once
+    (KeyboardInterrupt). Returns what ``work`` returned and whether it was stopped."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_sigint() -> None:
+        print("\nstreamfuse bench: stopping, then reporting what was measured so far "
+              "(Ctrl-C again to quit at once)", file=sys.stderr, flush=True)  # fmt: skip
+        stop.set()
+        loop.remove_signal_handler(signal.SIGINT)  # the next one raises KeyboardInterrupt
+
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
+    try:
+        return await work(stop), stop.is_set()
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+def _nothing_measured() -> int:
+    print("streamfuse bench: interrupted before the fleet began publishing: nothing was "
+          "measured", file=sys.stderr)  # fmt: skip
+    return EXIT_INTERRUPTED
+
+
 def run(args: argparse.Namespace, host: GatewayHost) -> int:
-    """``streamfuse bench``: one run (or the ramp) against ``host``'s gateway; print, write."""
-    from .orchestration import broker_for, run_bench, run_ramp
+    """``streamfuse bench``: one run (or the ramp) against ``host``'s gateway; print, write.
+    Ctrl-C stops it within a second or two and reports what was measured until then (exit
+    code 130)."""
+    from .orchestration import BenchInterrupted, broker_for, run_bench, run_ramp
     from .report import format_ramp, format_table, plot, write_json
 
     prefix = f"sfbench{uuid.uuid4().hex[:6]}"
@@ -96,10 +129,12 @@ def run(args: argparse.Namespace, host: GatewayHost) -> int:
         )
         ramp_docs: list[dict[str, object]] = []
         if args.ramp:
-            runs, best = asyncio.run(
-                run_ramp(settings, host=host, start=args.devices, limit=args.ramp_limit,
-                         target_ms=args.target_ms)
-            )
+            (runs, best), stopped = asyncio.run(_interruptible(
+                lambda stop: run_ramp(settings, host=host, start=args.devices,
+                                      limit=args.ramp_limit, target_ms=args.target_ms, stop=stop)
+            ))  # fmt: skip
+            if not runs:
+                return _nothing_measured()
             for r in runs:
                 r.broker_kind = kind
             ramp_docs = [r.to_json() for r in runs]
@@ -111,7 +146,12 @@ def run(args: argparse.Namespace, host: GatewayHost) -> int:
                 "steps": [{k: v for k, v in d.items() if k != "hdr"} for d in ramp_docs],
             }
         else:
-            result = asyncio.run(run_bench(settings, host=host, profiler=profiler))
+            try:
+                result, stopped = asyncio.run(_interruptible(
+                    lambda stop: run_bench(settings, host=host, profiler=profiler, stop=stop)
+                ))  # fmt: skip
+            except BenchInterrupted:
+                return _nothing_measured()
             result.broker_kind = kind
             main = result.to_json()
     print(format_table(main))
@@ -128,7 +168,7 @@ def run(args: argparse.Namespace, host: GatewayHost) -> int:
     if profiler is not None:
         profiler.dump_stats(args.profile)
         print(f"wrote {args.profile}")
-    return 0
+    return EXIT_INTERRUPTED if stopped else EXIT_OK
 
 
 def run_cluster(args: argparse.Namespace, hosts: dict[int, GatewayHost]) -> int:

@@ -43,9 +43,14 @@ def format_table(doc: Mapping[str, Any]) -> str:
     lines = [
         f"streamfuse bench: {s['devices']} devices x {s['duration']:g} s, broker "
         f"{doc.get('broker', '?')}, latencies in ms",
-        head,
-        "-" * len(head),
     ]
+    cut = doc.get("interrupted_after_s")
+    if cut is not None:
+        lines.append(
+            f"interrupted after {cut:.1f} s of {s['duration']:g} s: figures of what was measured "
+            "until then (windows still on their way count as missing)"
+        )
+    lines += [head, "-" * len(head)]
     for name, what in ROWS:
         row = lat.get(name, {})
         if name == "startup" and not row.get("count"):
@@ -108,6 +113,7 @@ def format_ramp(docs: Sequence[Mapping[str, Any]], best: int, target_ms: float) 
             f"{_fmt(lat['floor']['p99']):>9} {_fmt(lat.get('round_trip', {}).get('p99')):>9} "
             f"{d['gateway_cpu_fraction']:>6.0%} "
             f"{_fmt(d['publisher']['lag_p99_ms']):>8} {d['counts'].get('missing', 0):>8}"
+            + ("  (interrupted)" if d.get("interrupted_after_s") is not None else "")
         )
     lines.append(f"largest device count holding p99 < {target_ms:g} ms: {best}")
     return "\n".join(lines)
