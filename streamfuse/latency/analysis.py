@@ -50,8 +50,9 @@ def completing_chunks(
             if block is None:
                 block = zeros[(m, n)] = np.zeros((n, chans[m]), np.float32)
             pub = float(row["published"])
-            chunk = Chunk(device, m, int(row["seq"]), float(row["t0"]), float(row["fs"]), block,
-                          arrival=pub)
+            chunk = Chunk(
+                device, m, int(row["seq"]), float(row["t0"]), float(row["fs"]), block, arrival=pub
+            )
             for fw in aligner.add(chunk):
                 w = fw.window
                 key = (device, int(w.index))

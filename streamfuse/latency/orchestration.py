@@ -197,12 +197,24 @@ async def run_bench(
     pub_parent, pub_child = ctx.Pipe()
     sub_parent, sub_child = ctx.Pipe()
     relay_parent, relay_child = ctx.Pipe()
-    publisher = ctx.Process(target=publisher_main, args=(settings, pub_child),
-                            name="streamfuse-bench-publisher", daemon=True)
-    subscriber = ctx.Process(target=subscriber_main, args=(settings, sub_child),
-                             name="streamfuse-bench-subscriber", daemon=True)
-    relay = ctx.Process(target=relay_main, args=(settings, relay_child, keepalive, qos),
-                        name="streamfuse-bench-relay", daemon=True)
+    publisher = ctx.Process(
+        target=publisher_main,
+        args=(settings, pub_child),
+        name="streamfuse-bench-publisher",
+        daemon=True,
+    )
+    subscriber = ctx.Process(
+        target=subscriber_main,
+        args=(settings, sub_child),
+        name="streamfuse-bench-subscriber",
+        daemon=True,
+    )
+    relay = ctx.Process(
+        target=relay_main,
+        args=(settings, relay_child, keepalive, qos),
+        name="streamfuse-bench-relay",
+        daemon=True,
+    )
     gw_task = asyncio.create_task(server.serve(), name="streamfuse[bench].gateway")
     interrupted_after: float | None = None
     grace = 5.0  # seconds each helper process is given to end on its own
@@ -226,9 +238,7 @@ async def run_bench(
             mark[:] = [cpu_time(), time.perf_counter(), broker_cpu()]
 
         if settings.warmup_s > 0:
-            asyncio.get_running_loop().call_later(
-                settings.start_delay_s + settings.warmup_s, _warm
-            )
+            asyncio.get_running_loop().call_later(settings.start_delay_s + settings.warmup_s, _warm)
         if profiler is not None:
             profiler.enable()
         pub_parent.send(("go", t_base))
@@ -338,8 +348,12 @@ async def run_ramp(
         result = await one(replace(base, devices=n, prefix=f"{base.prefix}{n}"))
         if result is None:
             return runs, best
-        log.warning("ramp: %d devices -> p99 %.2f ms, %s", n, result.end_to_end.percentile_ms(99),
-                    "held" if result.sustained(target_ms) else "failed")
+        log.warning(
+            "ramp: %d devices -> p99 %.2f ms, %s",
+            n,
+            result.end_to_end.percentile_ms(99),
+            "held" if result.sustained(target_ms) else "failed",
+        )
         if result.sustained(target_ms):
             best = n
             n *= 2

@@ -60,8 +60,11 @@ def _fleet_messages(
 
     began = time.perf_counter()
     fleet = Fleet(
-        devices, seed=seed, faults=FaultProfile(jitter_dist="none", jitter_mean_s=0.0),
-        bundle=bundle, start_s=0.0 if lockstep else None,
+        devices,
+        seed=seed,
+        faults=FaultProfile(jitter_dist="none", jitter_mean_s=0.0),
+        bundle=bundle,
+        start_s=0.0 if lockstep else None,
     )
     codes = {m: i for i, m in enumerate(MODALITIES)}
     index = {d: i for i, d in enumerate(fleet.device_ids)}
@@ -118,7 +121,8 @@ async def _publish_all(
     rows = sum(1 if kind == LABEL_CODE else len(payload[0]) for _, _, kind, payload in messages)
     rec = np.zeros(rows, dtype=LOG_DTYPE)
     async with open_session(
-        settings.broker_url, client_id=f"{settings.prefix}-publisher",
+        settings.broker_url,
+        client_id=f"{settings.prefix}-publisher",
         max_queued_outgoing_messages=0,
     ) as client:
         paho = protocol_of(client)
@@ -170,8 +174,11 @@ def publisher_main(settings: BenchSettings, conn: Any) -> None:
     logging.basicConfig(level=logging.WARNING)
     try:
         messages, gen_s = _fleet_messages(
-            settings.devices, settings.duration, settings.seed,
-            bundle=settings.bundle, lockstep=settings.lockstep,
+            settings.devices,
+            settings.duration,
+            settings.seed,
+            bundle=settings.bundle,
+            lockstep=settings.lockstep,
         )
         conn.send(("ready", {"messages": len(messages), "generate_s": gen_s}))
         command, t_base = conn.recv()

@@ -153,8 +153,13 @@ def plot(path: str | Path, doc: Mapping[str, Any], ramp: Sequence[Mapping[str, A
         qs, vals = LatencyHistogram.decode(name, text).curve()
         x = [1.0 / (1.0 - q / 100.0) for q in qs]
         broker = name in ("floor", "round_trip")  # the references: dashed
-        ax.plot(x, vals, label=name, lw=2.2 if broker or name == "end_to_end" else 1.2,
-                ls="--" if broker else "-")
+        ax.plot(
+            x,
+            vals,
+            label=name,
+            lw=2.2 if broker or name == "end_to_end" else 1.2,
+            ls="--" if broker else "-",
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ticks = [1, 2, 10, 100, 1000, 10000]
@@ -173,8 +178,7 @@ def plot(path: str | Path, doc: Mapping[str, Any], ramp: Sequence[Mapping[str, A
         bx.plot(n, [d["latency_ms"]["floor"]["p99"] for d in pts], "s--", label="floor p99")
         rt = [d["latency_ms"].get("round_trip", {}).get("p99") for d in pts]
         if any(v is not None for v in rt):
-            bx.plot(n, [math.nan if v is None else v for v in rt], "^--",
-                    label="round trip p99")
+            bx.plot(n, [math.nan if v is None else v for v in rt], "^--", label="round trip p99")
         bx.axhline(50.0, color="k", lw=0.8, ls=":")
         bx.set_xlabel("devices")
         bx.set_ylabel("p99 (ms)")
