@@ -35,10 +35,11 @@ Definitions (see ``docs/performance.md``):
   Windows the shadow closes only because their lateness budget ran out are counted apart, not
   timed.
 - **end-to-end** = receipt of the prediction by the subscriber - publish of the completing chunk.
-- **receive** = the gateway's clock reading when the completing chunk reached the engine
-  (``closed_at`` in the prediction) - its publish; **decode**, **align** (buffer, clock,
-  window, resample + interleave), **features**, **predict** = the engine's own per-stage
-  timings; **publish** = what is left (encode, publish, broker hop, subscriber read).
+- **receive** = the gateway's clock reading when the completing chunk's bytes came off the
+  gateway's socket (its arrival, the engine's ``now``: ``closed_at`` in the prediction) - its
+  publish; **decode**, **align** (buffer, clock, window, resample + interleave),
+  **features**, **predict** = the engine's own per-stage timings; **publish** = what is left
+  (the wait in the gateway's queue, encode, publish, broker hop, subscriber read).
 - **floor** = the broker's own pub->sub time for the same data messages in the same run
   (subscriber receipt - publish), i.e. what any client would pay for one hop.
 - **round_trip** = publish of a data message -> the subscriber's receipt of the relay's echo

@@ -17,12 +17,12 @@ log = logging.getLogger("streamfuse.latency.report")
 ROWS: tuple[tuple[str, str], ...] = (
     ("floor", "broker pub->sub, same payloads (one hop)"),
     ("round_trip", "pub->broker->relay->broker->sub (two hops)"),
-    ("receive", "publish -> engine (broker hop + queue)"),
+    ("receive", "publish -> gateway socket read (broker hop)"),
     ("decode", "bytes -> Chunk"),
     ("align", "buffer, clock, window, resample"),
     ("features", "per-modality features"),
     ("predict", "fusion + models"),
-    ("publish", "encode + publish + hop + read"),
+    ("publish", "gateway queue + encode + publish + hop + read"),
     ("end_to_end", "last chunk publish -> prediction receipt"),
     ("startup", "end to end in the warm-up (apart from the rows above)"),
 )
