@@ -59,10 +59,15 @@ class Label:
 
 @dataclass(frozen=True, slots=True)
 class RawMessage:
-    """An undecoded MQTT message as the shells receive or replay it."""
+    """An undecoded MQTT message as the shells receive or replay it.
+
+    ``arrival`` is the gateway clock reading when a socket read yielded its bytes (NaN when
+    no shell stamped it; the gateway then reads its clock when the engine takes it). It is
+    not part of a message's identity: equal topic and payload are the same message."""
 
     topic: str
     payload: bytes
+    arrival: float = field(default=math.nan, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

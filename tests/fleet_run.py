@@ -20,8 +20,7 @@ from streamfuse import journal as fmt
 from streamfuse.gateway.checkpoint import CheckpointStore
 from streamfuse.gateway.loading import from_mapping
 from streamfuse.mqtt.address import parse_broker_url
-from tests.streams import device_messages, merge
-from tests.test_gateway_faults import chunk_key
+from tests.qos1_publisher import chunk_key, fleet_messages, publish_acked
 
 SHARDS = 8
 
@@ -38,8 +37,13 @@ def ray_local() -> Iterator[object]:
         pytest.skip(msg)
     from streamfuse.cluster.runtime import NAMESPACE
 
-    ray.init(num_cpus=4, include_dashboard=False, namespace=NAMESPACE, log_to_driver=False,
-             _system_config={"worker_niceness": 0})  # as streamfuse.cluster.runtime.join
+    ray.init(
+        num_cpus=4,
+        include_dashboard=False,
+        namespace=NAMESPACE,
+        log_to_driver=False,
+        _system_config={"worker_niceness": 0},
+    )  # as streamfuse.cluster.runtime.join
     try:
         yield ray
     finally:
@@ -49,13 +53,21 @@ def ray_local() -> Iterator[object]:
 def fleet_config(broker: str, prefix: str, store: Path):
     """A deployment of :data:`SHARDS` shards: QoS 1 both ways, checkpoints every second, the
     whole journal kept (the test reads it)."""
-    return from_mapping({
-        "mqtt": {"broker": broker, "prefix": prefix, "client_id": f"fl-{prefix}", "qos": 1,
-                 "publish_qos": 1},
-        "checkpoint": {"dir": str(store), "interval_s": 1.0},
-        "journal": {"prune": False},
-        "shards": {"count": SHARDS},
-    }, where="the fleet test")
+    return from_mapping(
+        {
+            "mqtt": {
+                "broker": broker,
+                "prefix": prefix,
+                "client_id": f"fl-{prefix}",
+                "qos": 1,
+                "publish_qos": 1,
+            },
+            "checkpoint": {"dir": str(store), "interval_s": 1.0},
+            "journal": {"prune": False},
+            "shards": {"count": SHARDS},
+        },
+        where="the fleet test",
+    )
 
 
 def shard_of(device: str) -> int:
@@ -69,19 +81,8 @@ async def publish(url: str, prefix: str, devices: list[str], seconds: float, sta
                   acked: set) -> None:  # fmt: skip
     """Every device in real time from ``start`` at QoS 1 under its shard; ``acked`` gets the
     key of each chunk the broker acknowledged."""
-    msgs = merge(*(device_messages(d, seconds, seed=i, offset=0.0,
-                                   prefix=f"{prefix}/{shard_of(d)}")
-                   for i, d in enumerate(devices)))  # fmt: skip
-    host, port, *_ = parse_broker_url(url)
-    async with aiomqtt.Client(host, port, max_inflight_messages=200) as client:
-        for msg, arrival in msgs:
-            wait = start + arrival - time.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            await client.publish(msg.topic, msg.payload, qos=1)  # returns on the PUBACK
-            key = chunk_key(msg)
-            if key is not None:
-                acked.add(key)
+    msgs = fleet_messages(devices, seconds, lambda d: f"{prefix}/{shard_of(d)}")
+    await publish_acked(url, msgs, acked, start=start)
 
 
 async def listen(url: str, prefix: str, ready: asyncio.Event, seen: list) -> None:

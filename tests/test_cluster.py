@@ -36,13 +36,8 @@ DEVICES = [f"w{i:03d}" for i in range(24)]
 
 @pytest.fixture
 def broker(tmp_path: Path):
-    (tmp_path / "broker").mkdir()
-    own = OwnMosquitto(tmp_path / "broker")
-    own.start()
-    try:
+    with OwnMosquitto(tmp_path / "broker") as own:
         yield own.url
-    finally:
-        own.stop()
 
 
 def test_devices_cover_every_shard() -> None:
@@ -50,7 +45,10 @@ def test_devices_cover_every_shard() -> None:
 
 
 def test_killed_owner_is_restarted_restores_its_shards_and_loses_no_chunk(
-    ray_local, broker: str, tmp_path: Path, topic_prefix: str  # noqa: F811
+    ray_local,  # noqa: F811 - the fixture imported from tests.fleet_run
+    broker: str,
+    tmp_path: Path,
+    topic_prefix: str,
 ) -> None:
     from streamfuse.cluster.commands import launch
 
@@ -71,8 +69,12 @@ def test_killed_owner_is_restarted_restores_its_shards_and_loses_no_chunk(
         await asyncio.sleep(kill_at)
         status = await fleet.status.remote()
         victim = sorted(status["owners"].values(), key=lambda o: o["name"])[0]
-        killed.update(name=victim["name"], pid=victim["pid"], shards=sorted(
-            int(s) for s in victim["serving"]), at=time.time())
+        killed.update(
+            name=victim["name"],
+            pid=victim["pid"],
+            shards=sorted(int(s) for s in victim["serving"]),
+            at=time.time(),
+        )
         os.kill(victim["pid"], signal.SIGKILL)  # no drain, no final checkpoint
         await pub
         await asyncio.sleep(4.0)  # the last windows' lateness budget and their trip
@@ -107,14 +109,19 @@ def test_killed_owner_is_restarted_restores_its_shards_and_loses_no_chunk(
         assert after, f"no prediction for {device} after the kill"
         resumed[device] = min(after) - killed["at"]
     hit = {d: round(s, 1) for d, s in resumed.items() if shard_of(d) in killed["shards"]}
-    print(f"killed {killed['name']} (shards {killed['shards']}); restarted as pid "
-          f"{again['pid']} ready in {again['ready_s']:.1f} s; predictions resumed after "
-          f"{max(hit.values()):.1f} s at worst for its devices {hit}; {len(acked)} chunks "
-          f"acknowledged, all in the journals; {gaps} gaps counted")
+    print(
+        f"killed {killed['name']} (shards {killed['shards']}); restarted as pid "
+        f"{again['pid']} ready in {again['ready_s']:.1f} s; predictions resumed after "
+        f"{max(hit.values()):.1f} s at worst for its devices {hit}; {len(acked)} chunks "
+        f"acknowledged, all in the journals; {gaps} gaps counted"
+    )
 
 
 def test_resize_one_two_one_moves_shards_without_overlap_or_loss(
-    ray_local, broker: str, tmp_path: Path, topic_prefix: str  # noqa: F811
+    ray_local,  # noqa: F811 - the fixture imported from tests.fleet_run
+    broker: str,
+    tmp_path: Path,
+    topic_prefix: str,
 ) -> None:
     from streamfuse.cluster.commands import launch
 
@@ -167,14 +174,19 @@ def test_resize_one_two_one_moves_shards_without_overlap_or_loss(
         got = per_device(seen, since, until)
         assert set(got) == set(DEVICES), sorted(set(DEVICES) - set(got))
     counters = account(store, DEVICES, acked)
-    print(f"grew 1->2 in {marks['grown']['seconds']:.1f} s, shrank 2->1 in "
-          f"{marks['shrunk']['seconds']:.1f} s; {len(acked)} chunks acknowledged, all in the "
-          f"journals; {sum(c['gaps'] for c in counters.values())} gaps, "
-          f"{sum(c['duplicates'] for c in counters.values())} duplicates counted")
+    print(
+        f"grew 1->2 in {marks['grown']['seconds']:.1f} s, shrank 2->1 in "
+        f"{marks['shrunk']['seconds']:.1f} s; {len(acked)} chunks acknowledged, all in the "
+        f"journals; {sum(c['gaps'] for c in counters.values())} gaps, "
+        f"{sum(c['duplicates'] for c in counters.values())} duplicates counted"
+    )
 
 
 def test_shards_models_are_merged_when_asked(
-    ray_local, broker: str, tmp_path: Path, topic_prefix: str  # noqa: F811
+    ray_local,  # noqa: F811 - the fixture imported from tests.fleet_run
+    broker: str,
+    tmp_path: Path,
+    topic_prefix: str,
 ) -> None:
     """``--merge-every``: every shard is a site of a federation the controller runs; rounds
     merge the shards' models (about 25 s)."""
@@ -184,16 +196,22 @@ def test_shards_models_are_merged_when_asked(
 
     ray = ray_local
     base = fleet_config(broker, topic_prefix, tmp_path / "store")
-    config = dataclasses.replace(base, federated=dataclasses.replace(
-        base.federated, federation=topic_prefix, round_interval_s=3.0, min_parties=2))
+    config = dataclasses.replace(
+        base,
+        federated=dataclasses.replace(
+            base.federated, federation=topic_prefix, round_interval_s=3.0, min_parties=2
+        ),
+    )
     fleet = launch(config, 2, name=f"fleet-{topic_prefix}")
     acked: set = set()
     asyncio.run(publish(broker, topic_prefix, DEVICES[:8], 14.0, time.time(), acked))
     status = ray.get(fleet.status.remote())
     ray.get(fleet.stop.remote())
     merging = status["merging"]
-    print(f"merge rounds: {merging['completed']} completed, {merging['short']} short; "
-          f"parties {[h['sites'] for h in merging['history']][-1:]}")
+    print(
+        f"merge rounds: {merging['completed']} completed, {merging['short']} short; "
+        f"parties {[h['sites'] for h in merging['history']][-1:]}"
+    )
     # an update that comes after its round closed is refused as "stale" (a slow shard under
     # load); anything else refused would be a broken update
     assert merging["completed"] >= 2 and set(merging["rejected"]) <= {"stale"}, merging

@@ -22,40 +22,22 @@ import sys
 import time
 from pathlib import Path
 
-import aiomqtt
 import pytest
 
 from streamfuse import codec
 from streamfuse import journal as fmt
-from streamfuse.mqtt.address import parse_broker_url
-from tests.streams import device_messages, merge
-from tests.test_gateway_faults import OwnMosquitto, chunk_key, spawn, wait_for_log
+from tests.qos1_publisher import chunk_key, fleet_messages, publish_acked
+from tests.test_gateway_faults import OwnMosquitto, spawn, wait_for_log
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 DEVICES = [f"a{i}" for i in range(6)]
 
 
-async def burst(url: str, prefix: str, messages: list, acked: set) -> None:
-    host, port, *_ = parse_broker_url(url)
-    async with aiomqtt.Client(host, port, max_inflight_messages=200) as client:
-        sends = [client.publish(m.topic, m.payload, qos=1) for m, _ in messages]
-        for m, done in zip(messages, await asyncio.gather(*sends), strict=True):
-            assert done is None
-            key = chunk_key(m[0])
-            if key is not None:
-                acked.add(key)
-
-
 def test_every_acknowledged_chunk_is_in_the_journal_under_overload_and_a_kill(
     tmp_path: Path, topic_prefix: str
 ) -> None:
-    (tmp_path / "broker").mkdir()
-    broker = OwnMosquitto(tmp_path / "broker")
-    broker.start()
-    try:
+    with OwnMosquitto(tmp_path / "broker") as broker:
         run(tmp_path, broker.url, topic_prefix)
-    finally:
-        broker.stop()
 
 
 def run(tmp_path: Path, url: str, prefix: str) -> None:
@@ -68,8 +50,7 @@ def run(tmp_path: Path, url: str, prefix: str) -> None:
     )
     cmd = [sys.executable, "-m", "streamfuse.cli", "--log-level", "INFO", "gateway",
            "--config", str(toml)]  # fmt: skip
-    msgs = merge(*(device_messages(d, 8.0, seed=i, offset=0.0, prefix=prefix)
-                   for i, d in enumerate(DEVICES)))  # fmt: skip
+    msgs = fleet_messages(DEVICES, 8.0, prefix)
     half = len(msgs) // 2
     acked: set = set()
     log1, log2 = tmp_path / "run1.log", tmp_path / "run2.log"
@@ -77,11 +58,11 @@ def run(tmp_path: Path, url: str, prefix: str) -> None:
     second = None
     try:
         wait_for_log(log1, r"gateway connected", first, timeout=120)
-        asyncio.run(burst(url, prefix, msgs[:half], acked))
+        asyncio.run(publish_acked(url, msgs[:half], acked))
         time.sleep(0.3)
         first.kill()  # mid-way through what the broker has for it
         first.wait(10)
-        asyncio.run(burst(url, prefix, msgs[half:], acked))  # queued for the session
+        asyncio.run(publish_acked(url, msgs[half:], acked))  # queued for the session
         second = spawn(cmd, log2)
         wait_for_log(log2, r"gateway connected", second, timeout=120)
         time.sleep(3.0)  # the session's backlog delivered

@@ -16,7 +16,6 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from streamfuse import codec
 from streamfuse.engine import Engine
 from streamfuse.gateway.app import Gateway
 from streamfuse.gateway.checkpoint import CheckpointStore, state_digest
@@ -26,6 +25,7 @@ from streamfuse.mqtt.sockets import free_port
 from streamfuse.mqtt.sockets import mqtt_connect_ok as _mqtt_connect_ok
 from streamfuse.types import RawMessage
 from tests.gateway_configs import gateway_config
+from tests.qos1_publisher import chunk_key
 from tests.streams import device_messages, merge
 
 pytestmark = pytest.mark.broker
@@ -33,12 +33,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class OwnMosquitto:
-    """A Mosquitto we may kill: own port, own config (persistence, optional password file)."""
+    """A Mosquitto we may kill: own port, own config (persistence, optional password file)
+    in the folder ``tmp`` (made if need be). ``with OwnMosquitto(folder) as broker:`` starts
+    it and stops it however the block ends."""
 
     def __init__(self, tmp: Path, *, password_file: Path | None = None) -> None:
         binary = find_mosquitto()
         if binary is None:
             pytest.skip("mosquitto is not installed")
+        tmp.mkdir(parents=True, exist_ok=True)
         self.binary, self.tmp, self.port = binary, tmp, free_port()
         lines = [
             f"listener {self.port} 127.0.0.1",
@@ -66,13 +69,17 @@ class OwnMosquitto:
     def start(self) -> None:
         with open(self.tmp / "broker.log", "ab") as log:  # the child keeps its own copy
             self.proc = subprocess.Popen(
-                [self.binary, "-c", str(self.conf)], stdout=log, stderr=log,
+                [self.binary, "-c", str(self.conf)],
+                stdout=log,
+                stderr=log,
                 start_new_session=True,
             )
         deadline = time.monotonic() + 10
-        while not _mqtt_connect_ok("127.0.0.1", self.port, 0.5) if self.conf.read_text().find(
-            "password_file"
-        ) < 0 else not self._listening():
+        while (
+            not _mqtt_connect_ok("127.0.0.1", self.port, 0.5)
+            if self.conf.read_text().find("password_file") < 0
+            else not self._listening()
+        ):
             assert self.proc.poll() is None, (self.tmp / "broker.log").read_text()
             assert time.monotonic() < deadline, "mosquitto did not start"
             time.sleep(0.05)
@@ -91,6 +98,17 @@ class OwnMosquitto:
             self.proc.terminate()  # SIGTERM: mosquitto saves its persistence file
             self.proc.wait(10)
         self.proc = None
+
+    def __enter__(self) -> OwnMosquitto:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()  # one that started and never answered
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 class VirtualClock:
@@ -113,13 +131,6 @@ class VirtualClock:
         assert self.paused_at is not None
         self.paused += time.monotonic() - self.paused_at
         self.paused_at = None
-
-
-def chunk_key(msg: RawMessage) -> tuple[str, str, int] | None:
-    _, device, kind = msg.topic.rsplit("/", 2)
-    if kind == "label" or not msg.payload.startswith(codec.MAGIC):
-        return None
-    return device, kind, codec.HEADER.unpack_from(msg.payload)[7]
 
 
 async def publish_qos1(url: str, messages, clock: VirtualClock, acked: set, outage) -> None:
@@ -149,10 +160,7 @@ def test_broker_restart_mid_stream_every_chunk_processed_or_reported_as_gap(
     tmp_path: Path, topic_prefix: str
 ) -> None:
     broker = OwnMosquitto(tmp_path)
-    broker.start()
-    msgs = merge(
-        *(device_messages(d, 16, seed=i, prefix=topic_prefix) for i, d in enumerate("ab"))
-    )
+    msgs = merge(*(device_messages(d, 16, seed=i, prefix=topic_prefix) for i, d in enumerate("ab")))
     holes = {("a", "acc", 40), ("b", "ecg", 90), ("b", "eeg", 120)}  # never published
     msgs = [m for m in msgs if chunk_key(m[0]) not in holes]
     sizes = {"ecg": 25, "eeg": 26, "acc": 5}
@@ -167,8 +175,11 @@ def test_broker_restart_mid_stream_every_chunk_processed_or_reported_as_gap(
     async def scenario() -> Gateway:
         engine = Engine(prefix=topic_prefix)
         settings = gateway_config(
-            broker_url=broker.url, prefix=topic_prefix, client_id=f"gw-{topic_prefix}",
-            backoff_initial_s=0.05, backoff_max_s=0.2,
+            broker_url=broker.url,
+            prefix=topic_prefix,
+            client_id=f"gw-{topic_prefix}",
+            backoff_initial_s=0.05,
+            backoff_max_s=0.2,
         )
         gateway = Gateway(engine, settings, clock=clock, on_message=tap)
         stop = asyncio.Event()
@@ -192,10 +203,8 @@ def test_broker_restart_mid_stream_every_chunk_processed_or_reported_as_gap(
         gateway.acked = acked  # type: ignore[attr-defined]
         return gateway
 
-    try:
+    with broker:
         gateway = asyncio.run(scenario())
-    finally:
-        broker.stop()
     acked = gateway.acked  # type: ignore[attr-defined]
     assert gateway.reconnects >= 1
     published = {chunk_key(m) for m, _ in msgs} - {None}
@@ -210,9 +219,7 @@ def test_broker_restart_mid_stream_every_chunk_processed_or_reported_as_gap(
         # the only chunks not processed are the holes, and they are reported as gaps
         assert c["gap_samples"] == sum(sizes[m] for d, m, _ in holes if d == device)
         assert c["gaps"] == sum(1 for d, _, _ in holes if d == device)
-    assert dupes == sum(
-        gateway.engine.sessions[d].aligner.counters["duplicates"] for d in "ab"
-    )
+    assert dupes == sum(gateway.engine.sessions[d].aligner.counters["duplicates"] for d in "ab")
 
 
 # ------------------------------------------------------------------ subprocess daemon
@@ -220,9 +227,23 @@ def test_broker_restart_mid_stream_every_chunk_processed_or_reported_as_gap(
 
 def gateway_cmd(url: str, prefix: str, ckpt: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "streamfuse.cli", "--log-level", "INFO", "gateway",
-        "--broker", url, "--prefix", prefix, "--client-id", f"gw-{prefix}",
-        "--checkpoint-dir", str(ckpt), "--checkpoint-interval", "0.3", *extra,
+        sys.executable,
+        "-m",
+        "streamfuse.cli",
+        "--log-level",
+        "INFO",
+        "gateway",
+        "--broker",
+        url,
+        "--prefix",
+        prefix,
+        "--client-id",
+        f"gw-{prefix}",
+        "--checkpoint-dir",
+        str(ckpt),
+        "--checkpoint-interval",
+        "0.3",
+        *extra,
     ]
 
 
@@ -245,8 +266,12 @@ def wait_for_log(log: Path, pattern: str, proc: subprocess.Popen[bytes], timeout
 
 async def realtime_publish(url: str, prefix: str, seconds: float, start: float) -> None:
     """Three devices in real time (device clock = seconds since ``start``), QoS 1."""
-    msgs = merge(*(device_messages(d, seconds, seed=i, offset=0.0, prefix=prefix)
-                   for i, d in enumerate(("p", "q", "r"))))
+    msgs = merge(
+        *(
+            device_messages(d, seconds, seed=i, offset=0.0, prefix=prefix)
+            for i, d in enumerate(("p", "q", "r"))
+        )
+    )
     host, port, *_ = parse_broker_url(url)
     async with aiomqtt.Client(host, port) as client:
         for msg, arrival in msgs:
@@ -288,8 +313,12 @@ def test_sigkill_then_restart_resumes_from_the_checkpoint(
         saved = state["engine"]
         assert saved.counters["learned"] > 0 and saved.counters["windows"] > 0
         second = spawn(gateway_cmd(broker_url, topic_prefix, ckpt), log2)
-        m = wait_for_log(log2, r"restored checkpoint (\S+) \(body sha256 (\w+), model state "
-                               r"sha256 (\w+)", second)
+        m = wait_for_log(
+            log2,
+            r"restored checkpoint (\S+) \(body sha256 (\w+), model state "
+            r"sha256 (\w+)",
+            second,
+        )
         # the restored model equals the checkpointed one
         assert Path(m.group(1)) == newest and m.group(2) == body_sha
         assert m.group(3) == state_digest(saved.hub)
@@ -332,8 +361,9 @@ def test_sigterm_drains_and_checkpoints_a_second_signal_exits_at_once(
         assert pickle.loads(pickle.dumps(state["engine"])).prefix == topic_prefix
 
         # two signals delivered together: the first starts the drain, the second ends it now
-        proc = spawn(gateway_cmd(broker_url, topic_prefix, ckpt, "--checkpoint-interval", "600"),
-                     log)
+        proc = spawn(
+            gateway_cmd(broker_url, topic_prefix, ckpt, "--checkpoint-interval", "600"), log
+        )
         wait_for_log(log, r"restored checkpoint", proc)
         wait_for_log(log, r"gateway connected", proc)
         proc.send_signal(signal.SIGSTOP)

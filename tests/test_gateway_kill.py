@@ -12,7 +12,7 @@ connection sees every prediction. Then:
 1. **Every acknowledged chunk reached the engine**: each chunk the broker acknowledged to a
    device is in the journal as a message the engine was given (a ``P`` record).
 2. **And is accounted for** (the rule): each device's aligner counted every chunk it was
-   given (``chunks``) and every redelivered one as a duplicate (``duplicates`` = given - 
+   given (``chunks``) and every redelivered one as a duplicate (``duplicates`` = given -
    distinct); a distinct chunk is then either in the device's windows or counted as late or
    rejected, and a window missing its samples counts them as a gap.
 3. **No window published twice**: the subscriber saw each (device, window index) once.
@@ -41,29 +41,14 @@ from streamfuse import codec
 from streamfuse import journal as fmt
 from streamfuse.gateway.checkpoint import CheckpointStore
 from streamfuse.mqtt.address import parse_broker_url
-from tests.streams import device_messages, merge
-from tests.test_gateway_faults import OwnMosquitto, chunk_key, spawn, wait_for_log
+from tests.qos1_publisher import chunk_key, fleet_messages, publish_acked
+from tests.test_gateway_faults import OwnMosquitto, spawn, wait_for_log
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
 DEVICES = [f"k{i}" for i in range(10)]
 SECONDS = 14.0
 KILL_AT = 5.0
-
-
-async def publish_devices(url: str, prefix: str, start: float, acked: set) -> None:
-    msgs = merge(*(device_messages(d, SECONDS, seed=i, offset=0.0, prefix=prefix)
-                   for i, d in enumerate(DEVICES)))  # fmt: skip
-    host, port, *_ = parse_broker_url(url)
-    async with aiomqtt.Client(host, port) as client:
-        for msg, arrival in msgs:
-            wait = start + arrival - time.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            await client.publish(msg.topic, msg.payload, qos=1)  # returns on the PUBACK
-            key = chunk_key(msg)
-            if key is not None:
-                acked.add(key)
 
 
 async def subscribe(url: str, prefix: str, ready: asyncio.Event, stop: asyncio.Event,
@@ -81,13 +66,8 @@ async def subscribe(url: str, prefix: str, ready: asyncio.Event, stop: asyncio.E
 def test_kill9_under_load_loses_no_acknowledged_chunk_and_publishes_no_window_twice(
     tmp_path: Path, topic_prefix: str
 ) -> None:
-    (tmp_path / "broker").mkdir()
-    broker = OwnMosquitto(tmp_path / "broker")
-    broker.start()
-    try:
+    with OwnMosquitto(tmp_path / "broker") as broker:
         run_scenario(tmp_path, broker.url, topic_prefix)
-    finally:
-        broker.stop()
 
 
 def run_scenario(tmp_path: Path, broker_url: str, topic_prefix: str) -> None:
@@ -116,7 +96,8 @@ def run_scenario(tmp_path: Path, broker_url: str, topic_prefix: str) -> None:
             sub = asyncio.create_task(subscribe(broker_url, topic_prefix, ready, stop, seen))
             await asyncio.wait_for(ready.wait(), 10)
             start = time.time()
-            pub = asyncio.create_task(publish_devices(broker_url, topic_prefix, start, acked))
+            msgs = fleet_messages(DEVICES, SECONDS, topic_prefix)
+            pub = asyncio.create_task(publish_acked(broker_url, msgs, acked, start=start))
             await asyncio.sleep(KILL_AT)
             first.kill()  # SIGKILL: no drain, no final checkpoint, the journal as the OS has it
             await asyncio.to_thread(first.wait, 10)
@@ -197,6 +178,8 @@ def run_scenario(tmp_path: Path, broker_url: str, topic_prefix: str) -> None:
         differ = {f for f in p if p[f] != other[f]}
         assert differ <= {"latency_ms"}, {f: (p[f], other[f]) for f in differ}
     not_published = set(replayed) - set(keys)
-    print(f"acked {len(acked)}, given {len(given)}, published {len(keys)}, replayed "
-          f"{len(replayed)}, made but not published {sorted(not_published)}")
+    print(
+        f"acked {len(acked)}, given {len(given)}, published {len(keys)}, replayed "
+        f"{len(replayed)}, made but not published {sorted(not_published)}"
+    )
     assert len(not_published) <= 1

@@ -35,8 +35,11 @@ PREFIX = topics.DEFAULT_PREFIX
 def junk_payloads(n: int, seed: int, prefix: str = PREFIX) -> list[RawMessage]:
     """Random bytes, mutated frames, hostile JSON and bad topics, on junk devices only."""
     rng = np.random.default_rng(seed)
-    good = [m for m, _ in device_messages("x", 3, seed=seed, prefix=prefix)
-            if m.payload.startswith(codec.MAGIC)]
+    good = [
+        m
+        for m, _ in device_messages("x", 3, seed=seed, prefix=prefix)
+        if m.payload.startswith(codec.MAGIC)
+    ]
     out: list[RawMessage] = []
     for i in range(n):
         device = f"junk{i % 17}"
@@ -56,11 +59,26 @@ def junk_payloads(n: int, seed: int, prefix: str = PREFIX) -> list[RawMessage]:
         elif r == 3:  # huge shape claims in a small frame
             payload[16:20] = rng.integers(2**20, 2**32, dtype=np.uint64).astype("<u4").tobytes()
         elif r == 4:
-            payload = bytearray(rng.choice([b'{"seq":-1}', b"{", b"[1,2]", b'{"seq":1,"t0":"x",'
-                                            b'"fs":1,"data":[]}', b'{"__class__":"os.system"}']))
+            payload = bytearray(
+                rng.choice(
+                    [
+                        b'{"seq":-1}',
+                        b"{",
+                        b"[1,2]",
+                        b'{"seq":1,"t0":"x","fs":1,"data":[]}',
+                        b'{"__class__":"os.system"}',
+                    ]
+                )
+            )
         elif r == 5:
-            topic = rng.choice([f"{prefix}/../{kind}", f"{prefix}/-bad/{kind}",
-                                f"{prefix}/{device}/SPO2", f"{prefix}/{device}/label"])
+            topic = rng.choice(
+                [
+                    f"{prefix}/../{kind}",
+                    f"{prefix}/-bad/{kind}",
+                    f"{prefix}/{device}/SPO2",
+                    f"{prefix}/{device}/label",
+                ]
+            )
             if topic.endswith("label"):
                 payload = bytearray(b'{"t_start": "nan"}')
         elif r == 6:  # NaN samples
@@ -74,8 +92,10 @@ def junk_payloads(n: int, seed: int, prefix: str = PREFIX) -> list[RawMessage]:
 
 
 def honest(prefix: str = PREFIX) -> list[tuple[RawMessage, float]]:
-    return merge(device_messages("h1", 20, seed=1, prefix=prefix),
-                 device_messages("h2", 20, seed=2, prefix=prefix))
+    return merge(
+        device_messages("h1", 20, seed=1, prefix=prefix),
+        device_messages("h2", 20, seed=2, prefix=prefix),
+    )
 
 
 def test_fuzz_ten_thousand_payloads_rejected_by_reason_honest_windows_unchanged() -> None:
@@ -90,8 +110,11 @@ def test_fuzz_ten_thousand_payloads_rejected_by_reason_honest_windows_unchanged(
         if i * len(junk) // len(stream) < len(junk):
             lo, hi = i * len(junk) // len(stream), (i + 1) * len(junk) // len(stream)
             mixed.extend((j, now) for j in junk[lo:hi])
-    assert sum(1 for m, _ in mixed if "junk" in m.topic or "/../" in m.topic
-               or "-bad" in m.topic) == len(junk) and step > 0
+    assert (
+        sum(1 for m, _ in mixed if "junk" in m.topic or "/../" in m.topic or "-bad" in m.topic)
+        == len(junk)
+        and step > 0
+    )
     engine = Engine()
     out = engine.push_many(mixed) + engine.flush()
     rejected = [o for o in out if isinstance(o, Rejection)]
@@ -99,8 +122,14 @@ def test_fuzz_ten_thousand_payloads_rejected_by_reason_honest_windows_unchanged(
     # junk device; honest devices are never rejected
     assert sum(engine.rejections.values()) == len(rejected) >= 0.8 * len(junk)
     assert Counter(r.reason for r in rejected) == engine.rejections
-    assert {"oversize", "unknown_format", "truncated", "nonfinite", "bad_json",
-            "bad_device"} <= set(engine.rejections)
+    assert {
+        "oversize",
+        "unknown_format",
+        "truncated",
+        "nonfinite",
+        "bad_json",
+        "bad_device",
+    } <= set(engine.rejections)
     assert not any(r.device in ("h1", "h2") for r in rejected)
     got = [o for o in out if isinstance(o, Prediction) and o.device in ("h1", "h2")]
     assert got == ref  # the honest devices' windows and predictions, field for field
@@ -115,9 +144,15 @@ def test_fuzz_live_through_the_broker_counts_rejections_in_metrics(
         offline.push(m, 0.0)
 
     async def scenario() -> tuple[Gateway, dict[str, float]]:
-        gateway = Gateway(Engine(prefix=topic_prefix), gateway_config(
-            broker_url=broker_url, prefix=topic_prefix, metrics_port=free_port(),
-            metrics_refresh_s=0.1))
+        gateway = Gateway(
+            Engine(prefix=topic_prefix),
+            gateway_config(
+                broker_url=broker_url,
+                prefix=topic_prefix,
+                metrics_port=free_port(),
+                metrics_refresh_s=0.1,
+            ),
+        )
         stop = asyncio.Event()
         task = asyncio.create_task(gateway.run(stop))
         await asyncio.wait_for(gateway.connected.wait(), 10)
@@ -145,7 +180,8 @@ def test_fuzz_live_through_the_broker_counts_rejections_in_metrics(
     for reason, n in offline.rejections.items():
         assert metrics[f'streamfuse_decode_errors_total{{reason="{reason}"}}'] == n
     assert metrics['streamfuse_messages_total{kind="data"}'] + metrics.get(
-        'streamfuse_messages_total{kind="label"}', 0) == len(junk)
+        'streamfuse_messages_total{kind="label"}', 0
+    ) == len(junk)
 
 
 def test_payloads_are_never_unpickled_and_oversize_is_refused_before_allocation(
@@ -172,8 +208,12 @@ def test_payloads_are_never_unpickled_and_oversize_is_refused_before_allocation(
     finally:
         tracemalloc.stop()
     assert out[0].reason == "oversize" and peak < 256 * 1024  # vs an 8 MiB payload
-    for topic in (f"{PREFIX}/dev 1/ecg", f"{PREFIX}/$SYS/ecg", f"{PREFIX}/a/b/ecg",
-                  f"{PREFIX}/{'d' * 65}/ecg"):
+    for topic in (
+        f"{PREFIX}/dev 1/ecg",
+        f"{PREFIX}/$SYS/ecg",
+        f"{PREFIX}/a/b/ecg",
+        f"{PREFIX}/{'d' * 65}/ecg",
+    ):
         assert isinstance(engine.push(RawMessage(topic, b"{}"), 0.0)[0], Rejection)
     assert not engine.sessions  # nothing was created for any of them
 
@@ -190,25 +230,26 @@ def test_password_protected_broker_right_and_wrong_password(tmp_path: Path) -> N
     pw = tmp_path / "passwd"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), "gw", "right"], check=True)
     broker = OwnMosquitto(tmp_path, password_file=pw)
-    broker.start()
 
     async def connect(password: str) -> Gateway:
-        gateway = Gateway(Engine(), gateway_config(
-            broker_url=f"mqtt://gw:{password}@127.0.0.1:{broker.port}"))
+        gateway = Gateway(
+            Engine(), gateway_config(broker_url=f"mqtt://gw:{password}@127.0.0.1:{broker.port}")
+        )
         stop = asyncio.Event()
         task = asyncio.create_task(gateway.run(stop))
-        done, _ = await asyncio.wait({task, asyncio.create_task(gateway.connected.wait())},
-                                     timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {task, asyncio.create_task(gateway.connected.wait())},
+            timeout=10,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
         stop.set()
         await task
         return gateway
 
-    try:
+    with broker:
         assert asyncio.run(connect("right")).reconnects == 0
         with pytest.raises(BrokerError) as info:
             asyncio.run(connect("wrong"))
-    finally:
-        broker.stop()
     text = str(info.value)
     assert "refused the login of user 'gw'" in text and "password" in text
 
@@ -218,15 +259,32 @@ def test_overload_keeps_memory_bounded_and_reports_shedding(
 ) -> None:
     port = free_port()
     log = tmp_path / "gw.log"
-    cmd = [sys.executable, "-m", "streamfuse.cli", "--log-level", "INFO", "gateway",
-           "--broker", broker_url, "--prefix", topic_prefix, "--max-queued", "50",
-           "--metrics-port", str(port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamfuse.cli",
+        "--log-level",
+        "INFO",
+        "gateway",
+        "--broker",
+        broker_url,
+        "--prefix",
+        topic_prefix,
+        "--max-queued",
+        "50",
+        "--metrics-port",
+        str(port),
+    ]
     proc = spawn(cmd, log)
     try:
         wait_for_log(log, r"gateway connected", proc)
         rss0 = psutil.Process(proc.pid).memory_info().rss
-        msgs = [m for m, _ in merge(*(device_messages(f"d{i}", 60, seed=i, prefix=topic_prefix)
-                                      for i in range(12)))]
+        msgs = [
+            m
+            for m, _ in merge(
+                *(device_messages(f"d{i}", 60, seed=i, prefix=topic_prefix) for i in range(12))
+            )
+        ]
         peak = rss0
 
         async def flood() -> None:
@@ -250,8 +308,10 @@ def test_overload_keeps_memory_bounded_and_reports_shedding(
             time.sleep(0.25)
         shed = metrics.get('streamfuse_shed_total{kind="data"}', 0.0)
         handled = metrics['streamfuse_messages_total{kind="data"}']
-        print(f"overload: {len(msgs)} sent, {handled:.0f} processed, {shed:.0f} shed, "
-              f"RSS {rss0 / 2**20:.0f} -> peak {peak / 2**20:.0f} MiB")
+        print(
+            f"overload: {len(msgs)} sent, {handled:.0f} processed, {shed:.0f} shed, "
+            f"RSS {rss0 / 2**20:.0f} -> peak {peak / 2**20:.0f} MiB"
+        )
         assert shed > 0  # the gateway shed load and says so
         assert peak - rss0 < 400 * 2**20  # cap: 400 MiB above the idle gateway
     finally:

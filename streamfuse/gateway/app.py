@@ -199,8 +199,9 @@ class Gateway:
             return self.restored
         self._restore_attempted = True
         found = self.saver.load()
-        self.durable.recover(found.state if found is not None else None,
-                             found.path if found is not None else None)
+        self.durable.recover(
+            found.state if found is not None else None, found.path if found is not None else None
+        )
         return found
 
     def checkpoint(self, *, background: bool = False, fork: bool = False) -> None:
@@ -236,7 +237,7 @@ class Gateway:
         )
         self.outbox.prepare(client)  # QoS 1 predictions: in-flight limit, acknowledgements
         # before connecting, so that what a persistent session delivers first takes it too
-        if not install_ingest(client, self.durable.accept, self.durable.commit):
+        if not install_ingest(client, self.durable.accept, self.durable.commit, self.clock):
             self.log.warning("paho has no _handle_on_message; ingest goes through on_message")
         return client
 

@@ -13,6 +13,16 @@
   for its whole timeout, twice (in the connection loop, then in ``Gateway.shutdown``), and the
   watchdog ended 4 of 5 SIGTERMs at 600 devices without a final checkpoint (issue 17, item 3).
 
+**The engine's** ``now`` **for a message is its arrival**: the gateway clock read when the
+socket read that yielded its bytes returned (:func:`streamfuse.mqtt.fastpath.install_ingest`),
+not when the engine takes it, so time spent in the gateway's own queue (a burst, a slow
+learning step, a checkpoint) never reaches the device clock model as network delay. The
+journal records that same ``now`` (:meth:`.durability.Durability.push`). Held-back labels keep
+their arrival too: when a label is learnt from is the gateway's scheduling, and its ``now``
+only paces the refresh of the published metrics. A message with no stamp (NaN: one queued
+again from the journal after a crash, whose read time died with the process, or one that came
+another way) gets the clock when the engine takes it, as before.
+
 Network payloads only ever reach :mod:`streamfuse.codec` (a fixed binary frame or JSON);
 nothing received is unpickled or evaluated.
 """
@@ -193,7 +203,10 @@ class Ingest:
         if self.on_message is not None:
             self.on_message(raw)
         self.processed += 1
-        outputs = gateway.durable.push(raw, gateway.clock())
+        now = raw.arrival  # stamped at the socket read (see the module's note)
+        if now != now:  # NaN: not read by install_ingest's paths
+            now = gateway.clock()
+        outputs = gateway.durable.push(raw, now)
         if outputs:
             return gateway.outbox.emit(outputs)
         return False
@@ -250,9 +263,7 @@ class Ingest:
                     inbox.get_nowait()
                 self.labels.clear()
                 break
-            self.process(
-                as_raw(inbox.get_nowait() if not inbox.empty() else self.labels.popleft())
-            )
+            self.process(as_raw(inbox.get_nowait() if not inbox.empty() else self.labels.popleft()))
             n += 1
             if n % 200 == 0:
                 await asyncio.sleep(0)  # let a second signal through

@@ -36,7 +36,17 @@ log = logging.getLogger("streamfuse.gateway.metrics")
 
 #: seconds; per-stage work is usually tens of microseconds to a few milliseconds
 LATENCY_BUCKETS = (
-    1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0,
+    1e-5,
+    3e-5,
+    1e-4,
+    3e-4,
+    1e-3,
+    3e-3,
+    1e-2,
+    3e-2,
+    0.1,
+    0.3,
+    1.0,
 )
 
 
@@ -53,7 +63,11 @@ class _Snapshot(Collector):
 
     def __init__(self) -> None:
         self.data: dict[str, Any] = {
-            "rejections": {}, "align": {}, "engine": {}, "devices": 0, "quality": {},
+            "rejections": {},
+            "align": {},
+            "engine": {},
+            "devices": 0,
+            "quality": {},
         }
 
     def collect(self) -> Iterator[Any]:
@@ -155,8 +169,9 @@ class GatewayMetrics:
         self.checkpoints_corrupt = Counter(
             "streamfuse_checkpoints_corrupt", "Unusable checkpoints skipped at start", registry=r
         )
-        depth = Gauge("streamfuse_queue_depth", "Messages waiting in the incoming queue",
-                      registry=r)
+        depth = Gauge(
+            "streamfuse_queue_depth", "Messages waiting in the incoming queue", registry=r
+        )
         depth.set_function(lambda: float(queue_depth()))
         cap = Gauge("streamfuse_queue_capacity", "Size of the incoming queue", registry=r)
         cap.set(queue_capacity)
@@ -164,8 +179,7 @@ class GatewayMetrics:
         r.register(self._snapshot)
         self._journal = _Journal()
         r.register(self._journal)
-        self._server: Any = None
-        self.port: int | None = None
+        self.endpoint = MetricsEndpoint(r)
 
     def refresh(
         self,
@@ -191,31 +205,71 @@ class GatewayMetrics:
             self.latency.labels(stage).observe(seconds)
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
-        """Start the ``/metrics`` HTTP endpoint in a daemon thread; return its port.
+        """Start the ``/metrics`` endpoint (:class:`MetricsEndpoint`); return its port."""
+        return self.endpoint.serve(port, host)
+
+    @property
+    def port(self) -> int | None:
+        """The port ``/metrics`` is served on (None: not served)."""
+        return self.endpoint.port
+
+    def close(self) -> None:
+        self.endpoint.close()
+
+
+class MetricsEndpoint:
+    """``/metrics`` of one registry over HTTP, in a daemon thread (prometheus-client's server).
+
+    ``port_setting`` and ``host_setting`` name what sets the port and the host, and
+    ``port_hint`` what to do when the port cannot be had, in the errors :meth:`serve` raises;
+    ``what`` names the figures in the log line.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        what: str = "metrics",
+        port_setting: str = "metrics.port",
+        host_setting: str = "metrics.host",
+        port_hint: str = "choose a free port, or metrics.port = 0 to disable /metrics",
+    ) -> None:
+        self.registry = registry
+        self.what = what
+        self.port_setting = port_setting
+        self.host_setting = host_setting
+        self.port_hint = port_hint
+        self.port: int | None = None
+        self._server: Any = None
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> int:
+        """Start serving on ``port`` (0: a free one) of ``host``; return the port.
 
         Raises
         ------
         StreamfuseError
-            When the port is taken or the host is not an address of this machine, naming
-            ``metrics.port``/``metrics.host`` (a runtime failure: exit code 1).
+            When the port is taken or the host is not an address of this machine, naming the
+            setting to change (a runtime failure: exit code 1).
         """
         try:
             self._server, _ = start_http_server(port, addr=host, registry=self.registry)
         except socket.gaierror as exc:
             raise StreamfuseError(
-                f"metrics.host {host!r} is not a host name or address this machine can serve "
-                f"on ({exc.strerror or exc}); use e.g. 127.0.0.1, or metrics.port = 0 to disable"
+                f"{self.host_setting} {host!r} is not a host name or address this machine can "
+                f"serve on ({exc.strerror or exc}); use e.g. 127.0.0.1, or "
+                f"{self.port_setting} = 0 to disable"
             ) from None
         except OSError as exc:
             raise StreamfuseError(
-                f"metrics.port {port} on {host} cannot be served ({exc.strerror or exc}); "
-                "choose a free port, or metrics.port = 0 to disable /metrics"
+                f"{self.port_setting} {port} on {host} cannot be served "
+                f"({exc.strerror or exc}); {self.port_hint}"
             ) from None
         self.port = int(self._server.server_port)
-        log.info("metrics on http://%s:%d/metrics", host, self.port)
+        log.info("%s on http://%s:%d/metrics", self.what, host, self.port)
         return self.port
 
     def close(self) -> None:
+        """Stop serving (idempotent)."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -26,13 +26,14 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Metric, start_http_server
+from prometheus_client import CollectorRegistry, Metric
 from prometheus_client.registry import Collector
 
 from .. import topics
-from ..errors import BrokerError, StreamfuseError
+from ..errors import BrokerError
 from ..types import Prediction, RawMessage
 from .config import GatewayConfig
+from .metrics import MetricsEndpoint
 
 log = logging.getLogger("streamfuse.gateway.shards")
 
@@ -49,7 +50,9 @@ def shard_config(config: GatewayConfig, shard: int) -> GatewayConfig:
         config,
         # a shard waits for its broker as long as it takes; its host decides when to give up
         mqtt=dataclasses.replace(
-            m, prefix=topics.shard_prefix(m.prefix, shard), client_id=f"{m.client_id}-s{shard}",
+            m,
+            prefix=topics.shard_prefix(m.prefix, shard),
+            client_id=f"{m.client_id}-s{shard}",
             connect_timeout_s=0.0,
         ),
         checkpoint=dataclasses.replace(c, dir=shard_folder(c.dir, shard) if c.dir else ""),
@@ -140,8 +143,11 @@ class ShardHost:
                 raise ValueError(f"shard {shard} is outside 0..{count - 1}")
             tenure = Tenure(shard, os.getpid(), time.time())
             server = Server(
-                shard_config(self.config, shard), handle_signals=False, warm=self._warm,
-                on_prediction=self.on_prediction, on_message=tenure.saw,
+                shard_config(self.config, shard),
+                handle_signals=False,
+                warm=self._warm,
+                on_prediction=self.on_prediction,
+                on_message=tenure.saw,
             )
             self._warm = False  # one warm-up per process compiles for every shard
             self.servers[shard] = server
@@ -208,7 +214,6 @@ class ShardHost:
             }
         return out
 
-
     def totals(self) -> dict[str, Any]:
         """Predictions published, messages processed and the engines' counters, summed over
         the shards served here."""
@@ -224,8 +229,11 @@ class ShardHost:
             processed += gateway.processed
             for part, counts in gateway.engine.stats().items():
                 sums.setdefault(part, Counter()).update(counts)
-        return {"published": published, "processed": processed,
-                "stats": {part: dict(c) for part, c in sums.items()}}
+        return {
+            "published": published,
+            "processed": processed,
+            "stats": {part: dict(c) for part, c in sums.items()},
+        }
 
 
 class ShardMetrics(Collector):
@@ -235,8 +243,13 @@ class ShardMetrics(Collector):
         self.host = host
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
-        self.port: int | None = None
-        self._server: Any = None
+        # ``serve`` is given metrics.port (plus the owner's index in a cluster; 0: any port)
+        self.endpoint = MetricsEndpoint(
+            self.registry,
+            what="metrics of the shards served here",
+            port_setting="the shards' metrics port",
+            port_hint="choose a free port, or 0 for any",
+        )
 
     def collect(self) -> Iterator[Metric]:
         merged: dict[str, Metric] = {}
@@ -251,29 +264,22 @@ class ShardMetrics(Collector):
                         family.name, family.documentation, family.type, family.unit
                     )
                 for s in family.samples:
-                    out.add_sample(s.name, {**s.labels, "shard": str(shard)}, s.value,
-                                   s.timestamp, s.exemplar)
+                    out.add_sample(
+                        s.name, {**s.labels, "shard": str(shard)}, s.value, s.timestamp, s.exemplar
+                    )
         yield from merged.values()
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
         """Serve ``/metrics`` on ``port`` (0: a free one); returns the port."""
-        try:
-            self._server, _ = start_http_server(port, addr=host, registry=self.registry)
-        except OSError as exc:
-            raise StreamfuseError(
-                f"the shards' metrics port {port} on {host} cannot be served "
-                f"({exc.strerror or exc}); choose a free port, or 0 for any"
-            ) from None
-        self.port = int(self._server.server_port)
-        log.info("metrics of shards %s on http://%s:%d/metrics", self.host.shards, host,
-                 self.port)
-        return self.port
+        return self.endpoint.serve(port, host)
+
+    @property
+    def port(self) -> int | None:
+        """The port ``/metrics`` is served on (None: not served)."""
+        return self.endpoint.port
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self.endpoint.close()
 
 
 async def serve_shards(config: GatewayConfig, *, duration: float | None = None) -> int:
@@ -309,6 +315,7 @@ async def serve_shards(config: GatewayConfig, *, duration: float | None = None) 
         host.metrics.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-    print(f"shards stopped: {sum(t.processed for t in tenures)} messages over "
-          f"{len(tenures)} shards")
+    print(
+        f"shards stopped: {sum(t.processed for t in tenures)} messages over {len(tenures)} shards"
+    )
     return 0

@@ -50,8 +50,9 @@ def completing_chunks(
             if block is None:
                 block = zeros[(m, n)] = np.zeros((n, chans[m]), np.float32)
             pub = float(row["published"])
-            chunk = Chunk(device, m, int(row["seq"]), float(row["t0"]), float(row["fs"]), block,
-                          arrival=pub)
+            chunk = Chunk(
+                device, m, int(row["seq"]), float(row["t0"]), float(row["fs"]), block, arrival=pub
+            )
             for fw in aligner.add(chunk):
                 w = fw.window
                 key = (device, int(w.index))
@@ -83,6 +84,8 @@ class BenchResult:
     #: with ``run_bench(keep_samples=True)``: ``{"end_to_end", "round_trip"}`` -> rows of
     #: ``(receipt, seconds)`` (:func:`timed_samples`); not part of :meth:`to_json`
     samples: dict[str, np.ndarray] | None = None
+    #: seconds of publishing after which the run was stopped (Ctrl-C); None: it ran its course
+    interrupted_after_s: float | None = None
 
     @property
     def end_to_end(self) -> LatencyHistogram:
@@ -136,6 +139,7 @@ class BenchResult:
     def to_json(self) -> dict[str, object]:
         return {
             "settings": asdict(self.settings),
+            "interrupted_after_s": self.interrupted_after_s,
             "mode": self.settings.mode,
             "broker": self.broker_kind,
             "machine": self.machine,

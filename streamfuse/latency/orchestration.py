@@ -35,10 +35,11 @@ Definitions (see ``docs/performance.md``):
   Windows the shadow closes only because their lateness budget ran out are counted apart, not
   timed.
 - **end-to-end** = receipt of the prediction by the subscriber - publish of the completing chunk.
-- **receive** = the gateway's clock reading when the completing chunk reached the engine
-  (``closed_at`` in the prediction) - its publish; **decode**, **align** (buffer, clock,
-  window, resample + interleave), **features**, **predict** = the engine's own per-stage
-  timings; **publish** = what is left (encode, publish, broker hop, subscriber read).
+- **receive** = the gateway's clock reading when the completing chunk's bytes came off the
+  gateway's socket (its arrival, the engine's ``now``: ``closed_at`` in the prediction) - its
+  publish; **decode**, **align** (buffer, clock, window, resample + interleave),
+  **features**, **predict** = the engine's own per-stage timings; **publish** = what is left
+  (the wait in the gateway's queue, encode, publish, broker hop, subscriber read).
 - **floor** = the broker's own pub->sub time for the same data messages in the same run
   (subscriber receipt - publish), i.e. what any client would pay for one hop.
 - **round_trip** = publish of a data message -> the subscriber's receipt of the relay's echo
@@ -63,7 +64,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import BrokerError
+from ..errors import BrokerError, StreamfuseError
 from .analysis import BenchResult, analyse, timed_samples
 from .publisher import publisher_main
 from .relay import relay_main
@@ -84,8 +85,49 @@ def _machine() -> dict[str, object]:
     }
 
 
-async def _recv(conn: Any, what: str, timeout: float) -> Any:
-    if not await asyncio.to_thread(conn.poll, timeout):
+class BenchInterrupted(StreamfuseError):
+    """The bench was told to stop (Ctrl-C) before it measured anything."""
+
+
+async def _readable(conn: Any, timeout: float, stop: asyncio.Event | None = None) -> bool:
+    """Wait on the event loop until ``conn`` has something to read (True), ``timeout``
+    seconds pass (False) or ``stop`` is set (:class:`BenchInterrupted`).
+
+    Not ``asyncio.to_thread(conn.poll, timeout)``: a thread blocked in ``poll`` cannot be
+    cancelled, and ``asyncio.run`` waits for it at exit, so Ctrl-C during the measurement
+    waited out the publisher's whole budget (duration + 120 s) before the command ended.
+    """
+    if conn.poll():
+        return True
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    fd = conn.fileno()
+
+    def readable() -> None:
+        if not ready.done():
+            ready.set_result(True)
+
+    loop.add_reader(fd, readable)
+    waits: set[asyncio.Future[Any]] = {ready}
+    stopped = None
+    if stop is not None:
+        stopped = asyncio.ensure_future(stop.wait())
+        waits.add(stopped)
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        loop.remove_reader(fd)
+        for fut in waits:
+            fut.cancel()
+    if ready.done() and not ready.cancelled():
+        return True
+    if stopped is not None and stop is not None and stop.is_set():
+        raise BenchInterrupted("interrupted")
+    return False
+
+
+async def _recv(conn: Any, what: str, timeout: float, stop: asyncio.Event | None = None) -> Any:
+    if not await _readable(conn, timeout, stop):
         raise BrokerError(f"the benchmark {what} did not answer within {timeout:.0f} s")
     kind, payload = conn.recv()
     if kind == "error":
@@ -109,10 +151,14 @@ class HostedGateway(Protocol):
 GatewayHost = Callable[[BenchSettings], HostedGateway]
 
 
-async def _started(server: HostedGateway, task: asyncio.Task[int], timeout: float) -> None:
+async def _started(
+    server: HostedGateway, task: asyncio.Task[int], timeout: float, stop: asyncio.Event | None
+) -> None:
     """Wait until the gateway under test is connected; raise why if it stopped first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if stop is not None and stop.is_set():
+            raise BenchInterrupted("interrupted")
         if task.done():
             task.result()
             raise BrokerError("the gateway under test stopped before it connected")
@@ -123,7 +169,12 @@ async def _started(server: HostedGateway, task: asyncio.Task[int], timeout: floa
 
 
 async def run_bench(
-    settings: BenchSettings, *, host: GatewayHost, profiler: Any = None, keep_samples: bool = False
+    settings: BenchSettings,
+    *,
+    host: GatewayHost,
+    profiler: Any = None,
+    keep_samples: bool = False,
+    stop: asyncio.Event | None = None,
 ) -> BenchResult:
     """Run one benchmark against ``settings.broker_url`` (the broker must be running).
 
@@ -133,6 +184,12 @@ async def run_bench(
     fleet publishes. ``keep_samples`` keeps every timed latency with its receipt time in
     :attr:`BenchResult.samples` (:func:`~.analysis.timed_samples`), for figures over parts of
     the run.
+
+    ``stop`` (optional; ``streamfuse bench`` sets it on Ctrl-C): once set, the run ends at
+    once. Set while the fleet publishes, the publisher stops and what was measured so far is
+    analysed and returned (:attr:`BenchResult.interrupted_after_s` says when); set before,
+    :class:`BenchInterrupted` is raised. Either way the processes are stopped within a second
+    or so, not after their timeouts.
     """
     server = host(settings)
     config = server.config.engine_config()
@@ -141,22 +198,36 @@ async def run_bench(
     pub_parent, pub_child = ctx.Pipe()
     sub_parent, sub_child = ctx.Pipe()
     relay_parent, relay_child = ctx.Pipe()
-    publisher = ctx.Process(target=publisher_main, args=(settings, pub_child),
-                            name="streamfuse-bench-publisher", daemon=True)
-    subscriber = ctx.Process(target=subscriber_main, args=(settings, sub_child),
-                             name="streamfuse-bench-subscriber", daemon=True)
-    relay = ctx.Process(target=relay_main, args=(settings, relay_child, keepalive, qos),
-                        name="streamfuse-bench-relay", daemon=True)
+    publisher = ctx.Process(
+        target=publisher_main,
+        args=(settings, pub_child),
+        name="streamfuse-bench-publisher",
+        daemon=True,
+    )
+    subscriber = ctx.Process(
+        target=subscriber_main,
+        args=(settings, sub_child),
+        name="streamfuse-bench-subscriber",
+        daemon=True,
+    )
+    relay = ctx.Process(
+        target=relay_main,
+        args=(settings, relay_child, keepalive, qos),
+        name="streamfuse-bench-relay",
+        daemon=True,
+    )
     gw_task = asyncio.create_task(server.serve(), name="streamfuse[bench].gateway")
+    interrupted_after: float | None = None
+    grace = 5.0  # seconds each helper process is given to end on its own
     try:
-        await _started(server, gw_task, 120)  # the kernels' warm-up included
+        await _started(server, gw_task, 120, stop)  # the kernels' warm-up included
         publisher.start()
         subscriber.start()
         relay.start()
-        await _recv(sub_parent, "subscriber", 60)
-        await _recv(relay_parent, "relay", 60)
+        await _recv(sub_parent, "subscriber", 60, stop)
+        await _recv(relay_parent, "relay", 60, stop)
         gen_budget = 120 + settings.devices * settings.duration / 50
-        ready = await _recv(pub_parent, "publisher", gen_budget)
+        ready = await _recv(pub_parent, "publisher", gen_budget, stop)
         log.info("publisher ready: %s", ready)
         t_base = time.time() + settings.start_delay_s
         # a gateway in other processes (a fleet's actors) says what CPU it used
@@ -168,33 +239,42 @@ async def run_bench(
             mark[:] = [cpu_time(), time.perf_counter(), broker_cpu()]
 
         if settings.warmup_s > 0:
-            asyncio.get_running_loop().call_later(
-                settings.start_delay_s + settings.warmup_s, _warm
-            )
+            asyncio.get_running_loop().call_later(settings.start_delay_s + settings.warmup_s, _warm)
         if profiler is not None:
             profiler.enable()
         pub_parent.send(("go", t_base))
-        log_rec = await _recv(pub_parent, "publisher", settings.duration + 120)
+        try:
+            log_rec = await _recv(pub_parent, "publisher", settings.duration + 120, stop)
+        except BenchInterrupted:
+            # what was published so far is the run: the publisher stops and sends its log
+            interrupted_after = max(0.0, time.time() - t_base)
+            grace = 0.5
+            pub_parent.send(("stop", None))
+            log_rec = await _recv(pub_parent, "publisher", 10)
         if profiler is not None:
             profiler.disable()
         cpu_s, wall_s = cpu_time() - mark[0], time.perf_counter() - mark[1]
         broker_cpu_s = broker_cpu() - mark[2]
-        # the last window holding data (its start is on the device's own phase) ends less than
-        # window_s after the data does, then waits out its lateness budget
-        await asyncio.sleep(settings.settle_s + config.window_s + config.lateness_s)
+        if interrupted_after is None:
+            # the last window holding data (its start is on the device's own phase) ends less
+            # than window_s after the data does, then waits out its lateness budget
+            await asyncio.sleep(settings.settle_s + config.window_s + config.lateness_s)
         # the relay first, so that every echo it sent is in the subscriber's record
         with contextlib.suppress(OSError):  # a relay that failed has said why on its pipe
             relay_parent.send("stop")
         relay_stats = await _recv(relay_parent, "relay", 60)
         sub_parent.send("stop")
         preds, floor, echoes = await _recv(sub_parent, "subscriber", 120)
+    except BaseException:
+        grace = 0.5  # interrupted or failed: nothing more is wanted of the helpers
+        raise
     finally:
         server.should_exit.set()
         await asyncio.gather(gw_task, return_exceptions=True)
         for proc in (publisher, subscriber, relay):
             if proc.pid is None:
                 continue
-            proc.join(timeout=5)
+            proc.join(timeout=grace)
             if proc.is_alive():
                 proc.terminate()
                 proc.join(timeout=5)
@@ -207,7 +287,9 @@ async def run_bench(
         "lag_p50_ms": float(np.percentile(lag, 50)) if len(lag) else math.nan,
         "lag_p99_ms": float(np.percentile(lag, 99)) if len(lag) else math.nan,
         "lag_max_ms": float(lag.max()) if len(lag) else math.nan,
-        "messages_per_s": float(len(sent) / settings.duration),
+        "messages_per_s": float(
+            len(sent) / (settings.duration if interrupted_after is None else max(wall_s, 1e-9))
+        ),
     }
     hists, counts = analyse(settings, log_rec, preds, floor, config, echoes)
     gateway = server.gateway
@@ -229,6 +311,7 @@ async def run_bench(
         relay=relay_stats,
         machine=_machine(),
         samples=samples,
+        interrupted_after_s=interrupted_after,
     )
 
 
@@ -240,21 +323,38 @@ async def run_ramp(
     limit: int = 4000,
     target_ms: float = P99_TARGET_MS,
     refine: int = 2,
+    stop: asyncio.Event | None = None,
 ) -> tuple[list[BenchResult], int]:
     """Double the device count from ``start`` until a run fails, then bisect ``refine`` times.
 
-    Returns every run and the largest device count that held (0 if none did).
+    Returns every run and the largest device count that held (0 if none did). ``stop`` (see
+    :func:`run_bench`) ends the ramp: a run it cut short is the last one returned, and
+    counts neither as held nor as failed.
     """
     from dataclasses import replace
 
     runs: list[BenchResult] = []
     best, worst = 0, None
     n = start
-    while n <= limit:
-        result = await run_bench(replace(base, devices=n, prefix=f"{base.prefix}{n}"), host=host)
+
+    async def one(settings: BenchSettings) -> BenchResult | None:
+        try:
+            result = await run_bench(settings, host=host, stop=stop)
+        except BenchInterrupted:
+            return None
         runs.append(result)
-        log.warning("ramp: %d devices -> p99 %.2f ms, %s", n, result.end_to_end.percentile_ms(99),
-                    "held" if result.sustained(target_ms) else "failed")
+        return None if result.interrupted_after_s is not None else result
+
+    while n <= limit:
+        result = await one(replace(base, devices=n, prefix=f"{base.prefix}{n}"))
+        if result is None:
+            return runs, best
+        log.warning(
+            "ramp: %d devices -> p99 %.2f ms, %s",
+            n,
+            result.end_to_end.percentile_ms(99),
+            "held" if result.sustained(target_ms) else "failed",
+        )
         if result.sustained(target_ms):
             best = n
             n *= 2
@@ -266,9 +366,9 @@ async def run_ramp(
             n = (best + worst) // 2 if best else worst // 2
             if n in (best, worst) or n < 1:
                 break
-            step = replace(base, devices=n, prefix=f"{base.prefix}{n}")
-            result = await run_bench(step, host=host)
-            runs.append(result)
+            result = await one(replace(base, devices=n, prefix=f"{base.prefix}{n}"))
+            if result is None:
+                break
             if result.sustained(target_ms):
                 best = n
             else:

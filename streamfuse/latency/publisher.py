@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import struct
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,6 +34,9 @@ from .settings import (
     BenchSettings,
     device_topic_prefix,
 )
+
+#: longest sleep between looks for a stop request while waiting for a message's time
+STOP_CHECK_S = 0.05
 
 
 def _fleet_messages(
@@ -55,8 +60,11 @@ def _fleet_messages(
 
     began = time.perf_counter()
     fleet = Fleet(
-        devices, seed=seed, faults=FaultProfile(jitter_dist="none", jitter_mean_s=0.0),
-        bundle=bundle, start_s=0.0 if lockstep else None,
+        devices,
+        seed=seed,
+        faults=FaultProfile(jitter_dist="none", jitter_mean_s=0.0),
+        bundle=bundle,
+        start_s=0.0 if lockstep else None,
     )
     codes = {m: i for i, m in enumerate(MODALITIES)}
     index = {d: i for i, d in enumerate(fleet.device_ids)}
@@ -91,8 +99,13 @@ def _stamp(chunks: tuple[Any, ...], frame: bytearray, t_base: float) -> list[flo
 
 
 async def _publish_all(
-    settings: BenchSettings, messages: list[tuple[float, int, int, Any]], t_base: float
+    settings: BenchSettings,
+    messages: list[tuple[float, int, int, Any]],
+    t_base: float,
+    stopped: Callable[[], bool] = lambda: False,
 ) -> np.ndarray:
+    """Publish ``messages`` on schedule from ``t_base``; the log of what was sent. Ends early,
+    with the log so far, once ``stopped()`` (asked while waiting, and every 64 messages)."""
     from ..codec import encode_label
     from ..mqtt.client import open_session
     from ..mqtt.fastpath import protocol_of, publish_now
@@ -108,7 +121,8 @@ async def _publish_all(
     rows = sum(1 if kind == LABEL_CODE else len(payload[0]) for _, _, kind, payload in messages)
     rec = np.zeros(rows, dtype=LOG_DTYPE)
     async with open_session(
-        settings.broker_url, client_id=f"{settings.prefix}-publisher",
+        settings.broker_url,
+        client_id=f"{settings.prefix}-publisher",
         max_queued_outgoing_messages=0,
     ) as client:
         paho = protocol_of(client)
@@ -123,8 +137,11 @@ async def _publish_all(
         for i, (due, dev, kind, payload) in enumerate(messages):
             target = t_base + due
             delay = target - now()
-            if delay > 0.0005:
-                await asyncio.sleep(delay)
+            while delay > 0.0005:
+                if stopped():
+                    return rec[:r]
+                await asyncio.sleep(min(delay, STOP_CHECK_S))
+                delay = target - now()
             if kind == LABEL_CODE:
                 label = Label(
                     payload.device, payload.t_start + t_base, payload.t_end + t_base, payload.value
@@ -142,23 +159,32 @@ async def _publish_all(
                     rec[r] = (dev, _CODES[c.modality], c.seq, t0, c.n, c.fs, target, sent, i)
                     r += 1
             if i % 64 == 63:
+                if stopped():
+                    return rec[:r]
                 await asyncio.sleep(0)  # let paho's writer (for what the socket refused) run
     return rec
 
 
 def publisher_main(settings: BenchSettings, conn: Any) -> None:
-    """Child process: pre-generate, report ready, wait for ``("go", t_base)``, publish, send log."""
+    """Child process: pre-generate, report ready, wait for ``("go", t_base)``, publish, send log.
+    Anything sent while publishing (``("stop", None)``) ends it early: the log so far is sent.
+    Ctrl-C (SIGINT to the whole process group) is the parent's to handle: it stops this
+    process in its turn, and wants the log."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING)
     try:
         messages, gen_s = _fleet_messages(
-            settings.devices, settings.duration, settings.seed,
-            bundle=settings.bundle, lockstep=settings.lockstep,
+            settings.devices,
+            settings.duration,
+            settings.seed,
+            bundle=settings.bundle,
+            lockstep=settings.lockstep,
         )
         conn.send(("ready", {"messages": len(messages), "generate_s": gen_s}))
         command, t_base = conn.recv()
         if command != "go":
             return
-        rec = asyncio.run(_publish_all(settings, messages, t_base))
+        rec = asyncio.run(_publish_all(settings, messages, t_base, conn.poll))
         conn.send(("done", rec))
     except Exception as exc:  # reported to the parent, which raises
         conn.send(("error", f"{type(exc).__name__}: {exc}"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from typing import Any
 
@@ -48,6 +49,7 @@ def relay_main(settings: BenchSettings, conn: Any, keepalive: int = 30, qos: int
     """Child process: subscribe (with the gateway's ``keepalive`` and subscription ``qos``),
     report ready, echo until told to stop, send how many it echoed and the CPU time it took
     (from ready to stop)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops us in its turn
     logging.basicConfig(level=logging.WARNING)
     try:
         stats = asyncio.run(_relay(settings, conn, keepalive, qos))

@@ -17,12 +17,12 @@ log = logging.getLogger("streamfuse.latency.report")
 ROWS: tuple[tuple[str, str], ...] = (
     ("floor", "broker pub->sub, same payloads (one hop)"),
     ("round_trip", "pub->broker->relay->broker->sub (two hops)"),
-    ("receive", "publish -> engine (broker hop + queue)"),
+    ("receive", "publish -> gateway socket read (broker hop)"),
     ("decode", "bytes -> Chunk"),
     ("align", "buffer, clock, window, resample"),
     ("features", "per-modality features"),
     ("predict", "fusion + models"),
-    ("publish", "encode + publish + hop + read"),
+    ("publish", "gateway queue + encode + publish + hop + read"),
     ("end_to_end", "last chunk publish -> prediction receipt"),
     ("startup", "end to end in the warm-up (apart from the rows above)"),
 )
@@ -43,9 +43,14 @@ def format_table(doc: Mapping[str, Any]) -> str:
     lines = [
         f"streamfuse bench: {s['devices']} devices x {s['duration']:g} s, broker "
         f"{doc.get('broker', '?')}, latencies in ms",
-        head,
-        "-" * len(head),
     ]
+    cut = doc.get("interrupted_after_s")
+    if cut is not None:
+        lines.append(
+            f"interrupted after {cut:.1f} s of {s['duration']:g} s: figures of what was measured "
+            "until then (windows still on their way count as missing)"
+        )
+    lines += [head, "-" * len(head)]
     for name, what in ROWS:
         row = lat.get(name, {})
         if name == "startup" and not row.get("count"):
@@ -108,6 +113,7 @@ def format_ramp(docs: Sequence[Mapping[str, Any]], best: int, target_ms: float) 
             f"{_fmt(lat['floor']['p99']):>9} {_fmt(lat.get('round_trip', {}).get('p99')):>9} "
             f"{d['gateway_cpu_fraction']:>6.0%} "
             f"{_fmt(d['publisher']['lag_p99_ms']):>8} {d['counts'].get('missing', 0):>8}"
+            + ("  (interrupted)" if d.get("interrupted_after_s") is not None else "")
         )
     lines.append(f"largest device count holding p99 < {target_ms:g} ms: {best}")
     return "\n".join(lines)
@@ -147,8 +153,13 @@ def plot(path: str | Path, doc: Mapping[str, Any], ramp: Sequence[Mapping[str, A
         qs, vals = LatencyHistogram.decode(name, text).curve()
         x = [1.0 / (1.0 - q / 100.0) for q in qs]
         broker = name in ("floor", "round_trip")  # the references: dashed
-        ax.plot(x, vals, label=name, lw=2.2 if broker or name == "end_to_end" else 1.2,
-                ls="--" if broker else "-")
+        ax.plot(
+            x,
+            vals,
+            label=name,
+            lw=2.2 if broker or name == "end_to_end" else 1.2,
+            ls="--" if broker else "-",
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ticks = [1, 2, 10, 100, 1000, 10000]
@@ -167,8 +178,7 @@ def plot(path: str | Path, doc: Mapping[str, Any], ramp: Sequence[Mapping[str, A
         bx.plot(n, [d["latency_ms"]["floor"]["p99"] for d in pts], "s--", label="floor p99")
         rt = [d["latency_ms"].get("round_trip", {}).get("p99") for d in pts]
         if any(v is not None for v in rt):
-            bx.plot(n, [math.nan if v is None else v for v in rt], "^--",
-                    label="round trip p99")
+            bx.plot(n, [math.nan if v is None else v for v in rt], "^--", label="round trip p99")
         bx.axhline(50.0, color="k", lw=0.8, ls=":")
         bx.set_xlabel("devices")
         bx.set_ylabel("p99 (ms)")

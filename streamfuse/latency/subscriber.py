@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from typing import Any
 
@@ -77,6 +78,7 @@ def subscriber_main(settings: BenchSettings, conn: Any) -> None:
     """Child process: subscribe, report ready, record until told to stop, send what it saw."""
     import json
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops us, wants our record
     logging.basicConfig(level=logging.WARNING)
     try:
         raw_pred, raw_floor, raw_echoes = asyncio.run(_subscribe(settings, conn))

@@ -9,7 +9,9 @@ Python dominates. Here:
   :class:`~streamfuse.types.RawMessage`, without aiomqtt's message objects or paho's topic
   matching; on a plain TCP socket, QoS 0 PUBLISH packets (MQTT 3.1.1) are also read in batches
   (:class:`BatchedReader`): one ``recv`` for everything the socket holds, instead of paho's
-  one-byte reads of each packet's header and a ``MQTTMessage`` each.
+  one-byte reads of each packet's header and a ``MQTTMessage`` each. Given a clock, each
+  message carries its ``arrival``: the clock read once per socket read, when the bytes came
+  off the socket, so that time spent queued in the gateway is never taken for network delay.
 - :func:`publish_now`: QoS 0 messages written to the socket at once, without an event-loop
   turn each.
 
@@ -21,6 +23,7 @@ own code where its assumptions do not hold (TLS, websockets, MQTT 5, QoS 1/2).
 
 from __future__ import annotations
 
+import math
 import socket
 import time
 from collections.abc import Callable
@@ -41,10 +44,11 @@ _MQTTV5 = _paho_client.MQTTv5
 _time_func: Callable[[], float] = getattr(_paho_client, "time_func", time.monotonic)
 
 
-def raw_from_paho(message: Any) -> RawMessage:
-    """A paho ``MQTTMessage`` as a :class:`RawMessage`: the topic decoded once, no payload copy
-    (paho's are ``bytes``; anything else is copied). A topic that is not UTF-8 is kept readable
-    with backslash escapes for the engine to reject, where paho's ``topic`` would raise."""
+def raw_from_paho(message: Any, arrival: float = math.nan) -> RawMessage:
+    """A paho ``MQTTMessage`` as a :class:`RawMessage` that arrived at ``arrival``: the topic
+    decoded once, no payload copy (paho's are ``bytes``; anything else is copied). A topic that
+    is not UTF-8 is kept readable with backslash escapes for the engine to reject, where paho's
+    ``topic`` would raise."""
     topic = message._topic
     try:
         text = topic.decode()
@@ -53,13 +57,14 @@ def raw_from_paho(message: Any) -> RawMessage:
     payload = message.payload
     if type(payload) is not bytes:
         payload = bytes(payload)
-    return RawMessage(text, payload)
+    return RawMessage(text, payload, arrival)
 
 
 def install_ingest(
     client: aiomqtt.Client,
     put: Callable[[RawMessage], bool | None],
     commit: Callable[[], None] | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> bool:
     """Make ``client``'s paho hand every received message to ``put`` as a :class:`RawMessage`,
     and acknowledge QoS 1/2 messages only after ``commit`` has run.
@@ -76,6 +81,11 @@ def install_ingest(
     False: refused, left for the broker to deliver on the next session) are kept, and after
     each read of the socket ``commit`` runs, then they are acknowledged.
 
+    **Arrival**: with a ``clock``, every message's ``arrival`` is the clock read when the socket
+    read that yielded it returned: once per ``recv`` of the :class:`BatchedReader` (for the QoS
+    0 packets it parses and the others it hands to paho alike), and once per message read by
+    paho's own reader (which reads one packet per call). Without one, ``arrival`` stays NaN.
+
     Returns False if this paho has no ``_handle_on_message``: then ``on_message`` is replaced
     instead (paho's matching stays), each message committed and acknowledged on its own.
     """
@@ -83,9 +93,18 @@ def install_ingest(
     acks: list[tuple[int, int]] = []
     reader = getattr(paho, "_packet_read", None)
     batched = callable(reader) and commit is not None
+    batch_reader: BatchedReader | None = None
+
+    def arrival() -> float:
+        """When the bytes of the message paho is handing over came off the socket."""
+        if batch_reader is not None:
+            at = batch_reader.read_at
+            if at == at:  # within a batched read: its time (NaN: paho's own reader)
+                return at
+        return clock() if clock is not None else math.nan
 
     def on_message(message: Any) -> None:
-        kept = put(raw_from_paho(message))
+        kept = put(raw_from_paho(message, arrival()))
         if message.qos and kept is not False:
             acks.append((message.mid, message.qos))
             if not batched:
@@ -106,7 +125,8 @@ def install_ingest(
         return False
     paho._handle_on_message = on_message  # type: ignore[method-assign]
     if BatchedReader.fits(paho):
-        reader = paho._packet_read = BatchedReader(paho, put)  # type: ignore[method-assign]
+        batch_reader = BatchedReader(paho, put, clock)
+        reader = paho._packet_read = batch_reader  # type: ignore[method-assign]
     if batched:
         read = reader
 
@@ -230,10 +250,17 @@ def _write_direct(paho: Any, messages: list[tuple[str, bytes]]) -> int:
     if sent < len(data):
         # the rest goes first in paho's (empty) queue, written when the socket is ready
         rest = data[sent:]
-        paho._out_packet.append({
-            "command": 0x30, "mid": 0, "qos": 0, "pos": 0, "to_process": len(rest),
-            "packet": rest, "info": _paho_client.MQTTMessageInfo(0),
-        })
+        paho._out_packet.append(
+            {
+                "command": 0x30,
+                "mid": 0,
+                "qos": 0,
+                "pos": 0,
+                "to_process": len(rest),
+                "packet": rest,
+                "info": _paho_client.MQTTMessageInfo(0),
+            }
+        )
         paho._call_socket_register_write()
     with paho._msgtime_mutex:
         paho._last_msg_out = _time_func()
@@ -270,11 +297,23 @@ class BatchedReader:
     Falls back to paho's reader (the call is passed on) while its socket is not a plain TCP
     socket (TLS and websockets buffer on their own), for MQTT 5 (PUBLISH carries properties),
     or while paho itself is midway through a packet.
+
+    ``clock`` (optional) is read once per ``recv`` that returned data: every message parsed
+    from it carries that reading as its ``arrival``, and :attr:`read_at` holds it while the
+    packets are handed on (NaN otherwise), for paho's handler to stamp what it builds.
     """
 
-    def __init__(self, paho: Any, put: Callable[[RawMessage], object]) -> None:
+    def __init__(
+        self,
+        paho: Any,
+        put: Callable[[RawMessage], object],
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self._paho = paho
         self._put = put
+        self._clock = clock
+        #: the clock when the bytes being parsed came off the socket (NaN between reads)
+        self.read_at = math.nan
         self._original = type(paho)._packet_read.__get__(paho)
         self._buf = bytearray()
         self._sock: Any = None
@@ -288,8 +327,15 @@ class BatchedReader:
     @staticmethod
     def fits(paho: Any) -> bool:
         """paho has the private parts this reader drives."""
-        names = ("_packet_read", "_packet_handle", "_in_packet", "_sock", "_protocol",
-                 "_msgtime_mutex", "_last_bytes_received")
+        names = (
+            "_packet_read",
+            "_packet_handle",
+            "_in_packet",
+            "_sock",
+            "_protocol",
+            "_msgtime_mutex",
+            "_last_bytes_received",
+        )
         return all(hasattr(paho, name) for name in names) and isinstance(
             getattr(paho, "_in_packet", None), dict
         )
@@ -312,20 +358,27 @@ class BatchedReader:
             return MQTTErrorCode.MQTT_ERR_CONN_LOST
         if not data:
             return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        clock = self._clock
+        at = clock() if clock is not None else math.nan
         self.reads += 1
         buf = self._buf
         if buf:  # a packet begun in an earlier read: parse it and what follows as one
             buf += data
             data = bytes(buf)
             buf.clear()
-        rc, done = self._parse(data)
+        # a packet split across reads arrived when its last bytes did: stamped with this read
+        self.read_at = at
+        try:
+            rc, done = self._parse(data, at)
+        finally:
+            self.read_at = math.nan
         if done < len(data):  # the start of a packet whose rest is still to come
             buf += data[done:]
         with paho._msgtime_mutex:
             paho._last_bytes_received = _time_func()
         return rc
 
-    def _parse(self, buf: bytes) -> tuple[MQTTErrorCode, int]:
+    def _parse(self, buf: bytes, at: float = math.nan) -> tuple[MQTTErrorCode, int]:
         """Hand on every whole packet in ``buf``; returns the code and how many bytes were
         used (the rest is a packet still incomplete; all of them after a broken stream)."""
         n = len(buf)
@@ -359,7 +412,7 @@ class BatchedReader:
                     except UnicodeDecodeError:
                         text = topic.decode("utf-8", "backslashreplace")
                     self.parsed += 1
-                    put(RawMessage(text, buf[i + 2 + tl : end]))
+                    put(RawMessage(text, buf[i + 2 + tl : end], at))
                     pos = end
                     continue
             rc = self._hand(cmd, buf, pos, i, end, length, mult)
