@@ -23,6 +23,7 @@ from .config import EngineConfig
 from .errors import PayloadError
 from .features import DeviceFeatures
 from .fusion.levels import FusionHub
+from .intake import RATE_TOLERANCE
 from .labelling import window_truth
 from .learn.models import make_model
 from .rejections import RejectionLog
@@ -141,6 +142,14 @@ class Engine:
         if isinstance(item, RawMessage):
             try:
                 device, kind = self._topics.parse(item.topic)  # raises for a bad topic
+                if kind == topics.BUNDLE:
+                    cfg = self.config
+                    scan = codec.scan_parts(item.payload, cfg.modalities, cfg.limits)
+                    if scan is not None and math.isfinite(now):
+                        self._on_scan(device, scan, now, out, self._clock() - t0)
+                        if now - self._last_tick >= self._tick_every:
+                            out.extend(self.tick(now))
+                        return out
                 decoded = codec.decode_message(device, kind, item.payload, self.config, now)
                 if decoded is None:
                     self.counters["own_output_ignored"] += 1
@@ -330,6 +339,51 @@ class Engine:
             windows = add(chunk)
             if windows:
                 latency = {"decode": share, "align": clock() - t0}
+                out.extend(self._on_windows(session, windows, now, latency))
+        self._schedule(session)
+
+    def _on_scan(
+        self, device: str, scan: codec.BundleScan, now: float, out: list[Output], t_decode: float
+    ) -> None:
+        """A bundle whose every part decoded (:func:`~streamfuse.codec.scan_parts`), arrived at
+        ``now`` (finite): what :meth:`_on_parts` does with its chunks, each part handed to
+        :meth:`~streamfuse.align.device.DeviceAligner.add_part` as its fields. A part at a
+        rate its modality is not configured for, or a device the live-device cap refuses,
+        sends the whole bundle the chunk path (its chunks made after all)."""
+        self.counters["bundles"] += 1
+        specs = self.config.modalities
+        names = scan.names
+        ints = scan.ints
+        floats = scan.floats
+        session = self.sessions.get(device)
+        usual = session is not None
+        for (j, *_), (_, fs) in zip(ints, floats, strict=True):
+            spec = specs[names[j]]
+            if not abs(fs - spec.fs) <= RATE_TOLERANCE * spec.fs:  # intake.rate_problem's test
+                usual = False
+        if not usual:
+            samples = scan.samples
+            chunks = [
+                Chunk(device, names[j], seq, t0, fs, samples[p : p + n * ch].reshape(n, ch), now)
+                for (j, n, ch, seq, p), (t0, fs) in zip(ints, floats, strict=True)
+            ]
+            self._on_parts(chunks, now, out, t_decode / len(chunks))
+            return
+        assert session is not None
+        session.last_seen = now
+        if self._ticks > session.born_tick:  # _sync
+            session.aligner.sync(self._last_tick)
+        add = session.aligner.add_part
+        counters = self.counters
+        clock = self._clock
+        samples = scan.samples
+        share = t_decode / len(ints)
+        for (j, n, ch, seq, p), (t0, fs) in zip(ints, floats, strict=True):
+            counters["chunks"] += 1
+            tc = clock()
+            windows = add(names[j], seq, t0, fs, samples[p : p + n * ch].reshape(n, ch), now)
+            if windows:
+                latency = {"decode": share, "align": clock() - tc}
                 out.extend(self._on_windows(session, windows, now, latency))
         self._schedule(session)
 

@@ -190,10 +190,39 @@ class DeviceAligner:
             or fs > st.max_fs
         ):
             return self._reject(chunk)
-        key = redelivery_key(chunk.seq, t0, n)
+        return self._take(st, chunk.seq, t0, fs, d, chunk.arrival, chunk)
+
+    def add_part(
+        self, modality: str, seq: int, t0: float, fs: float, data: np.ndarray, arrival: float
+    ) -> list[FusedWindow]:
+        """:meth:`add` of one part of a decoded bundle, given as its fields (no
+        :class:`~streamfuse.types.Chunk` is made unless the part is held or replayed).
+
+        For parts the checks of :meth:`add` are known to pass: ``modality`` configured,
+        ``data`` float32 ``[n, channels]`` (C-contiguous, ``n >= 1``) with its channel count,
+        ``t0`` and ``arrival`` finite and ``fs`` finite, positive and within the stream's
+        rate limit (the bundle decoder's checks and the engine's rate check imply them all).
+        """
+        self.counters["chunks"] += 1
+        return self._take(self._streams[modality], seq, t0, fs, data, arrival, None)
+
+    def _take(
+        self,
+        st: Stream,
+        seq: int,
+        t0: float,
+        fs: float,
+        data: np.ndarray,
+        arrival: float,
+        chunk: Chunk | None,
+    ) -> list[FusedWindow]:
+        """A checked chunk of stream ``st`` (``chunk``: the object itself, or None to make one
+        only if it must be kept)."""
+        n = data.shape[0]
+        key = redelivery_key(seq, t0, n)
         seen = st.seen
         if key in seen or key in st.seen_old:
-            c["duplicates"] += 1
+            self.counters["duplicates"] += 1
             return []
         seen[key] = None
         if len(seen) >= SEEN_MAX:
@@ -201,12 +230,14 @@ class DeviceAligner:
             st.seen = {}
         if not st.registered:
             self._register(st)
-        status = st.clock.observe(t0 + n / fs, chunk.arrival)
-        if status is not OK:
-            return self._clock_event(chunk, status)
-        if self._held:
+        status = st.clock.observe(t0 + n / fs, arrival)
+        if status is not OK or self._held:
+            if chunk is None:
+                chunk = Chunk(self.device, st.name, seq, t0, fs, data, arrival)
+            if status is not OK:
+                return self._clock_event(chunk, status)
             return self._release_held(chunk, st)
-        return self._ingest(chunk, st)
+        return self._ingest(st, t0, fs, data, arrival)
 
     def advance(self, now: float) -> list[FusedWindow]:
         """Close windows whose lateness budget ran out at gateway time ``now``."""
@@ -345,33 +376,32 @@ class DeviceAligner:
             for h in held:
                 hst = self._streams[h.modality]
                 self._replay_at = hst.clock.to_gateway(h.t0 + h.data.shape[0] / h.fs)
-                out.extend(self._ingest(h, hst))
+                out.extend(self._ingest(hst, h.t0, h.fs, h.data, h.arrival))
         finally:
             self._replay_at = math.inf
-        out.extend(self._ingest(chunk, st))
+        out.extend(self._ingest(st, chunk.t0, chunk.fs, chunk.data, chunk.arrival))
         return out
 
-    def _ingest(self, chunk: Chunk, st: Stream) -> list[FusedWindow]:
-        arrival = chunk.arrival
+    def _ingest(
+        self, st: Stream, t0: float, fs: float, data: np.ndarray, arrival: float
+    ) -> list[FusedWindow]:
         if arrival > self._now:
             self._now = arrival
-        fs = chunk.fs
         buf = st.buf
         if buf is None or abs(buf.fs - fs) > 1e-9 * fs:
             buf = StreamBuffer(
-                chunk.channels,
+                data.shape[1],
                 fs,
-                chunk.t0,
+                t0,
                 self._retain_s,
                 self.config.reorder_s,
                 tally=self.counters,
             )
             self._buffers[st.name] = st.buf = buf
-        data = chunk.data
         if data.dtype is not _F32 or not data.flags.c_contiguous:
             if data.dtype != np.float32 or not data.flags.c_contiguous:
                 data = np.ascontiguousarray(data, dtype=np.float32)
-        status = buf.put(chunk.t0, data)
+        status = buf.put(t0, data)
         if status is not BUF_OK:
             self.counters["late_chunks" if status == STALE else "rejected"] += 1
             return self._close_ready(None)
@@ -379,10 +409,24 @@ class DeviceAligner:
             self._arrived.append(st)
         st.last_arrival = arrival
         win = self.windower
-        if win.next_index is None:
-            win.start(st.clock.to_gateway(chunk.t0))
-        elif st.clock.to_gateway(chunk.t0) < win.closed_end:
+        w = win.next_index
+        if w is None:
+            win.start(st.clock.to_gateway(t0))
+        elif st.clock.to_gateway(t0) < win.closed_end:
             self.counters["late_chunks"] += 1
+        elif (
+            w == self._w
+            and st.hi > buf.end_pos
+            and st.w == w
+            and st.for_buf is buf
+            and st.clock_version == st.clock.version
+            and (self._now if self._now < self._replay_at else self._replay_at) < self._w_deadline
+            and arrival >= self._now - self._silence_s
+        ):
+            # what _close_ready(st) would find, without its calls: window ``w`` has not timed
+            # out and this stream, live, still lacks samples it needs (Stream.holds' cached
+            # answer), so nothing closes. Most chunks end here.
+            return []
         return self._close_ready(st)
 
     def _derive_window(self, w: int) -> None:
