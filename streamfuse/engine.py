@@ -357,8 +357,8 @@ class Engine:
         floats = scan.floats
         session = self.sessions.get(device)
         usual = session is not None
-        for (j, *_), (_, fs) in zip(ints, floats, strict=True):
-            spec = specs[names[j]]
+        for row, (_, fs) in zip(ints, floats, strict=True):
+            spec = specs[names[row[0]]]
             if not abs(fs - spec.fs) <= RATE_TOLERANCE * spec.fs:  # intake.rate_problem's test
                 usual = False
         if not usual:
@@ -373,18 +373,14 @@ class Engine:
         session.last_seen = now
         if self._ticks > session.born_tick:  # _sync
             session.aligner.sync(self._last_tick)
-        add = session.aligner.add_part
-        counters = self.counters
-        clock = self._clock
-        samples = scan.samples
-        share = t_decode / len(ints)
-        for (j, n, ch, seq, p), (t0, fs) in zip(ints, floats, strict=True):
-            counters["chunks"] += 1
-            tc = clock()
-            windows = add(names[j], seq, t0, fs, samples[p : p + n * ch].reshape(n, ch), now)
-            if windows:
-                latency = {"decode": share, "align": clock() - tc}
-                out.extend(self._on_windows(session, windows, now, latency))
+        self.counters["chunks"] += len(ints)
+        t0 = self._clock()
+        windows = session.aligner.add_parts(names, ints, floats, scan.samples, now)
+        if windows:
+            # the windows of every part at once: closing one changes nothing the aligner
+            # reads, so they are those _on_parts would have made part by part, in order
+            latency = {"decode": t_decode, "align": self._clock() - t0}
+            out.extend(self._on_windows(session, windows, now, latency))
         self._schedule(session)
 
     def _on_windows(
