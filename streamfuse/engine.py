@@ -15,6 +15,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from functools import partial
 
+import numpy as np
 from river import base
 
 from . import codec, intake, topics
@@ -95,6 +96,9 @@ class Engine:
 
     #: a class attribute too, so an engine unpickled from an older checkpoint has it
     on_window: Callable[[FusedWindow], None] | None = None
+    #: where bundles' samples are decoded to (:func:`codec.scan_parts`), reused: the aligner
+    #: copies them into its rings (None until the first bundle; never checkpointed)
+    _scratch: np.ndarray | None = None
 
     def __init__(
         self,
@@ -128,6 +132,7 @@ class Engine:
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
         state.pop("on_window", None)  # an observer belongs to the process, not the state
+        state.pop("_scratch", None)  # a buffer, not state
         return state
 
     # ------------------------------------------------------------------ intake
@@ -144,8 +149,15 @@ class Engine:
                 device, kind = self._topics.parse(item.topic)  # raises for a bad topic
                 if kind == topics.BUNDLE:
                     cfg = self.config
-                    scan = codec.scan_parts(item.payload, cfg.modalities, cfg.limits)
+                    scan = codec.scan_parts(
+                        item.payload,
+                        cfg.modalities,
+                        cfg.limits,
+                        codec.MAX_BUNDLE_PARTS,
+                        self._scratch,
+                    )
                     if scan is not None and math.isfinite(now):
+                        self._scratch = scan.samples  # the larger, if a new one was made
                         self._on_scan(device, scan, now, out, self._clock() - t0)
                         if now - self._last_tick >= self._tick_every:
                             out.extend(self.tick(now))
@@ -362,7 +374,7 @@ class Engine:
             if not abs(fs - spec.fs) <= RATE_TOLERANCE * spec.fs:  # intake.rate_problem's test
                 usual = False
         if not usual:
-            samples = scan.samples
+            samples = scan.samples.copy()  # the chunks own their samples (one may be held)
             chunks = [
                 Chunk(device, names[j], seq, t0, fs, samples[p : p + n * ch].reshape(n, ch), now)
                 for (j, n, ch, seq, p), (t0, fs) in zip(ints, floats, strict=True)

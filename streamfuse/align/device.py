@@ -206,7 +206,8 @@ class DeviceAligner:
         part ``i`` is modality ``names[j]`` with ``(j, n, ch, seq, pos) = ints[i]``,
         ``(t0, fs) = floats[i]`` and samples ``samples[pos : pos + n * ch]`` (row-major
         ``[n, ch]``), all arriving at ``arrival``. Returns the windows the parts closed, in
-        order. No :class:`~streamfuse.types.Chunk` is made unless a part is held or replayed.
+        order. No :class:`~streamfuse.types.Chunk` is made unless a part is held or replayed
+        (its samples then copied: the caller may reuse ``samples`` once this returns).
 
         The checks of :meth:`add` are known to pass: every modality configured, ``ch`` its
         channel count, ``n >= 1``, ``samples`` float32 and C-contiguous, ``t0`` and
@@ -239,7 +240,8 @@ class DeviceAligner:
             data = samples[p : p + n * ch].reshape(n, ch)
             status = st.clock.observe(t0 + n / fs, arrival)
             if status is not OK or self._held:
-                chunk = Chunk(self.device, st.name, seq, t0, fs, data, arrival)
+                # a held chunk outlives the call: its own samples, not a view of the caller's
+                chunk = Chunk(self.device, st.name, seq, t0, fs, data.copy(), arrival)
                 if status is not OK:
                     got = self._clock_event(chunk, status)
                 else:

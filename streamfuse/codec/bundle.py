@@ -246,14 +246,24 @@ def scan_parts(
     modalities: Mapping[str, ModalitySpec],
     limits: Limits = DEFAULT_LIMITS,
     max_parts: int = MAX_BUNDLE_PARTS,
+    scratch: np.ndarray | None = None,
 ) -> BundleScan | None:
     """Every part of a bundle in one kernel pass (:func:`scan_bundle`), when every part is
     good; ``None`` otherwise (an empty or oversize payload, a bad part, or a platform whose
-    floats are not little-endian), for :func:`decode_bundle` to say what is wrong."""
+    floats are not little-endian), for :func:`decode_bundle` to say what is wrong.
+
+    ``scratch`` (float32, 1-D): the samples are copied there if it is large enough, else
+    into a new array (``samples`` says which); a caller that passes one reuses it for the
+    next bundle, so it must copy whatever it keeps of the samples first.
+    """
     if not (0 < len(payload) <= limits.max_payload_bytes and NATIVE_F32):
         return None
     plan = _bundle_plan(modalities, max_parts)
-    out = np.empty(len(payload) // 4, np.float32)
+    size = len(payload) // 4
+    if scratch is not None and scratch.shape[0] >= size:
+        out = scratch
+    else:
+        out = np.empty(size, np.float32)
     parts = scan_bundle(
         np.frombuffer(payload, np.uint8),
         plan.header_names,
