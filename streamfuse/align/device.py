@@ -82,6 +82,17 @@ HOLD_LIMIT_S = 120.0
 RATE_LIMIT = 2.0
 
 
+_NEG_INF = -math.inf
+
+
+def _as_f32(data: np.ndarray) -> np.ndarray:
+    """``data`` as float32 and C-contiguous (itself when it is: the usual case)."""
+    if data.dtype is not _F32 or not data.flags.c_contiguous:
+        if data.dtype != np.float32 or not data.flags.c_contiguous:
+            data = np.ascontiguousarray(data, dtype=np.float32)
+    return data
+
+
 class DeviceAligner:
     """Aligns and fuses every stream of one device.
 
@@ -192,7 +203,7 @@ class DeviceAligner:
             or fs > st.max_fs
         ):
             return self._reject(chunk)
-        return self._take(st, chunk.seq, t0, fs, d, chunk.arrival, chunk)
+        return self._take(st, chunk.seq, t0, fs, _as_f32(d), chunk.arrival, chunk)
 
     def add_parts(
         self,
@@ -217,8 +228,8 @@ class DeviceAligner:
         c = self.counters
         streams = self._streams
         out: list[FusedWindow] = []
+        c["chunks"] += len(ints)
         for (j, n, ch, seq, p), (t0, fs) in zip(ints, floats, strict=True):
-            c["chunks"] += 1
             st = streams[names[j]]
             # _take, written out (a call less per part)
             try:
@@ -424,15 +435,17 @@ class DeviceAligner:
             for h in held:
                 hst = self._streams[h.modality]
                 self._replay_at = hst.clock.to_gateway(h.t0 + h.data.shape[0] / h.fs)
-                out.extend(self._ingest(hst, h.t0, h.fs, h.data, h.arrival))
+                out.extend(self._ingest(hst, h.t0, h.fs, _as_f32(h.data), h.arrival))
         finally:
             self._replay_at = math.inf
-        out.extend(self._ingest(st, chunk.t0, chunk.fs, chunk.data, chunk.arrival))
+        out.extend(self._ingest(st, chunk.t0, chunk.fs, _as_f32(chunk.data), chunk.arrival))
         return out
 
     def _ingest(
         self, st: Stream, t0: float, fs: float, data: np.ndarray, arrival: float
     ) -> list[FusedWindow]:
+        """Store a chunk's samples (``data`` float32, C-contiguous: :func:`_as_f32`) and close
+        what that makes ready."""
         if arrival > self._now:
             self._now = arrival
         buf = st.buf
@@ -446,21 +459,20 @@ class DeviceAligner:
                 tally=self.counters,
             )
             self._buffers[st.name] = st.buf = buf
-        if data.dtype is not _F32 or not data.flags.c_contiguous:
-            if data.dtype != np.float32 or not data.flags.c_contiguous:
-                data = np.ascontiguousarray(data, dtype=np.float32)
         status = buf.put(t0, data)
         if status is not BUF_OK:
             self.counters["late_chunks" if status == STALE else "rejected"] += 1
             return self._close_ready(None)
-        if st.last_arrival == -math.inf and st not in self._arrived:
+        if st.last_arrival == _NEG_INF and st not in self._arrived:
             self._arrived.append(st)
         st.last_arrival = arrival
         win = self.windower
         w = win.next_index
+        clock = st.clock
         if w is None:
-            win.start(st.clock.to_gateway(t0))
-        elif st.clock.to_gateway(t0) < win.closed_end:
+            win.start(clock.to_gateway(t0))
+        elif t0 + clock.offset + clock.drift * (t0 - clock.d_ref) < win.closed_end:
+            # (clock.to_gateway(t0), written out)
             self.counters["late_chunks"] += 1
         elif (
             w == self._w
@@ -474,7 +486,7 @@ class DeviceAligner:
                 st.hi > buf.end_pos
                 and st.w == w
                 and st.for_buf is buf
-                and st.clock_version == st.clock.version
+                and st.clock_version == clock.version
             ) or not st.holds(w, self._w_start, self.k, self._grid_fs):
                 return []
         return self._close_ready(st)
