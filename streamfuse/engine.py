@@ -385,14 +385,19 @@ class Engine:
         session.last_seen = now
         if self._ticks > session.born_tick:  # _sync
             session.aligner.sync(self._last_tick)
-        self.counters["chunks"] += len(ints)
-        t0 = self._clock()
-        windows = session.aligner.add_parts(names, ints, floats, scan.samples, now)
-        if windows:
-            # the windows of every part at once: closing one changes nothing the aligner
-            # reads, so they are those _on_parts would have made part by part, in order
-            latency = {"decode": t_decode, "align": self._clock() - t0}
-            out.extend(self._on_windows(session, windows, now, latency))
+        counters = self.counters
+        add = session.aligner.add_parts
+        samples = scan.samples
+        share = t_decode / len(ints)
+        i = 0
+        while i < len(ints):  # once, unless a part closes windows
+            start = i
+            t0 = self._clock()
+            windows, i = add(names, ints, floats, samples, now, i)
+            counters["chunks"] += i - start
+            if windows:  # made before the next part's clock observation, as _on_parts does
+                latency = {"decode": share, "align": self._clock() - t0}
+                out.extend(self._on_windows(session, windows, now, latency))
         self._schedule(session)
 
     def _on_windows(

@@ -212,13 +212,17 @@ class DeviceAligner:
         floats: list[list[float]],
         samples: np.ndarray,
         arrival: float,
-    ) -> list[FusedWindow]:
-        """:meth:`add` of each part of a decoded bundle in turn, the parts given as fields:
-        part ``i`` is modality ``names[j]`` with ``(j, n, ch, seq, pos) = ints[i]``,
-        ``(t0, fs) = floats[i]`` and samples ``samples[pos : pos + n * ch]`` (row-major
-        ``[n, ch]``), all arriving at ``arrival``. Returns the windows the parts closed, in
-        order. No :class:`~streamfuse.types.Chunk` is made unless a part is held or replayed
-        (its samples then copied: the caller may reuse ``samples`` once this returns).
+        start: int = 0,
+    ) -> tuple[list[FusedWindow], int]:
+        """:meth:`add` of each part of a decoded bundle in turn from part ``start``, the parts
+        given as fields: part ``i`` is modality ``names[j]`` with
+        ``(j, n, ch, seq, pos) = ints[i]``, ``(t0, fs) = floats[i]`` and samples
+        ``samples[pos : pos + n * ch]`` (row-major ``[n, ch]``), all arriving at ``arrival``.
+        Stops after the first part that closes windows and returns them with the index of the
+        part after it (``len(ints)`` once all are taken): the caller reads the clock mapping
+        for those windows before the next part's observation moves it. No
+        :class:`~streamfuse.types.Chunk` is made unless a part is held or replayed (its
+        samples then copied: the caller may reuse ``samples`` once this returns).
 
         The checks of :meth:`add` are known to pass: every modality configured, ``ch`` its
         channel count, ``n >= 1``, ``samples`` float32 and C-contiguous, ``t0`` and
@@ -227,9 +231,11 @@ class DeviceAligner:
         """
         c = self.counters
         streams = self._streams
-        out: list[FusedWindow] = []
-        c["chunks"] += len(ints)
-        for (j, n, ch, seq, p), (t0, fs) in zip(ints, floats, strict=True):
+        end = len(ints)
+        for i in range(start, end):
+            c["chunks"] += 1
+            j, n, ch, seq, p = ints[i]
+            t0, fs = floats[i]
             st = streams[names[j]]
             # _take, written out (a call less per part)
             try:
@@ -260,8 +266,8 @@ class DeviceAligner:
             else:
                 got = self._ingest(st, t0, fs, data, arrival)
             if got:
-                out.extend(got)
-        return out
+                return got, i + 1
+        return [], end
 
     def _take(
         self,
