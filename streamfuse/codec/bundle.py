@@ -280,9 +280,7 @@ def scan_parts(
     )
     if parts <= 0:
         return None
-    return BundleScan(
-        plan.names, plan.meta_i[:parts].tolist(), plan.meta_f[:parts].tolist(), out
-    )
+    return BundleScan(plan.names, plan.meta_i[:parts].tolist(), plan.meta_f[:parts].tolist(), out)
 
 
 def _bundle_at_once(
