@@ -3,7 +3,8 @@
 Flow of one chunk (:meth:`DeviceAligner.add`): drop exact redeliveries (same seq, t0 and
 length), feed its (device end time, arrival) pair to the device's clock model, write its samples
 into the stream's ring at their device-time position, then close every window that became
-complete or whose lateness budget ran out at the chunk's arrival time.
+complete or whose lateness budget ran out at the chunk's arrival time. A decoded bundle's parts
+take the same path through :meth:`DeviceAligner.add_parts`, as fields, without a ``Chunk`` each.
 
 A closed window is made by :class:`~streamfuse.align.fuse.WindowFuser` (every stream resampled
 onto the window's grid and interleaved into the early-fusion matrix in one kernel call).
