@@ -40,6 +40,11 @@ Output = Prediction | Rejection
 OUTCOMES_KEPT = 4096
 
 
+def _one_part_of(scan: codec.BundleScan, modality: str) -> bool:
+    """``scan`` is one frame of ``modality`` (what a modality topic may carry)."""
+    return len(scan.ints) == 1 and scan.names[scan.ints[0][0]] == modality
+
+
 class Engine:
     """Streams in, predictions out, one deterministic step at a time.
 
@@ -147,7 +152,15 @@ class Engine:
         if isinstance(item, RawMessage):
             try:
                 device, kind = self._topics.parse(item.topic)  # raises for a bad topic
-                if kind == topics.BUNDLE:
+                bundle = kind == topics.BUNDLE
+                if bundle or (
+                    kind != topics.LABEL
+                    and kind != topics.PREDICTION
+                    and item.payload[:2] == codec.MAGIC
+                ):
+                    # a bundle, or one binary frame on its modality's topic: a bundle of one
+                    # part (scan_parts' checks are decode_binary's, the header naming the
+                    # topic's modality and nothing after the frame); else the decoder says why
                     cfg = self.config
                     scan = codec.scan_parts(
                         item.payload,
@@ -156,9 +169,13 @@ class Engine:
                         codec.MAX_BUNDLE_PARTS,
                         self._scratch,
                     )
-                    if scan is not None and math.isfinite(now):
+                    if (
+                        scan is not None
+                        and math.isfinite(now)
+                        and (bundle or _one_part_of(scan, kind))
+                    ):
                         self._scratch = scan.samples  # the larger, if a new one was made
-                        self._on_scan(device, scan, now, out, self._clock() - t0)
+                        self._on_scan(device, scan, now, out, self._clock() - t0, bundle)
                         if now - self._last_tick >= self._tick_every:
                             out.extend(self.tick(now))
                         return out
@@ -355,14 +372,22 @@ class Engine:
         self._schedule(session)
 
     def _on_scan(
-        self, device: str, scan: codec.BundleScan, now: float, out: list[Output], t_decode: float
+        self,
+        device: str,
+        scan: codec.BundleScan,
+        now: float,
+        out: list[Output],
+        t_decode: float,
+        bundle: bool,
     ) -> None:
         """A bundle whose every part decoded (:func:`~streamfuse.codec.scan_parts`), arrived at
-        ``now`` (finite): what :meth:`_on_parts` does with its chunks, each part handed to
-        :meth:`~streamfuse.align.device.DeviceAligner.add_part` as its fields. A part at a
-        rate its modality is not configured for, or a device the live-device cap refuses,
-        sends the whole bundle the chunk path (its chunks made after all)."""
-        self.counters["bundles"] += 1
+        ``now`` (finite): what :meth:`_on_parts` does with its chunks (and :meth:`_on_chunk`
+        with a frame on a modality topic, ``bundle`` False: the same for one chunk), the parts
+        handed to :meth:`~streamfuse.align.device.DeviceAligner.add_parts` as fields. A part
+        at a rate its modality is not configured for, or a device the live-device cap
+        refuses, sends the whole message the chunk path (its chunks made after all)."""
+        if bundle:
+            self.counters["bundles"] += 1
         specs = self.config.modalities
         names = scan.names
         ints = scan.ints
