@@ -15,6 +15,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from functools import partial
 
+import numpy as np
 from river import base
 
 from . import codec, intake, topics
@@ -23,6 +24,7 @@ from .config import EngineConfig
 from .errors import PayloadError
 from .features import DeviceFeatures
 from .fusion.levels import FusionHub
+from .intake import RATE_TOLERANCE
 from .labelling import window_truth
 from .learn.models import make_model
 from .rejections import RejectionLog
@@ -36,6 +38,11 @@ Output = Prediction | Rejection
 
 #: how many scored windows :attr:`Engine.outcomes` keeps
 OUTCOMES_KEPT = 4096
+
+
+def _one_part_of(scan: codec.BundleScan, modality: str) -> bool:
+    """``scan`` is one frame of ``modality`` (what a modality topic may carry)."""
+    return len(scan.ints) == 1 and scan.names[scan.ints[0][0]] == modality
 
 
 class Engine:
@@ -94,6 +101,9 @@ class Engine:
 
     #: a class attribute too, so an engine unpickled from an older checkpoint has it
     on_window: Callable[[FusedWindow], None] | None = None
+    #: where bundles' samples are decoded to (:func:`codec.scan_parts`), reused: the aligner
+    #: copies them into its rings (None until the first bundle; never checkpointed)
+    _scratch: np.ndarray | None = None
 
     def __init__(
         self,
@@ -127,6 +137,7 @@ class Engine:
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
         state.pop("on_window", None)  # an observer belongs to the process, not the state
+        state.pop("_scratch", None)  # a buffer, not state
         return state
 
     # ------------------------------------------------------------------ intake
@@ -141,6 +152,33 @@ class Engine:
         if isinstance(item, RawMessage):
             try:
                 device, kind = self._topics.parse(item.topic)  # raises for a bad topic
+                bundle = kind == topics.BUNDLE
+                if bundle or (
+                    kind != topics.LABEL
+                    and kind != topics.PREDICTION
+                    and item.payload[:2] == codec.MAGIC
+                ):
+                    # a bundle, or one binary frame on its modality's topic: a bundle of one
+                    # part (scan_parts' checks are decode_binary's, the header naming the
+                    # topic's modality and nothing after the frame); else the decoder says why
+                    cfg = self.config
+                    scan = codec.scan_parts(
+                        item.payload,
+                        cfg.modalities,
+                        cfg.limits,
+                        codec.MAX_BUNDLE_PARTS,
+                        self._scratch,
+                    )
+                    if (
+                        scan is not None
+                        and math.isfinite(now)
+                        and (bundle or _one_part_of(scan, kind))
+                    ):
+                        self._scratch = scan.samples  # the larger, if a new one was made
+                        self._on_scan(device, scan, now, out, self._clock() - t0, bundle)
+                        if now - self._last_tick >= self._tick_every:
+                            out.extend(self.tick(now))
+                        return out
                 decoded = codec.decode_message(device, kind, item.payload, self.config, now)
                 if decoded is None:
                     self.counters["own_output_ignored"] += 1
@@ -330,6 +368,60 @@ class Engine:
             windows = add(chunk)
             if windows:
                 latency = {"decode": share, "align": clock() - t0}
+                out.extend(self._on_windows(session, windows, now, latency))
+        self._schedule(session)
+
+    def _on_scan(
+        self,
+        device: str,
+        scan: codec.BundleScan,
+        now: float,
+        out: list[Output],
+        t_decode: float,
+        bundle: bool,
+    ) -> None:
+        """A bundle whose every part decoded (:func:`~streamfuse.codec.scan_parts`), arrived at
+        ``now`` (finite): what :meth:`_on_parts` does with its chunks (and :meth:`_on_chunk`
+        with a frame on a modality topic, ``bundle`` False: the same for one chunk), the parts
+        handed to :meth:`~streamfuse.align.device.DeviceAligner.add_parts` as fields. A part
+        at a rate its modality is not configured for, or a device the live-device cap
+        refuses, sends the whole message the chunk path (its chunks made after all)."""
+        if bundle:
+            self.counters["bundles"] += 1
+        specs = self.config.modalities
+        names = scan.names
+        ints = scan.ints
+        floats = scan.floats
+        session = self.sessions.get(device)
+        usual = session is not None
+        for row, (_, fs) in zip(ints, floats, strict=True):
+            spec = specs[names[row[0]]]
+            if not abs(fs - spec.fs) <= RATE_TOLERANCE * spec.fs:  # intake.rate_problem's test
+                usual = False
+        if not usual:
+            samples = scan.samples.copy()  # the chunks own their samples (one may be held)
+            chunks = [
+                Chunk(device, names[j], seq, t0, fs, samples[p : p + n * ch].reshape(n, ch), now)
+                for (j, n, ch, seq, p), (t0, fs) in zip(ints, floats, strict=True)
+            ]
+            self._on_parts(chunks, now, out, t_decode / len(chunks))
+            return
+        assert session is not None
+        session.last_seen = now
+        if self._ticks > session.born_tick:  # _sync
+            session.aligner.sync(self._last_tick)
+        counters = self.counters
+        add = session.aligner.add_parts
+        samples = scan.samples
+        share = t_decode / len(ints)
+        i = 0
+        while i < len(ints):  # once, unless a part closes windows
+            start = i
+            t0 = self._clock()
+            windows, i = add(names, ints, floats, samples, now, i)
+            counters["chunks"] += i - start
+            if windows:  # made before the next part's clock observation, as _on_parts does
+                latency = {"decode": share, "align": self._clock() - t0}
                 out.extend(self._on_windows(session, windows, now, latency))
         self._schedule(session)
 

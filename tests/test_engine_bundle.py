@@ -158,3 +158,27 @@ def test_a_bundle_schedules_its_device_once_with_the_same_outputs() -> None:
     assert {p.device for p in preds} == {"a", "b", "c"} and len(preds) > 40
     assert got == want
     assert fast.outcomes == ref.outcomes and dict(fast.counters) == dict(ref.counters)
+
+
+def test_a_frame_on_a_modality_topic_the_scan_refuses_is_the_decoders_to_refuse() -> None:
+    """A binary frame on a modality topic takes the bundle scan only when it is exactly one
+    good frame of that modality; anything else is refused by the decoder, for its reason."""
+    acc = DEFAULT_MODALITIES["acc"]
+    c = Chunk("a", "acc", 7, 1.0, acc.fs, np.zeros((5, acc.channels), np.float32))
+    frame = codec.encode_chunk(c)
+    ecg = codec.encode_chunk(Chunk("a", "ecg", 8, 1.0, 250.0, np.zeros((25, 1), np.float32)))
+    topic = topics.data_topic(topics.DEFAULT_PREFIX, "a", "acc")
+    cases = {
+        "modality_mismatch": ecg,
+        "trailing_bytes": frame + frame,
+    }
+    for reason, payload in cases.items():
+        engine = Engine()
+        out = engine.push(RawMessage(topic, payload), 2.0)
+        assert [(r.reason, r.modality) for r in out if isinstance(r, Rejection)] == [
+            (reason, "acc")
+        ]
+        assert engine.counters["chunks"] == 0 and "bundles" not in engine.counters
+    engine = Engine()
+    assert engine.push(RawMessage(topic, frame), 2.0) == []
+    assert engine.counters["chunks"] == 1 and "bundles" not in engine.counters

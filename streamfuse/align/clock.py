@@ -186,7 +186,16 @@ class ClockModel:
                         self._add(d, a)
                 self._pending.clear()
                 self._pending_ys.clear()
-            self._add(t_device, arrival)
+            # _add(t_device, arrival), its two early returns written out: most observations
+            # are no new bin minimum and change nothing
+            x = t_device - self.d_ref
+            y = arrival - t_device
+            k = math.floor(x / self.bin_s)
+            bid = self._bid_list
+            if k > self._newest - len(bid):
+                s = k % len(bid)
+                if bid[s] != k or self._by_list[s] > y:
+                    self._fit(s, k, x, y, t_device, arrival)
             return OK
         self._pending.append((t_device, arrival))
         ys = self._pending_ys  # the held apparent offsets, kept sorted
@@ -247,6 +256,11 @@ class ClockModel:
         s = k % nb
         if bid[s] == k and self._by_list[s] <= y:
             return  # not a new minimum: the fit cannot change
+        self._fit(s, k, x, y, t_device, arrival)
+
+    def _fit(self, s: int, k: int, x: float, y: float, t_device: float, arrival: float) -> None:
+        """The rest of :meth:`_add`: ``y`` is a new minimum of bin ``k`` (slot ``s``); refit."""
+        bid = self._bid_list
         before = (bid[s], self._by_list[s], self._bx[s], self._by[s], self._newest)
         bid[s] = k
         self._by_list[s] = y

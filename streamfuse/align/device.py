@@ -3,7 +3,8 @@
 Flow of one chunk (:meth:`DeviceAligner.add`): drop exact redeliveries (same seq, t0 and
 length), feed its (device end time, arrival) pair to the device's clock model, write its samples
 into the stream's ring at their device-time position, then close every window that became
-complete or whose lateness budget ran out at the chunk's arrival time.
+complete or whose lateness budget ran out at the chunk's arrival time. A decoded bundle's parts
+take the same path through :meth:`DeviceAligner.add_parts`, as fields, without a ``Chunk`` each.
 
 A closed window is made by :class:`~streamfuse.align.fuse.WindowFuser` (every stream resampled
 onto the window's grid and interleaved into the early-fusion matrix in one kernel call).
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
+import struct
 from collections import deque
 
 import numpy as np
@@ -41,12 +43,13 @@ from .buffer import OK as BUF_OK
 from .buffer import STALE, StreamBuffer
 from .clock import OK, OUTLIER, RESET, ClockMapping, ClockModel
 from .fuse import WindowFuser
-from .stream import SEEN_MAX, Stream, redelivery_key
+from .stream import KEY, SEEN_MAX, Stream, redelivery_key
 from .windower import Windower, window_phase
 
 log = logging.getLogger("streamfuse.align.device")
 
 _F32 = np.dtype(np.float32)
+_pack_key = KEY.pack  # redelivery_key's packing, for add_parts
 
 COUNTERS = (
     "chunks",
@@ -78,6 +81,17 @@ HOLD_LIMIT_S = 120.0
 #: a stream may run at up to this multiple of its configured rate; a chunk claiming more is
 #: refused, so that a stream's ring is sized by configuration, not by what a frame claims
 RATE_LIMIT = 2.0
+
+
+_NEG_INF = -math.inf
+
+
+def _as_f32(data: np.ndarray) -> np.ndarray:
+    """``data`` as float32 and C-contiguous (itself when it is: the usual case)."""
+    if data.dtype is not _F32 or not data.flags.c_contiguous:
+        if data.dtype != np.float32 or not data.flags.c_contiguous:
+            data = np.ascontiguousarray(data, dtype=np.float32)
+    return data
 
 
 class DeviceAligner:
@@ -190,10 +204,91 @@ class DeviceAligner:
             or fs > st.max_fs
         ):
             return self._reject(chunk)
-        key = redelivery_key(chunk.seq, t0, n)
+        return self._take(st, chunk.seq, t0, fs, _as_f32(d), chunk.arrival, chunk)
+
+    def add_parts(
+        self,
+        names: list[str],
+        ints: list[list[int]],
+        floats: list[list[float]],
+        samples: np.ndarray,
+        arrival: float,
+        start: int = 0,
+    ) -> tuple[list[FusedWindow], int]:
+        """:meth:`add` of each part of a decoded bundle in turn from part ``start``, the parts
+        given as fields: part ``i`` is modality ``names[j]`` with
+        ``(j, n, ch, seq, pos) = ints[i]``, ``(t0, fs) = floats[i]`` and samples
+        ``samples[pos : pos + n * ch]`` (row-major ``[n, ch]``), all arriving at ``arrival``.
+        Stops after the first part that closes windows and returns them with the index of the
+        part after it (``len(ints)`` once all are taken): the caller reads the clock mapping
+        for those windows before the next part's observation moves it. No
+        :class:`~streamfuse.types.Chunk` is made unless a part is held or replayed (its
+        samples then copied: the caller may reuse ``samples`` once this returns).
+
+        The checks of :meth:`add` are known to pass: every modality configured, ``ch`` its
+        channel count, ``n >= 1``, ``samples`` float32 and C-contiguous, ``t0`` and
+        ``arrival`` finite and ``fs`` finite, positive and within the stream's rate limit
+        (the bundle decoder's checks and the engine's rate check imply them all).
+        """
+        c = self.counters
+        streams = self._streams
+        end = len(ints)
+        for i in range(start, end):
+            c["chunks"] += 1
+            j, n, ch, seq, p = ints[i]
+            t0, fs = floats[i]
+            st = streams[names[j]]
+            # _take, written out (a call less per part)
+            try:
+                key = _pack_key(seq, t0, n)
+            except struct.error:
+                key = redelivery_key(seq, t0, n)
+            seen = st.seen
+            if seq > st.seq_max:
+                st.seq_max = seq
+            elif key in seen or key in st.seen_old:
+                c["duplicates"] += 1
+                continue
+            seen[key] = None
+            if len(seen) >= SEEN_MAX:
+                st.seen_old = seen
+                st.seen = {}
+            if not st.registered:
+                self._register(st)
+            data = samples[p : p + n * ch].reshape(n, ch)
+            status = st.clock.observe(t0 + n / fs, arrival)
+            if status is not OK or self._held:
+                # a held chunk outlives the call: its own samples, not a view of the caller's
+                chunk = Chunk(self.device, st.name, seq, t0, fs, data.copy(), arrival)
+                if status is not OK:
+                    got = self._clock_event(chunk, status)
+                else:
+                    got = self._release_held(chunk, st)
+            else:
+                got = self._ingest(st, t0, fs, data, arrival)
+            if got:
+                return got, i + 1
+        return [], end
+
+    def _take(
+        self,
+        st: Stream,
+        seq: int,
+        t0: float,
+        fs: float,
+        data: np.ndarray,
+        arrival: float,
+        chunk: Chunk | None,
+    ) -> list[FusedWindow]:
+        """A checked chunk of stream ``st`` (``chunk``: the object itself, or None to make one
+        only if it must be kept)."""
+        n = data.shape[0]
+        key = redelivery_key(seq, t0, n)
         seen = st.seen
-        if key in seen or key in st.seen_old:
-            c["duplicates"] += 1
+        if seq > st.seq_max:
+            st.seq_max = seq
+        elif key in seen or key in st.seen_old:
+            self.counters["duplicates"] += 1
             return []
         seen[key] = None
         if len(seen) >= SEEN_MAX:
@@ -201,12 +296,14 @@ class DeviceAligner:
             st.seen = {}
         if not st.registered:
             self._register(st)
-        status = st.clock.observe(t0 + n / fs, chunk.arrival)
-        if status is not OK:
-            return self._clock_event(chunk, status)
-        if self._held:
+        status = st.clock.observe(t0 + n / fs, arrival)
+        if status is not OK or self._held:
+            if chunk is None:
+                chunk = Chunk(self.device, st.name, seq, t0, fs, data, arrival)
+            if status is not OK:
+                return self._clock_event(chunk, status)
             return self._release_held(chunk, st)
-        return self._ingest(chunk, st)
+        return self._ingest(st, t0, fs, data, arrival)
 
     def advance(self, now: float) -> list[FusedWindow]:
         """Close windows whose lateness budget ran out at gateway time ``now``."""
@@ -345,44 +442,60 @@ class DeviceAligner:
             for h in held:
                 hst = self._streams[h.modality]
                 self._replay_at = hst.clock.to_gateway(h.t0 + h.data.shape[0] / h.fs)
-                out.extend(self._ingest(h, hst))
+                out.extend(self._ingest(hst, h.t0, h.fs, _as_f32(h.data), h.arrival))
         finally:
             self._replay_at = math.inf
-        out.extend(self._ingest(chunk, st))
+        out.extend(self._ingest(st, chunk.t0, chunk.fs, _as_f32(chunk.data), chunk.arrival))
         return out
 
-    def _ingest(self, chunk: Chunk, st: Stream) -> list[FusedWindow]:
-        arrival = chunk.arrival
+    def _ingest(
+        self, st: Stream, t0: float, fs: float, data: np.ndarray, arrival: float
+    ) -> list[FusedWindow]:
+        """Store a chunk's samples (``data`` float32, C-contiguous: :func:`_as_f32`) and close
+        what that makes ready."""
         if arrival > self._now:
             self._now = arrival
-        fs = chunk.fs
         buf = st.buf
         if buf is None or abs(buf.fs - fs) > 1e-9 * fs:
             buf = StreamBuffer(
-                chunk.channels,
+                data.shape[1],
                 fs,
-                chunk.t0,
+                t0,
                 self._retain_s,
                 self.config.reorder_s,
                 tally=self.counters,
             )
             self._buffers[st.name] = st.buf = buf
-        data = chunk.data
-        if data.dtype is not _F32 or not data.flags.c_contiguous:
-            if data.dtype != np.float32 or not data.flags.c_contiguous:
-                data = np.ascontiguousarray(data, dtype=np.float32)
-        status = buf.put(chunk.t0, data)
+        status = buf.put(t0, data)
         if status is not BUF_OK:
             self.counters["late_chunks" if status == STALE else "rejected"] += 1
             return self._close_ready(None)
-        if st.last_arrival == -math.inf and st not in self._arrived:
+        if st.last_arrival == _NEG_INF and st not in self._arrived:
             self._arrived.append(st)
         st.last_arrival = arrival
         win = self.windower
-        if win.next_index is None:
-            win.start(st.clock.to_gateway(chunk.t0))
-        elif st.clock.to_gateway(chunk.t0) < win.closed_end:
+        w = win.next_index
+        clock = st.clock
+        if w is None:
+            win.start(clock.to_gateway(t0))
+        elif t0 + clock.offset + clock.drift * (t0 - clock.d_ref) < win.closed_end:
+            # (clock.to_gateway(t0), written out)
             self.counters["late_chunks"] += 1
+        elif (
+            w == self._w
+            and (self._now if self._now < self._replay_at else self._replay_at) < self._w_deadline
+            and arrival >= self._now - self._silence_s
+        ):
+            # what _close_ready(st) would find first: window ``w`` has not timed out, and if
+            # this stream (live) still lacks samples it needs, nothing closes. Most chunks end
+            # here, on Stream.holds' cached answer (written out) or on holds itself.
+            if (
+                st.hi > buf.end_pos
+                and st.w == w
+                and st.for_buf is buf
+                and st.clock_version == clock.version
+            ) or not st.holds(w, self._w_start, self.k, self._grid_fs):
+                return []
         return self._close_ready(st)
 
     def _derive_window(self, w: int) -> None:

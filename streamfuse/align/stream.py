@@ -13,7 +13,7 @@ from .clock import ClockModel
 #: that (bounds memory; QoS-1 redelivery is near in time).
 SEEN_MAX = 4096
 #: A chunk's redelivery key packed exactly: (seq, t0, n) as int64, float64, int64.
-_KEY = struct.Struct("<qdq")
+KEY = struct.Struct("<qdq")
 
 
 def redelivery_key(seq: int, t0: float, n: int) -> bytes:
@@ -26,7 +26,7 @@ def redelivery_key(seq: int, t0: float, n: int) -> bytes:
     key, so the two forms never meet.
     """
     try:
-        return _KEY.pack(seq, t0, n)
+        return KEY.pack(seq, t0, n)
     except struct.error:
         return repr((seq, t0, n)).encode()
 
@@ -47,6 +47,7 @@ class Stream:
         "max_fs",
         "seen",
         "seen_old",
+        "seq_max",
         "clock",
         "registered",
         "buf",
@@ -67,6 +68,9 @@ class Stream:
         # redelivery keys in two generations: when ``seen`` is full it becomes ``seen_old``
         self.seen: dict[bytes, None] = {}
         self.seen_old: dict[bytes, None] = {}
+        # the largest seq given a key so far: a chunk with a larger one is no redelivery,
+        # and its key need not be looked up (an in-order stream's every chunk)
+        self.seq_max: int | float = -math.inf
         self.clock = clock
         self.registered = False  # clock listed in DeviceAligner._clocks (on first use)
         self.buf: StreamBuffer | None = None

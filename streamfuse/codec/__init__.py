@@ -20,10 +20,12 @@ from ..types import Chunk, Label
 from .bundle import (
     MAX_BUNDLE_PARTS,
     BundleParts,
+    BundleScan,
     _bundle_at_once,
     _bundle_part_by_part,
     decode_bundle,
     encode_bundle,
+    scan_parts,
 )
 from .checks import DEFAULT_LIMITS, check_finite, check_times
 from .frame import HEADER, HEADER_SIZE, MAGIC, VERSION, decode_binary, encode_chunk
@@ -45,6 +47,7 @@ __all__ = [
     "MAX_LABEL_BYTES",
     "VERSION",
     "BundleParts",
+    "BundleScan",
     "_bundle_at_once",
     "_bundle_part_by_part",
     "decode_bundle",
@@ -56,6 +59,7 @@ __all__ = [
     "encode_chunk_json",
     "encode_label",
     "encode_prediction",
+    "scan_parts",
 ]
 
 

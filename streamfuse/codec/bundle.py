@@ -73,10 +73,9 @@ def decode_bundle(
     the bytes where a part should start are no version-1 frame) the rest of the bundle is
     refused as one rejection that says how many bytes were lost.
     """
-    if 0 < len(payload) <= limits.max_payload_bytes and NATIVE_F32:
-        whole = _bundle_at_once(device, payload, modalities, limits, max_parts, arrival)
-        if whole is not None:
-            return whole
+    whole = _bundle_at_once(device, payload, modalities, limits, max_parts, arrival)
+    if whole is not None:
+        return whole
     return _bundle_part_by_part(device, payload, modalities, limits, max_parts, arrival)
 
 
@@ -229,19 +228,42 @@ def _bundle_plan(modalities: Mapping[str, ModalitySpec], max_parts: int) -> _Bun
     return plan
 
 
-def _bundle_at_once(
-    device: str,
+class BundleScan(NamedTuple):
+    """A bundle whose every part is good, as :func:`scan_parts` read it: part ``i`` is
+    modality ``names[ints[i][0]]`` with ``(j, n, ch, seq, pos) = ints[i]`` and
+    ``(t0, fs) = floats[i]``, its samples ``samples[pos : pos + n * ch]`` (row-major
+    ``[n, ch]``). No :class:`~streamfuse.types.Chunk` is made (the engine's bundle path
+    hands the fields to the aligner as they are)."""
+
+    names: list[str]
+    ints: list[list[int]]
+    floats: list[list[float]]
+    samples: np.ndarray
+
+
+def scan_parts(
     payload: bytes,
     modalities: Mapping[str, ModalitySpec],
-    limits: Limits,
-    max_parts: int,
-    arrival: float,
-) -> BundleParts | None:
-    """A bundle whose every part is good, decoded in one kernel pass (:func:`scan_bundle`);
-    ``None`` if any part is not, for the part-by-part path to say which and why. Each
-    chunk's samples are a view of one array that the bundle's chunks share."""
+    limits: Limits = DEFAULT_LIMITS,
+    max_parts: int = MAX_BUNDLE_PARTS,
+    scratch: np.ndarray | None = None,
+) -> BundleScan | None:
+    """Every part of a bundle in one kernel pass (:func:`scan_bundle`), when every part is
+    good; ``None`` otherwise (an empty or oversize payload, a bad part, or a platform whose
+    floats are not little-endian), for :func:`decode_bundle` to say what is wrong.
+
+    ``scratch`` (float32, 1-D): the samples are copied there if it is large enough, else
+    into a new array (``samples`` says which); a caller that passes one reuses it for the
+    next bundle, so it must copy whatever it keeps of the samples first.
+    """
+    if not (0 < len(payload) <= limits.max_payload_bytes and NATIVE_F32):
+        return None
     plan = _bundle_plan(modalities, max_parts)
-    out = np.empty(len(payload) // 4, np.float32)
+    size = len(payload) // 4
+    if scratch is not None and scratch.shape[0] >= size:
+        out = scratch
+    else:
+        out = np.empty(size, np.float32)
     parts = scan_bundle(
         np.frombuffer(payload, np.uint8),
         plan.header_names,
@@ -258,12 +280,27 @@ def _bundle_at_once(
     )
     if parts <= 0:
         return None
-    names = plan.names
+    return BundleScan(plan.names, plan.meta_i[:parts].tolist(), plan.meta_f[:parts].tolist(), out)
+
+
+def _bundle_at_once(
+    device: str,
+    payload: bytes,
+    modalities: Mapping[str, ModalitySpec],
+    limits: Limits,
+    max_parts: int,
+    arrival: float,
+) -> BundleParts | None:
+    """A bundle whose every part is good, decoded in one kernel pass (:func:`scan_parts`);
+    ``None`` if any part is not, for the part-by-part path to say which and why. Each
+    chunk's samples are a view of one array that the bundle's chunks share."""
+    scan = scan_parts(payload, modalities, limits, max_parts)
+    if scan is None:
+        return None
+    names, out = scan.names, scan.samples
     chunks = [
         Chunk(device, names[j], seq, t0, fs, out[pos : pos + n * ch].reshape(n, ch), arrival)
-        for (j, n, ch, seq, pos), (t0, fs) in zip(
-            plan.meta_i[:parts].tolist(), plan.meta_f[:parts].tolist(), strict=True
-        )
+        for (j, n, ch, seq, pos), (t0, fs) in zip(scan.ints, scan.floats, strict=True)
     ]
     return BundleParts(chunks, [])
 
