@@ -182,3 +182,43 @@ def test_a_frame_on_a_modality_topic_the_scan_refuses_is_the_decoders_to_refuse(
     engine = Engine()
     assert engine.push(RawMessage(topic, frame), 2.0) == []
     assert engine.counters["chunks"] == 1 and "bundles" not in engine.counters
+
+
+def _used(scan) -> np.ndarray:
+    """The samples a scan's parts own (the rest of its array is not written)."""
+    end = max(pos + n * ch for _, n, ch, pos, _ in scan.ints)
+    return scan.samples[:end].copy()
+
+
+def test_threads_decoding_bundles_at_once_each_get_their_own_results() -> None:
+    """The bundle scan's kernel releases the GIL and writes its per-part figures into scratch
+    kept with the plan; each thread has its own, so engines decoding on two threads at once
+    read back their own bundle's figures (a shared scratch gave one thread the other's)."""
+    import threading
+
+    from streamfuse.codec import bundle
+
+    periods, _ = _periods(device_messages("dev0", 3.0))
+    payloads = [codec.encode_bundle(cs) for cs, _ in periods]
+    want = [bundle.scan_parts(p, MODS) for p in payloads]
+    want = [(s.names, s.ints, s.floats, _used(s)) for s in want if s is not None]
+    assert len(want) == len(payloads) > 20
+    plans: list[object] = []
+    bad: list[int] = []
+
+    def decode() -> None:
+        plans.append(bundle._bundle_plan(MODS, 3).meta_i)
+        for _ in range(200):
+            for p, w in zip(payloads, want, strict=True):
+                s = bundle.scan_parts(p, MODS)
+                assert s is not None
+                if (s.names, s.ints, s.floats) != w[:3] or not np.array_equal(_used(s), w[3]):
+                    bad.append(1)
+
+    threads = [threading.Thread(target=decode) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert plans[0] is not plans[1]
+    assert bad == []

@@ -7,6 +7,7 @@ other is decoded part by part, each refused part with its own reason, device, mo
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -205,11 +206,19 @@ class _BundlePlan(NamedTuple):
     meta_f: np.ndarray
 
 
-_plan_cache: list[Any] = [None, None, None]  # [mapping seen, a copy of it, its plan]
+class _PlanCache(threading.local):
+    """The last plan made, per thread: its scratch is written by a kernel that releases the
+    GIL, so two threads decoding at once (engines on their own threads) must not share it."""
+
+    def __init__(self) -> None:
+        self.entry: list[Any] = [None, None, None]  # [mapping seen, a copy of it, its plan]
+
+
+_plan_cache = _PlanCache()
 
 
 def _bundle_plan(modalities: Mapping[str, ModalitySpec], max_parts: int) -> _BundlePlan:
-    seen, copy, plan = _plan_cache
+    seen, copy, plan = _plan_cache.entry
     if modalities is seen and modalities == copy and plan.meta_i.shape[0] >= max_parts:
         return plan  # type: ignore[no-any-return]
     names = list(modalities)
@@ -224,7 +233,7 @@ def _bundle_plan(modalities: Mapping[str, ModalitySpec], max_parts: int) -> _Bun
     plan = _BundlePlan(
         names, header_names, channels, np.zeros((rows, 5), np.int64), np.zeros((rows, 2))
     )
-    _plan_cache[:] = [modalities, dict(modalities), plan]
+    _plan_cache.entry = [modalities, dict(modalities), plan]
     return plan
 
 
