@@ -67,9 +67,11 @@ def kernels_cached() -> bool:
     found = 0
     for info in pkgutil.iter_modules(kernels.__path__):
         module = importlib.import_module(f"{kernels.__name__}.{info.name}")
-        source = getattr(module, "__file__", None)
         for value in vars(module).values():
             cache = getattr(value, "_cache", None) if isinstance(value, CPUDispatcher) else None
+            # the kernel's own source: a module may import kernels defined in another one
+            source = getattr(getattr(value, "py_func", None), "__code__", None)
+            source = getattr(source, "co_filename", None)
             index = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
             if index is None or source is None or not os.path.exists(index):
                 continue
