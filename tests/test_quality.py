@@ -55,15 +55,18 @@ def test_indices_match_plain_loops(seed):
     valid = mask & np.isfinite(x).all(axis=1)
     rows = x.tolist()
     assert q.flat_fraction(x[:, 0], mask, 5) == pytest.approx(
-        naive_flat(x[:, 0].tolist(), (mask & np.isfinite(x[:, 0])).tolist(), 5), nan_ok=True)
+        naive_flat(x[:, 0].tolist(), (mask & np.isfinite(x[:, 0])).tolist(), 5), nan_ok=True
+    )
     assert q.clipped_fraction(x, mask) == pytest.approx(
-        naive_clipped(rows, mask.tolist()), nan_ok=True)
+        naive_clipped(rows, mask.tolist()), nan_ok=True
+    )
     assert q.beyond_fraction(x, mask, 1.5) == pytest.approx(
-        naive_beyond(rows, valid.tolist(), 1.5), nan_ok=True)
+        naive_beyond(rows, valid.tolist(), 1.5), nan_ok=True
+    )
     assert q.flat_channel_fraction(x, mask, 0.9) == pytest.approx(
-        naive_flat_channels(rows, valid.tolist(), 0.9), nan_ok=True)
-    assert q.motion_index(x, mask) == pytest.approx(
-        naive_motion(rows, valid.tolist()), nan_ok=True)
+        naive_flat_channels(rows, valid.tolist(), 0.9), nan_ok=True
+    )
+    assert q.motion_index(x, mask) == pytest.approx(naive_motion(rows, valid.tolist()), nan_ok=True)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -151,7 +154,8 @@ def test_acc_motion_and_units():
     assert q.acc_quality(still, None, FS)["motion"] < 0.05
     assert q.acc_quality(moving, None, FS)["motion"] > 0.7
     assert q.motion_index(moving * 9.80665, None, "m/s2") == pytest.approx(
-        q.motion_index(moving, None, "g"))
+        q.motion_index(moving, None, "g")
+    )
 
 
 def test_gaps_empty_and_bad_shapes():
@@ -179,3 +183,108 @@ def test_tiny_and_non_finite_blocks():
     x[::2] = np.inf
     got = q.ecg_quality(x, None, FS)
     assert all(math.isfinite(v) for v in got.values())
+
+
+def _by_expressions(kind, block, mask, fs):
+    """The indices as the NumPy expressions of features/quality compute them (what the
+    per-modality kernels replaced): the kernels must give the same floats, bit for bit."""
+    a, m = q._check(block, mask)
+    if kind == "ecg":
+        v = np.ascontiguousarray(a[:, :1])
+        d = {
+            "gap": q.gap_fraction(m),
+            "flat": q._flat(v, m, max(2, int(round(0.2 * fs))), 0.0),
+            "clipped": q._clipped(v, m, 3, 1e-3),
+            "template": q._template(v, m, fs),
+            "wander": q._wander(v, m, fs, 0.7),
+        }
+    elif kind == "eeg":
+        d = {
+            "gap": q.gap_fraction(m),
+            "line_noise": q._line_noise(a, m, fs, (50.0, 60.0), 1.0),
+            "beyond": q._beyond(a, m, 150.0),
+            "flat_channels": q._flat_channels(a, m, 0.5),
+            "clipped": q._clipped(a, m, 3, 1e-3),
+        }
+    else:
+        d = {
+            "gap": q.gap_fraction(m),
+            "clipped": q._clipped(a, m, 3, 1e-3),
+            "motion": q._motion(a, m, "g"),
+        }
+    return {k: v for k, v in d.items() if math.isfinite(v)}
+
+
+def _bits(d):
+    return [(k, np.float64(v).tobytes()) for k, v in d.items()]
+
+
+def _random_block(rng, kind):
+    fs = float(rng.choice([50.0, 100.0, 128.0, 250.0, 256.0, 500.0]))
+    k = int(rng.choice([int(rng.integers(1, 40)), int(rng.integers(40, 1100)), int(2 * fs)]))
+    ch = {"ecg": int(rng.integers(1, 3)), "eeg": int(rng.integers(1, 10))}.get(kind, 3)
+    t = np.arange(k) / fs
+    x = rng.normal(size=(k, ch)) * 10.0 ** rng.uniform(-2, 2, size=ch)
+    if kind == "ecg" or rng.random() < 0.3:  # beats: R waves and T waves at a random rate
+        for tb in np.arange(rng.uniform(0, 0.5), t[-1] + 1, 60.0 / rng.uniform(40, 180)):
+            x[:, 0] += rng.uniform(0.5, 40) * np.exp(-0.5 * ((t - tb) / 0.012) ** 2)
+            x[:, 0] += 0.3 * np.exp(-0.5 * ((t - tb - 0.25) / 0.04) ** 2)
+    if rng.random() < 0.3:
+        x += rng.uniform(0, 30) * np.sin(2 * np.pi * rng.choice([50.0, 60.0, 0.3]) * t)[:, None]
+    if rng.random() < 0.3:  # a coarse ADC: plateaus, tied peaks
+        x = np.round(x, int(rng.integers(0, 2)))
+    for _ in range(int(rng.integers(0, 4))):  # flat runs, rails, signed zeros
+        s = int(rng.integers(0, k))
+        x[s : s + int(rng.integers(1, 80)), int(rng.integers(0, ch))] = rng.choice(
+            [0.0, -0.0, 2.5, -2.5, x.max(), x.min()]
+        )
+    mask = None
+    if rng.random() < 0.7:
+        mask = rng.random(k) > rng.choice([0.0, 0.05, 0.5, 0.97])
+        s = int(rng.integers(0, k))
+        mask[s : s + int(rng.integers(0, k // 2 + 1))] = False
+    if rng.random() < 0.2 and k > 3:
+        x[int(rng.integers(0, k)), int(rng.integers(0, ch))] = rng.choice([np.nan, np.inf])
+    if rng.random() < 0.5:
+        x = x.astype(np.float32)
+    return x, mask, fs
+
+
+@pytest.mark.parametrize("kind", ["ecg", "eeg", "acc"])
+def test_window_kernels_give_the_expressions_bit_for_bit(kind):
+    rng = np.random.default_rng({"ecg": 11, "eeg": 12, "acc": 13}[kind])
+    for _ in range(400):
+        x, mask, fs = _random_block(rng, kind)
+        assert _bits(q.window_quality(kind, x, mask, fs)) == _bits(
+            _by_expressions(kind, x, mask, fs)
+        ), (x.shape, fs)
+
+
+def test_local_peaks_are_scipys_find_peaks_or_say_tied():
+    from scipy.signal import find_peaks
+
+    from streamfuse.kernels import quality as kq
+
+    rng = np.random.default_rng(14)
+    tied = 0
+    for _ in range(300):
+        n = int(rng.integers(3, 600))
+        e = np.abs(rng.normal(size=n))
+        if rng.random() < 0.5:  # plateaus and equal heights
+            e = np.round(e * rng.choice([2, 5, 50]))
+        hmin, distance = float(rng.uniform(0, 1.5)), int(rng.integers(1, 90))
+        got, tie = kq.local_peaks(e, hmin, distance)
+        tied += tie
+        if not tie:
+            want = find_peaks(e, height=hmin, distance=distance)[0]
+            np.testing.assert_array_equal(got, want)
+    assert 0 < tied < 300
+
+
+def test_pairwise_sum_is_numpys_sum():
+    from streamfuse.kernels import quality as kq
+
+    rng = np.random.default_rng(15)
+    for n in [*range(0, 300), 511, 512, 513, 1024, 4099, 20000]:
+        a = rng.normal(size=n + 3) * 10.0 ** rng.uniform(-5, 5, size=n + 3)
+        assert np.float64(kq.np_sum(a, 3, n)).tobytes() == np.sum(a[3 : 3 + n]).tobytes()

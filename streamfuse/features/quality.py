@@ -29,7 +29,10 @@ template correlation in ``[-1, 1]``) that is 0 (1 for the correlation) on a clea
 
 :func:`window_quality` picks the indices by modality name (as
 :func:`~streamfuse.features.device.modality_kind` does); ``tests/naive_quality.py`` holds
-plain-loop references of every index.
+plain-loop references of every index. :func:`ecg_quality`, :func:`eeg_quality` and
+:func:`acc_quality` compute a block's indices in one kernel of :mod:`streamfuse.kernels.quality`
+each (spectra with NumPy's FFT): ~610 -> ~110 us a window of the bench fleet, the same floats as
+the per-index functions here (NumPy expressions), which ``tests/test_quality.py`` holds them to.
 """
 
 from __future__ import annotations
@@ -59,9 +62,7 @@ def _check(block: npt.ArrayLike, mask: npt.ArrayLike | None) -> tuple[np.ndarray
         raise ValueError(f"a block must be [samples, channels], got shape {x.shape}")
     m = np.ones(x.shape[0], dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
     if m.shape != (x.shape[0],):
-        raise ValueError(
-            f"mask has shape {m.shape}, the block {x.shape}; pass one bool per row"
-        )
+        raise ValueError(f"mask has shape {m.shape}, the block {x.shape}; pass one bool per row")
     m = m & np.isfinite(x).all(axis=1)
     return x, m
 
@@ -150,8 +151,11 @@ def _template(a: np.ndarray, m: np.ndarray, fs: float) -> float:
         return 0.0
     v[~m] = float(np.median(v[m]))
     before, after = int(round(0.2 * fs)), int(round(0.4 * fs))
-    beats = [p for p in _r_peaks(v, fs) if p - before >= 0 and p + after <= v.size
-             and m[p - before : p + after].all()]
+    beats = [
+        p
+        for p in _r_peaks(v, fs)
+        if p - before >= 0 and p + after <= v.size and m[p - before : p + after].all()
+    ]
     if len(beats) < 2:
         return 0.0
     segs = np.stack([v[p - before : p + after] for p in beats])
@@ -174,8 +178,9 @@ def _spectrum_plan(
     return np.hanning(k), f >= 1.0, lines
 
 
-def _line_noise(a: np.ndarray, m: np.ndarray, fs: float, line_hz: tuple[float, ...],
-                half_width: float) -> float:
+def _line_noise(
+    a: np.ndarray, m: np.ndarray, fs: float, line_hz: tuple[float, ...], half_width: float
+) -> float:
     if int(m.sum()) < 8:
         return math.nan
     win, above_1hz, lines = _spectrum_plan(a.shape[0], float(fs), tuple(line_hz), half_width)
@@ -206,8 +211,9 @@ def _wander(a: np.ndarray, m: np.ndarray, fs: float, cutoff: float) -> float:
     return float(psd[1:][f[1:] < cutoff].sum() / total)
 
 
-def wander_ratio(x: npt.ArrayLike, mask: npt.ArrayLike | None, fs: float,
-                 cutoff: float = 0.7) -> float:
+def wander_ratio(
+    x: npt.ArrayLike, mask: npt.ArrayLike | None, fs: float, cutoff: float = 0.7
+) -> float:
     """Share of a 1-D signal's power above the zero-frequency bin that lies below ``cutoff``
     Hz (Hann periodogram of the demeaned valid samples, gaps set to the mean); NaN with fewer
     than 8 valid samples or no power."""
@@ -277,49 +283,134 @@ def _clean(d: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in d.items() if math.isfinite(v)}
 
 
+def _block(block: npt.ArrayLike, mask: npt.ArrayLike | None) -> tuple[np.ndarray, np.ndarray]:
+    """``block`` as a C-contiguous float64 ``[k, ch]`` and ``mask`` as bools (all true for
+    None); the same checks as :func:`_check`, the finite test left to the kernels."""
+    x = np.asarray(block, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2:
+        raise ValueError(f"a block must be [samples, channels], got shape {x.shape}")
+    m = np.ones(x.shape[0], dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    if m.shape != (x.shape[0],):
+        raise ValueError(f"mask has shape {m.shape}, the block {x.shape}; pass one bool per row")
+    return np.ascontiguousarray(x), np.ascontiguousarray(m)
+
+
+@functools.lru_cache(maxsize=32)
+def _wander_plan(k: int, fs: float, cutoff: float) -> tuple[np.ndarray, int]:
+    """Hann window and how many bins after the zero-frequency one lie below ``cutoff``
+    (``_wander``'s ``f[1:] < cutoff``, a prefix as the frequencies rise)."""
+    f = np.fft.rfftfreq(k, 1.0 / fs)
+    return _spectrum_plan(k, fs, (), 1.0)[0], int((f[1:] < cutoff).sum())
+
+
+@functools.lru_cache(maxsize=32)
+def _line_plan(
+    k: int, fs: float, line_hz: tuple[float, ...], half_width: float
+) -> tuple[np.ndarray, int, np.ndarray]:
+    """``_spectrum_plan`` as bin ranges: Hann window, the first bin at or above 1 Hz, and each
+    usable mains band's ``[first, end)`` bins (``|f - f0| <= half_width`` is one run)."""
+    win, above_1hz, lines = _spectrum_plan(k, fs, line_hz, half_width)
+    bands = np.zeros((len(lines), 2), dtype=np.int64)
+    for i, band in enumerate(lines):
+        idx = np.flatnonzero(band)
+        bands[i] = (idx[0], idx[-1] + 1) if idx.size else (0, 0)
+        assert idx.size == 0 or idx.size == idx[-1] + 1 - idx[0]
+    lo = int(np.argmax(above_1hz)) if above_1hz.any() else above_1hz.size
+    return win, lo, bands
+
+
 def ecg_quality(
-    block: npt.ArrayLike, mask: npt.ArrayLike | None, fs: float, *, flat_s: float = 0.2,
+    block: npt.ArrayLike,
+    mask: npt.ArrayLike | None,
+    fs: float,
+    *,
+    flat_s: float = 0.2,
     tol: float = 0.0,
 ) -> dict[str, float]:
     """``gap``, ``flat``, ``clipped``, ``template`` and ``wander`` of an ECG block (first
     channel)."""
-    a, m = _check(block, mask)
-    v = np.ascontiguousarray(a[:, :1])
-    return _clean({
-        "gap": gap_fraction(m),
-        "flat": _flat(v, m, max(2, int(round(flat_s * fs))), tol),
-        "clipped": _clipped(v, m, 3, 1e-3),
-        "template": _template(v, m, fs),
-        "wander": _wander(v, m, fs, 0.7),
-    })
+    x, m = _block(block, mask)
+    k = x.shape[0]
+    win, n_low = _wander_plan(k, float(fs), 0.7)
+    gap, flat, clipped, nv, valid, v, z = kq.ecg_indices(
+        x, m, max(1, max(2, int(round(flat_s * fs)))), float(tol), 1e-3, win
+    )
+    template = 0.0
+    if nv:
+        detect = not (k < int(0.5 * fs) or fs < 60.0)
+        sos = _qrs_band(float(fs)) if detect else _NO_SOS
+        status, s, t, ss, tt = kq.beat_segments(
+            v[:, 0],
+            valid,
+            nv,
+            detect,
+            sos,
+            int(round(0.2 * fs)),
+            int(round(0.4 * fs)),
+            max(1, int(0.3 * fs)),
+        )
+        if status == 1:
+            template = float(kq.beat_correlation(s @ t, ss, tt))
+        elif status == 2:  # tied peak heights: scipy's own order decides
+            template = _template(v, valid, fs)
+    wander = math.nan
+    if nv >= 8:
+        wander = float(kq.low_share(np.abs(np.fft.rfft(z)), n_low))
+    return _clean(
+        {
+            "gap": float(gap),
+            "flat": float(flat),
+            "clipped": float(clipped),
+            "template": template,
+            "wander": wander,
+        }
+    )
+
+
+_NO_SOS = np.zeros((1, 6))
 
 
 def eeg_quality(
-    block: npt.ArrayLike, mask: npt.ArrayLike | None, fs: float, *, limit: float = 150.0,
-    min_sd: float = 0.5, line_hz: tuple[float, ...] = (50.0, 60.0),
+    block: npt.ArrayLike,
+    mask: npt.ArrayLike | None,
+    fs: float,
+    *,
+    limit: float = 150.0,
+    min_sd: float = 0.5,
+    line_hz: tuple[float, ...] = (50.0, 60.0),
 ) -> dict[str, float]:
     """``gap``, ``line_noise``, ``beyond``, ``flat_channels`` and ``clipped`` of an EEG block
     (``limit`` and ``min_sd`` in the block's unit, µV by default)."""
-    a, m = _check(block, mask)
-    return _clean({
-        "gap": gap_fraction(m),
-        "line_noise": _line_noise(a, m, fs, line_hz, 1.0),
-        "beyond": _beyond(a, m, limit),
-        "flat_channels": _flat_channels(a, m, min_sd),
-        "clipped": _clipped(a, m, 3, 1e-3),
-    })
+    x, m = _block(block, mask)
+    win, lo, bands = _line_plan(x.shape[0], float(fs), tuple(line_hz), 1.0)
+    spectrum = bands.shape[0] > 0
+    gap, beyond, flat_channels, clipped, z, nv = kq.eeg_indices(
+        x, m, float(limit), float(min_sd), 1e-3, win, spectrum
+    )
+    line_noise = math.nan
+    if nv >= 8 and spectrum:
+        line_noise = float(kq.band_share(np.abs(np.fft.rfft(z, axis=1)), lo, bands))
+    return _clean(
+        {
+            "gap": float(gap),
+            "line_noise": line_noise,
+            "beyond": float(beyond),
+            "flat_channels": float(flat_channels),
+            "clipped": float(clipped),
+        }
+    )
 
 
 def acc_quality(
     block: npt.ArrayLike, mask: npt.ArrayLike | None, fs: float, *, unit: str = "g"
 ) -> dict[str, float]:
     """``gap``, ``clipped`` and ``motion`` of an accelerometer block."""
-    a, m = _check(block, mask)
-    return _clean({
-        "gap": gap_fraction(m),
-        "clipped": _clipped(a, m, 3, 1e-3),
-        "motion": _motion(a, m, unit),
-    })
+    x, m = _block(block, mask)
+    scale = _G if unit in ("m/s2", "m/s^2", "m/s²") else 1.0
+    gap, clipped, motion = kq.acc_indices(x, m, scale, 1e-3)
+    return _clean({"gap": float(gap), "clipped": float(clipped), "motion": float(motion)})
 
 
 def window_quality(
@@ -336,8 +427,10 @@ def window_quality(
     if kind == "acc":
         return acc_quality(block, mask, fs)
     a, m = _check(block, mask)
-    return _clean({
-        "gap": gap_fraction(m),
-        "flat": _flat(np.ascontiguousarray(a[:, :1]), m, max(2, int(round(0.2 * fs))), 0.0),
-        "clipped": _clipped(a, m, 3, 1e-3),
-    })
+    return _clean(
+        {
+            "gap": gap_fraction(m),
+            "flat": _flat(np.ascontiguousarray(a[:, :1]), m, max(2, int(round(0.2 * fs))), 0.0),
+            "clipped": _clipped(a, m, 3, 1e-3),
+        }
+    )
