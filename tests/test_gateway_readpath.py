@@ -629,3 +629,48 @@ def test_a_direct_write_the_socket_cannot_take_is_finished_by_paho_in_order() ->
     assert not paho._out_packet
     paho._sock.close()
     peer.close()
+
+
+def test_a_disconnect_while_waiting_ends_the_reader_with_mqtt_error() -> None:
+    """The reader waits on the gateway's own queue, not aiomqtt's iterator: paho's disconnect
+    callback (aiomqtt's, still called) wakes it, and aiomqtt's iterator then raises."""
+    gateway = Gateway(Engine(), gateway_config(publish_qos=0), clock=lambda: 0.0)
+    seen: list[Any] = []
+    gone = [False]
+
+    class _Paho(_FakePaho):
+        def __init__(self) -> None:
+            super().__init__()
+            self.on_disconnect: Any = lambda *args: seen.append(args)
+
+    class _Client(_FakeClient):
+        @property
+        def messages(self) -> Any:
+            class _It:
+                async def __anext__(self) -> Any:
+                    if gone[0]:
+                        raise aiomqtt.MqttError("Disconnected during message iteration")
+                    await asyncio.sleep(3600)
+
+            return _It()
+
+    client = _Client(gateway.inbox)
+    client._client = _Paho()
+
+    async def main() -> None:
+        reader = asyncio.create_task(gateway.ingest.read(client))  # type: ignore[arg-type]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not reader.done()
+        gone[0] = True
+        client._client.on_disconnect(None, None, 7)  # what paho calls when the link is lost
+        for _ in range(20):
+            await asyncio.sleep(0)
+            if reader.done():
+                break
+        assert reader.done(), "the reader slept through the disconnect"
+        with pytest.raises(aiomqtt.MqttError):
+            reader.result()
+
+    asyncio.run(main())
+    assert seen == [(None, None, 7)]  # aiomqtt's own callback still ran
