@@ -64,27 +64,3 @@ def test_get_waits_for_a_put_and_a_cancelled_reader_loses_nothing() -> None:
         return got
 
     assert asyncio.run(main()) == ["p/dev1/ecg", "p/dev2/ecg"]
-
-
-def test_wait_returns_on_a_put_or_a_wake_and_takes_nothing() -> None:
-    async def main() -> None:
-        q = SheddingQueue(4)
-        waiter = asyncio.create_task(q.wait())
-        await asyncio.sleep(0)
-        assert not waiter.done()
-        q.put_nowait(_msg(1))
-        await asyncio.wait_for(waiter, 1)
-        assert q.qsize() == 1  # wait takes nothing
-        await asyncio.wait_for(q.wait(), 1)  # an item queued: returns at once
-        q.get_nowait()
-        woken = asyncio.create_task(q.wait())
-        getter = asyncio.create_task(q.get())
-        await asyncio.sleep(0)
-        q.wake()  # nothing queued: wait returns, get waits on
-        await asyncio.wait_for(woken, 1)
-        await asyncio.sleep(0)
-        assert not getter.done()
-        q.put_nowait(_msg(2))
-        assert (await asyncio.wait_for(getter, 1)).topic == "p/dev2/ecg"
-
-    asyncio.run(main())

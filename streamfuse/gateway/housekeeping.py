@@ -53,7 +53,6 @@ class Housekeeping:
             if stop.is_set():
                 return
             gateway.outbox.emit(gateway.durable.tick(gateway.clock()))
-            gateway.inbox.wake()  # the reader looks at the connection (Ingest.read's note)
             gateway.checkpoint_done()
             t = mono()
             if t >= next_evict:

@@ -123,21 +123,15 @@ class Ingest:
         """Wait for a message, then take every message already queued in the same wake-up.
 
         aiomqtt's iterator waits on the queue *and* on the disconnect future with a fresh task
-        and an ``asyncio.wait`` per message (~7 us more per wake-up than one future; at 300
-        bundled devices the gateway wakes for most of its ~3,600 messages a second). Here the
-        wait is on our own queue (:meth:`~streamfuse.mqtt.queue.SheddingQueue.wait`), which
-        paho's ``on_disconnect`` and every housekeeping tick also wake: woken with nothing
-        queued, aiomqtt's iterator is awaited, so a lost connection still raises
-        :class:`aiomqtt.MqttError` here (at once on paho's disconnect callback, within a tick
-        however else aiomqtt learnt of it). The rest of the burst comes straight off the queue,
-        which :meth:`read_socket` tops up from the socket every ``READ_EVERY`` messages and
-        whenever it runs dry; the loop gets a turn every ``YIELD_EVERY`` messages.
+        per message; here it is awaited once per wake-up (so a lost connection still raises
+        :class:`aiomqtt.MqttError` here) and the rest of the burst comes straight off our own
+        queue, which :meth:`read_socket` tops up from the socket every ``READ_EVERY``
+        messages and whenever it runs dry; the loop gets a turn every ``YIELD_EVERY``
+        messages.
         """
         inbox = self.inbox
         messages = client.messages
         paho = protocol_of(client)
-        if paho is not None:
-            self._wake_on_disconnect(paho)
         labels = self.labels
         publish_now = self.gateway.outbox.publish_now
         while True:
@@ -151,15 +145,9 @@ class Ingest:
                     self.flush_counts()
                     await asyncio.sleep(0)
                 continue
-            if inbox.empty():
-                if self.counts:
-                    self.flush_counts()  # the burst's figures, before the loop waits
-                await inbox.wait()  # a message, or a wake-up (see the method's note)
-            message: Any
-            if inbox.empty():  # woken without one: a lost connection raises MqttError here
-                message = await anext(messages)
-            else:
-                message = inbox.get_nowait()
+            if self.counts:
+                self.flush_counts()  # the burst's figures, before the loop waits
+            message: Any = await anext(messages)
             n = 0
             while True:
                 message = as_raw(message)  # install_ingest queued a RawMessage already
@@ -177,23 +165,6 @@ class Ingest:
                     message = inbox.get_nowait()
                 except asyncio.QueueEmpty:
                     break
-
-    def _wake_on_disconnect(self, paho: Any) -> None:
-        """Have ``paho``'s disconnect callback (aiomqtt's, kept) also wake :meth:`read`."""
-        if getattr(paho, "_streamfuse_ingest", None) is self or not hasattr(paho, "on_disconnect"):
-            return  # this client wakes us already (or has no such callback: ticks do)
-        paho._streamfuse_ingest = self
-        previous = paho.on_disconnect
-        inbox = self.inbox
-
-        def on_disconnect(*args: Any) -> None:
-            try:
-                if previous is not None:
-                    previous(*args)
-            finally:
-                inbox.wake()
-
-        paho.on_disconnect = on_disconnect
 
     def _owed(self) -> bool:
         """A running incremental checkpoint pickled devices on demand for a step's budget."""

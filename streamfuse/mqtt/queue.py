@@ -104,31 +104,6 @@ class SheddingQueue:
                 raise
         return self._items.popleft()
 
-    async def wait(self) -> None:
-        """Return once an item is queued (at once if one is), or when :meth:`wake` is called
-        (cancellable). One future per wait, no task: aiomqtt's message iterator makes a task
-        and an ``asyncio.wait`` for every message it waits for (~7 us more per wake-up)."""
-        if self._items:
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._getters.append(waiter)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            # a wake-up this reader will not use goes to the next one
-            if waiter.done() and not waiter.cancelled() and self._items:
-                self._wake_next()
-            raise
-
-    def wake(self) -> None:
-        """Wake every reader waiting in :meth:`get` or :meth:`wait`, queued item or not (a
-        getter finds the queue empty and waits again; :meth:`wait` returns)."""
-        getters = self._getters
-        while getters:
-            waiter = getters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-
     def _wake_next(self) -> None:
         while self._getters:
             waiter = self._getters.popleft()
