@@ -629,3 +629,21 @@ def test_a_direct_write_the_socket_cannot_take_is_finished_by_paho_in_order() ->
     assert not paho._out_packet
     paho._sock.close()
     peer.close()
+
+
+def test_message_and_byte_counts_reach_the_counters_at_each_flush() -> None:
+    """Ingest counts messages as integers; ``messages_total`` and ``bytes_total`` get them at a
+    flush (once per burst of the reader, and at every metrics refresh)."""
+    msgs = device_messages("a", 3, seed=1)
+    gateway = Gateway(Engine(), gateway_config(publish_qos=0), clock=lambda: 0.0)
+    for raw, now in msgs:
+        gateway.ingest.process(RawMessage(raw.topic, raw.payload, now))
+    metrics = gateway.metrics
+    labels = sum(raw.topic.endswith("/label") for raw, _ in msgs)
+    assert metrics.bytes._value.get() == 0  # not flushed yet
+    gateway.house.refresh_metrics()
+    assert metrics.messages.labels("data")._value.get() == len(msgs) - labels
+    assert metrics.messages.labels("label")._value.get() == labels > 0
+    assert metrics.bytes._value.get() == sum(len(raw.payload) for raw, _ in msgs)
+    gateway.ingest.flush_counts()  # nothing new: nothing added twice
+    assert metrics.messages.labels("data")._value.get() == len(msgs) - labels

@@ -10,6 +10,7 @@ import asyncio
 import gc
 import time
 from collections import Counter
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -83,16 +84,21 @@ class Housekeeping:
                 self.retired_align.update(session.aligner.counters)
         return out
 
-    def align_totals(self) -> Counter[str]:
-        """Alignment counters of live devices plus those of evicted ones."""
+    def align_totals(self, live: Mapping[str, int] | None = None) -> Counter[str]:
+        """Alignment counters of live devices (``live``: the engine's ``stats()["align"]``
+        if already at hand) plus those of evicted ones."""
         total: Counter[str] = Counter(self.retired_align)
-        total.update(self.gateway.engine.stats()["align"])
+        total.update(self.gateway.engine.stats()["align"] if live is None else live)
         return total
 
     def refresh_metrics(self) -> None:
-        """Copy the engine's counters into the Prometheus metrics."""
-        engine = self.gateway.engine
-        stats = dict(engine.stats())
-        stats["align"] = dict(self.align_totals())
-        self.gateway.metrics.refresh(stats, len(engine.sessions), engine.metrics(),
-                                     self.gateway.durable.figures())
+        """Copy the engine's counters into the Prometheus metrics (and the read path's
+        message counts, which it adds once per burst)."""
+        gateway = self.gateway
+        gateway.ingest.flush_counts()
+        engine = gateway.engine
+        stats = dict(engine.stats())  # once: it walks every device
+        stats["align"] = dict(self.align_totals(stats["align"]))
+        gateway.metrics.refresh(
+            stats, len(engine.sessions), engine.metrics(), gateway.durable.figures()
+        )

@@ -112,7 +112,12 @@ class Ingest:
         self.drain_left = 0  # messages still queued when the drain timed out
         self.drained = 0  # messages fed to the engine by the drain
         self.budget: ShutdownBudget | None = None
-        self._kind_counters: dict[str, Any] = {}
+        #: messages and payload bytes taken since the last :meth:`flush_counts`, by kind: plain
+        #: integers here, added to the Prometheus counters once per burst (two locked
+        #: ``Counter.inc`` calls per message cost ~1.5 us; see :meth:`process`)
+        self.counts: dict[str, int] = {}
+        self.bytes = 0
+        self._kinds: dict[str, str] = {}  # last topic level -> kind
 
     async def read(self, client: Any) -> None:
         """Wait for a message, then take every message already queued in the same wake-up.
@@ -137,8 +142,11 @@ class Ingest:
                 if paho is not None:
                     self.read_socket(paho)
                 if inbox.empty():
+                    self.flush_counts()
                     await asyncio.sleep(0)
                 continue
+            if self.counts:
+                self.flush_counts()  # the burst's figures, before the loop waits
             message: Any = await anext(messages)
             n = 0
             while True:
@@ -149,6 +157,7 @@ class Ingest:
                     publish_now(client)
                 n += 1
                 if n % YIELD_EVERY == 0 or self._owed():
+                    self.flush_counts()
                     await asyncio.sleep(0)  # ticks, signals and the publisher get their turn
                 if paho is not None and (n % READ_EVERY == 0 or inbox.empty()):
                     self.read_socket(paho)
@@ -193,17 +202,23 @@ class Ingest:
                 return
 
     def process(self, raw: RawMessage) -> bool:
-        """Hand one message to the engine; True if it caused a prediction."""
-        counter = self._kind_counters.get(raw.topic.rpartition("/")[2])
-        if counter is None:
-            counter = self._kind_counter(raw.topic)
-        counter.inc()
-        gateway = self.gateway
-        gateway.metrics.bytes.inc(len(raw.payload))
+        """Hand one message to the engine; True if it caused a prediction.
+
+        The message and its bytes are counted in :attr:`counts` and :attr:`bytes`, which
+        reach ``messages_total`` and ``bytes_total`` at :meth:`flush_counts` (once per burst
+        of :meth:`read`, after :meth:`drain`, and at every metrics refresh)."""
+        topic = raw.topic
+        kind = self._kinds.get(topic.rpartition("/")[2])
+        if kind is None:
+            kind = self._kind(topic)
+        counts = self.counts
+        counts[kind] = counts.get(kind, 0) + 1
+        self.bytes += len(raw.payload)
         if self.on_message is not None:
             self.on_message(raw)
         self.processed += 1
         now = raw.arrival  # stamped at the socket read (see the module's note)
+        gateway = self.gateway
         if now != now:  # NaN: not read by install_ingest's paths
             now = gateway.clock()
         outputs = gateway.durable.push(raw, now)
@@ -211,13 +226,25 @@ class Ingest:
             return gateway.outbox.emit(outputs)
         return False
 
-    def _kind_counter(self, topic: str) -> Any:
-        """The message counter child of ``topic``'s kind, remembered by its last topic level."""
-        child = self.gateway.metrics.messages.labels(message_kind(topic))
-        last = topic.rpartition("/")[2]
-        if len(self._kind_counters) < 64:  # data kinds are few; do not grow on junk topics
-            self._kind_counters[last] = child
-        return child
+    def _kind(self, topic: str) -> str:
+        """The message kind of ``topic``, remembered by its last topic level."""
+        kind = message_kind(topic)
+        if len(self._kinds) < 64:  # data kinds are few; do not grow on junk topics
+            self._kinds[topic.rpartition("/")[2]] = kind
+        return kind
+
+    def flush_counts(self) -> None:
+        """Add the messages and bytes counted since the last call to the Prometheus counters."""
+        metrics = self.gateway.metrics
+        counts = self.counts
+        if counts:
+            labels = metrics.messages.labels
+            for kind, n in counts.items():
+                labels(kind).inc(n)
+            counts.clear()
+        if self.bytes:
+            metrics.bytes.inc(self.bytes)
+            self.bytes = 0
 
     def close(self, client: Any = None) -> ShutdownBudget:
         """Stop taking messages (once) and fix the shutdown's deadlines; returns them.
@@ -268,6 +295,7 @@ class Ingest:
             if n % 200 == 0:
                 await asyncio.sleep(0)  # let a second signal through
         self.drained += n
+        self.flush_counts()
         if n:
             log.info("drained %d queued messages", n)
         gateway = self.gateway

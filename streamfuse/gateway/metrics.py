@@ -155,6 +155,7 @@ class GatewayMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self._stages: dict[str, Any] = {}  # stage -> its child of ``latency``
         self.published = Counter(
             "streamfuse_predictions_published", "Predictions published", registry=r
         )
@@ -201,8 +202,12 @@ class GatewayMetrics:
         }
 
     def observe_latency(self, latency: Mapping[str, float]) -> None:
+        stages = self._stages
         for stage, seconds in latency.items():
-            self.latency.labels(stage).observe(seconds)
+            child = stages.get(stage)
+            if child is None:  # the histogram's child of a stage, looked up once
+                child = stages[stage] = self.latency.labels(stage)
+            child.observe(seconds)
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
         """Start the ``/metrics`` endpoint (:class:`MetricsEndpoint`); return its port."""
