@@ -24,6 +24,7 @@ KEYS = {
     "backoff_initial_s": "mqtt.backoff_initial_s",
     "backoff_max_s": "mqtt.backoff_max_s",
     "max_queued_incoming": "mqtt.max_queued_incoming",
+    "arrival": "mqtt.arrival",
     "checkpoint_dir": "checkpoint.dir",
     "checkpoint_keep": "checkpoint.keep",
     "journal": "journal.enabled",

@@ -137,7 +137,7 @@ def test_a_burst_on_the_socket_reaches_the_engine_at_its_read_time_and_replays_a
     ckpt = tmp_path / "ckpt"
     settings = gateway_config(
         broker_url=broker_url, prefix=topic_prefix, qos=qos, checkpoint_dir=str(ckpt),
-        journal_fsync="never", journal_prune=False,
+        journal_fsync="never", journal_prune=False, arrival="read",
     )  # fmt: skip
     clock = [1000.0]
     taken: dict[bytes, float] = {}  # payload -> the clock when the engine took it

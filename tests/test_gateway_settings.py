@@ -49,6 +49,7 @@ def test_precedence_file_then_environment_then_flags(tmp_path: Path) -> None:
         ("[mqt]\n", {}, "unknown section [mqt]"),
         ('[mqtt]\nqos = "one"\n', {}, "mqtt.qos"),
         ("[mqtt]\nqos = 3\n", {}, "must be 0, 1 or 2"),
+        ("[mqtt]\narrival = \"socket\"\n", {}, "mqtt.arrival must be \"take\" or \"read\""),
         ("[metrics]\nport = true\n", {}, "metrics.port"),
         ('[modalities.ppg]\nchannels = ["p"]\n', {}, "modalities.ppg"),
         ("[modalities.ppg]\nfs = 64.0\n", {}, "non-empty list"),

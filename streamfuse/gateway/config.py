@@ -49,6 +49,10 @@ class MqttSection:
     tls_insecure: bool = False
     keepalive_s: int = 30
     max_queued_incoming: int = 10_000
+    #: the time the engine gets for a message: "take" (the clock when the engine takes it,
+    #: queueing in the gateway included) or "read" (the clock when the socket read that
+    #: yielded it returned; see :mod:`streamfuse.gateway.ingest`)
+    arrival: str = "take"
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 10.0
     #: give up (exit code 1) when the first connection has not succeeded within this many

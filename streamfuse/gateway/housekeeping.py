@@ -52,7 +52,7 @@ class Housekeeping:
                 pass
             if stop.is_set():
                 return
-            gateway.outbox.emit(gateway.durable.tick(gateway.clock()))
+            gateway.outbox.emit(gateway.durable.tick(gateway.ingest.horizon()))
             gateway.checkpoint_done()
             t = mono()
             if t >= next_evict:
@@ -72,7 +72,7 @@ class Housekeeping:
         """Forget devices silent for ``resources.idle_evict_s`` (their counters are kept)."""
         gateway = self.gateway
         gateway.outbox.emit(
-            gateway.durable.evict(gateway.clock(), gateway.config.resources.idle_evict_s)
+            gateway.durable.evict(gateway.ingest.horizon(), gateway.config.resources.idle_evict_s)
         )
 
     def evict_from(self, engine: Engine, now: float, idle_s: float) -> list:

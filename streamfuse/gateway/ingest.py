@@ -13,10 +13,14 @@
   for its whole timeout, twice (in the connection loop, then in ``Gateway.shutdown``), and the
   watchdog ended 4 of 5 SIGTERMs at 600 devices without a final checkpoint (issue 17, item 3).
 
-**The engine's** ``now`` **for a message is its arrival**: the gateway clock read when the
-socket read that yielded its bytes returned (:func:`streamfuse.mqtt.fastpath.install_ingest`),
-not when the engine takes it, so time spent in the gateway's own queue (a burst, a slow
-learning step, a checkpoint) never reaches the device clock model as network delay. The
+**The engine's** ``now`` **for a message** is, under ``mqtt.arrival = "read"``, its arrival:
+the gateway clock read when the socket read that yielded its bytes returned
+(:func:`streamfuse.mqtt.fastpath.install_ingest`), not when the engine takes it, so time spent
+in the gateway's own queue (a burst, a slow learning step, a checkpoint) never reaches the
+device clock model as network delay. It is not the default yet: under a 2x overload with QoS 1
+predictions (``tests/test_gateway_outbox.py``) it closes every window of the backlog (155
+predictions against 57 under "take") but in bursts that overflow the outbox, which drops
+some (47); the default "take" gives the engine the clock when it takes the message. The
 journal records that same ``now`` (:meth:`.durability.Durability.push`). Held-back labels keep
 their arrival too: when a label is learnt from is the gateway's scheduling, and its ``now``
 only paces the refresh of the published metrics. A message with no stamp (NaN: one queued
@@ -30,6 +34,7 @@ nothing received is unpickled or evaluated.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -118,6 +123,8 @@ class Ingest:
         self.counts: dict[str, int] = {}
         self.bytes = 0
         self._kinds: dict[str, str] = {}  # last topic level -> kind
+        #: ``mqtt.arrival = "read"``: the engine gets each message's socket-read time
+        self.read_time = gateway.config.mqtt.arrival == "read"
 
     async def read(self, client: Any) -> None:
         """Wait for a message, then take every message already queued in the same wake-up.
@@ -201,6 +208,22 @@ class Ingest:
             if rc != 0 or inbox.puts == puts:
                 return
 
+    def horizon(self) -> float:
+        """The gateway time up to which the engine has taken everything received: the clock,
+        or, while messages wait in the queue, the arrival of the oldest of them.
+
+        Ticks and idle eviction use this, not the clock: with a backlog queued, the clock
+        would time out windows and call streams silent whose data is waiting here, which the
+        engine's clock model, fed each message's socket-read time, has not yet seen.
+        """
+        now = self.gateway.clock()
+        head = self.inbox.oldest()
+        if head is not None:
+            arrival = getattr(head, "arrival", math.nan)
+            if arrival < now:  # False for NaN (a message with no stamp)
+                return float(arrival)
+        return now
+
     def process(self, raw: RawMessage) -> bool:
         """Hand one message to the engine; True if it caused a prediction.
 
@@ -217,9 +240,9 @@ class Ingest:
         if self.on_message is not None:
             self.on_message(raw)
         self.processed += 1
-        now = raw.arrival  # stamped at the socket read (see the module's note)
+        now = raw.arrival if self.read_time else math.nan  # see the module's note
         gateway = self.gateway
-        if now != now:  # NaN: not read by install_ingest's paths
+        if now != now:  # NaN: "take", or not read by install_ingest's paths
             now = gateway.clock()
         outputs = gateway.durable.push(raw, now)
         if outputs:
@@ -299,4 +322,4 @@ class Ingest:
         if n:
             log.info("drained %d queued messages", n)
         gateway = self.gateway
-        gateway.outbox.emit(gateway.durable.tick(gateway.clock()))
+        gateway.outbox.emit(gateway.durable.tick(self.horizon()))

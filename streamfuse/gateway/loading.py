@@ -146,6 +146,8 @@ def _validate(cfg: GatewayConfig) -> GatewayConfig:
         raise ConfigError(
             f"mqtt.client_id {m.client_id!r} must be 1-64 characters of A-Z a-z 0-9 _ . -"
         )
+    if m.arrival not in ("take", "read"):
+        raise ConfigError(f'mqtt.arrival must be "take" or "read", got {m.arrival!r}')
     for key in ("qos", "publish_qos"):
         if getattr(m, key) not in (0, 1, 2):
             raise ConfigError(f"mqtt.{key} must be 0, 1 or 2, got {getattr(m, key)!r}")

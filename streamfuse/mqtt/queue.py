@@ -83,6 +83,11 @@ class SheddingQueue:
                 waiter.set_result(None)
                 break
 
+    def oldest(self) -> Any:
+        """The oldest item, left in the queue; None when there is none."""
+        items = self._items
+        return items[0] if items else None
+
     def get_nowait(self) -> Any:
         """The oldest item; :class:`asyncio.QueueEmpty` when there is none."""
         items = self._items
