@@ -4,11 +4,19 @@ The engine never reads a clock, a socket or a file. Shells pass the gateway cloc
 ``now`` with every item, so the same input log gives the same outputs, live or replayed. An
 optional ``timer`` (e.g. :func:`time.perf_counter`) only fills the per-stage latency of each
 prediction; it never changes what is predicted.
+
+This module takes items in (messages decoded, chunks and bundle parts to each device's
+aligner, labels handed on), makes and evicts device sessions, and keeps the counters. Two base
+classes of :class:`Engine` hold the rest: :class:`~streamfuse.deadlines.DeadlineSchedule`
+(``deadlines.py``: :meth:`Engine.tick` and the heap of devices' deadlines) on
+:class:`~streamfuse.prequential.Prequential` (``prequential.py``: a closed window's features,
+fusion and prediction; labels resolved and learnt from). Inherited, not delegated: the calls
+per chunk are those of one class, and ``streamfuse.engine.Engine`` is still what a checkpoint
+pickles.
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 from collections import Counter, deque
@@ -21,14 +29,14 @@ from river import base
 from . import codec, intake, topics
 from .align.device import DeviceAligner
 from .config import EngineConfig
+from .deadlines import DeadlineSchedule
 from .errors import PayloadError
 from .features import DeviceFeatures
 from .fusion.levels import FusionHub
 from .intake import RATE_TOLERANCE
-from .labelling import window_truth
 from .learn.models import make_model
 from .rejections import RejectionLog
-from .session import DeviceSession, Pending
+from .session import DeviceSession
 from .types import Chunk, FusedWindow, Label, Prediction, RawMessage, Rejection
 
 log = logging.getLogger("streamfuse.engine")
@@ -45,7 +53,7 @@ def _one_part_of(scan: codec.BundleScan, modality: str) -> bool:
     return len(scan.ints) == 1 and scan.names[scan.ints[0][0]] == modality
 
 
-class Engine:
+class Engine(DeadlineSchedule):
     """Streams in, predictions out, one deterministic step at a time.
 
     Parameters
@@ -217,52 +225,6 @@ class Engine:
             out.extend(self.push(item, now))
         return out
 
-    def tick(self, now: float) -> list[Prediction]:
-        """Close windows whose lateness budget ran out by ``now`` on every device.
-
-        Only devices whose :meth:`~streamfuse.align.device.DeviceAligner.next_deadline` has
-        come are visited (a heap of deadlines), in the order the devices were first seen;
-        the others would close nothing and learn of ``now`` when next visited
-        (:meth:`_sync`), so the outputs are those of advancing every device.
-        """
-        self._last_tick = now
-        self._ticks += 1
-        out: list[Prediction] = []
-        heap = self._deadlines
-        due: list[DeviceSession] = []
-        while heap and heap[0][0] <= now:
-            deadline, order, device = heapq.heappop(heap)
-            session = self.sessions.get(device)
-            if session is None or session.order != order or session.scheduled != deadline:
-                continue  # evicted, or superseded by an earlier deadline already served
-            session.scheduled = math.inf
-            real = session.aligner.next_deadline()
-            if real > now:  # windows closed on data since: nothing to do before ``real``
-                self._schedule(session, real)
-                continue
-            due.append(session)
-        if len(due) > 1:
-            due.sort(key=lambda s: s.order)
-        for session in due:
-            windows = session.aligner.advance(now)
-            if windows:
-                out.extend(self._on_windows(session, windows, now, {}))
-            self._schedule(session)
-        return out
-
-    def _schedule(self, session: DeviceSession, deadline: float | None = None) -> None:
-        """Put ``session``'s next deadline in the heap unless an earlier one is already there."""
-        if deadline is None:
-            deadline = session.aligner.next_deadline()
-        if deadline < session.scheduled:
-            session.scheduled = deadline
-            heapq.heappush(self._deadlines, (deadline, session.order, session.device))
-
-    def _sync(self, session: DeviceSession) -> None:
-        """Bring ``session``'s aligner up to the last tick it was skipped by."""
-        if self._ticks > session.born_tick:
-            session.aligner.sync(self._last_tick)
-
     def flush(self) -> list[Prediction]:
         """End of stream: close every open window of every device."""
         out: list[Prediction] = []
@@ -335,9 +297,7 @@ class Engine:
             out.extend(self._on_windows(session, windows, now, latency))
         self._schedule(session)  # after the windows: they do not move the next deadline
 
-    def _on_parts(
-        self, chunks: list[Chunk], now: float, out: list[Output], share: float
-    ) -> None:
+    def _on_parts(self, chunks: list[Chunk], now: float, out: list[Output], share: float) -> None:
         """A decoded bundle's parts: :meth:`_on_chunk` for each, with what they share done
         once: the device's session looked up and synced, and its next deadline scheduled after
         the last part (only the latest state matters). The decoder has checked each part's
@@ -425,108 +385,6 @@ class Engine:
                 out.extend(self._on_windows(session, windows, now, latency))
         self._schedule(session)
 
-    def _on_windows(
-        self,
-        session: DeviceSession,
-        windows: list[FusedWindow],
-        now: float,
-        latency: dict[str, float],
-    ) -> list[Prediction]:
-        """Features, fusion and a prediction for each closed window."""
-        out: list[Prediction] = []
-        observe = self.on_window
-        for fused in windows:
-            if observe is not None:
-                observe(fused)
-            t0 = self._clock()
-            feats = session.features.update(fused.window)
-            t1 = self._clock()
-            evidence = self.hub.evidence(fused, feats, session.fusion)
-            verdict = self.hub.decide(evidence)
-            chosen = self.hub.published(verdict)
-            t2 = self._clock()
-            window = fused.window
-            session.windows += 1
-            session.last_start = window.t_start
-            self.counters["windows"] += 1
-            session.pending.append(
-                Pending(window.t_start, window.t_end, window.index, evidence, verdict)
-            )
-            while len(session.pending) > self.config.max_pending:
-                session.pending.popleft()
-                self.counters["unlabelled_dropped"] += 1
-            lat = dict(latency)
-            if self._timer is not None:
-                lat["features"] = t1 - t0
-                lat["predict"] = t2 - t1
-            out.append(
-                Prediction(
-                    device=session.device,
-                    t_start=window.t_start,
-                    t_end=window.t_end,
-                    level=chosen.level,
-                    label=chosen.label,
-                    proba=chosen.proba,
-                    model=chosen.model,
-                    rules=chosen.rules,
-                    latency=lat if self._timer is not None else {},
-                    metrics=self.hub.metrics_snapshot(),
-                    modalities=window.modalities,
-                    index=window.index,
-                    arrival=now,
-                    levels=verdict.levels,
-                    modality_proba=verdict.members,
-                    prediction_set=chosen.prediction_set,
-                    explanation=chosen.explanation,
-                    interval=chosen.interval,
-                    device_t_start=session.aligner.to_device(window.t_start),
-                    device_t_end=session.aligner.to_device(window.t_end),
-                )
-            )
-            self.counters["predictions"] += 1
-        return out
-
-    def _on_label(self, label: Label, now: float) -> None:
-        session = self.sessions.get(label.device)
-        if session is None:
-            self.counters["labels_unknown_device"] += 1
-            return
-        g_start = session.aligner.to_gateway(label.t_start)
-        g_end = session.aligner.to_gateway(label.t_end)
-        if not (math.isfinite(g_start) and math.isfinite(g_end)):
-            self.counters["labels_unmapped"] += 1
-            return
-        self.counters["labels"] += 1
-        session.labels.append((g_start, g_end, label.value))
-        self._resolve(session, now)
-
-    def _resolve(self, session: DeviceSession, now: float) -> None:
-        """Learn from every pending window that the labels now cover."""
-        horizon = max(end for _, end, _ in session.labels)
-        tolerance = 0.5 / self.config.grid_fs
-        while session.pending and session.pending[0].t_end <= horizon + tolerance:
-            p = session.pending.popleft()
-            y = window_truth(session.labels, p.t_start, p.t_end)
-            if y is None:
-                self.counters["unlabelled"] += 1
-                continue
-            self.hub.learn(p.evidence, p.verdict, y, now)
-            self.outcomes.append((session.device, p.index, y))
-            self.counters["learned"] += 1
-        # the published figures are taken now, when a label makes them due, not by whichever
-        # device's window closes next: what a prediction carries never depends on other devices
-        self.hub.metrics_snapshot()
-        self._forget_spent_labels(session)
-
-    def _forget_spent_labels(self, session: DeviceSession) -> None:
-        """Drop labels that end before any window still to be resolved can start (pending
-        ones, or those yet to close, which start after the last one made): they can never
-        overlap one again, and every label costs a look on each resolution."""
-        bound = session.pending[0].t_start if session.pending else session.last_start
-        labels = session.labels
-        while labels and labels[0][1] <= bound:
-            labels.popleft()
-
     # ------------------------------------------------------------- plumbing
     def _reject(self, exc: PayloadError) -> Rejection:
         self.counters["rejected"] += 1
@@ -551,9 +409,6 @@ class Engine:
         cap = self.config.max_devices
         log.info("live-device cap (%d) reached: evicted the %d least recently seen", cap, n)
         return True
-
-    def _clock(self) -> float:
-        return self._timer() if self._timer is not None else 0.0
 
     def evict_idle(self, now: float, idle_s: float) -> list[Prediction]:
         """Forget devices silent for ``idle_s`` seconds, after closing their open windows.
@@ -588,4 +443,3 @@ class Engine:
             "rejections": dict(self.rejections),
             "align": dict(align),
         }
-
