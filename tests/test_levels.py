@@ -313,7 +313,7 @@ def test_normalised_evidence_equals_learn_then_transform() -> None:
     learn_one then transform_one give, window after window, with keys coming and going and
     with a key present in two modalities (the fallback)."""
     from streamfuse.features import concat
-    from streamfuse.fusion.levels import _normalised
+    from streamfuse.fusion.lane import normalised
 
     rng = np.random.default_rng(5)
     fast, ref = OnlineNormalizer(warmup=3), OnlineNormalizer(warmup=3)
@@ -325,7 +325,7 @@ def test_normalised_evidence_equals_learn_then_transform() -> None:
         }
         if t % 11 == 0:
             feats["acc"]["eeg_b0"] = 9.0  # same key in two modalities
-        got_feats, got_flat = _normalised(feats, fast)
+        got_feats, got_flat = normalised(feats, fast)
         flat = concat({m: f for m, f in feats.items() if f})
         ref.learn_one(flat)
         want_flat = ref.transform_one(flat)

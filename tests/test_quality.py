@@ -282,9 +282,9 @@ def test_local_peaks_are_scipys_find_peaks_or_say_tied():
 
 
 def test_pairwise_sum_is_numpys_sum():
-    from streamfuse.kernels import quality as kq
+    from streamfuse.kernels import reductions as kr
 
     rng = np.random.default_rng(15)
     for n in [*range(0, 300), 511, 512, 513, 1024, 4099, 20000]:
         a = rng.normal(size=n + 3) * 10.0 ** rng.uniform(-5, 5, size=n + 3)
-        assert np.float64(kq.np_sum(a, 3, n)).tobytes() == np.sum(a[3 : 3 + n]).tobytes()
+        assert np.float64(kr.np_sum(a, 3, n)).tobytes() == np.sum(a[3 : 3 + n]).tobytes()

@@ -39,12 +39,14 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Container
 
 import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
 from ..kernels import quality as kq
+from ..types import Window
 from .device import modality_kind
 
 F = npt.NDArray[np.floating]
@@ -434,3 +436,13 @@ def window_quality(
             "clipped": _clipped(a, m, 3, 1e-3),
         }
     )
+
+
+def modality_quality(window: Window, modalities: Container[str]) -> dict[str, dict[str, float]]:
+    """:func:`window_quality` of each of ``window``'s blocks whose modality is in
+    ``modalities``, in the window's order."""
+    return {
+        m: window_quality(m, window.blocks[m], window.masks.get(m), window.fs)
+        for m in window.blocks
+        if m in modalities
+    }

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar, cast
 
 from river import base
@@ -39,6 +39,30 @@ def _argmax(proba: Mapping[_C, float]) -> _C | None:
     if not proba:
         return None
     return min(proba, key=lambda c: (-proba[c], repr(c)))
+
+
+def best_class(proba: Mapping[str, float]) -> str | None:
+    """Most probable of classes named by ``str``; ties go to the smallest name (deterministic).
+
+    The first class whose ``(-p, str(c))`` is smallest, as ``min`` with that key finds it,
+    without a key call per class."""
+    best: str | None = None
+    top = 0.0
+    name: str | None = None  # str(best), made when a tie needs it
+    first = True
+    for c, v in proba.items():
+        neg = -v
+        if first:
+            best, top, first = c, neg, False
+        elif neg == top:
+            if name is None:
+                name = str(best)
+            s = str(c)
+            if s < name:
+                best, top, name = c, neg, s
+        elif neg < top:
+            best, top, name = c, neg, None
+    return best
 
 
 class LateFusion:
@@ -67,8 +91,14 @@ class LateFusion:
 
     """
 
-    def __init__(self, factory: Callable[[str], base.Classifier], *, combine: str = "weighted",
-                 eta: float = 1.0, discount: float = 0.98) -> None:
+    def __init__(
+        self,
+        factory: Callable[[str], base.Classifier],
+        *,
+        combine: str = "weighted",
+        eta: float = 1.0,
+        discount: float = 0.98,
+    ) -> None:
         if combine not in ("weighted", "vote"):
             raise ConfigError(f"LateFusion: combine={combine!r}; pass 'weighted' or 'vote'")
         if not eta > 0:
@@ -125,6 +155,55 @@ class LateFusion:
                 if p:
                     out[m] = p
         return out
+
+    def member_probas_many(
+        self, batch: Sequence[FeaturesByModality]
+    ) -> list[dict[str, dict[str, float]]]:
+        """:meth:`member_probas` of each window of ``batch``, the same probabilities, with each
+        member predicting all the windows it hears in one call."""
+        asked: dict[str, list[int]] = {}
+        for i, views in enumerate(batch):
+            for m in self._present(views):
+                if m in self.models:
+                    asked.setdefault(m, []).append(i)
+        said: dict[str, dict[int, dict[str, float]]] = {}
+        for m, at in asked.items():
+            xs = [batch[i][m] for i in at]
+            said[m] = dict(zip(at, vector.predict_named_many(self.models[m], xs), strict=True))
+        out: list[dict[str, dict[str, float]]] = [{} for _ in batch]
+        for m in sorted(said):  # members in modality order, as member_probas makes them
+            for i, p in said[m].items():
+                if p:
+                    out[i][m] = p
+        return out
+
+    def combine_named(
+        self, members: Mapping[str, Mapping[str, float]]
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """The weights over the members that spoke and their combined probabilities, from
+        the members' own (:meth:`member_probas`: each member predicted once).
+
+        Combines exactly as :meth:`predict_proba`: weights over the members that spoke, then
+        a weighted average of probabilities (or of votes for their decisions).
+        """
+        weights = self.weights(list(members))
+        if not weights:
+            return {}, {}
+        proba: dict[str, float] = {}
+        if self.combine == "vote":
+            for m, p in members.items():
+                c = best_class(p)
+                if c is not None:
+                    proba[c] = proba.get(c, 0.0) + weights[m]
+        else:
+            for m, p in members.items():
+                w = weights[m]
+                for c, v in p.items():
+                    proba[c] = proba.get(c, 0.0) + w * v
+        total = sum(proba.values())
+        if total > 0:
+            proba = {c: v / total for c, v in proba.items()}
+        return weights, proba
 
     def predict_proba(
         self, features_by_modality: FeaturesByModality

@@ -51,30 +51,29 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
-from typing import Any, cast
+from typing import Any
 
-import numpy as np
 from river import base
 from river.base.typing import FeatureName
 
 from ..config import EngineConfig
 from ..features import OnlineNormalizer, concat
-from ..features.quality import window_quality
+from ..features.quality import modality_quality
 from ..learn import vector
 from ..learn.metrics import PrequentialMetrics
-from ..learn.models import explain, final_step, model_name
-from ..learn.vector import FeatureVector
+from ..learn.models import final_step, fired_rules, model_name
 from ..types import FusedWindow
 from .attention import ModalityGate
 from .bayes import BayesianFusion
 from .conformal import AdaptiveConformal, PredictionSet
 from .early import ArrayNormalizer, EarlyFeatures
-from .late import LateFusion
+from .figures import figures
+from .lane import FeatureSet, normalised
+from .late import LateFusion, best_class
 from .mkl import OnlineMKLClassifier
 from .selector import LevelSelector
 from .smoothing import DecisionSmoother
-from .trust import heard, unusable
+from .trust import heard, unheard_marks, unusable
 
 #: the levels decided from the late members' own probabilities
 MEMBER_LEVELS = frozenset(("late", "attention", "bayes"))
@@ -86,32 +85,7 @@ RiverX = dict[FeatureName, Any]
 
 log = logging.getLogger("streamfuse.fusion.levels")
 
-FeatureSet = Mapping[str, Mapping[str, float]]
 Proba = dict[str, float]
-
-
-def _argmax(proba: Mapping[str, float]) -> str | None:
-    """Most probable class; ties go to the smallest name (deterministic).
-
-    The first class whose ``(-p, str(c))`` is smallest, as ``min`` with that key finds it,
-    without a key call per class."""
-    best: str | None = None
-    top = 0.0
-    name: str | None = None  # str(best), made when a tie needs it
-    first = True
-    for c, v in proba.items():
-        neg = -v
-        if first:
-            best, top, first = c, neg, False
-        elif neg == top:
-            if name is None:
-                name = str(best)
-            s = str(c)
-            if s < name:
-                best, top, name = c, neg, s
-        elif neg < top:
-            best, top, name = c, neg, None
-    return best
 
 
 class _Fresh:
@@ -196,74 +170,6 @@ class Verdict:
         return self.decision.level
 
 
-#: a window's feature layout -> the concatenated names, each present modality's names and
-#: slice of them, and the modalities in concatenation order (None: a feature name in two
-#: modalities, which concat merges: the dict path then)
-Split = (
-    tuple[tuple[str, ...], tuple[tuple[str, tuple[str, ...], slice], ...], tuple[str, ...]]
-    | None
-)
-
-#: distinct feature layouts remembered before the cache of their splits starts afresh
-_MAX_LAYOUTS = 256
-
-
-def _split(present: tuple[str, ...], keys: tuple[tuple[str, ...], ...]) -> Split:
-    """The concatenated names (:func:`~streamfuse.features.concat` order: modalities sorted,
-    each one's keys together and in order), each present modality's names and slice, and the
-    concatenation order, for the modalities ``present`` with feature names ``keys``."""
-    names: list[str] = []
-    span: dict[str, tuple[str, tuple[str, ...], slice]] = {}
-    of = dict(zip(present, keys, strict=True))
-    mods = tuple(sorted(present))
-    for m in mods:
-        span[m] = (m, of[m], slice(len(names), len(names) + len(of[m])))
-        names.extend(of[m])
-    if len(set(names)) != len(names):
-        return None
-    return tuple(names), tuple(span[m] for m in present), mods
-
-
-def _normalised(
-    features: FeatureSet,
-    normalizer: OnlineNormalizer,
-    layouts: dict[tuple[Any, ...], Split] | None = None,
-) -> tuple[dict[str, FeatureVector] | dict[str, dict[str, float]], Mapping[str, float]]:
-    """Learn one window's features into the device's normaliser, then its z-scores: per
-    modality (in ``features``' order) and flat (:func:`~streamfuse.features.concat`), as
-    :class:`~streamfuse.learn.vector.FeatureVector` sharing one array."""
-    present = tuple(m for m, f in features.items() if f)
-    keys = tuple([tuple(features[m]) for m in present])
-    key = (present, keys)
-    if layouts is None:
-        layouts = {}
-    try:
-        split = layouts[key]
-    except KeyError:
-        split = _split(present, keys)
-        if len(layouts) >= _MAX_LAYOUTS:
-            layouts.clear()
-        layouts[key] = split
-    if split is None:
-        return _normalised_dicts(features, normalizer)
-    names, spans, mods = split
-    values = np.fromiter(
-        chain.from_iterable([features[m].values() for m in mods]), np.float64, len(names)
-    )
-    z = normalizer.learn_transform_array(names, values)
-    return {m: FeatureVector(k, z[at]) for m, k, at in spans}, FeatureVector(names, z)
-
-
-def _normalised_dicts(
-    features: FeatureSet, normalizer: OnlineNormalizer
-) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-    """:func:`_normalised` as dicts, for a layout with a name in two modalities."""
-    present = {m: cast(dict[str, float], f) for m, f in features.items() if f}
-    names, z = normalizer.learn_transform(concat(present))
-    flat = dict(zip(cast(tuple[str, ...], names), z, strict=True))
-    return {m: {k: flat[k] for k in f} for m, f in present.items()}, flat
-
-
 class FusionHub:
     """Runs every configured fusion level on each window; learns when its label arrives.
 
@@ -296,8 +202,13 @@ class FusionHub:
         self.bayes = BayesianFusion(positive=config.positive) if "bayes" in self.levels else None
         self.mkl = OnlineMKLClassifier(seed=0) if "mkl" in self.levels else None
         t = config.conformal_target
-        self.conformal = None if t is None else AdaptiveConformal(
-            target=t, gamma=config.conformal_gamma, window=config.conformal_window)
+        self.conformal = (
+            None
+            if t is None
+            else AdaptiveConformal(
+                target=t, gamma=config.conformal_gamma, window=config.conformal_window
+            )
+        )
         h = config.member_smoothing
         self.smoother = DecisionSmoother(h, config.max_devices) if h > 0 else None
         probe = next(iter(self.models.values())) if self.models else model_factory()
@@ -334,17 +245,11 @@ class FusionHub:
             feats, flat = plain, concat(plain)
         else:
             layouts = self.__dict__.setdefault("_layouts", {})  # absent from old checkpoints
-            feats, flat = _normalised(features, device.features, layouts)
+            feats, flat = normalised(features, device.features, layouts)
         x_early: Mapping[str, float] = {}
         if "early" in self.levels:
             x_early = self.early.vector(fused, device.early)
-        quality: dict[str, dict[str, float]] = {}
-        if self._quality:
-            w = fused.window
-            quality = {
-                m: window_quality(m, w.blocks[m], w.masks.get(m), w.fs)
-                for m in w.blocks if m in feats
-            }
+        quality = modality_quality(fused.window, feats) if self._quality else {}
         return Evidence(
             x_early,
             feats,
@@ -388,23 +293,8 @@ class FusionHub:
             )
         members: list[dict[str, Proba]] = [{} for _ in range(n)]
         if self._members:
-            asked: dict[str, list[int]] = {}
-            for i, e in enumerate(batch):
-                for m in self.late._present(e.x_modalities):
-                    if m in self.late.models:
-                        asked.setdefault(m, []).append(i)
-            said: dict[str, dict[int, Proba]] = {}
-            for m, at in asked.items():
-                xs = [batch[i].x_modalities[m] for i in at]
-                said[m] = dict(zip(at, vector.predict_named_many(self.late.models[m], xs),
-                                   strict=True))
-            for m in sorted(said):  # members in modality order, as LateFusion makes them
-                for i, p in said[m].items():
-                    if p:
-                        members[i][m] = p
-        return [
-            self._decide(e, early[i], inter[i], members[i]) for i, e in enumerate(batch)
-        ]
+            members = self.late.member_probas_many([e.x_modalities for e in batch])
+        return [self._decide(e, early[i], inter[i], members[i]) for i, e in enumerate(batch)]
 
     def _decide(
         self, evidence: Evidence, early: Proba, inter: Proba, members: dict[str, Proba]
@@ -431,7 +321,7 @@ class FusionHub:
             elif lv == "intermediate":
                 levels[lv] = inter
             elif lv == "late":
-                weights, levels[lv] = self._late(members)
+                weights, levels[lv] = self.late.combine_named(members)
                 explanations[lv] = {f"weight.{m}": w for m, w in weights.items()}
             elif lv == "attention":
                 assert self.gate is not None
@@ -453,19 +343,16 @@ class FusionHub:
                 p, kw = self.mkl.predict_views(evidence.x_modalities)
                 levels[lv] = {str(c): float(v) for c, v in p.items()}
                 explanations[lv] = {f"weight.{k}": w for k, w in kw.items()}
-        for m in bad:
-            if m in members:
-                for lv in QUALITY_LEVELS & set(self.levels):
-                    explanations.setdefault(lv, {})[f"unusable.{m}"] = 1.0
-                    if m in held:
-                        explanations[lv][f"held.{m}"] = 1.0
+        marks = unheard_marks(bad, members, held)
+        for lv in QUALITY_LEVELS & set(self.levels) if marks else ():
+            explanations.setdefault(lv, {}).update(marks)
         chosen = self.selector.best()
         proba = levels[chosen]
         made = self.conformal.predict(proba) if self.conformal is not None and proba else None
         decision = Decision(
             chosen,
             proba,
-            _argmax(proba),
+            best_class(proba),
             self.model_name,
             self._rules(chosen, evidence, weights) if self._explains else (),
             () if made is None else tuple(str(c) for c in made.classes),
@@ -473,31 +360,6 @@ class FusionHub:
             intervals if chosen == "bayes" else {},
         )
         return Verdict(levels, members, weights, decision, explanations, made)
-
-    def _late(self, members: dict[str, Proba]) -> tuple[dict[str, float], Proba]:
-        """Late fusion of the members' own probabilities (each member predicted once).
-
-        Combines exactly as :meth:`LateFusion.predict_proba`: weights over the members that
-        spoke, then a weighted average of probabilities (or of votes for their decisions).
-        """
-        weights = self.late.weights(list(members))
-        if not weights:
-            return {}, {}
-        proba: Proba = {}
-        if self.late.combine == "vote":
-            for m, p in members.items():
-                c = _argmax(p)
-                if c is not None:
-                    proba[c] = proba.get(c, 0.0) + weights[m]
-        else:
-            for m, p in members.items():
-                w = weights[m]
-                for c, v in p.items():
-                    proba[c] = proba.get(c, 0.0) + w * v
-        total = sum(proba.values())
-        if total > 0:
-            proba = {c: v / total for c, v in proba.items()}
-        return weights, proba
 
     def _rules(
         self, level: str, evidence: Evidence, weights: Mapping[str, float]
@@ -509,13 +371,9 @@ class FusionHub:
             if not weights:
                 return ()
             m = min(weights, key=lambda k: (-weights[k], k))  # the member trusted most
-            fired = explain(self.late.models[m], evidence.x_modalities[m], top)
-            return tuple(f"[{m}] {text} (firing {w:.2f})" for text, w in fired)
+            return fired_rules(self.late.models[m], evidence.x_modalities[m], top, f"[{m}] ")
         x = evidence.x_early if level == "early" else evidence.x_intermediate
-        if not x:
-            return ()
-        fired = explain(self.models[level], x, top)
-        return tuple(f"{text} (firing {w:.2f})" for text, w in fired)
+        return fired_rules(self.models[level], x, top) if x else ()
 
     def published(self, verdict: Verdict) -> Decision:
         """The decision to publish for ``verdict``'s window."""
@@ -541,7 +399,7 @@ class FusionHub:
         for key, p in verdict.levels.items():
             if p:
                 scored[key] = p
-                c = decided[key] = _argmax(p)
+                c = decided[key] = best_class(p)
                 (metrics.get(key) or self._metric(key)).update(y, p, c)
         chosen = verdict.levels.get(verdict.chosen)
         if chosen:
@@ -549,7 +407,7 @@ class FusionHub:
             (metrics.get("selected") or self._metric("selected")).update(y, chosen, c)
         for key, p in verdict.members.items():
             if p:
-                (metrics.get(key) or self._metric(key)).update(y, p, _argmax(p))
+                (metrics.get(key) or self._metric(key)).update(y, p, best_class(p))
         if scored:
             # evidence pickled before it had a device (an older checkpoint) groups as ""
             self.selector.update(y, scored, group=getattr(evidence, "device", ""))
@@ -594,34 +452,6 @@ class FusionHub:
         return self._snapshot
 
     def metrics_now(self) -> dict[str, float]:
-        """Flat, JSON-friendly prequential figures, all current:
-        ``"<level|modality|selected>.<metric>"`` (auc, accuracy, f1, precision, recall,
-        specificity, n), ``"selector.<level>"`` (the selector's rolling score) and
-        ``"conformal.<coverage|mean_set_size|abstain_rate>"`` (running, over the published
-        decisions' sets); undefined (NaN) figures are left out."""
-        return {**self._prequential_now(), **self._selector_now(), **self._conformal_now()}
-
-    def _conformal_now(self) -> dict[str, float]:
-        if self.conformal is None:
-            return {}
-        m = self.conformal.metrics()
-        return {
-            f"conformal.{k}": float(m[k])
-            for k in ("coverage", "mean_set_size", "abstain_rate")
-            if math.isfinite(m[k])
-        }
-
-    def _prequential_now(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for name in sorted(self.metrics):
-            for k, v in self.metrics[name].get().items():
-                if math.isfinite(v):
-                    out[f"{name}.{k}"] = float(v)
-        return out
-
-    def _selector_now(self) -> dict[str, float]:
-        return {
-            f"selector.{lv}": float(v)
-            for lv, v in self.selector.scores().items()
-            if math.isfinite(v)
-        }
+        """Flat, JSON-friendly prequential, selector and conformal figures, all current (named
+        in :mod:`~streamfuse.fusion.figures`); undefined (NaN) figures are left out."""
+        return figures(self.metrics, self.selector, self.conformal)

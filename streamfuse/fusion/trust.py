@@ -99,3 +99,22 @@ def heard(
     if not trusted:
         trusted = dict(members)
     return trusted, {m: q for m, q in quality.items() if m not in held}
+
+
+def unheard_marks(
+    bad: Collection[str], members: Collection[str], held: Collection[str]
+) -> dict[str, float]:
+    """What the quality-aware levels' explanations add for one window: ``unusable.<m>`` for
+    each unusable modality ``m`` whose member spoke, then ``held.<m>`` when its decision was
+    held (:func:`heard`).
+
+    >>> unheard_marks(("ecg", "acc"), {"ecg": {}, "eeg": {}}, ("ecg",))
+    {'unusable.ecg': 1.0, 'held.ecg': 1.0}
+    """
+    out: dict[str, float] = {}
+    for m in bad:
+        if m in members:
+            out[f"unusable.{m}"] = 1.0
+            if m in held:
+                out[f"held.{m}"] = 1.0
+    return out

@@ -30,15 +30,19 @@ def _logreg() -> base.Classifier:
 
 
 def _river_logreg() -> base.Classifier:
-    return _as_classifier(preprocessing.StandardScaler() | multiclass.OneVsRestClassifier(
-        linear_model.LogisticRegression(optimizer=optim.SGD(0.05), l2=1e-4)
-    ))
+    return _as_classifier(
+        preprocessing.StandardScaler()
+        | multiclass.OneVsRestClassifier(
+            linear_model.LogisticRegression(optimizer=optim.SGD(0.05), l2=1e-4)
+        )
+    )
 
 
 def _softmax() -> base.Classifier:
-    return _as_classifier(preprocessing.StandardScaler() | linear_model.SoftmaxRegression(
-        optimizer=optim.SGD(0.05), l2=1e-4
-    ))
+    return _as_classifier(
+        preprocessing.StandardScaler()
+        | linear_model.SoftmaxRegression(optimizer=optim.SGD(0.05), l2=1e-4)
+    )
 
 
 def _lda() -> base.Classifier:
@@ -106,3 +110,10 @@ def explain(model: base.Estimator, x: Mapping[_F, Any], top: int) -> list[tuple[
         for step in list(model.steps.values())[:-1]:
             z = step.transform_one(z)
     return list(last.explain_one(z, top=top, max_terms=4))
+
+
+def fired_rules(
+    model: base.Estimator, x: Mapping[_F, Any], top: int, prefix: str = ""
+) -> tuple[str, ...]:
+    """:func:`explain` as text: ``"<prefix><rule> (firing <w>)"`` per rule, most fired first."""
+    return tuple(f"{prefix}{text} (firing {w:.2f})" for text, w in explain(model, x, top))
