@@ -14,7 +14,7 @@ queue the way :meth:`Gateway._read` takes them, up to the :class:`RawMessage` ha
 Three groups: from paho's ``MQTTMessage`` (``_handle_on_message`` on), from the raw PUBLISH
 packet (paho's ``_handle_publish``: decoding and its debug log call, unchanged by us, included),
 so the saving can be read against the whole paho receive path, and from the bytes on a socket
-(a socketpair; paho's own packet reader against :class:`~streamfuse.mqtt.fastpath.BatchedReader`,
+(a socketpair; paho's own packet reader against :class:`~streamfuse.mqtt.reader.BatchedReader`,
 ``recv`` calls included). QoS 0 (no PUBACK to send).
 ``extra_info``: microseconds per message.
 
@@ -170,7 +170,7 @@ def _bench_socket(benchmark, batched: bool) -> None:
     """The fleet's PUBLISH packets written to a socketpair, read by paho's ``loop_read`` until
     drained: paho's own ``_packet_read`` (one ``recv`` for the command, one per length byte,
     then the body; an ``MQTTMessage`` each) with our ``_handle_on_message``, or the
-    :class:`~streamfuse.mqtt.fastpath.BatchedReader`. Both end in the same queue."""
+    :class:`~streamfuse.mqtt.reader.BatchedReader`. Both end in the same queue."""
     import socket
 
     paho, inbox = _client(True)

@@ -342,7 +342,7 @@ def _reader_on_socketpair() -> tuple[Any, Any, Any, list[RawMessage]]:
 
     from paho.mqtt.client import CallbackAPIVersion, Client
 
-    from streamfuse.mqtt.fastpath import BatchedReader
+    from streamfuse.mqtt.reader import BatchedReader
 
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
@@ -439,7 +439,7 @@ def test_qos0_messages_from_a_real_broker_come_through_the_batched_reader(
 ) -> None:
     """Device data at QoS 0 (what the simulators and the bench publish) is parsed by the
     batched reader, every message once and as sent; QoS 1 goes through paho (test above)."""
-    from streamfuse.mqtt.fastpath import BatchedReader
+    from streamfuse.mqtt.reader import BatchedReader
 
     readers: list[BatchedReader] = []
     init = BatchedReader.__init__
