@@ -137,9 +137,7 @@ def _bench(benchmark, fast: bool, from_packets: bool) -> None:
     assert [(r.topic.encode(), r.payload) for r in got] == MESSAGES
     assert inbox.puts == 2 * N and not inbox.shed
     benchmark.pedantic(_run, args=(feed, inbox, take), rounds=15, iterations=1, warmup_rounds=1)
-    benchmark.extra_info.update(
-        messages=N, us_per_message=round(median_s(benchmark) / N * 1e6, 3)
-    )
+    benchmark.extra_info.update(messages=N, us_per_message=round(median_s(benchmark) / N * 1e6, 3))
 
 
 @pytest.mark.benchmark(group="ingest per message, from paho MQTTMessage")
@@ -195,11 +193,10 @@ def _bench_socket(benchmark, batched: bool) -> None:
 
     _run(feed, inbox, capture)
     assert [(r.topic.encode(), r.payload) for r in got] == MESSAGES
-    benchmark.pedantic(_run, args=(feed, inbox, _take_fast), rounds=15, iterations=1,
-                       warmup_rounds=1)
-    benchmark.extra_info.update(
-        messages=N, us_per_message=round(median_s(benchmark) / N * 1e6, 3)
+    benchmark.pedantic(
+        _run, args=(feed, inbox, _take_fast), rounds=15, iterations=1, warmup_rounds=1
     )
+    benchmark.extra_info.update(messages=N, us_per_message=round(median_s(benchmark) / N * 1e6, 3))
     theirs.close()
     ours.close()
 
