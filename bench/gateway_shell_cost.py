@@ -5,7 +5,7 @@
 A simulated bundled fleet (as ``bench/engine_cost.py --bundle``) is pushed once through a real
 engine and what every push returned is recorded; then the gateway's own path runs over the same
 messages with an engine that hands back the recorded outputs (costing a list lookup): the MQTT
-PUBLISH packets written to a socketpair and read by :class:`~streamfuse.mqtt.fastpath.BatchedReader`
+PUBLISH packets written to a socketpair and read by :class:`~streamfuse.mqtt.reader.BatchedReader`
 (``install_ingest`` on a real paho client, as the gateway installs it), the journal's intake and
 the queue (:meth:`.Durability.accept`), :meth:`.Ingest.process` (counters, ``Durability.push``),
 and the predictions out (:meth:`.Outbox.emit`, encoding, ``publish_now`` written to the

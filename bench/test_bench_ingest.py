@@ -14,7 +14,7 @@ queue the way :meth:`Gateway._read` takes them, up to the :class:`RawMessage` ha
 Three groups: from paho's ``MQTTMessage`` (``_handle_on_message`` on), from the raw PUBLISH
 packet (paho's ``_handle_publish``: decoding and its debug log call, unchanged by us, included),
 so the saving can be read against the whole paho receive path, and from the bytes on a socket
-(a socketpair; paho's own packet reader against :class:`~streamfuse.mqtt.fastpath.BatchedReader`,
+(a socketpair; paho's own packet reader against :class:`~streamfuse.mqtt.reader.BatchedReader`,
 ``recv`` calls included). QoS 0 (no PUBACK to send).
 ``extra_info``: microseconds per message.
 
@@ -137,9 +137,7 @@ def _bench(benchmark, fast: bool, from_packets: bool) -> None:
     assert [(r.topic.encode(), r.payload) for r in got] == MESSAGES
     assert inbox.puts == 2 * N and not inbox.shed
     benchmark.pedantic(_run, args=(feed, inbox, take), rounds=15, iterations=1, warmup_rounds=1)
-    benchmark.extra_info.update(
-        messages=N, us_per_message=round(median_s(benchmark) / N * 1e6, 3)
-    )
+    benchmark.extra_info.update(messages=N, us_per_message=round(median_s(benchmark) / N * 1e6, 3))
 
 
 @pytest.mark.benchmark(group="ingest per message, from paho MQTTMessage")
@@ -170,7 +168,7 @@ def _bench_socket(benchmark, batched: bool) -> None:
     """The fleet's PUBLISH packets written to a socketpair, read by paho's ``loop_read`` until
     drained: paho's own ``_packet_read`` (one ``recv`` for the command, one per length byte,
     then the body; an ``MQTTMessage`` each) with our ``_handle_on_message``, or the
-    :class:`~streamfuse.mqtt.fastpath.BatchedReader`. Both end in the same queue."""
+    :class:`~streamfuse.mqtt.reader.BatchedReader`. Both end in the same queue."""
     import socket
 
     paho, inbox = _client(True)
@@ -195,11 +193,10 @@ def _bench_socket(benchmark, batched: bool) -> None:
 
     _run(feed, inbox, capture)
     assert [(r.topic.encode(), r.payload) for r in got] == MESSAGES
-    benchmark.pedantic(_run, args=(feed, inbox, _take_fast), rounds=15, iterations=1,
-                       warmup_rounds=1)
-    benchmark.extra_info.update(
-        messages=N, us_per_message=round(median_s(benchmark) / N * 1e6, 3)
+    benchmark.pedantic(
+        _run, args=(feed, inbox, _take_fast), rounds=15, iterations=1, warmup_rounds=1
     )
+    benchmark.extra_info.update(messages=N, us_per_message=round(median_s(benchmark) / N * 1e6, 3))
     theirs.close()
     ours.close()
 

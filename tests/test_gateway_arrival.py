@@ -40,7 +40,8 @@ def test_the_batched_reader_stamps_each_socket_read_once() -> None:
     with the read that completed it; between reads there is no time."""
     from paho.mqtt.client import CallbackAPIVersion, Client
 
-    from streamfuse.mqtt.fastpath import BatchedReader, raw_from_paho
+    from streamfuse.mqtt.fastpath import raw_from_paho
+    from streamfuse.mqtt.reader import BatchedReader
 
     ours, peer = socket.socketpair()
     ours.setblocking(False)

@@ -267,9 +267,7 @@ def test_broker_messages_reach_the_engine_as_sent_and_again_after_the_connection
                 await _until(lambda: gateway.reconnects >= 1, "the dropped connection")
             await _until(gateway.connected.is_set, "the reconnect")
             await _publish(broker_url, second)
-            await _until(
-                lambda: len(heard()) == len(first) + len(junk) + len(second), "batch 2"
-            )
+            await _until(lambda: len(heard()) == len(first) + len(junk) + len(second), "batch 2")
         finally:
             stop.set()
             await asyncio.wait_for(task, 20)
@@ -342,7 +340,7 @@ def _reader_on_socketpair() -> tuple[Any, Any, Any, list[RawMessage]]:
 
     from paho.mqtt.client import CallbackAPIVersion, Client
 
-    from streamfuse.mqtt.fastpath import BatchedReader
+    from streamfuse.mqtt.reader import BatchedReader
 
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
@@ -357,9 +355,14 @@ def _reader_on_socketpair() -> tuple[Any, Any, Any, list[RawMessage]]:
 @settings(max_examples=40, deadline=None)
 @given(
     packets=st.lists(
-        st.tuples(st.binary(min_size=1, max_size=40), st.binary(max_size=3000),
-                  st.sampled_from([0, 0, 0, 1]), st.integers(0, 9)),
-        min_size=1, max_size=25,
+        st.tuples(
+            st.binary(min_size=1, max_size=40),
+            st.binary(max_size=3000),
+            st.sampled_from([0, 0, 0, 1]),
+            st.integers(0, 9),
+        ),
+        min_size=1,
+        max_size=25,
     ),
     cuts=st.lists(st.integers(1, 4000), max_size=12),
 )
@@ -439,7 +442,7 @@ def test_qos0_messages_from_a_real_broker_come_through_the_batched_reader(
 ) -> None:
     """Device data at QoS 0 (what the simulators and the bench publish) is parsed by the
     batched reader, every message once and as sent; QoS 1 goes through paho (test above)."""
-    from streamfuse.mqtt.fastpath import BatchedReader
+    from streamfuse.mqtt.reader import BatchedReader
 
     readers: list[BatchedReader] = []
     init = BatchedReader.__init__
@@ -497,8 +500,11 @@ def test_stage_latencies_are_recorded_once_each_after_their_prediction_is_out(
     sent = [raw for raw, _ in timed]
     engine = Engine(prefix=topic_prefix, timer=time.perf_counter)
     made: list[Prediction] = []
-    gateway = Gateway(engine, gateway_config(broker_url=broker_url, prefix=topic_prefix),
-                      on_prediction=made.append)
+    gateway = Gateway(
+        engine,
+        gateway_config(broker_url=broker_url, prefix=topic_prefix),
+        on_prediction=made.append,
+    )
     host, port, *_ = parse_broker_url(broker_url)
 
     async def main() -> None:
@@ -523,17 +529,14 @@ def test_stage_latencies_are_recorded_once_each_after_their_prediction_is_out(
     asyncio.run(main())
     registry = gateway.metrics.registry
     counts = {
-        stage: registry.get_sample_value(
-            "streamfuse_stage_latency_seconds_count", {"stage": stage}
-        )
+        stage: registry.get_sample_value("streamfuse_stage_latency_seconds_count", {"stage": stage})
         for stage in ("align", "features", "predict")
     }
     assert gateway.published >= 3 and engine.counters["predictions"] == gateway.published
     assert len(made) == gateway.published
     on_data = sum("align" in p.latency for p in made)
     assert on_data >= 1  # windows closed on data are among them
-    assert counts == {"align": on_data, "features": gateway.published,
-                      "predict": gateway.published}
+    assert counts == {"align": on_data, "features": gateway.published, "predict": gateway.published}
     assert gateway.outbox.unobserved == []
 
 

@@ -5,6 +5,7 @@
 - :mod:`.analysis`: the join of their records into histograms (:class:`BenchResult`);
 - :mod:`.orchestration`: one run (:func:`~.orchestration.run_bench`) and the ramp, around the
   gateway under test, which the caller hands in (the command line: the gateway's own server);
+- :mod:`.interrupt`: Ctrl-C (:class:`~.interrupt.BenchInterrupted`) and the waits it cuts short;
 - :mod:`.histograms`, :mod:`.report`: HDR histograms, tables, JSON and plots.
 """
 

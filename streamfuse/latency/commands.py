@@ -137,7 +137,8 @@ def run(args: argparse.Namespace, host: GatewayHost) -> int:
     """``streamfuse bench``: one run (or the ramp) against ``host``'s gateway; print, write.
     Ctrl-C stops it within a second or two and reports what was measured until then (exit
     code 130)."""
-    from .orchestration import BenchInterrupted, broker_for, run_bench, run_ramp
+    from .interrupt import BenchInterrupted
+    from .orchestration import broker_for, run_bench, run_ramp
     from .report import format_ramp, format_table, plot, write_json
 
     prefix = f"sfbench{uuid.uuid4().hex[:6]}"

@@ -64,8 +64,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import BrokerError, StreamfuseError
+from ..errors import BrokerError
 from .analysis import BenchResult, analyse, timed_samples
+from .interrupt import BenchInterrupted, receive
 from .publisher import publisher_main
 from .relay import relay_main
 from .settings import P99_TARGET_MS, BenchSettings
@@ -83,56 +84,6 @@ def _machine() -> dict[str, object]:
         "python": platform.python_version(),
         "processor": platform.processor() or platform.machine(),
     }
-
-
-class BenchInterrupted(StreamfuseError):
-    """The bench was told to stop (Ctrl-C) before it measured anything."""
-
-
-async def _readable(conn: Any, timeout: float, stop: asyncio.Event | None = None) -> bool:
-    """Wait on the event loop until ``conn`` has something to read (True), ``timeout``
-    seconds pass (False) or ``stop`` is set (:class:`BenchInterrupted`).
-
-    Not ``asyncio.to_thread(conn.poll, timeout)``: a thread blocked in ``poll`` cannot be
-    cancelled, and ``asyncio.run`` waits for it at exit, so Ctrl-C during the measurement
-    waited out the publisher's whole budget (duration + 120 s) before the command ended.
-    """
-    if conn.poll():
-        return True
-    loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-    fd = conn.fileno()
-
-    def readable() -> None:
-        if not ready.done():
-            ready.set_result(True)
-
-    loop.add_reader(fd, readable)
-    waits: set[asyncio.Future[Any]] = {ready}
-    stopped = None
-    if stop is not None:
-        stopped = asyncio.ensure_future(stop.wait())
-        waits.add(stopped)
-    try:
-        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        loop.remove_reader(fd)
-        for fut in waits:
-            fut.cancel()
-    if ready.done() and not ready.cancelled():
-        return True
-    if stopped is not None and stop is not None and stop.is_set():
-        raise BenchInterrupted("interrupted")
-    return False
-
-
-async def _recv(conn: Any, what: str, timeout: float, stop: asyncio.Event | None = None) -> Any:
-    if not await _readable(conn, timeout, stop):
-        raise BrokerError(f"the benchmark {what} did not answer within {timeout:.0f} s")
-    kind, payload = conn.recv()
-    if kind == "error":
-        raise BrokerError(f"the benchmark {what} failed: {payload}")
-    return payload
 
 
 class HostedGateway(Protocol):
@@ -224,10 +175,10 @@ async def run_bench(
         publisher.start()
         subscriber.start()
         relay.start()
-        await _recv(sub_parent, "subscriber", 60, stop)
-        await _recv(relay_parent, "relay", 60, stop)
+        await receive(sub_parent, "subscriber", 60, stop)
+        await receive(relay_parent, "relay", 60, stop)
         gen_budget = 120 + settings.devices * settings.duration / 50
-        ready = await _recv(pub_parent, "publisher", gen_budget, stop)
+        ready = await receive(pub_parent, "publisher", gen_budget, stop)
         log.info("publisher ready: %s", ready)
         t_base = time.time() + settings.start_delay_s
         # a gateway in other processes (a fleet's actors) says what CPU it used
@@ -244,13 +195,13 @@ async def run_bench(
             profiler.enable()
         pub_parent.send(("go", t_base))
         try:
-            log_rec = await _recv(pub_parent, "publisher", settings.duration + 120, stop)
+            log_rec = await receive(pub_parent, "publisher", settings.duration + 120, stop)
         except BenchInterrupted:
             # what was published so far is the run: the publisher stops and sends its log
             interrupted_after = max(0.0, time.time() - t_base)
             grace = 0.5
             pub_parent.send(("stop", None))
-            log_rec = await _recv(pub_parent, "publisher", 10)
+            log_rec = await receive(pub_parent, "publisher", 10)
         if profiler is not None:
             profiler.disable()
         cpu_s, wall_s = cpu_time() - mark[0], time.perf_counter() - mark[1]
@@ -262,9 +213,9 @@ async def run_bench(
         # the relay first, so that every echo it sent is in the subscriber's record
         with contextlib.suppress(OSError):  # a relay that failed has said why on its pipe
             relay_parent.send("stop")
-        relay_stats = await _recv(relay_parent, "relay", 60)
+        relay_stats = await receive(relay_parent, "relay", 60)
         sub_parent.send("stop")
-        preds, floor, echoes = await _recv(sub_parent, "subscriber", 120)
+        preds, floor, echoes = await receive(sub_parent, "subscriber", 120)
     except BaseException:
         grace = 0.5  # interrupted or failed: nothing more is wanted of the helpers
         raise

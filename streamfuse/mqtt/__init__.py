@@ -3,6 +3,7 @@
 - :mod:`.address`: ``mqtt[s]://`` URLs read once (TLS and credentials); standard library only;
 - :mod:`.client`: :func:`connect` / :func:`open_session`, the one client factory;
 - :mod:`.fastpath`: the per-message read and publish paths around paho;
+- :mod:`.reader`: paho's packet reader replaced by a batched one (QoS 0 PUBLISH off the socket);
 - :mod:`.queue`: the gateway's bounded, shedding incoming queue;
 - :mod:`.sockets`: free ports, TCP_NODELAY, a broker probe;
 - :mod:`.broker` (with :mod:`.child` and :mod:`.amqtt_main`): the embedded broker supervisor.
