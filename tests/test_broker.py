@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+import weakref
 from pathlib import Path
 
 import aiomqtt
@@ -213,9 +214,13 @@ def test_interrupted_start_leaves_no_child(monkeypatch: pytest.MonkeyPatch, driv
     assert _wait_gone(pids[0], 2.0)
 
 
-def test_stop_all_at_exit_stops_live_brokers() -> None:
+def test_stop_all_at_exit_stops_live_brokers(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the exit hook stops every live broker of the process: give it a registry of its own, or
+    # it stops the session's broker too (the one the next test files on this worker share)
+    monkeypatch.setattr(broker_mod, "_LIVE", weakref.WeakSet())
     broker = EmbeddedBroker(kind="mosquitto" if find_mosquitto() else "amqtt").start()
     pid = broker.pid
+    assert list(broker_mod._LIVE) == [broker]
     broker_mod._stop_all()
     assert not broker.running
     assert _wait_gone(pid, 2.0)
