@@ -5,9 +5,9 @@ rows (:func:`column_means`) and the median (:func:`median_of`, by quickselect).
 
 NumPy sums a contiguous run pairwise (what ``x.sum()`` and ``x.sum(axis=-1)`` use on contiguous
 rows) and a ``[k, ch]`` block down its rows (``x.sum(axis=0)`` with ch > 1) as a plain running
-sum. :func:`streamfuse.kernels.moments.pairwise_sum` adds in the same order but starts a short
-run from ``0.0``; :func:`pairwise_sum` here starts it from ``-0.0``, as NumPy's pairwise routine
-does, and :func:`np_sum` adds the reduction's initial ``0.0``.
+sum. :func:`pairwise_sum` is :func:`streamfuse.kernels.moments.pairwise_sum` but for the sign of
+a short run's zero (from ``-0.0``, as NumPy's pairwise routine), and :func:`np_sum` adds the
+reduction's initial ``0.0``.
 """
 
 from __future__ import annotations
@@ -15,86 +15,21 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .moments import pairwise_sum as moments_pairwise_sum
+
 
 @njit(cache=True, nogil=True)
-def _block_sum(a: np.ndarray, lo: int, n: int) -> float:  # pragma: no cover - compiled
-    """NumPy's pairwise summation of a run of at most 128: eight accumulators, or a running
-    sum from ``-0.0`` below eight."""
+def pairwise_sum(a: np.ndarray, lo: int, n: int) -> float:  # pragma: no cover - compiled
+    """``a[lo:lo+n].sum()`` exactly as NumPy adds a contiguous float64 run, without the
+    reduction's initial ``0.0 +``: :func:`streamfuse.kernels.moments.pairwise_sum` (the same
+    order), except that a run shorter than eight is summed from ``-0.0``, as NumPy's pairwise
+    routine does (it decides the sign of a sum of zeros)."""
     if n < 8:
         res = -0.0
         for i in range(n):
             res += a[lo + i]
         return res
-    r0 = a[lo]
-    r1 = a[lo + 1]
-    r2 = a[lo + 2]
-    r3 = a[lo + 3]
-    r4 = a[lo + 4]
-    r5 = a[lo + 5]
-    r6 = a[lo + 6]
-    r7 = a[lo + 7]
-    full = n - n % 8
-    for i in range(lo + 8, lo + full, 8):
-        r0 += a[i]
-        r1 += a[i + 1]
-        r2 += a[i + 2]
-        r3 += a[i + 3]
-        r4 += a[i + 4]
-        r5 += a[i + 5]
-        r6 += a[i + 6]
-        r7 += a[i + 7]
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    for i in range(lo + full, lo + n):
-        res += a[i]
-    return res
-
-
-@njit(cache=True, nogil=True)
-def pairwise_sum(a: np.ndarray, lo: int, n: int) -> float:  # pragma: no cover - compiled
-    """``a[lo:lo+n].sum()`` exactly as NumPy adds a contiguous float64 run (halves rounded
-    down to a multiple of 8 until at most 128, then ``_block_sum``; left + right), without
-    the reduction's initial ``0.0 +``. The halving runs on an explicit stack: a recursive
-    kernel with ``cache=True`` crashed when loaded from the cache (numba 0.68)."""
-    if n <= 128:
-        return _block_sum(a, lo, n)
-    s_lo = np.empty(64, dtype=np.int64)
-    s_n = np.empty(64, dtype=np.int64)
-    s_stage = np.empty(64, dtype=np.int64)  # 1: left half pending, 2: right half pending
-    s_left = np.empty(64)
-    s_lo[0] = lo
-    s_n[0] = n
-    s_stage[0] = 0
-    sp = 1
-    while True:
-        t = sp - 1
-        nn = s_n[t]
-        if nn > 128:
-            h = nn // 2
-            h -= h % 8
-            s_stage[t] = 1
-            s_lo[sp] = s_lo[t]
-            s_n[sp] = h
-            s_stage[sp] = 0
-            sp += 1
-            continue
-        val = _block_sum(a, s_lo[t], nn)
-        sp -= 1
-        while True:
-            if sp == 0:
-                return val
-            p = sp - 1
-            if s_stage[p] == 1:
-                s_left[p] = val
-                s_stage[p] = 2
-                h = s_n[p] // 2
-                h -= h % 8
-                s_lo[sp] = s_lo[p] + h
-                s_n[sp] = s_n[p] - h
-                s_stage[sp] = 0
-                sp += 1
-                break
-            val = s_left[p] + val
-            sp -= 1
+    return moments_pairwise_sum(a, lo, n)
 
 
 @njit(cache=True, nogil=True)
