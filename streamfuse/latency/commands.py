@@ -133,6 +133,26 @@ def _nothing_measured() -> int:
     return EXIT_INTERRUPTED
 
 
+def _settings(
+    args: argparse.Namespace, url: str, prefix: str, broker_pid: int | None, shards: int = 0
+) -> BenchSettings:
+    """The bench's settings from its command line, on broker ``url`` under ``prefix``."""
+    return BenchSettings(
+        devices=args.devices,
+        duration=args.duration,
+        broker_url=url,
+        prefix=prefix,
+        broker_pid=broker_pid,
+        seed=args.seed,
+        model=args.model,
+        floor_devices=args.floor_devices,
+        bundle=args.bundle,
+        lockstep=args.lockstep,
+        warmup_s=args.warmup,
+        shards=shards,
+    )
+
+
 def run(args: argparse.Namespace, host: GatewayHost) -> int:
     """``streamfuse bench``: one run (or the ramp) against ``host``'s gateway; print, write.
     Ctrl-C stops it within a second or two and reports what was measured until then (exit
@@ -149,19 +169,7 @@ def run(args: argparse.Namespace, host: GatewayHost) -> int:
 
         profiler = cProfile.Profile(time.process_time)  # CPU time: preemption is not ours
     with broker_for(args.broker, args.broker_kind) as (url, kind, broker_pid):
-        settings = BenchSettings(
-            devices=args.devices,
-            duration=args.duration,
-            broker_url=url,
-            prefix=prefix,
-            broker_pid=broker_pid,
-            seed=args.seed,
-            model=args.model,
-            floor_devices=args.floor_devices,
-            bundle=args.bundle,
-            lockstep=args.lockstep,
-            warmup_s=args.warmup,
-        )
+        settings = _settings(args, url, prefix, broker_pid)
         ramp_docs: list[dict[str, object]] = []
         if args.ramp:
             (runs, best), stopped = asyncio.run(_interruptible(
@@ -221,20 +229,7 @@ def run_cluster(args: argparse.Namespace, hosts: dict[int, GatewayHost]) -> int:
     with broker_for(args.broker, args.broker_kind) as (url, kind, broker_pid):
         for actors, host in hosts.items():
             prefix = f"sfbench{uuid.uuid4().hex[:6]}"
-            settings = BenchSettings(
-                devices=args.devices,
-                duration=args.duration,
-                broker_url=url,
-                prefix=prefix,
-                broker_pid=broker_pid,
-                seed=args.seed,
-                model=args.model,
-                floor_devices=args.floor_devices,
-                bundle=args.bundle,
-                lockstep=args.lockstep,
-                warmup_s=args.warmup,
-                shards=args.shards if actors else 0,
-            )
+            settings = _settings(args, url, prefix, broker_pid, args.shards if actors else 0)
             runs, best = asyncio.run(
                 run_ramp(
                     settings,
